@@ -1,0 +1,574 @@
+//! The `elicence` command line (SPEC §12): a thin layer over [`crate::app::App`]. Every command
+//! that prints a result takes `--json` and then prints the same JSON as the API.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::app::{Actor, Amendment, App, AppError, Renewal};
+use crate::config::Settings;
+use crate::directory::{Directory, FieldType, HolderKind, LicenceType};
+use crate::licence::{EventKind, RecordInput};
+use crate::signing::keys::KeyRing;
+use crate::signing::status_list::StatusList;
+use crate::signing::trust::TrustStore;
+use crate::signing::qr;
+use crate::time_util;
+use crate::verify::{self, Outcome, Verification};
+
+#[derive(Debug, Parser)]
+#[command(name = "elicence", version, about = "Signed electronic licences: issue, convert, verify, publish")]
+pub struct Cli {
+    /// A TOML settings file; ELICENCE_* environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print results as JSON (the same JSON the HTTP API answers).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Keys and certificates under the keys folder.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The trust list verifiers start from.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Signed status lists, for offline verifiers.
+    #[command(subcommand, name = "status-list")]
+    StatusList(StatusListCommand),
+    /// The licence directory (证照目录).
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+    /// Issue a new licence from a JSON record (see `directory show TYPE --example`).
+    Issue {
+        /// The licence type code (21 characters).
+        type_code: String,
+        /// The record as JSON.
+        #[arg(long, value_name = "RECORD.json")]
+        file: PathBuf,
+    },
+    /// Show and change licences.
+    #[command(subcommand)]
+    Licence(LicenceCommand),
+    /// Verify a QR text, its base32 part or a licence version identifier.
+    /// Exit 0 for valid, 2 for any other result, 1 for an error.
+    Verify {
+        input: String,
+        /// Check with a cached trust list and status lists only, without the service's store.
+        #[arg(long, requires = "trust")]
+        offline: bool,
+        /// The trust list file (from `trust export`).
+        #[arg(long, value_name = "FILE")]
+        trust: Option<PathBuf>,
+        /// Signed status list files (from `status-list export`); repeat for several.
+        #[arg(long = "status-list", value_name = "FILE")]
+        status_lists: Vec<PathBuf>,
+        /// The root certificate (PEM) to pin instead of trusting the trust list's own root.
+        #[arg(long, value_name = "PEM")]
+        root: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a development root and a signer per department, unless keys exist already.
+    Init,
+    /// List signer certificates.
+    List,
+    /// Give a department a new signing key; the old one is retired (still verifies).
+    Rotate {
+        #[arg(long, value_name = "USCC")]
+        department: String,
+    },
+    /// Revoke a signer certificate: what it signed verifies as `signer_revoked`.
+    Revoke { kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Write the trust list (JSON) to FILE.
+    Export { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatusListCommand {
+    /// Write status list N of an issuing department (signed COSE_Sign1) to FILE.
+    Export {
+        #[arg(long, value_name = "USCC")]
+        issuer: String,
+        #[arg(long, default_value_t = 0)]
+        list: u64,
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// The licence types with their codes and the directory version.
+    List,
+    /// One licence type with its fields.
+    Show {
+        type_code: String,
+        /// Print a valid sample record instead: the starting point for `issue --file`.
+        #[arg(long)]
+        example: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenceCommand {
+    /// A licence at one version (the latest unless named), with its events.
+    Show {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Every version of a licence.
+    Versions { id: String },
+    /// Amend (变更): a new version with changed holder name or fields, from a JSON file
+    /// `{"holder_name": …, "fields": {…}, "reason": …}`.
+    Amend {
+        id: String,
+        #[arg(long, value_name = "CHANGES.json")]
+        file: PathBuf,
+    },
+    /// Renew (延续): a new version with a new validity period.
+    Renew {
+        id: String,
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        valid_from: Option<String>,
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        valid_until: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Suspend (暂停) a licence.
+    Suspend {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reinstate a suspended licence.
+    Reinstate {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Revoke (注销/吊销) a licence.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let json = cli.json;
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                println!("{}", e.to_json());
+            }
+            eprintln!("error: {e}");
+            if let AppError::Invalid(errors) = &e {
+                for error in &errors.0 {
+                    eprintln!("  - {error}");
+                }
+            }
+            1
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32, AppError> {
+    let settings =
+        Settings::load(cli.config.as_deref()).map_err(|e| AppError::Config(e.to_string()))?;
+    let json = cli.json;
+    match cli.command {
+        Command::Keys(command) => keys(&settings, command, json),
+        Command::Directory(command) => directory(settings, command, json).await,
+        Command::Verify {
+            input,
+            offline: true,
+            trust,
+            status_lists,
+            root,
+        } => {
+            let trust = trust.expect("clap requires --trust with --offline");
+            verify_offline(&settings, &input, &trust, &status_lists, root.as_deref(), json)
+        }
+        command => {
+            let app = App::open(settings).await?;
+            let code = with_app(&app, command, json).await;
+            app.store.close().await;
+            code
+        }
+    }
+}
+
+async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppError> {
+    let actor = Actor::local_operator();
+    match command {
+        Command::Trust(TrustCommand::Export { file }) => {
+            let list = app.trust_list();
+            write_file(&file, serde_json::to_string_pretty(&list).expect("serialises").as_bytes())?;
+            print(json, &list, || format!("trust list version {} written to {}", list.version, file.display()));
+        }
+        Command::StatusList(StatusListCommand::Export { issuer, list, file }) => {
+            let signed = app.status_list(&issuer, list).await?;
+            write_file(&file, &signed)?;
+            let info = serde_json::json!({"issuer": issuer, "list": list, "bytes": signed.len(), "file": file});
+            print(json, &info, || format!("status list {list} of {issuer} ({} bytes) written to {}", signed.len(), file.display()));
+        }
+        Command::Issue { type_code, file } => {
+            let input: RecordInput = read_json(&file)?;
+            let issued = app.issue(&actor, &type_code, &input, None).await?;
+            print(json, &issued, || format!("{}\n{}", issued.id, issued.qr_text));
+        }
+        Command::Licence(command) => licence(app, &actor, command, json).await?,
+        Command::Verify { input, .. } => {
+            let verification = app.verify(&input).await?;
+            return Ok(report_verification(&verification, json));
+        }
+        Command::Keys(_) | Command::Directory(_) => unreachable!("handled without the store"),
+    }
+    Ok(0)
+}
+
+async fn licence(app: &App, actor: &Actor, command: LicenceCommand, json: bool) -> Result<(), AppError> {
+    match command {
+        LicenceCommand::Show { id, version } => {
+            let view = app.show(&id, version).await?;
+            print(json, &view, || describe_licence(app, &view));
+        }
+        LicenceCommand::Versions { id } => {
+            let versions = app.versions(&id).await?;
+            print(json, &versions, || {
+                versions
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{}  issued {}  valid {} .. {}{}",
+                            v.id,
+                            v.issued_at,
+                            v.valid_from,
+                            v.valid_until.as_deref().unwrap_or("permanent"),
+                            if v.superseded { "  (superseded)" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        LicenceCommand::Amend { id, file } => {
+            let change: Amendment = read_json(&file)?;
+            let issued = app.amend(actor, &id, &change).await?;
+            print(json, &issued, || format!("{}\n{}", issued.id, issued.qr_text));
+        }
+        LicenceCommand::Renew {
+            id,
+            valid_from,
+            valid_until,
+            reason,
+        } => {
+            let renewal = Renewal {
+                valid_from,
+                valid_until,
+                reason,
+            };
+            let issued = app.renew(actor, &id, &renewal).await?;
+            print(json, &issued, || format!("{}\n{}", issued.id, issued.qr_text));
+        }
+        LicenceCommand::Suspend { id, reason } => status(app, actor, &id, EventKind::Suspended, reason, json).await?,
+        LicenceCommand::Reinstate { id, reason } => status(app, actor, &id, EventKind::Reinstated, reason, json).await?,
+        LicenceCommand::Revoke { id, reason } => status(app, actor, &id, EventKind::Revoked, reason, json).await?,
+    }
+    Ok(())
+}
+
+async fn status(
+    app: &App,
+    actor: &Actor,
+    id: &str,
+    kind: EventKind,
+    reason: Option<String>,
+    json: bool,
+) -> Result<(), AppError> {
+    let event = app.change_status(actor, id, kind, reason.as_deref()).await?;
+    print(json, &event, || format!("{} {} (event {})", id, kind.as_str(), event.seq));
+    Ok(())
+}
+
+fn describe_licence(app: &App, view: &crate::app::LicenceView) -> String {
+    let v = &view.version;
+    let mut out = vec![
+        format!("{} {}", view.type_name, view.number),
+        format!("licence   {}", view.licence_id),
+        format!("version   {} of {}{}", v.id, view.latest_version, if v.superseded { " (superseded)" } else { "" }),
+        format!("status    {} ({})", view.status.as_str(), v.validity),
+        format!("holder    {} {}", v.holder.name, v.holder.id),
+        format!(
+            "validity  {} .. {}",
+            v.valid_from,
+            v.valid_until.as_deref().unwrap_or("permanent")
+        ),
+    ];
+    if let Ok(code) = crate::identifiers::TypeCode::parse(&view.type_code) {
+        if let Ok(t) = app.licence_type(&code) {
+            for f in &t.fields {
+                if let Some(value) = v.fields.get(&f.key) {
+                    out.push(format!("  {}: {}", f.label, value));
+                }
+            }
+        }
+    }
+    out.push(format!("QR        {}", v.qr_text));
+    for e in &view.events {
+        out.push(format!(
+            "event {:>6}  {}  {:<10} v{} {}{}",
+            e.seq,
+            e.at,
+            e.kind.as_str(),
+            e.version,
+            e.actor,
+            e.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
+        ));
+    }
+    out.join("\n")
+}
+
+fn keys(settings: &Settings, command: KeysCommand, json: bool) -> Result<i32, AppError> {
+    let directory = Directory::load(&settings.templates_dir.join("directory"))?;
+    let (mut ring, created) = KeyRing::open_or_init(&settings.keys_dir, &directory.issuers())?;
+    match command {
+        KeysCommand::Init => {
+            let message = if created {
+                format!(
+                    "made a DEVELOPMENT root and signer keys under {} (nobody else trusts this root)",
+                    settings.keys_dir.display()
+                )
+            } else {
+                format!("keys exist under {}; nothing made", settings.keys_dir.display())
+            };
+            print(json, &serde_json::json!({"created": created, "message": message}), || message.clone());
+        }
+        KeysCommand::List => {
+            let list = ring.trust_list();
+            print(json, &list.signers, || {
+                list.signers
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}  {:<8} {} {}{}",
+                            s.kid,
+                            format!("{:?}", s.status).to_lowercase(),
+                            s.uscc,
+                            s.department,
+                            s.revoked_at.as_deref().map(|t| format!(" (revoked {t})")).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        KeysCommand::Rotate { department } => {
+            let uscc = crate::identifiers::Uscc::parse(&department)?;
+            let kid = ring.rotate(&uscc)?;
+            print(json, &serde_json::json!({"kid": kid, "department": department}), || {
+                format!("new signer {kid} for {department}; the previous one is retired")
+            });
+        }
+        KeysCommand::Revoke { kid } => {
+            ring.revoke(&kid)?;
+            print(json, &serde_json::json!({"revoked": kid}), || format!("signer {kid} revoked"));
+        }
+    }
+    Ok(0)
+}
+
+async fn directory(settings: Settings, command: DirectoryCommand, json: bool) -> Result<i32, AppError> {
+    // The directory version lives in the store, so listing opens it (and records a changed file).
+    let app = App::open(settings).await?;
+    match command {
+        DirectoryCommand::List => {
+            let types: Vec<_> = app.directory.types().map(TypeSummary::from).collect();
+            let listing = serde_json::json!({"directory_version": app.directory_version, "types": types});
+            print(json, &listing, || {
+                let mut lines = vec![format!("directory version {}", app.directory_version)];
+                lines.extend(types.iter().map(|t| {
+                    format!("{}  {}  ({}, {}, {})", t.code, t.name, t.issuer, t.holder_kind.as_str(), t.default_validity)
+                }));
+                lines.join("\n")
+            });
+        }
+        DirectoryCommand::Show { type_code, example } => {
+            let code = crate::identifiers::TypeCode::parse(&type_code)?;
+            let t = app.licence_type(&code)?;
+            if example {
+                let record = example_record(t);
+                println!("{}", serde_json::to_string_pretty(&record).expect("serialises"));
+            } else {
+                print(json, t, || describe_type(t));
+            }
+        }
+    }
+    app.store.close().await;
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct TypeSummary {
+    code: String,
+    name: String,
+    issuer: String,
+    holder_kind: HolderKind,
+    default_validity: String,
+}
+
+impl From<&LicenceType> for TypeSummary {
+    fn from(t: &LicenceType) -> Self {
+        TypeSummary {
+            code: t.code.to_string(),
+            name: t.name.clone(),
+            issuer: t.issuer.name.clone(),
+            holder_kind: t.holder_kind,
+            default_validity: t.default_validity.to_string(),
+        }
+    }
+}
+
+fn describe_type(t: &LicenceType) -> String {
+    let mut lines = vec![
+        format!("{} {}", t.code, t.name),
+        format!("issuer  {} ({})", t.issuer.name, t.issuer.uscc),
+        format!("holder  {}; default validity {}", t.holder_kind.as_str(), t.default_validity),
+    ];
+    for f in &t.fields {
+        lines.push(format!(
+            "  {:<24} {:<14} {:?}{}{}{}",
+            f.key,
+            f.label,
+            f.field_type,
+            if f.required { " required" } else { "" },
+            if f.public { " public" } else { " private" },
+            if f.values.is_empty() { String::new() } else { format!(" [{}]", f.values.join("|")) }
+        ));
+    }
+    lines.join("\n")
+}
+
+/// A valid record for a type, from the directory's sample values.
+pub fn example_record(t: &LicenceType) -> RecordInput {
+    let holder_id = match t.holder_kind {
+        HolderKind::Person => "11010519491231002X",
+        HolderKind::Organisation => "91350100M000100Y43",
+    };
+    let fields = t
+        .fields
+        .iter()
+        .filter_map(|f| {
+            let sample = f.example.clone().or_else(|| f.values.first().cloned())?;
+            let value = match f.field_type {
+                FieldType::Integer => sample.parse::<i64>().map(serde_json::Value::from).ok()?,
+                _ => serde_json::Value::from(sample),
+            };
+            Some((f.key.clone(), value))
+        })
+        .collect();
+    RecordInput {
+        number: None,
+        holder: crate::licence::HolderInput {
+            name: t.example_holder_name.clone().unwrap_or_else(|| "示例持证主体".into()),
+            id: holder_id.into(),
+        },
+        valid_from: Some(time_util::format_date(time_util::today_cst())),
+        valid_until: None,
+        fields,
+    }
+}
+
+fn verify_offline(
+    settings: &Settings,
+    input: &str,
+    trust: &Path,
+    status_lists: &[PathBuf],
+    root: Option<&Path>,
+    json: bool,
+) -> Result<i32, AppError> {
+    let trust_json = std::fs::read_to_string(trust)
+        .map_err(|e| AppError::BadInput(format!("{}: {e}", trust.display())))?;
+    let list: crate::signing::trust::TrustList = serde_json::from_str(&trust_json)
+        .map_err(|e| AppError::BadInput(format!("{}: not a trust list: {e}", trust.display())))?;
+    let pinned = root
+        .map(|p| std::fs::read_to_string(p).map_err(|e| AppError::BadInput(format!("{}: {e}", p.display()))))
+        .transpose()?;
+    let pinned_roots = pinned.map(|p| vec![p]);
+    let store = TrustStore::new(&list, pinned_roots.as_deref())
+        .map_err(|e| AppError::BadInput(format!("{}: {e}", trust.display())))?;
+    let mut lists = Vec::new();
+    for path in status_lists {
+        let bytes = std::fs::read(path).map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
+        let parsed = StatusList::parse_signed(&bytes)
+            .map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
+        lists.push(parsed);
+    }
+    let verification = match qr::token_from_text(input) {
+        Ok(token) => verify::verify_offline(
+            &token,
+            &store,
+            &lists,
+            settings.status_list_max_age_seconds,
+            time_util::now().unix_timestamp(),
+        ),
+        Err(e) => Verification::failed(Outcome::Malformed, e.to_string()),
+    };
+    Ok(report_verification(&verification, json))
+}
+
+fn report_verification(v: &Verification, json: bool) -> i32 {
+    print(json, v, || {
+        let mut lines = vec![format!("{} ({}) — {}", v.result.as_str(), v.result.label_zh(), v.message)];
+        if let Some(l) = &v.licence {
+            lines.push(format!("{} {} v{}", l.name, l.id, l.version));
+            lines.push(format!("holder {} {}", l.holder_name, l.holder_id));
+            lines.push(format!("valid {} .. {}", l.valid_from, l.valid_until.as_deref().unwrap_or("permanent")));
+        }
+        if let Some(d) = &v.department {
+            lines.push(format!("issued by {} ({}), kid {}", d.name, d.uscc, v.kid.as_deref().unwrap_or("")));
+        }
+        if let Some(c) = &v.current {
+            lines.push(format!("now {} at version {}", c.status, c.version));
+        }
+        lines.join("\n")
+    });
+    if v.result == Outcome::Valid {
+        0
+    } else {
+        2
+    }
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value).expect("results serialise"));
+    } else {
+        println!("{}", human());
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AppError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<(), AppError> {
+    std::fs::write(path, data).map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))
+}

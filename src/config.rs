@@ -1,0 +1,151 @@
+//! Settings (SPEC §12): defaults that need no file, then an optional TOML file (`--config`), then
+//! `ELICENCE_*` environment variables, each layer overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::signing::qr;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The SQLite file and the blob store live here.
+    pub data_dir: PathBuf,
+    pub keys_dir: PathBuf,
+    /// `sqlite:…` or `postgres://…`; the SQLite file in the data dir by default.
+    pub database_url: String,
+    pub listen: String,
+    /// The public URL put in QR codes, uppercase (QR alphanumeric mode).
+    pub verify_base: String,
+    pub library_url: Option<String>,
+    pub library_secret: Option<String>,
+    /// Where the licence directory and the PDF layouts are.
+    pub templates_dir: PathBuf,
+    /// How old a cached status list may be before offline verification calls it stale.
+    pub status_list_max_age_seconds: i64,
+}
+
+/// The TOML file's keys: the same names as the environment variables, lowercase, without the prefix.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    keys_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    listen: Option<String>,
+    verify_base: Option<String>,
+    library_url: Option<String>,
+    library_secret: Option<String>,
+    templates_dir: Option<PathBuf>,
+    status_list_max_age_seconds: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{name}: {reason}")]
+    Value { name: &'static str, reason: String },
+}
+
+impl Settings {
+    /// Loads settings from the optional file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(file, |name| std::env::var(name).ok())
+    }
+
+    /// Loads settings from the optional file and `env` (a lookup, so tests need no process state).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?
+            }
+            None => FileSettings::default(),
+        };
+        let pick = |name: &str, file_value: Option<String>| env(name).or(file_value);
+        let data_dir: PathBuf = pick(
+            "ELICENCE_DATA_DIR",
+            from_file.data_dir.map(|p| p.display().to_string()),
+        )
+        .unwrap_or_else(|| "data".into())
+        .into();
+        let database_url = pick("ELICENCE_DATABASE_URL", from_file.database_url)
+            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("elicence.sqlite").display()));
+        let listen = pick("ELICENCE_LISTEN", from_file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let verify_base = pick("ELICENCE_VERIFY_BASE", from_file.verify_base)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let verify_base = qr::normalise_verify_base(&verify_base).map_err(|e| ConfigError::Value {
+            name: "ELICENCE_VERIFY_BASE",
+            reason: e.to_string(),
+        })?;
+        let max_age = match pick(
+            "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
+            from_file.status_list_max_age_seconds.map(|n| n.to_string()),
+        ) {
+            Some(s) => s.parse().ok().filter(|&n: &i64| n > 0).ok_or(ConfigError::Value {
+                name: "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
+                reason: format!("{s:?} is not a positive number of seconds"),
+            })?,
+            None => crate::verify::DEFAULT_MAX_STATUS_AGE_SECONDS,
+        };
+        Ok(Settings {
+            keys_dir: pick(
+                "ELICENCE_KEYS_DIR",
+                from_file.keys_dir.map(|p| p.display().to_string()),
+            )
+            .unwrap_or_else(|| "keys".into())
+            .into(),
+            templates_dir: pick(
+                "ELICENCE_TEMPLATES_DIR",
+                from_file.templates_dir.map(|p| p.display().to_string()),
+            )
+            .unwrap_or_else(|| "templates".into())
+            .into(),
+            data_dir,
+            database_url,
+            listen,
+            verify_base,
+            library_url: pick("ELICENCE_LIBRARY_URL", from_file.library_url),
+            library_secret: pick("ELICENCE_LIBRARY_SECRET", from_file.library_secret),
+            status_list_max_age_seconds: max_age,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_need_no_file_and_env_overrides_the_file() {
+        let none = Settings::load_from(None, |_| None).unwrap();
+        assert_eq!(none.database_url, "sqlite:data/elicence.sqlite");
+        assert_eq!(none.verify_base, "HTTP://127.0.0.1:8080");
+        assert_eq!(none.keys_dir, PathBuf::from("keys"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("elicence.toml");
+        std::fs::write(&file, "data_dir = \"/srv/el\"\nlisten = \"0.0.0.0:9000\"\n").unwrap();
+        let env: HashMap<&str, &str> =
+            [("ELICENCE_LISTEN", "127.0.0.1:7000"), ("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")].into();
+        let s = Settings::load_from(Some(&file), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(s.database_url, "sqlite:/srv/el/elicence.sqlite");
+        assert_eq!(s.listen, "127.0.0.1:7000");
+        assert_eq!(s.verify_base, "HTTPS://ZZ.EXAMPLE.GOV.CN");
+
+        std::fs::write(&file, "colour = 1\n").unwrap();
+        let err = Settings::load_from(Some(&file), |_| None).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

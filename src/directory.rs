@@ -1,0 +1,443 @@
+//! The licence directory (证照目录, SPEC §2): the licence types this county issues, their fields and
+//! layouts. It is data under `templates/directory/`, one TOML file per type, checked strictly at
+//! start; the store keeps each distinct content as a numbered directory version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use time::{Date, Duration, Month};
+
+use crate::identifiers::{TypeCode, Uscc};
+
+/// A directory file that cannot be used: which file, which entry, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("licence directory: {file}: {entry}: {reason}")]
+pub struct DirectoryError {
+    pub file: String,
+    pub entry: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HolderKind {
+    Person,
+    Organisation,
+}
+
+impl HolderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HolderKind::Person => "person",
+            HolderKind::Organisation => "organisation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Text,
+    Date,
+    Integer,
+    Enum,
+    ResidentId,
+    Uscc,
+}
+
+/// One field a licence of a type carries, in the order the licence shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    pub key: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub public: bool,
+    /// A sample value for `directory show --example` and for generated batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Issuer {
+    pub name: String,
+    pub uscc: Uscc,
+}
+
+/// How long a licence of this type is valid by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Permanent,
+    Years(u32),
+    Months(u32),
+    Days(u32),
+}
+
+impl Validity {
+    pub fn parse(s: &str) -> Option<Validity> {
+        if s == "permanent" {
+            return Some(Validity::Permanent);
+        }
+        let body = s.strip_prefix('P')?;
+        let (number, unit) = body.split_at(body.len().checked_sub(1)?);
+        let n: u32 = number.parse().ok().filter(|&n| n > 0 && n <= 100)?;
+        match unit {
+            "Y" => Some(Validity::Years(n)),
+            "M" => Some(Validity::Months(n)),
+            "D" => Some(Validity::Days(n)),
+            _ => None,
+        }
+    }
+
+    /// The last day of validity for a licence valid from `from` (inclusive on both ends, as printed
+    /// on licences: 2024-01-01 for five years runs to 2028-12-31), or None when permanent.
+    pub fn last_day(self, from: Date) -> Option<Date> {
+        let end_exclusive = match self {
+            Validity::Permanent => return None,
+            Validity::Years(n) => add_months(from, n * 12),
+            Validity::Months(n) => add_months(from, n),
+            Validity::Days(n) => from + Duration::days(i64::from(n)),
+        };
+        Some(end_exclusive - Duration::days(1))
+    }
+}
+
+/// Adds calendar months, clamping the day to the target month's length (Jan 31 + 1 month = Feb 28).
+fn add_months(date: Date, months: u32) -> Date {
+    let index = date.year() * 12 + (date.month() as i32 - 1) + months as i32;
+    let (year, month0) = (index.div_euclid(12), index.rem_euclid(12));
+    let month = Month::try_from(month0 as u8 + 1).expect("1..=12");
+    let day = date.day().min(month.length(year));
+    Date::from_calendar_date(year, month, day).expect("clamped day exists")
+}
+
+impl fmt::Display for Validity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Validity::Permanent => f.write_str("permanent"),
+            Validity::Years(n) => write!(f, "P{n}Y"),
+            Validity::Months(n) => write!(f, "P{n}M"),
+            Validity::Days(n) => write!(f, "P{n}D"),
+        }
+    }
+}
+
+impl Serialize for Validity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Validity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Validity::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "default_validity {s:?} must be \"permanent\" or PnY, PnM, PnD"
+            ))
+        })
+    }
+}
+
+/// A licence type of the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LicenceType {
+    pub code: TypeCode,
+    pub name: String,
+    pub issuer: Issuer,
+    pub holder_kind: HolderKind,
+    pub default_validity: Validity,
+    /// Prefix of licence numbers the service assigns when a record brings none.
+    #[serde(default)]
+    pub number_prefix: String,
+    /// The PDF layout this type renders with (a file under `templates/layouts/`).
+    pub template: String,
+    /// Sample holder for `directory show --example`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example_holder_name: Option<String>,
+    pub fields: Vec<FieldDef>,
+}
+
+impl LicenceType {
+    pub fn field(&self, key: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.key == key)
+    }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        let type_entry = format!("type {}", self.code);
+        if self.name.trim().is_empty() {
+            return Err((type_entry, "name is empty".into()));
+        }
+        if self.issuer.name.trim().is_empty() {
+            return Err((type_entry, "issuer.name is empty".into()));
+        }
+        if self.template.trim().is_empty() {
+            return Err((type_entry, "template is empty".into()));
+        }
+        if !self.number_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err((type_entry, "number_prefix must be ASCII letters and digits".into()));
+        }
+        if self.fields.is_empty() {
+            return Err((type_entry, "a licence type needs at least one field".into()));
+        }
+        let mut seen = BTreeSet::new();
+        for field in &self.fields {
+            let entry = format!("field {:?}", field.key);
+            field.check().map_err(|reason| (entry.clone(), reason))?;
+            if !seen.insert(&field.key) {
+                return Err((entry, "key appears twice".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Record keys the licence itself uses; a field may not take one of these names.
+const RESERVED_KEYS: &[&str] = &[
+    "type_code",
+    "number",
+    "holder_name",
+    "holder_id",
+    "valid_from",
+    "valid_until",
+    "scan",
+];
+
+impl FieldDef {
+    fn check(&self) -> Result<(), String> {
+        let snake = !self.key.is_empty()
+            && self.key.starts_with(|c: char| c.is_ascii_lowercase())
+            && self
+                .key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !snake {
+            return Err("key must be ASCII snake_case (a-z, 0-9, _), starting with a letter".into());
+        }
+        if RESERVED_KEYS.contains(&self.key.as_str()) {
+            return Err("key is reserved for a column of the licence itself".into());
+        }
+        if self.label.trim().is_empty() {
+            return Err("label is empty".into());
+        }
+        if self.max_len == Some(0) {
+            return Err("max_len must be at least 1".into());
+        }
+        match (self.field_type, self.values.is_empty()) {
+            (FieldType::Enum, true) => return Err("an enum field needs values".into()),
+            (FieldType::Enum, false) => {}
+            (_, false) => return Err("values are only for enum fields".into()),
+            (_, true) => {}
+        }
+        Ok(())
+    }
+}
+
+/// The whole directory as loaded: its types by code and a digest of its content.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    types: BTreeMap<TypeCode, LicenceType>,
+    /// Lowercase hex SHA-256 of the canonical JSON of all types: what decides a new version.
+    pub digest: String,
+}
+
+impl Directory {
+    /// Reads every `*.toml` under `dir` (sorted by name) and checks each type.
+    pub fn load(dir: &Path) -> Result<Directory, DirectoryError> {
+        let unreadable = |reason: String| DirectoryError {
+            file: dir.display().to_string(),
+            entry: "folder".into(),
+            reason,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| unreadable(e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(unreadable("no *.toml licence types found".into()));
+        }
+        let mut types = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).map_err(|e| DirectoryError {
+                file: file.display().to_string(),
+                entry: "file".into(),
+                reason: e.to_string(),
+            })?;
+            types.push((file.display().to_string(), text));
+        }
+        Self::from_sources(types)
+    }
+
+    /// Builds a directory from (file name, TOML text) pairs.
+    pub fn from_sources(sources: Vec<(String, String)>) -> Result<Directory, DirectoryError> {
+        let mut types = BTreeMap::new();
+        let mut issuers: BTreeMap<Uscc, (String, String)> = BTreeMap::new();
+        for (file, text) in sources {
+            let fail = |entry: String, reason: String| DirectoryError {
+                file: file.clone(),
+                entry,
+                reason,
+            };
+            let licence_type: LicenceType = toml::from_str(&text).map_err(|e| {
+                let entry = match e.span() {
+                    Some(span) => format!("line {}", text[..span.start].lines().count().max(1)),
+                    None => "file".into(),
+                };
+                fail(entry, e.message().to_string())
+            })?;
+            licence_type.check().map_err(|(entry, reason)| fail(entry, reason))?;
+            let code = licence_type.code.clone();
+            if types.contains_key(&code) {
+                return Err(fail(format!("type {code}"), "code is defined twice".into()));
+            }
+            let issuer = &licence_type.issuer;
+            if let Some((name, other)) = issuers.get(&issuer.uscc) {
+                if *name != issuer.name {
+                    return Err(fail(
+                        format!("type {code}"),
+                        format!(
+                            "issuer {} is named {:?} here but {:?} in {other}",
+                            issuer.uscc, issuer.name, name
+                        ),
+                    ));
+                }
+            } else {
+                issuers.insert(issuer.uscc.clone(), (issuer.name.clone(), file.clone()));
+            }
+            types.insert(code, licence_type);
+        }
+        let canonical = serde_json::to_vec(&types).expect("types serialise");
+        let digest = crate::hash::sha256_hex(&canonical);
+        Ok(Directory { types, digest })
+    }
+
+    /// The canonical JSON the digest is taken over: what the store keeps per version.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.types).expect("types serialise")
+    }
+
+    pub fn from_json(json: &str) -> Result<Directory, serde_json::Error> {
+        let types: BTreeMap<TypeCode, LicenceType> = serde_json::from_str(json)?;
+        let digest = crate::hash::sha256_hex(json.as_bytes());
+        Ok(Directory { types, digest })
+    }
+
+    pub fn get(&self, code: &TypeCode) -> Option<&LicenceType> {
+        self.types.get(code)
+    }
+
+    pub fn types(&self) -> impl Iterator<Item = &LicenceType> {
+        self.types.values()
+    }
+
+    /// Every issuing department named by the directory, once each.
+    pub fn issuers(&self) -> Vec<Issuer> {
+        let mut by_uscc = BTreeMap::new();
+        for t in self.types.values() {
+            by_uscc
+                .entry(t.issuer.uscc.clone())
+                .or_insert_with(|| t.issuer.clone());
+        }
+        by_uscc.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    const MINIMAL: &str = r#"
+code = "11100000000013338W032"
+name = "食品经营许可证"
+holder_kind = "organisation"
+default_validity = "P5Y"
+template = "standard"
+[issuer]
+name = "示范县市场监督管理局"
+uscc = "11220000013544541J"
+[[fields]]
+key = "residence"
+label = "住所"
+type = "text"
+required = true
+public = true
+"#;
+
+    fn load_one(text: &str) -> Result<Directory, DirectoryError> {
+        Directory::from_sources(vec![("food.toml".into(), text.into())])
+    }
+
+    #[test]
+    fn shipped_directory_loads_with_the_four_sample_types() {
+        let dir = Directory::load(Path::new("templates/directory")).unwrap();
+        let names: Vec<&str> = dir.types().map(|t| t.name.as_str()).collect();
+        for expected in ["食品经营许可证", "个体工商户营业执照", "建筑工程施工许可证", "残疾人证"] {
+            assert!(
+                names.iter().any(|n| n.ends_with(expected)),
+                "{expected} missing from {names:?}"
+            );
+        }
+        assert!(dir
+            .types()
+            .any(|t| t.holder_kind == HolderKind::Person));
+    }
+
+    #[test]
+    fn a_broken_file_names_file_entry_and_reason() {
+        let err = load_one(&MINIMAL.replace("type = \"text\"", "type = \"colour\"")).unwrap_err();
+        assert_eq!(err.file, "food.toml");
+        assert!(err.entry.starts_with("line "), "{err}");
+        assert!(err.reason.contains("colour"), "{err}");
+
+        let err = load_one(&MINIMAL.replace("key = \"residence\"", "key = \"Residence\"")).unwrap_err();
+        assert_eq!(err.entry, "field \"Residence\"");
+        assert!(err.reason.contains("snake_case"), "{err}");
+
+        let err = load_one(&MINIMAL.replace("13338W032", "13338X032")).unwrap_err();
+        assert!(err.reason.contains("check character"), "{err}");
+
+        let err = load_one(&MINIMAL.replace("type = \"text\"", "type = \"enum\"")).unwrap_err();
+        assert!(err.reason.contains("needs values"), "{err}");
+    }
+
+    #[test]
+    fn a_changed_type_changes_the_digest() {
+        let a = load_one(MINIMAL).unwrap();
+        let b = load_one(&MINIMAL.replace("住所", "住 所")).unwrap();
+        let a_again = load_one(&format!("# a comment\n{MINIMAL}")).unwrap();
+        assert_ne!(a.digest, b.digest);
+        assert_eq!(a.digest, a_again.digest, "formatting alone is not a new version");
+        let round_trip = Directory::from_json(&a.to_json()).unwrap();
+        assert_eq!(round_trip.digest, a.digest);
+    }
+
+    #[test]
+    fn default_validity_counts_inclusive_calendar_periods() {
+        let from = date!(2024 - 01 - 01);
+        assert_eq!(Validity::parse("P5Y").unwrap().last_day(from), Some(date!(2028 - 12 - 31)));
+        assert_eq!(
+            Validity::parse("P1M").unwrap().last_day(date!(2024 - 01 - 31)),
+            Some(date!(2024 - 02 - 28))
+        );
+        assert_eq!(Validity::parse("P30D").unwrap().last_day(from), Some(date!(2024 - 01 - 30)));
+        assert_eq!(Validity::parse("permanent").unwrap().last_day(from), None);
+        for bad in ["5Y", "P0Y", "PY", "P5W", "forever"] {
+            assert!(Validity::parse(bad).is_none(), "{bad}");
+        }
+    }
+}

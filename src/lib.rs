@@ -1,0 +1,18 @@
+//! `elicence`: a county's licence directory, batch conversion of stock paper licences, signed
+//! licence versions, verification by QR code, and the link to the city e-licence library.
+//!
+//! Modules are named for what the domain calls things; data flows one way:
+//! input → validate (`licence`) → licence version → sign (`signing`) → store (`store`).
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod hash;
+pub mod identifiers;
+pub mod licence;
+pub mod signing;
+pub mod store;
+pub mod time_util;
+pub mod verify;

@@ -1,0 +1,181 @@
+//! The trust list (SPEC §5) and what a verifier builds from it: the signer certificates that chain
+//! to the pinned root, found by kid. Chains are checked by rustls-webpki, with the project's EKU.
+
+use ed25519_dalek::VerifyingKey;
+use rustls_pki_types::{CertificateDer, UnixTime};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{kid_of, kid_text, pem_der, SIGNER_EKU_DER};
+use crate::identifiers::Uscc;
+use crate::time_util;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignerStatus {
+    Active,
+    Retired,
+    Revoked,
+}
+
+/// `GET /.well-known/elicence/trust.json`, and the file `trust export` writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrustList {
+    pub version: u64,
+    pub generated_at: String,
+    pub roots: Vec<String>,
+    pub signers: Vec<TrustedSigner>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrustedSigner {
+    pub kid: String,
+    pub department: String,
+    pub uscc: String,
+    pub certificate: String,
+    pub status: SignerStatus,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("trust list: {0}")]
+pub struct TrustError(pub String);
+
+/// A signer certificate a verifier may try for a kid.
+#[derive(Debug, Clone)]
+pub struct SignerCert {
+    pub kid: [u8; 8],
+    pub department: String,
+    /// The USCC in the certificate's subject (organizationIdentifier): who it may sign for.
+    pub uscc: Uscc,
+    pub key: VerifyingKey,
+    pub status: SignerStatus,
+    der: Vec<u8>,
+}
+
+impl SignerCert {
+    pub fn kid_text(&self) -> String {
+        kid_text(&self.kid)
+    }
+
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+}
+
+/// The parsed trust list: pinned roots and signer certificates by kid.
+pub struct TrustStore {
+    roots: Vec<Vec<u8>>,
+    signers: Vec<SignerCert>,
+}
+
+impl TrustStore {
+    /// Parses a trust list, trusting only the roots given in `pinned` when some are given (a verifier
+    /// pins its root out of band) and the list's own roots otherwise (the service's own list).
+    pub fn new(list: &TrustList, pinned: Option<&[String]>) -> Result<TrustStore, TrustError> {
+        let roots = pinned
+            .unwrap_or(&list.roots)
+            .iter()
+            .map(|pem| pem_der(pem).map_err(TrustError))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut signers = Vec::new();
+        for s in &list.signers {
+            let der = pem_der(&s.certificate).map_err(TrustError)?;
+            let kid = kid_of(&der);
+            if kid_text(&kid) != s.kid {
+                return Err(TrustError(format!("signer {} does not match its certificate", s.kid)));
+            }
+            let (key, uscc) = read_signer_certificate(&der)
+                .map_err(|e| TrustError(format!("signer {}: {e}", s.kid)))?;
+            signers.push(SignerCert {
+                kid,
+                department: s.department.clone(),
+                uscc,
+                key,
+                status: s.status,
+                der,
+            });
+        }
+        Ok(TrustStore { roots, signers })
+    }
+
+    pub fn from_json(json: &str) -> Result<TrustStore, TrustError> {
+        let list: TrustList =
+            serde_json::from_str(json).map_err(|e| TrustError(format!("not a trust list: {e}")))?;
+        TrustStore::new(&list, None)
+    }
+
+    /// Every signer certificate with this kid (kids are truncated hashes, so there may be several).
+    pub fn with_kid<'a>(&'a self, kid: &'a [u8]) -> impl Iterator<Item = &'a SignerCert> + 'a {
+        self.signers.iter().filter(move |s| s.kid == kid)
+    }
+
+    /// The newest signer of a department that is not revoked.
+    pub fn current_signer(&self, uscc: &Uscc) -> Option<&SignerCert> {
+        self.signers
+            .iter()
+            .rev()
+            .find(|s| &s.uscc == uscc && s.status == SignerStatus::Active)
+    }
+
+    /// True when `signer` chains to a pinned root, is within its validity at `at` (seconds since
+    /// the epoch) and carries the signer EKU.
+    pub fn chains_at(&self, signer: &SignerCert, at: i64) -> bool {
+        let Ok(at) = u64::try_from(at) else {
+            return false;
+        };
+        let cert_der = CertificateDer::from(signer.der.as_slice());
+        let Ok(end_entity) = webpki::EndEntityCert::try_from(&cert_der) else {
+            return false;
+        };
+        let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at));
+        self.roots.iter().any(|root| {
+            let root_der = CertificateDer::from(root.as_slice());
+            let Ok(anchor) = webpki::anchor_from_trusted_cert(&root_der) else {
+                return false;
+            };
+            end_entity
+                .verify_for_usage(
+                    &[webpki::ring::ED25519],
+                    &[anchor],
+                    &[],
+                    time,
+                    webpki::KeyUsage::required(SIGNER_EKU_DER),
+                    None,
+                    None,
+                )
+                .is_ok()
+        })
+    }
+}
+
+/// The Ed25519 key and the organizationIdentifier (USCC) of a signer certificate.
+fn read_signer_certificate(der: &[u8]) -> Result<(VerifyingKey, Uscc), String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("not X.509: {e}"))?;
+    let raw: [u8; 32] = cert
+        .public_key()
+        .subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .map_err(|_| "not an Ed25519 key".to_string())?;
+    let key = VerifyingKey::from_bytes(&raw).map_err(|_| "invalid Ed25519 key".to_string())?;
+    let uscc = cert
+        .subject()
+        .iter_attributes()
+        .find(|a| a.attr_type().to_id_string() == "2.5.4.97")
+        .and_then(|a| a.as_str().ok())
+        .ok_or_else(|| "subject carries no organizationIdentifier (USCC)".to_string())?;
+    let uscc = Uscc::parse(uscc).map_err(|e| e.to_string())?;
+    Ok((key, uscc))
+}
+
+/// When a trust list says a signer was revoked (None when it was not).
+pub fn revoked_at(list: &TrustList, kid: &str) -> Option<i64> {
+    list.signers
+        .iter()
+        .find(|s| s.kid == kid)
+        .and_then(|s| s.revoked_at.as_deref())
+        .and_then(time_util::parse_rfc3339)
+        .map(|t| t.unix_timestamp())
+}

@@ -1,0 +1,681 @@
+//! The store (SPEC §4, §11): licences, their immutable versions, the ordered change events and
+//! the directory versions, behind one interface over two backends — SQLite (embedded, WAL) and
+//! PostgreSQL (several instances). Both run the same SQL through sqlx's `Any` driver; each has
+//! its own `migrations/`, applied at open.
+//!
+//! Concurrency: every change to a licence appends an event with the next `change_no`, and
+//! `UNIQUE(licence, change_no)` turns a lost race into [`StoreError::Conflict`] instead of two
+//! contradicting changes. On PostgreSQL each writing transaction takes one advisory lock before it
+//! inserts events, so event `seq`s are assigned in commit order and a feed reader that resumes
+//! from its last seq never skips an event that commits late.
+
+use std::path::Path;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::identifiers::{LicenceKey, TypeCode, Uscc};
+use crate::licence::{EventKind, LicenceVersion, Standing};
+use crate::signing::claims::FullRecord;
+use crate::time_util;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock key that orders event inserts on PostgreSQL ("elicence" in ASCII, truncated).
+const EVENT_ORDER_LOCK: i64 = 0x656c_6963_656e_6365;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
+    Url(String),
+    #[error("the licence was changed by someone else at the same moment; look at it again and retry")]
+    Conflict,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A licence as the store knows it, with what its events say about it now.
+#[derive(Debug, Clone)]
+pub struct LicenceRow {
+    pub pk: i64,
+    pub key: LicenceKey,
+    pub number: String,
+    pub created_at: String,
+    /// The number of changes so far (the next change appends `change_no + 1`).
+    pub change_no: i64,
+    pub standing: Standing,
+    pub latest_version: u32,
+}
+
+/// A version row: the signed bytes and the columns kept to find it.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub version: u32,
+    pub identifier: String,
+    pub issued_at: i64,
+    pub status_index: u64,
+    pub kid: Vec<u8>,
+    pub payload_hash: String,
+    pub full_record: Vec<u8>,
+    pub qr_token: Vec<u8>,
+}
+
+impl StoredVersion {
+    /// The record this version signed, read back from its own signed bytes.
+    pub fn full(&self) -> Result<FullRecord> {
+        let envelope = crate::signing::cose::Envelope::parse(&self.full_record)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", self.identifier)))?;
+        FullRecord::from_payload(envelope.payload())
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", self.identifier)))
+    }
+}
+
+/// One change event (SPEC §8).
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub seq: i64,
+    pub licence_id: String,
+    pub version: u32,
+    pub kind: EventKind,
+    pub at: String,
+    pub reason: Option<String>,
+    pub actor: String,
+}
+
+/// A new licence with its first version, to insert.
+pub struct NewLicence<'a> {
+    pub number: &'a str,
+    pub holder_id: &'a str,
+    pub version: &'a LicenceVersion,
+    pub actor: &'a str,
+}
+
+/// What became of one new licence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    Issued { seq: i64 },
+    /// A licence of this type with this number exists already (its licence identifier).
+    DuplicateNumber { existing: String },
+}
+
+pub struct Store {
+    reader: AnyPool,
+    /// SQLite allows one writer at a time: one connection serialises this process's writes
+    /// instead of letting them fail with SQLITE_BUSY. PostgreSQL shares the reader pool.
+    writer: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and applies its migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        let (reader, writer) = match backend {
+            Backend::Sqlite => {
+                create_sqlite_file(url)?;
+                let reader = sqlite_pool(url, 8).await?;
+                // WAL lets readers go on while the single writer writes; it persists in the file.
+                sqlx::query("PRAGMA journal_mode=WAL").execute(&reader).await?;
+                let writer = sqlite_pool(url, 1).await?;
+                (reader, writer)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
+                (pool.clone(), pool)
+            }
+        };
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&writer).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&writer).await?,
+        }
+        Ok(Store {
+            reader,
+            writer,
+            backend,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Directory versions
+
+    /// The version number of this directory content: the latest version when its digest matches,
+    /// otherwise a new version.
+    pub async fn record_directory(&self, digest: &str, content: &str) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        let latest = sqlx::query(
+            "SELECT version, digest FROM directory_versions ORDER BY version DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = &latest {
+            if row.try_get::<String, _>("digest")? == digest {
+                return Ok(row.try_get("version")?);
+            }
+        }
+        let next = latest.map_or(Ok(0), |r| r.try_get::<i64, _>("version"))? + 1;
+        sqlx::query(
+            "INSERT INTO directory_versions (version, digest, content, loaded_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(next)
+        .bind(digest)
+        .bind(content)
+        .bind(time_util::format_rfc3339(time_util::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    pub async fn directory_content(&self, version: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query("SELECT content FROM directory_versions WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&self.reader)
+                .await?
+                .map(|r| r.try_get("content"))
+                .transpose()?,
+        )
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reservations made before signing
+
+    /// Reserves `count` consecutive serials for (type, issuer); returns the first.
+    pub async fn reserve_serials(&self, type_code: &TypeCode, issuer: &Uscc, count: u64) -> Result<u64> {
+        let count = i64::try_from(count).map_err(|_| StoreError::Corrupt("count".into()))?;
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO serial_counters (type_code, issuer, next_serial) VALUES ($1, $2, 1)
+             ON CONFLICT (type_code, issuer) DO NOTHING",
+        )
+        .bind(type_code.as_str())
+        .bind(issuer.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let next: i64 = sqlx::query(
+            "UPDATE serial_counters SET next_serial = next_serial + $1
+             WHERE type_code = $2 AND issuer = $3 RETURNING next_serial",
+        )
+        .bind(count)
+        .bind(type_code.as_str())
+        .bind(issuer.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("next_serial")?;
+        tx.commit().await?;
+        Ok((next - count) as u64)
+    }
+
+    /// Reserves `count` free status-list indexes of `issuer`, chosen at random among the lists in
+    /// use (a new list is opened once they are half full, so a free index is found in few tries).
+    pub async fn reserve_status_indexes(&self, issuer: &Uscc, count: usize) -> Result<Vec<u64>> {
+        use crate::signing::status_list::LIST_LEN;
+        use rand::Rng;
+        let mut tx = self.writer.begin().await?;
+        let used: i64 = sqlx::query("SELECT COUNT(*) AS n FROM status_slots WHERE issuer = $1")
+            .bind(issuer.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+        let lists = (used as u64 + count as u64) / (LIST_LEN / 2) + 1;
+        let mut taken = Vec::with_capacity(count);
+        let mut rng = rand::thread_rng();
+        while taken.len() < count {
+            let candidate = rng.gen_range(0..lists * LIST_LEN);
+            let inserted = sqlx::query(
+                "INSERT INTO status_slots (issuer, slot) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(issuer.as_str())
+            .bind(candidate as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                taken.push(candidate);
+            }
+        }
+        tx.commit().await?;
+        Ok(taken)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Writes
+
+    /// Inserts new licences with their first versions and `issued` events, all in one
+    /// transaction. A licence whose (type, number) exists already is reported, not inserted.
+    pub async fn insert_licences(&self, batch: &[NewLicence<'_>]) -> Result<Vec<Inserted>> {
+        let mut tx = self.writer.begin().await?;
+        self.lock_event_order(&mut tx).await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for new in batch {
+            let v = new.version;
+            let key = &v.id.key;
+            let created_at = time_util::format_rfc3339(v.issued_at);
+            let pk: Option<i64> = sqlx::query(
+                "INSERT INTO licences (licence_id, type_code, issuer, serial, number, holder_id, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (type_code, number) DO NOTHING RETURNING id",
+            )
+            .bind(key.to_string())
+            .bind(key.type_code.as_str())
+            .bind(key.issuer.as_str())
+            .bind(key.serial as i64)
+            .bind(new.number)
+            .bind(new.holder_id)
+            .bind(&created_at)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("id"))
+            .transpose()?;
+            let Some(pk) = pk else {
+                let existing: String = sqlx::query(
+                    "SELECT licence_id FROM licences WHERE type_code = $1 AND number = $2",
+                )
+                .bind(key.type_code.as_str())
+                .bind(new.number)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("licence_id")?;
+                outcomes.push(Inserted::DuplicateNumber { existing });
+                continue;
+            };
+            insert_version(&mut tx, pk, v).await?;
+            let seq = insert_event(&mut tx, pk, key, 1, v.id.version, EventKind::Issued, &created_at, None, new.actor).await?;
+            outcomes.push(Inserted::Issued { seq });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Appends a new version (amendment or renewal) and its event.
+    pub async fn append_version(
+        &self,
+        licence: &LicenceRow,
+        kind: EventKind,
+        version: &LicenceVersion,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        self.lock_event_order(&mut tx).await?;
+        insert_version(&mut tx, licence.pk, version)
+            .await
+            .map_err(conflict_on_unique)?;
+        let at = time_util::format_rfc3339(version.issued_at);
+        let seq = insert_event(
+            &mut tx,
+            licence.pk,
+            &licence.key,
+            licence.change_no + 1,
+            version.id.version,
+            kind,
+            &at,
+            reason,
+            actor,
+        )
+        .await
+        .map_err(conflict_on_unique)?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Appends a status change (suspend, reinstate, revoke) as an event; no version is created.
+    pub async fn append_status(
+        &self,
+        licence: &LicenceRow,
+        kind: EventKind,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        self.lock_event_order(&mut tx).await?;
+        let at = time_util::format_rfc3339(time_util::now());
+        let seq = insert_event(
+            &mut tx,
+            licence.pk,
+            &licence.key,
+            licence.change_no + 1,
+            licence.latest_version,
+            kind,
+            &at,
+            reason,
+            actor,
+        )
+        .await
+        .map_err(conflict_on_unique)?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn lock_event_order(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(EVENT_ORDER_LOCK)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reads
+
+    pub async fn licence(&self, key: &LicenceKey) -> Result<Option<LicenceRow>> {
+        let row = sqlx::query("SELECT id, number, created_at FROM licences WHERE licence_id = $1")
+            .bind(key.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.licence_row(key.clone(), &row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn licence_by_number(&self, type_code: &TypeCode, number: &str) -> Result<Option<LicenceRow>> {
+        let row = sqlx::query(
+            "SELECT id, licence_id, number, created_at FROM licences WHERE type_code = $1 AND number = $2",
+        )
+        .bind(type_code.as_str())
+        .bind(number)
+        .fetch_optional(&self.reader)
+        .await?;
+        match row {
+            Some(row) => {
+                let id: String = row.try_get("licence_id")?;
+                let key = crate::identifiers::LicenceRef::parse(&id)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                    .key()
+                    .clone();
+                Ok(Some(self.licence_row(key, &row).await?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn licence_row(&self, key: LicenceKey, row: &AnyRow) -> Result<LicenceRow> {
+        let pk: i64 = row.try_get("id")?;
+        let events = self.events_of(pk).await?;
+        Ok(LicenceRow {
+            pk,
+            key,
+            number: row.try_get("number")?,
+            created_at: row.try_get("created_at")?,
+            change_no: events.len() as i64,
+            standing: Standing::after(events.iter().map(|e| e.kind)),
+            latest_version: events.iter().map(|e| e.version).max().unwrap_or(1),
+        })
+    }
+
+    /// Every event of one licence, oldest first.
+    pub async fn events_of(&self, licence_pk: i64) -> Result<Vec<EventRow>> {
+        sqlx::query(
+            "SELECT seq, licence_id, version, kind, at, reason, actor FROM events
+             WHERE licence = $1 ORDER BY change_no",
+        )
+        .bind(licence_pk)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(event_row)
+        .collect()
+    }
+
+    /// Events with seq greater than `after`, in seq order, at most `limit`.
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<EventRow>> {
+        sqlx::query(
+            "SELECT seq, licence_id, version, kind, at, reason, actor FROM events
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(event_row)
+        .collect()
+    }
+
+    pub async fn versions(&self, licence_pk: i64) -> Result<Vec<StoredVersion>> {
+        sqlx::query(&format!("{VERSION_COLUMNS} WHERE licence = $1 ORDER BY version"))
+            .bind(licence_pk)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(version_row)
+            .collect()
+    }
+
+    pub async fn version(&self, licence_pk: i64, version: u32) -> Result<Option<StoredVersion>> {
+        sqlx::query(&format!("{VERSION_COLUMNS} WHERE licence = $1 AND version = $2"))
+            .bind(licence_pk)
+            .bind(i64::from(version))
+            .fetch_optional(&self.reader)
+            .await?
+            .as_ref()
+            .map(version_row)
+            .transpose()
+    }
+
+    /// For one issuer's status list `[lo, hi)`: each used index with its version, the licence's
+    /// latest version and the licence's status events (oldest first).
+    pub async fn status_entries(&self, issuer: &Uscc, lo: u64, hi: u64) -> Result<Vec<StatusEntry>> {
+        let rows = sqlx::query(
+            "SELECT v.status_index, v.version, v.licence,
+                    (SELECT MAX(v2.version) FROM versions v2 WHERE v2.licence = v.licence) AS latest
+             FROM versions v WHERE v.issuer = $1 AND v.status_index >= $2 AND v.status_index < $3",
+        )
+        .bind(issuer.as_str())
+        .bind(lo as i64)
+        .bind(hi as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        let standing_rows = sqlx::query(
+            "SELECT e.licence, e.kind FROM events e JOIN licences l ON l.id = e.licence
+             WHERE l.issuer = $1 AND e.kind IN ('suspended', 'reinstated', 'revoked')
+             ORDER BY e.licence, e.change_no",
+        )
+        .bind(issuer.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        let mut status_events: std::collections::HashMap<i64, Vec<EventKind>> = Default::default();
+        for row in &standing_rows {
+            let kind: String = row.try_get("kind")?;
+            status_events
+                .entry(row.try_get("licence")?)
+                .or_default()
+                .push(parse_kind(&kind)?);
+        }
+        rows.iter()
+            .map(|row| {
+                let licence: i64 = row.try_get("licence")?;
+                Ok(StatusEntry {
+                    index: row.try_get::<i64, _>("status_index")? as u64,
+                    version: row.try_get::<i64, _>("version")? as u32,
+                    latest_version: row.try_get::<i64, _>("latest")? as u32,
+                    standing: Standing::after(status_events.get(&licence).cloned().unwrap_or_default()),
+                })
+            })
+            .collect()
+    }
+
+    /// The highest event seq, or 0 when there are none.
+    pub async fn last_seq(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM events")
+            .fetch_one(&self.reader)
+            .await?
+            .try_get("seq")?)
+    }
+}
+
+/// One used status-list index and what decides its bits.
+#[derive(Debug, Clone)]
+pub struct StatusEntry {
+    pub index: u64,
+    pub version: u32,
+    pub latest_version: u32,
+    pub standing: Standing,
+}
+
+const VERSION_COLUMNS: &str = "SELECT version, identifier, issued_at, status_index, kid, payload_hash,
+    full_record, qr_token FROM versions";
+
+fn version_row(row: &AnyRow) -> Result<StoredVersion> {
+    Ok(StoredVersion {
+        version: row.try_get::<i64, _>("version")? as u32,
+        identifier: row.try_get("identifier")?,
+        issued_at: row.try_get("issued_at")?,
+        status_index: row.try_get::<i64, _>("status_index")? as u64,
+        kid: row.try_get("kid")?,
+        payload_hash: row.try_get("payload_hash")?,
+        full_record: row.try_get("full_record")?,
+        qr_token: row.try_get("qr_token")?,
+    })
+}
+
+fn parse_kind(kind: &str) -> Result<EventKind> {
+    EventKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("event kind {kind:?}")))
+}
+
+fn event_row(row: &AnyRow) -> Result<EventRow> {
+    let kind: String = row.try_get("kind")?;
+    Ok(EventRow {
+        seq: row.try_get("seq")?,
+        licence_id: row.try_get("licence_id")?,
+        version: row.try_get::<i64, _>("version")? as u32,
+        kind: parse_kind(&kind)?,
+        at: row.try_get("at")?,
+        reason: row.try_get("reason")?,
+        actor: row.try_get("actor")?,
+    })
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    licence_pk: i64,
+    v: &LicenceVersion,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO versions (licence, version, identifier, issued_at, valid_from, valid_until,
+            directory_version, issuer, status_index, kid, payload_hash, full_record, qr_token)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(licence_pk)
+    .bind(i64::from(v.id.version))
+    .bind(v.id.to_string())
+    .bind(v.issued_at.unix_timestamp())
+    .bind(time_util::format_date(v.record.valid_from))
+    .bind(v.record.valid_until.map(time_util::format_date))
+    .bind(v.directory_version)
+    .bind(v.id.key.issuer.as_str())
+    .bind(v.status_index as i64)
+    .bind(v.kid.clone())
+    .bind(&v.payload_hash)
+    .bind(v.full_record.clone())
+    .bind(v.qr_token.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    licence_pk: i64,
+    key: &LicenceKey,
+    change_no: i64,
+    version: u32,
+    kind: EventKind,
+    at: &str,
+    reason: Option<&str>,
+    actor: &str,
+) -> Result<i64> {
+    Ok(sqlx::query(
+        "INSERT INTO events (licence, licence_id, change_no, version, kind, at, reason, actor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+    )
+    .bind(licence_pk)
+    .bind(key.to_string())
+    .bind(change_no)
+    .bind(i64::from(version))
+    .bind(kind.as_str())
+    .bind(at)
+    .bind(reason)
+    .bind(actor)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("seq")?)
+}
+
+/// A unique-constraint violation while appending means another writer got there first.
+fn conflict_on_unique(e: StoreError) -> StoreError {
+    match &e {
+        StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            StoreError::Conflict
+        }
+        _ => e,
+    }
+}
+
+async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?)
+}
+
+/// sqlx opens SQLite files read-write but does not create them (without `mode=rwc`): make the
+/// folder and the file so a fresh checkout starts with no setup.
+fn create_sqlite_file(url: &str) -> Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    let path = Path::new(path);
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Url(format!("{}: {e}", parent.display())))?;
+    }
+    if !path.exists() {
+        std::fs::File::create(path).map_err(|e| StoreError::Url(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
