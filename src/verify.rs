@@ -269,3 +269,188 @@ pub fn verify_offline(
     }
     authentic.by_dates(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Issuer;
+    use crate::identifiers::{LicenceKey, TypeCode, Uscc};
+    use crate::licence::{Holder, HolderId, Record};
+    use crate::signing::keys::KeyRing;
+    use crate::signing::status_list::StatusList;
+    use crate::signing::{sign_version, Unsigned};
+    use time::macros::{date, datetime};
+
+    const ISSUER: &str = "11330122MB0000001M";
+
+    fn issuer() -> Issuer {
+        Issuer {
+            name: "示范县市场监督管理局".into(),
+            uscc: Uscc::parse(ISSUER).unwrap(),
+        }
+    }
+
+    fn ring(dir: &std::path::Path) -> KeyRing {
+        KeyRing::open_or_init(dir, &[issuer()]).unwrap().0
+    }
+
+    /// A QR token for a licence valid 2024-01-01 .. 2028-12-31, index 77, signed by `ring`.
+    fn token(ring: &KeyRing) -> Vec<u8> {
+        let (key, kid) = ring.signing_key(&issuer().uscc).unwrap();
+        let record = Record {
+            number: "JY13301220000001".into(),
+            holder: Holder {
+                name: "示范县百味餐饮有限公司".into(),
+                id: HolderId::Organisation(Uscc::parse("91350100M000100Y43").unwrap()),
+            },
+            valid_from: date!(2024 - 01 - 01),
+            valid_until: Some(date!(2028 - 12 - 31)),
+            fields: Default::default(),
+            scan: None,
+        };
+        let id = LicenceKey {
+            type_code: TypeCode::parse("11100000000013338W032").unwrap(),
+            issuer: issuer().uscc,
+            serial: 42,
+        }
+        .version(1);
+        sign_version(
+            key,
+            kid,
+            Unsigned {
+                id,
+                licence_name: "食品经营许可证",
+                record,
+                issued_at: crate::time_util::now(),
+                directory_version: 1,
+                prev: None,
+                status_index: 77,
+            },
+        )
+        .qr_token
+    }
+
+    fn trust(ring: &KeyRing) -> TrustStore {
+        TrustStore::new(&ring.trust_list(), None).unwrap()
+    }
+
+    const IN_VALIDITY: i64 = datetime!(2027-06-01 0:00 UTC).unix_timestamp();
+
+    #[test]
+    fn a_fresh_token_is_valid_and_names_its_department() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(dir.path());
+        let authentic = check_token(&token(&ring), &trust(&ring)).ok().unwrap();
+        let v = authentic.by_dates(IN_VALIDITY);
+        assert_eq!(v.result, Outcome::Valid);
+        assert_eq!(v.department.unwrap().uscc, ISSUER);
+        assert_eq!(v.licence.unwrap().holder_id, "91350100M000100Y43");
+    }
+
+    #[test]
+    fn expiry_falls_at_midnight_china_time_after_the_last_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(dir.path());
+        let authentic = check_token(&token(&ring), &trust(&ring)).ok().unwrap();
+        assert_eq!(authentic.token.claims.exp, Some(datetime!(2028-12-31 16:00 UTC).unix_timestamp()));
+        let last_second = datetime!(2028-12-31 15:59:59 UTC).unix_timestamp();
+        assert_eq!(authentic.by_dates(last_second).result, Outcome::Valid);
+        assert_eq!(authentic.by_dates(last_second + 1).result, Outcome::Expired);
+        let before = datetime!(2023-12-31 15:59:59 UTC).unix_timestamp();
+        assert_eq!(authentic.by_dates(before).result, Outcome::NotYetValid);
+        assert_eq!(authentic.by_dates(before + 1).result, Outcome::Valid);
+    }
+
+    #[test]
+    fn every_single_byte_change_of_a_token_is_never_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(dir.path());
+        let trust = trust(&ring);
+        let good = token(&ring);
+        let mut outcomes = std::collections::BTreeSet::new();
+        for i in 0..good.len() {
+            for delta in [1u8, 0x80] {
+                let mut bad = good.clone();
+                bad[i] ^= delta;
+                let result = match check_token(&bad, &trust) {
+                    Ok(a) => a.by_dates(IN_VALIDITY).result,
+                    Err(v) => v.result,
+                };
+                assert_ne!(result, Outcome::Valid, "byte {i} ^ {delta:#x} still valid");
+                outcomes.insert(result.as_str());
+            }
+        }
+        assert!(outcomes.contains("bad_signature") && outcomes.contains("malformed"), "{outcomes:?}");
+    }
+
+    #[test]
+    fn a_token_signed_under_another_root_is_from_an_unknown_signer() {
+        let ours = tempfile::tempdir().unwrap();
+        let theirs = tempfile::tempdir().unwrap();
+        let (ours, theirs) = (ring(ours.path()), ring(theirs.path()));
+        let forged = token(&theirs);
+        let err = check_token(&forged, &trust(&ours)).err().unwrap();
+        assert_eq!(err.result, Outcome::UnknownSigner);
+        // Even with the foreign signer listed, it does not chain to our pinned root.
+        let their_list = theirs.trust_list();
+        let pinned = ours.trust_list().roots;
+        let mixed = TrustStore::new(&their_list, Some(&pinned)).unwrap();
+        assert_eq!(check_token(&forged, &mixed).err().unwrap().result, Outcome::UnknownSigner);
+    }
+
+    #[test]
+    fn two_signers_sharing_a_kid_are_both_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = ring(dir.path());
+        ring.rotate(&issuer().uscc).unwrap();
+        let token = token(&ring); // signed by the new (second) signer
+        let mut trust = trust(&ring);
+        assert_eq!(trust.signer_count(), 2);
+        let kid: [u8; 8] = Envelope::parse(&token).unwrap().kid.try_into().unwrap();
+        trust.force_kid(0, kid); // the retired signer now shares the kid, and is tried first
+        let authentic = check_token(&token, &trust).ok().expect("the second candidate verifies");
+        assert_eq!(authentic.by_dates(IN_VALIDITY).result, Outcome::Valid);
+    }
+
+    #[test]
+    fn a_signer_revoked_after_issue_makes_its_tokens_signer_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = ring(dir.path());
+        let token = token(&ring);
+        let kid = ring.trust_list().signers[0].kid.clone();
+        ring.revoke(&kid).unwrap();
+        // Decided before any status list is consulted.
+        let v = verify_offline(&token, &trust(&ring), &[], 3600, IN_VALIDITY);
+        assert_eq!(v.result, Outcome::SignerRevoked);
+    }
+
+    #[test]
+    fn offline_status_bits_decide_and_a_stale_list_is_never_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(dir.path());
+        let token = token(&ring);
+        let trust = trust(&ring);
+        let (key, kid) = ring.signing_key(&issuer().uscc).unwrap();
+        let offline = |list: &StatusList, now: i64| {
+            let lists = [StatusList::parse_signed(&list.sign(key, &kid)).unwrap()];
+            verify_offline(&token, &trust, &lists, 3600, now).result
+        };
+        let mut list = StatusList::new(issuer().uscc, 0, IN_VALIDITY);
+        assert_eq!(offline(&list, IN_VALIDITY + 60), Outcome::Valid);
+        assert_eq!(offline(&list, IN_VALIDITY + 3601), Outcome::Stale);
+        list.superseded.set(77);
+        assert_eq!(offline(&list, IN_VALIDITY), Outcome::Superseded);
+        list.invalid.set(77);
+        list.suspended.set(77);
+        assert_eq!(offline(&list, IN_VALIDITY), Outcome::Suspended);
+        list.suspended = Default::default();
+        assert_eq!(offline(&list, IN_VALIDITY), Outcome::Revoked);
+        assert_eq!(offline(&list, IN_VALIDITY + 99_999), Outcome::Revoked, "revoked stays revoked when stale");
+        // No list for the token's issuer at all: cannot vouch.
+        assert_eq!(verify_offline(&token, &trust, &[], 3600, IN_VALIDITY).result, Outcome::Stale);
+        // A list signed by a key outside the trust list is ignored.
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let forged = [StatusList::parse_signed(&StatusList::new(issuer().uscc, 0, IN_VALIDITY).sign(&stranger, &kid)).unwrap()];
+        assert_eq!(verify_offline(&token, &trust, &forged, 3600, IN_VALIDITY).result, Outcome::Stale);
+    }
+}

@@ -215,7 +215,9 @@ impl KeyRing {
         );
         dn.push(DnType::CommonName, format!("{} 电子证照签发", issuer.name));
         params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
+        // No basicConstraints at all: rcgen's explicit `cA FALSE` encodes a DEFAULT value, which
+        // DER forbids and strict parsers (Python's cryptography) reject.
+        params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         // extendedKeyUsage (2.5.29.37) = SEQUENCE { OID 2.25.… }, written out because rcgen's
@@ -383,3 +385,80 @@ fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError>
     fs::rename(&tmp, path).map_err(|e| file_error(path, e))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn issuer() -> Issuer {
+        Issuer {
+            name: "示范县市场监督管理局".into(),
+            uscc: Uscc::parse("11330122MB0000001M").unwrap(),
+        }
+    }
+
+    #[test]
+    fn signer_certificates_have_the_shape_verifiers_expect() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, created) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
+        assert!(created);
+        let list = ring.trust_list();
+        let der = pem_der(&list.signers[0].certificate).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        // No basicConstraints: an explicit `cA FALSE` is not DER and strict parsers refuse it.
+        assert!(cert.basic_constraints().unwrap().is_none());
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        // x509-parser prints a 128-bit arc as hex, so compare the encoded OID.
+        let ekus: Vec<&[u8]> = eku.other.iter().map(|o| o.as_bytes()).collect();
+        assert_eq!(ekus, [SIGNER_EKU_DER]);
+        assert!(cert.key_usage().unwrap().unwrap().value.digital_signature());
+        let uscc = cert
+            .subject()
+            .iter_attributes()
+            .find(|a| a.attr_type().to_id_string() == "2.5.4.97")
+            .unwrap();
+        assert_eq!(uscc.as_str().unwrap(), "11330122MB0000001M");
+        assert_eq!(list.signers[0].kid, kid_text(&kid_of(&der)));
+
+        let root_der = pem_der(&list.roots[0]).unwrap();
+        let (_, root) = x509_parser::parse_x509_certificate(&root_der).unwrap();
+        assert!(root.basic_constraints().unwrap().unwrap().value.ca);
+        assert!(root.key_usage().unwrap().unwrap().value.key_cert_sign());
+    }
+
+    #[test]
+    fn private_key_files_are_mode_0600_and_reopen_to_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, _) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
+        let kid_hex = HEXLOWER.encode(&ring.signing_key(&issuer().uscc).unwrap().1);
+        for path in [
+            dir.path().join("root.key.pem"),
+            dir.path().join("signers").join(format!("{kid_hex}.key.pem")),
+        ] {
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        let (again, created) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
+        assert!(!created);
+        let (a, b) = (ring.signing_key(&issuer().uscc).unwrap(), again.signing_key(&issuer().uscc).unwrap());
+        assert_eq!(a.0.verifying_key(), b.0.verifying_key());
+        assert_eq!(again.trust_list().version, ring.trust_list().version);
+    }
+
+    #[test]
+    fn rotation_retires_and_revocation_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ring, _) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
+        let first = ring.trust_list().signers[0].kid.clone();
+        let second = ring.rotate(&issuer().uscc).unwrap();
+        ring.revoke(&first).unwrap();
+        assert!(matches!(ring.revoke(&first), Err(KeyError::AlreadyRevoked(_))));
+        let list = KeyRing::open(dir.path()).unwrap().trust_list();
+        let status: Vec<(String, SignerStatus)> = list.signers.iter().map(|s| (s.kid.clone(), s.status)).collect();
+        assert_eq!(status, [(first, SignerStatus::Revoked), (second, SignerStatus::Active)]);
+        assert!(list.signers[0].revoked_at.is_some());
+        // The root (1), the first signer (2), the rotation (3) and the revocation (4).
+        assert_eq!(list.version, 4, "every change bumps the trust list version");
+    }
+}

@@ -179,3 +179,16 @@ pub fn revoked_at(list: &TrustList, kid: &str) -> Option<i64> {
         .and_then(time_util::parse_rfc3339)
         .map(|t| t.unix_timestamp())
 }
+
+#[cfg(test)]
+impl TrustStore {
+    /// Gives signer `index` the kid `kid`: two certificates sharing a truncated hash is rare
+    /// enough that a test has to force it.
+    pub(crate) fn force_kid(&mut self, index: usize, kid: [u8; 8]) {
+        self.signers[index].kid = kid;
+    }
+
+    pub(crate) fn signer_count(&self) -> usize {
+        self.signers.len()
+    }
+}

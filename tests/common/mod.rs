@@ -1,0 +1,125 @@
+//! Test helpers: a fresh application per test, on SQLite (default) or on PostgreSQL when
+//! `ELICENCE_TEST_BACKEND=postgres` (a fresh database per test on the server named by
+//! `ELICENCE_TEST_POSTGRES`, default `postgres://postgres@127.0.0.1:5432/test`). When PostgreSQL is
+//! asked for and unreachable, the test fails: it never quietly runs on SQLite instead.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use elicence::app::App;
+use elicence::config::Settings;
+use elicence::licence::RecordInput;
+
+pub const FOOD: &str = "11100000000013338W032";
+pub const SOLE_TRADER: &str = "11100000000013338W005";
+pub const PERMIT: &str = "11100000MB0000010Q001";
+pub const DISABILITY: &str = "13100000MB0000020K001";
+pub const MARKET_BUREAU: &str = "11330122MB0000001M";
+
+pub struct TestApp {
+    pub app: App,
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+}
+
+pub fn templates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
+}
+
+pub fn postgres_requested() -> bool {
+    std::env::var("ELICENCE_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// A database URL for a fresh, empty database of the backend under test.
+pub async fn fresh_database(dir: &Path) -> String {
+    if !postgres_requested() {
+        return format!("sqlite:{}", dir.join("data/elicence.sqlite").display());
+    }
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let server = std::env::var("ELICENCE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!(
+        "elicence_t_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        rand::random::<u32>()
+    );
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server} is unreachable: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let base = server.rsplit_once('/').expect("URL has a database").0;
+    format!("{base}/{name}")
+}
+
+pub fn settings(dir: &Path, database_url: &str) -> Settings {
+    let vars = [
+        ("ELICENCE_DATA_DIR", dir.join("data").display().to_string()),
+        ("ELICENCE_KEYS_DIR", dir.join("keys").display().to_string()),
+        ("ELICENCE_TEMPLATES_DIR", templates_dir().display().to_string()),
+        ("ELICENCE_DATABASE_URL", database_url.to_string()),
+        ("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn".to_string()),
+    ];
+    Settings::load_from(None, |name| {
+        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap()
+}
+
+impl Drop for TestApp {
+    /// Drops a PostgreSQL test database (forcing its open connections closed) so runs do not
+    /// pile databases up on the server. SQLite files go with the temporary folder.
+    fn drop(&mut self) {
+        let Some((server, name)) = self.database_url.rsplit_once('/') else { return };
+        if !self.database_url.starts_with("postgres") {
+            return;
+        }
+        let admin = format!("{server}/test");
+        let name = name.to_string();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = fresh_database(dir.path()).await;
+        let app = App::open(settings(dir.path(), &database_url)).await.unwrap();
+        TestApp {
+            app,
+            dir,
+            database_url,
+        }
+    }
+
+    /// Another application on the same database and keys (a second instance, or a restart).
+    pub async fn reopen(&self) -> App {
+        App::open(settings(self.dir.path(), &self.database_url))
+            .await
+            .unwrap()
+    }
+}
+
+/// The directory's sample record of a type, with the given licence number.
+pub fn sample(app: &App, type_code: &str, number: &str) -> RecordInput {
+    let code = elicence::identifiers::TypeCode::parse(type_code).unwrap();
+    let mut record = elicence::cli::example_record(app.licence_type(&code).unwrap());
+    record.number = Some(number.to_string());
+    record
+}
