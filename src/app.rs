@@ -271,11 +271,15 @@ impl App {
     }
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, KeyRing> {
-        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn keys_mut(&self) -> std::sync::RwLockWriteGuard<'_, KeyRing> {
-        self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -390,8 +394,16 @@ impl App {
         if record == full.record {
             return Err(AppError::BadInput("the amendment changes nothing".into()));
         }
-        self.append(actor, &row, licence_type, &latest, record, EventKind::Amended, change.reason.as_deref())
-            .await
+        self.append(
+            actor,
+            &row,
+            licence_type,
+            &latest,
+            record,
+            EventKind::Amended,
+            change.reason.as_deref(),
+        )
+        .await
     }
 
     /// Renews (延续) a licence: a new version with a new validity period.
@@ -399,7 +411,9 @@ impl App {
         let (row, licence_type, latest) = self.changeable(actor, licence).await?;
         let full = latest.full()?;
         let Some(old_until) = full.record.valid_until else {
-            return Err(AppError::State("a permanent licence cannot be renewed".into()));
+            return Err(AppError::State(
+                "a permanent licence cannot be renewed".into(),
+            ));
         };
         let today = time_util::today_cst();
         let valid_from = match &renewal.valid_from {
@@ -411,17 +425,23 @@ impl App {
             None => licence_type.default_validity.last_day(valid_from),
         };
         if valid_until.is_some_and(|until| until < valid_from) {
-            return Err(AppError::BadInput(
-                "valid_until: before valid_from".into(),
-            ));
+            return Err(AppError::BadInput("valid_until: before valid_from".into()));
         }
         let record = Record {
             valid_from,
             valid_until,
             ..full.record
         };
-        self.append(actor, &row, licence_type, &latest, record, EventKind::Renewed, renewal.reason.as_deref())
-            .await
+        self.append(
+            actor,
+            &row,
+            licence_type,
+            &latest,
+            record,
+            EventKind::Renewed,
+            renewal.reason.as_deref(),
+        )
+        .await
     }
 
     /// The licence, its type and latest version, when `actor` may change it and it may be changed.
@@ -436,7 +456,9 @@ impl App {
         match row.standing {
             Standing::Active => {}
             Standing::Suspended => {
-                return Err(AppError::State("the licence is suspended: reinstate it first".into()))
+                return Err(AppError::State(
+                    "the licence is suspended: reinstate it first".into(),
+                ))
             }
             Standing::Revoked => return Err(AppError::State("the licence is revoked".into())),
         }
@@ -444,7 +466,9 @@ impl App {
             .store
             .version(row.pk, row.latest_version)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("version {} of {}", row.latest_version, row.key)))?;
+            .ok_or_else(|| {
+                AppError::NotFound(format!("version {} of {}", row.latest_version, row.key))
+            })?;
         Ok((row, licence_type, latest))
     }
 
@@ -464,7 +488,12 @@ impl App {
             return Err(AppError::State("a licence has at most 999 versions".into()));
         }
         let version = self
-            .sign(licence_type, row.key.version(next), record, Some(latest.payload_hash.clone()))
+            .sign(
+                licence_type,
+                row.key.version(next),
+                record,
+                Some(latest.payload_hash.clone()),
+            )
             .await?;
         let seq = self
             .store
@@ -489,10 +518,17 @@ impl App {
             (EventKind::Suspended, Standing::Active) => Ok(()),
             (EventKind::Reinstated, Standing::Suspended) => Ok(()),
             (EventKind::Revoked, Standing::Active | Standing::Suspended) => Ok(()),
-            (EventKind::Suspended | EventKind::Reinstated | EventKind::Revoked, standing) => Err(
-                AppError::State(format!("cannot {} a licence that is {}", verb(kind), standing.as_str())),
-            ),
-            _ => Err(AppError::BadInput(format!("{} is not a status change", kind.as_str()))),
+            (EventKind::Suspended | EventKind::Reinstated | EventKind::Revoked, standing) => {
+                Err(AppError::State(format!(
+                    "cannot {} a licence that is {}",
+                    verb(kind),
+                    standing.as_str()
+                )))
+            }
+            _ => Err(AppError::BadInput(format!(
+                "{} is not a status change",
+                kind.as_str()
+            ))),
         };
         allowed?;
         if kind != EventKind::Reinstated && reason.is_none() {
@@ -621,8 +657,13 @@ impl App {
         if !self.directory.issuers().iter().any(|i| i.uscc == issuer) {
             return Err(AppError::NotFound(format!("issuing department {issuer}")));
         }
-        let lo = n.checked_mul(LIST_LEN).ok_or_else(|| AppError::BadInput("list number too large".into()))?;
-        let entries = self.store.status_entries(&issuer, lo, lo + LIST_LEN).await?;
+        let lo = n
+            .checked_mul(LIST_LEN)
+            .ok_or_else(|| AppError::BadInput("list number too large".into()))?;
+        let entries = self
+            .store
+            .status_entries(&issuer, lo, lo + LIST_LEN)
+            .await?;
         let mut list = StatusList::new(issuer.clone(), n, time_util::now().unix_timestamp());
         for e in entries {
             let bit = e.index - lo;
@@ -669,7 +710,7 @@ impl App {
         let trust = self.trust_store()?;
         let authentic = match verify::check_token(token, &trust) {
             Ok(a) => a,
-            Err(v) => return Ok(v),
+            Err(rejection) => return Ok(rejection.into()),
         };
         if authentic.signer_revoked {
             return Ok(authentic.verification(Outcome::SignerRevoked, "签发证书已被吊销"));
@@ -696,8 +737,9 @@ impl App {
         let mut verification = match row.standing {
             Standing::Revoked => authentic.verification(Outcome::Revoked, "证照已注销"),
             Standing::Suspended => authentic.verification(Outcome::Suspended, "证照已暂停"),
-            Standing::Active if id.version < row.latest_version => authentic
-                .verification(Outcome::Superseded, "证照已变更，此版本已被新版本替代"),
+            Standing::Active if id.version < row.latest_version => {
+                authentic.verification(Outcome::Superseded, "证照已变更，此版本已被新版本替代")
+            }
             Standing::Active => authentic.by_dates(time_util::now().unix_timestamp()),
         };
         let licence_type = self.licence_type(&row.key.type_code)?;
@@ -740,8 +782,9 @@ fn verb(kind: EventKind) -> &'static str {
 }
 
 fn parse_date(s: &str, field: &str) -> Result<Date> {
-    time_util::parse_date(s.trim())
-        .ok_or_else(|| AppError::BadInput(format!("{field}: {s:?} is not a date written YYYY-MM-DD")))
+    time_util::parse_date(s.trim()).ok_or_else(|| {
+        AppError::BadInput(format!("{field}: {s:?} is not a date written YYYY-MM-DD"))
+    })
 }
 
 /// The number the service gives a licence that arrives without one: prefix, year, serial.

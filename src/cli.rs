@@ -11,14 +11,18 @@ use crate::config::Settings;
 use crate::directory::{Directory, FieldType, HolderKind, LicenceType};
 use crate::licence::{EventKind, RecordInput};
 use crate::signing::keys::KeyRing;
+use crate::signing::qr;
 use crate::signing::status_list::StatusList;
 use crate::signing::trust::TrustStore;
-use crate::signing::qr;
 use crate::time_util;
 use crate::verify::{self, Outcome, Verification};
 
 #[derive(Debug, Parser)]
-#[command(name = "elicence", version, about = "Signed electronic licences: issue, convert, verify, publish")]
+#[command(
+    name = "elicence",
+    version,
+    about = "Signed electronic licences: issue, convert, verify, publish"
+)]
 pub struct Cli {
     /// A TOML settings file; ELICENCE_* environment variables override it.
     #[arg(long, global = true, value_name = "FILE")]
@@ -202,7 +206,14 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
             root,
         } => {
             let trust = trust.expect("clap requires --trust with --offline");
-            verify_offline(&settings, &input, &trust, &status_lists, root.as_deref(), json)
+            verify_offline(
+                &settings,
+                &input,
+                &trust,
+                &status_lists,
+                root.as_deref(),
+                json,
+            )
         }
         command => {
             let app = App::open(settings).await?;
@@ -218,19 +229,38 @@ async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppErr
     match command {
         Command::Trust(TrustCommand::Export { file }) => {
             let list = app.trust_list();
-            write_file(&file, serde_json::to_string_pretty(&list).expect("serialises").as_bytes())?;
-            print(json, &list, || format!("trust list version {} written to {}", list.version, file.display()));
+            write_file(
+                &file,
+                serde_json::to_string_pretty(&list)
+                    .expect("serialises")
+                    .as_bytes(),
+            )?;
+            print(json, &list, || {
+                format!(
+                    "trust list version {} written to {}",
+                    list.version,
+                    file.display()
+                )
+            });
         }
         Command::StatusList(StatusListCommand::Export { issuer, list, file }) => {
             let signed = app.status_list(&issuer, list).await?;
             write_file(&file, &signed)?;
             let info = serde_json::json!({"issuer": issuer, "list": list, "bytes": signed.len(), "file": file});
-            print(json, &info, || format!("status list {list} of {issuer} ({} bytes) written to {}", signed.len(), file.display()));
+            print(json, &info, || {
+                format!(
+                    "status list {list} of {issuer} ({} bytes) written to {}",
+                    signed.len(),
+                    file.display()
+                )
+            });
         }
         Command::Issue { type_code, file } => {
             let input: RecordInput = read_json(&file)?;
             let issued = app.issue(&actor, &type_code, &input, None).await?;
-            print(json, &issued, || format!("{}\n{}", issued.id, issued.qr_text));
+            print(json, &issued, || {
+                format!("{}\n{}", issued.id, issued.qr_text)
+            });
         }
         Command::Licence(command) => licence(app, &actor, command, json).await?,
         Command::Verify { input, .. } => {
@@ -242,7 +272,12 @@ async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppErr
     Ok(0)
 }
 
-async fn licence(app: &App, actor: &Actor, command: LicenceCommand, json: bool) -> Result<(), AppError> {
+async fn licence(
+    app: &App,
+    actor: &Actor,
+    command: LicenceCommand,
+    json: bool,
+) -> Result<(), AppError> {
     match command {
         LicenceCommand::Show { id, version } => {
             let view = app.show(&id, version).await?;
@@ -270,7 +305,9 @@ async fn licence(app: &App, actor: &Actor, command: LicenceCommand, json: bool) 
         LicenceCommand::Amend { id, file } => {
             let change: Amendment = read_json(&file)?;
             let issued = app.amend(actor, &id, &change).await?;
-            print(json, &issued, || format!("{}\n{}", issued.id, issued.qr_text));
+            print(json, &issued, || {
+                format!("{}\n{}", issued.id, issued.qr_text)
+            });
         }
         LicenceCommand::Renew {
             id,
@@ -284,11 +321,19 @@ async fn licence(app: &App, actor: &Actor, command: LicenceCommand, json: bool) 
                 reason,
             };
             let issued = app.renew(actor, &id, &renewal).await?;
-            print(json, &issued, || format!("{}\n{}", issued.id, issued.qr_text));
+            print(json, &issued, || {
+                format!("{}\n{}", issued.id, issued.qr_text)
+            });
         }
-        LicenceCommand::Suspend { id, reason } => status(app, actor, &id, EventKind::Suspended, reason, json).await?,
-        LicenceCommand::Reinstate { id, reason } => status(app, actor, &id, EventKind::Reinstated, reason, json).await?,
-        LicenceCommand::Revoke { id, reason } => status(app, actor, &id, EventKind::Revoked, reason, json).await?,
+        LicenceCommand::Suspend { id, reason } => {
+            status(app, actor, &id, EventKind::Suspended, reason, json).await?
+        }
+        LicenceCommand::Reinstate { id, reason } => {
+            status(app, actor, &id, EventKind::Reinstated, reason, json).await?
+        }
+        LicenceCommand::Revoke { id, reason } => {
+            status(app, actor, &id, EventKind::Revoked, reason, json).await?
+        }
     }
     Ok(())
 }
@@ -301,8 +346,12 @@ async fn status(
     reason: Option<String>,
     json: bool,
 ) -> Result<(), AppError> {
-    let event = app.change_status(actor, id, kind, reason.as_deref()).await?;
-    print(json, &event, || format!("{} {} (event {})", id, kind.as_str(), event.seq));
+    let event = app
+        .change_status(actor, id, kind, reason.as_deref())
+        .await?;
+    print(json, &event, || {
+        format!("{} {} (event {})", id, kind.as_str(), event.seq)
+    });
     Ok(())
 }
 
@@ -311,7 +360,12 @@ fn describe_licence(app: &App, view: &crate::app::LicenceView) -> String {
     let mut out = vec![
         format!("{} {}", view.type_name, view.number),
         format!("licence   {}", view.licence_id),
-        format!("version   {} of {}{}", v.id, view.latest_version, if v.superseded { " (superseded)" } else { "" }),
+        format!(
+            "version   {} of {}{}",
+            v.id,
+            view.latest_version,
+            if v.superseded { " (superseded)" } else { "" }
+        ),
         format!("status    {} ({})", view.status.as_str(), v.validity),
         format!("holder    {} {}", v.holder.name, v.holder.id),
         format!(
@@ -338,7 +392,10 @@ fn describe_licence(app: &App, view: &crate::app::LicenceView) -> String {
             e.kind.as_str(),
             e.version,
             e.actor,
-            e.reason.as_deref().map(|r| format!(" — {r}")).unwrap_or_default()
+            e.reason
+                .as_deref()
+                .map(|r| format!(" — {r}"))
+                .unwrap_or_default()
         ));
     }
     out.join("\n")
@@ -355,9 +412,16 @@ fn keys(settings: &Settings, command: KeysCommand, json: bool) -> Result<i32, Ap
                     settings.keys_dir.display()
                 )
             } else {
-                format!("keys exist under {}; nothing made", settings.keys_dir.display())
+                format!(
+                    "keys exist under {}; nothing made",
+                    settings.keys_dir.display()
+                )
             };
-            print(json, &serde_json::json!({"created": created, "message": message}), || message.clone());
+            print(
+                json,
+                &serde_json::json!({"created": created, "message": message}),
+                || message.clone(),
+            );
         }
         KeysCommand::List => {
             let list = ring.trust_list();
@@ -371,7 +435,10 @@ fn keys(settings: &Settings, command: KeysCommand, json: bool) -> Result<i32, Ap
                             format!("{:?}", s.status).to_lowercase(),
                             s.uscc,
                             s.department,
-                            s.revoked_at.as_deref().map(|t| format!(" (revoked {t})")).unwrap_or_default()
+                            s.revoked_at
+                                .as_deref()
+                                .map(|t| format!(" (revoked {t})"))
+                                .unwrap_or_default()
                         )
                     })
                     .collect::<Vec<_>>()
@@ -381,29 +448,45 @@ fn keys(settings: &Settings, command: KeysCommand, json: bool) -> Result<i32, Ap
         KeysCommand::Rotate { department } => {
             let uscc = crate::identifiers::Uscc::parse(&department)?;
             let kid = ring.rotate(&uscc)?;
-            print(json, &serde_json::json!({"kid": kid, "department": department}), || {
-                format!("new signer {kid} for {department}; the previous one is retired")
-            });
+            print(
+                json,
+                &serde_json::json!({"kid": kid, "department": department}),
+                || format!("new signer {kid} for {department}; the previous one is retired"),
+            );
         }
         KeysCommand::Revoke { kid } => {
             ring.revoke(&kid)?;
-            print(json, &serde_json::json!({"revoked": kid}), || format!("signer {kid} revoked"));
+            print(json, &serde_json::json!({"revoked": kid}), || {
+                format!("signer {kid} revoked")
+            });
         }
     }
     Ok(0)
 }
 
-async fn directory(settings: Settings, command: DirectoryCommand, json: bool) -> Result<i32, AppError> {
+async fn directory(
+    settings: Settings,
+    command: DirectoryCommand,
+    json: bool,
+) -> Result<i32, AppError> {
     // The directory version lives in the store, so listing opens it (and records a changed file).
     let app = App::open(settings).await?;
     match command {
         DirectoryCommand::List => {
             let types: Vec<_> = app.directory.types().map(TypeSummary::from).collect();
-            let listing = serde_json::json!({"directory_version": app.directory_version, "types": types});
+            let listing =
+                serde_json::json!({"directory_version": app.directory_version, "types": types});
             print(json, &listing, || {
                 let mut lines = vec![format!("directory version {}", app.directory_version)];
                 lines.extend(types.iter().map(|t| {
-                    format!("{}  {}  ({}, {}, {})", t.code, t.name, t.issuer, t.holder_kind.as_str(), t.default_validity)
+                    format!(
+                        "{}  {}  ({}, {}, {})",
+                        t.code,
+                        t.name,
+                        t.issuer,
+                        t.holder_kind.as_str(),
+                        t.default_validity
+                    )
                 }));
                 lines.join("\n")
             });
@@ -413,7 +496,10 @@ async fn directory(settings: Settings, command: DirectoryCommand, json: bool) ->
             let t = app.licence_type(&code)?;
             if example {
                 let record = example_record(t);
-                println!("{}", serde_json::to_string_pretty(&record).expect("serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&record).expect("serialises")
+                );
             } else {
                 print(json, t, || describe_type(t));
             }
@@ -448,7 +534,11 @@ fn describe_type(t: &LicenceType) -> String {
     let mut lines = vec![
         format!("{} {}", t.code, t.name),
         format!("issuer  {} ({})", t.issuer.name, t.issuer.uscc),
-        format!("holder  {}; default validity {}", t.holder_kind.as_str(), t.default_validity),
+        format!(
+            "holder  {}; default validity {}",
+            t.holder_kind.as_str(),
+            t.default_validity
+        ),
     ];
     for f in &t.fields {
         lines.push(format!(
@@ -458,7 +548,11 @@ fn describe_type(t: &LicenceType) -> String {
             f.field_type,
             if f.required { " required" } else { "" },
             if f.public { " public" } else { " private" },
-            if f.values.is_empty() { String::new() } else { format!(" [{}]", f.values.join("|")) }
+            if f.values.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", f.values.join("|"))
+            }
         ));
     }
     lines.join("\n")
@@ -485,7 +579,10 @@ pub fn example_record(t: &LicenceType) -> RecordInput {
     RecordInput {
         number: None,
         holder: crate::licence::HolderInput {
-            name: t.example_holder_name.clone().unwrap_or_else(|| "示例持证主体".into()),
+            name: t
+                .example_holder_name
+                .clone()
+                .unwrap_or_else(|| "示例持证主体".into()),
             id: holder_id.into(),
         },
         valid_from: Some(time_util::format_date(time_util::today_cst())),
@@ -507,14 +604,18 @@ fn verify_offline(
     let list: crate::signing::trust::TrustList = serde_json::from_str(&trust_json)
         .map_err(|e| AppError::BadInput(format!("{}: not a trust list: {e}", trust.display())))?;
     let pinned = root
-        .map(|p| std::fs::read_to_string(p).map_err(|e| AppError::BadInput(format!("{}: {e}", p.display()))))
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map_err(|e| AppError::BadInput(format!("{}: {e}", p.display())))
+        })
         .transpose()?;
     let pinned_roots = pinned.map(|p| vec![p]);
     let store = TrustStore::new(&list, pinned_roots.as_deref())
         .map_err(|e| AppError::BadInput(format!("{}: {e}", trust.display())))?;
     let mut lists = Vec::new();
     for path in status_lists {
-        let bytes = std::fs::read(path).map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
         let parsed = StatusList::parse_signed(&bytes)
             .map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
         lists.push(parsed);
@@ -534,14 +635,28 @@ fn verify_offline(
 
 fn report_verification(v: &Verification, json: bool) -> i32 {
     print(json, v, || {
-        let mut lines = vec![format!("{} ({}) — {}", v.result.as_str(), v.result.label_zh(), v.message)];
+        let mut lines = vec![format!(
+            "{} ({}) — {}",
+            v.result.as_str(),
+            v.result.label_zh(),
+            v.message
+        )];
         if let Some(l) = &v.licence {
             lines.push(format!("{} {} v{}", l.name, l.id, l.version));
             lines.push(format!("holder {} {}", l.holder_name, l.holder_id));
-            lines.push(format!("valid {} .. {}", l.valid_from, l.valid_until.as_deref().unwrap_or("permanent")));
+            lines.push(format!(
+                "valid {} .. {}",
+                l.valid_from,
+                l.valid_until.as_deref().unwrap_or("permanent")
+            ));
         }
         if let Some(d) = &v.department {
-            lines.push(format!("issued by {} ({}), kid {}", d.name, d.uscc, v.kid.as_deref().unwrap_or("")));
+            lines.push(format!(
+                "issued by {} ({}), kid {}",
+                d.name,
+                d.uscc,
+                v.kid.as_deref().unwrap_or("")
+            ));
         }
         if let Some(c) = &v.current {
             lines.push(format!("now {} at version {}", c.status, c.version));
@@ -557,7 +672,10 @@ fn report_verification(v: &Verification, json: bool) -> i32 {
 
 fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(value).expect("results serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("results serialise")
+        );
     } else {
         println!("{}", human());
     }

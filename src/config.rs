@@ -81,21 +81,27 @@ impl Settings {
         .into();
         let database_url = pick("ELICENCE_DATABASE_URL", from_file.database_url)
             .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("elicence.sqlite").display()));
-        let listen = pick("ELICENCE_LISTEN", from_file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen =
+            pick("ELICENCE_LISTEN", from_file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
         let verify_base = pick("ELICENCE_VERIFY_BASE", from_file.verify_base)
             .unwrap_or_else(|| format!("http://{listen}"));
-        let verify_base = qr::normalise_verify_base(&verify_base).map_err(|e| ConfigError::Value {
-            name: "ELICENCE_VERIFY_BASE",
-            reason: e.to_string(),
-        })?;
+        let verify_base =
+            qr::normalise_verify_base(&verify_base).map_err(|e| ConfigError::Value {
+                name: "ELICENCE_VERIFY_BASE",
+                reason: e.to_string(),
+            })?;
         let max_age = match pick(
             "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
             from_file.status_list_max_age_seconds.map(|n| n.to_string()),
         ) {
-            Some(s) => s.parse().ok().filter(|&n: &i64| n > 0).ok_or(ConfigError::Value {
-                name: "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
-                reason: format!("{s:?} is not a positive number of seconds"),
-            })?,
+            Some(s) => s
+                .parse()
+                .ok()
+                .filter(|&n: &i64| n > 0)
+                .ok_or(ConfigError::Value {
+                    name: "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
+                    reason: format!("{s:?} is not a positive number of seconds"),
+                })?,
             None => crate::verify::DEFAULT_MAX_STATUS_AGE_SECONDS,
         };
         Ok(Settings {
@@ -137,8 +143,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("elicence.toml");
         std::fs::write(&file, "data_dir = \"/srv/el\"\nlisten = \"0.0.0.0:9000\"\n").unwrap();
-        let env: HashMap<&str, &str> =
-            [("ELICENCE_LISTEN", "127.0.0.1:7000"), ("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")].into();
+        let env: HashMap<&str, &str> = [
+            ("ELICENCE_LISTEN", "127.0.0.1:7000"),
+            ("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn"),
+        ]
+        .into();
         let s = Settings::load_from(Some(&file), |k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(s.database_url, "sqlite:/srv/el/elicence.sqlite");
         assert_eq!(s.listen, "127.0.0.1:7000");

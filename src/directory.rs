@@ -186,8 +186,15 @@ impl LicenceType {
         if self.template.trim().is_empty() {
             return Err((type_entry, "template is empty".into()));
         }
-        if !self.number_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err((type_entry, "number_prefix must be ASCII letters and digits".into()));
+        if !self
+            .number_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err((
+                type_entry,
+                "number_prefix must be ASCII letters and digits".into(),
+            ));
         }
         if self.fields.is_empty() {
             return Err((type_entry, "a licence type needs at least one field".into()));
@@ -224,7 +231,9 @@ impl FieldDef {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !snake {
-            return Err("key must be ASCII snake_case (a-z, 0-9, _), starting with a letter".into());
+            return Err(
+                "key must be ASCII snake_case (a-z, 0-9, _), starting with a letter".into(),
+            );
         }
         if RESERVED_KEYS.contains(&self.key.as_str()) {
             return Err("key is reserved for a column of the licence itself".into());
@@ -299,7 +308,9 @@ impl Directory {
                 };
                 fail(entry, e.message().to_string())
             })?;
-            licence_type.check().map_err(|(entry, reason)| fail(entry, reason))?;
+            licence_type
+                .check()
+                .map_err(|(entry, reason)| fail(entry, reason))?;
             let code = licence_type.code.clone();
             if types.contains_key(&code) {
                 return Err(fail(format!("type {code}"), "code is defined twice".into()));
@@ -386,15 +397,18 @@ public = true
     fn shipped_directory_loads_with_the_four_sample_types() {
         let dir = Directory::load(Path::new("templates/directory")).unwrap();
         let names: Vec<&str> = dir.types().map(|t| t.name.as_str()).collect();
-        for expected in ["食品经营许可证", "个体工商户营业执照", "建筑工程施工许可证", "残疾人证"] {
+        for expected in [
+            "食品经营许可证",
+            "个体工商户营业执照",
+            "建筑工程施工许可证",
+            "残疾人证",
+        ] {
             assert!(
                 names.iter().any(|n| n.ends_with(expected)),
                 "{expected} missing from {names:?}"
             );
         }
-        assert!(dir
-            .types()
-            .any(|t| t.holder_kind == HolderKind::Person));
+        assert!(dir.types().any(|t| t.holder_kind == HolderKind::Person));
     }
 
     #[test]
@@ -404,7 +418,8 @@ public = true
         assert!(err.entry.starts_with("line "), "{err}");
         assert!(err.reason.contains("colour"), "{err}");
 
-        let err = load_one(&MINIMAL.replace("key = \"residence\"", "key = \"Residence\"")).unwrap_err();
+        let err =
+            load_one(&MINIMAL.replace("key = \"residence\"", "key = \"Residence\"")).unwrap_err();
         assert_eq!(err.entry, "field \"Residence\"");
         assert!(err.reason.contains("snake_case"), "{err}");
 
@@ -421,7 +436,10 @@ public = true
         let b = load_one(&MINIMAL.replace("住所", "住 所")).unwrap();
         let a_again = load_one(&format!("# a comment\n{MINIMAL}")).unwrap();
         assert_ne!(a.digest, b.digest);
-        assert_eq!(a.digest, a_again.digest, "formatting alone is not a new version");
+        assert_eq!(
+            a.digest, a_again.digest,
+            "formatting alone is not a new version"
+        );
         let round_trip = Directory::from_json(&a.to_json()).unwrap();
         assert_eq!(round_trip.digest, a.digest);
     }
@@ -429,12 +447,20 @@ public = true
     #[test]
     fn default_validity_counts_inclusive_calendar_periods() {
         let from = date!(2024 - 01 - 01);
-        assert_eq!(Validity::parse("P5Y").unwrap().last_day(from), Some(date!(2028 - 12 - 31)));
         assert_eq!(
-            Validity::parse("P1M").unwrap().last_day(date!(2024 - 01 - 31)),
+            Validity::parse("P5Y").unwrap().last_day(from),
+            Some(date!(2028 - 12 - 31))
+        );
+        assert_eq!(
+            Validity::parse("P1M")
+                .unwrap()
+                .last_day(date!(2024 - 01 - 31)),
             Some(date!(2024 - 02 - 28))
         );
-        assert_eq!(Validity::parse("P30D").unwrap().last_day(from), Some(date!(2024 - 01 - 30)));
+        assert_eq!(
+            Validity::parse("P30D").unwrap().last_day(from),
+            Some(date!(2024 - 01 - 30))
+        );
         assert_eq!(Validity::parse("permanent").unwrap().last_day(from), None);
         for bad in ["5Y", "P0Y", "PY", "P5W", "forever"] {
             assert!(Validity::parse(bad).is_none(), "{bad}");

@@ -166,7 +166,9 @@ impl ResidentId {
 // Unified social credit code (GB 32100)
 
 const USCC_CHARSET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const USCC_WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 
 fn uscc_value(b: u8) -> Option<u32> {
     USCC_CHARSET.iter().position(|&c| c == b).map(|i| i as u32)
@@ -321,7 +323,7 @@ impl LicenceRef {
         let id = VersionId { key, version };
         let expected = id.check_char();
         let found = parts[4];
-        if found.len() != 1 || found.chars().next() != Some(expected) {
+        if found.len() != 1 || !found.starts_with(expected) {
             return Err(IdError::Shape(format!(
                 "check character is {found:?} but should be {expected:?}: the identifier is mistyped"
             )));
@@ -536,10 +538,7 @@ mod tests {
     #[test]
     fn licence_key_without_version_parses_and_bad_shapes_are_explained() {
         let key = "1.2.156.3005.2.11100000000013338W032.11220000013544541J.2430599";
-        assert!(matches!(
-            LicenceRef::parse(key),
-            Ok(LicenceRef::Licence(_))
-        ));
+        assert!(matches!(LicenceRef::parse(key), Ok(LicenceRef::Licence(_))));
         let err = LicenceRef::parse(&format!("{key}.001.G")).unwrap_err();
         assert!(err.to_string().contains("mistyped"), "{err}");
         let err = LicenceRef::parse(&format!("{key}.1.F")).unwrap_err();
@@ -548,10 +547,9 @@ mod tests {
         assert!(matches!(err, IdError::Character { .. }), "{err}");
         let err = LicenceRef::parse("2.2.156").unwrap_err();
         assert!(err.to_string().contains("must start with"), "{err}");
-        let err = LicenceRef::parse(
-            "1.2.156.3005.2.11100000000013338W032.11220000013544541J.02430599",
-        )
-        .unwrap_err();
+        let err =
+            LicenceRef::parse("1.2.156.3005.2.11100000000013338W032.11220000013544541J.02430599")
+                .unwrap_err();
         assert!(err.to_string().contains("leading zero"), "{err}");
     }
 

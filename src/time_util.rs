@@ -74,7 +74,10 @@ mod tests {
     fn a_validity_day_ends_at_midnight_china_time() {
         let end = end_of_day_cst(date!(2030 - 06 - 30));
         assert_eq!(end, datetime!(2030-06-30 16:00 UTC));
-        assert_eq!(start_of_day_cst(date!(2030 - 06 - 30)), datetime!(2030-06-29 16:00 UTC));
+        assert_eq!(
+            start_of_day_cst(date!(2030 - 06 - 30)),
+            datetime!(2030-06-29 16:00 UTC)
+        );
     }
 
     #[test]

@@ -173,18 +173,39 @@ impl Authentic {
         match timeliness(t.valid_from, t.valid_until, time_util::from_unix(now)) {
             Timeliness::Current => self.verification(Outcome::Valid, "证照有效"),
             Timeliness::Expired => self.verification(Outcome::Expired, "证照已超过有效期"),
-            Timeliness::NotYetValid => self.verification(Outcome::NotYetValid, "证照尚未到生效日期"),
+            Timeliness::NotYetValid => {
+                self.verification(Outcome::NotYetValid, "证照尚未到生效日期")
+            }
         }
     }
 }
 
-/// Decodes a QR token, finds its signer and checks the signature. `Err` carries the final
-/// verification (malformed, unknown signer, bad signature); a revoked signer is noted in `Ok`.
-pub fn check_token(bytes: &[u8], trust: &TrustStore) -> Result<Authentic, Verification> {
-    let envelope = Envelope::parse(bytes)
-        .map_err(|e| Verification::failed(Outcome::Malformed, e.to_string()))?;
+/// Why a token proves nothing: malformed, unknown signer or bad signature.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub result: Outcome,
+    pub message: String,
+}
+
+impl From<Rejection> for Verification {
+    fn from(r: Rejection) -> Verification {
+        Verification::failed(r.result, r.message)
+    }
+}
+
+fn reject(result: Outcome, message: impl Into<String>) -> Rejection {
+    Rejection {
+        result,
+        message: message.into(),
+    }
+}
+
+/// Decodes a QR token, finds its signer and checks the signature. A revoked signer is noted in
+/// the `Authentic` it returns: what that means is the caller's to say.
+pub fn check_token(bytes: &[u8], trust: &TrustStore) -> Result<Authentic, Rejection> {
+    let envelope = Envelope::parse(bytes).map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
     let token = QrToken::from_payload(envelope.payload())
-        .map_err(|e| Verification::failed(Outcome::Malformed, e.to_string()))?;
+        .map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
     let iss = &token.claims.iss;
     // A kid is a truncated hash: try every certificate with it that may sign for this issuer
     // and chains to the root at the time of issue.
@@ -193,7 +214,7 @@ pub fn check_token(bytes: &[u8], trust: &TrustStore) -> Result<Authentic, Verifi
         .filter(|s| &s.uscc == iss && trust.chains_at(s, token.claims.iat))
         .collect();
     if candidates.is_empty() {
-        return Err(Verification::failed(
+        return Err(reject(
             Outcome::UnknownSigner,
             format!(
                 "no certificate under the trusted root signs for {iss} with kid {}",
@@ -201,8 +222,11 @@ pub fn check_token(bytes: &[u8], trust: &TrustStore) -> Result<Authentic, Verifi
             ),
         ));
     }
-    let Some(signer) = candidates.into_iter().find(|s| envelope.verifies_with(&s.key)) else {
-        return Err(Verification::failed(
+    let Some(signer) = candidates
+        .into_iter()
+        .find(|s| envelope.verifies_with(&s.key))
+    else {
+        return Err(reject(
             Outcome::BadSignature,
             "the signature does not match the content: the code was altered or forged",
         ));
@@ -230,7 +254,7 @@ pub fn verify_offline(
 ) -> Verification {
     let authentic = match check_token(bytes, trust) {
         Ok(a) => a,
-        Err(v) => return v,
+        Err(rejection) => return rejection.into(),
     };
     if authentic.signer_revoked {
         return authentic.verification(Outcome::SignerRevoked, "签发证书已被吊销");
@@ -247,7 +271,9 @@ pub fn verify_offline(
     let Some((list, _)) = list else {
         return authentic.verification(
             Outcome::Stale,
-            format!("no signed status list {n} of {iss} is cached: cannot tell whether it was revoked"),
+            format!(
+                "no signed status list {n} of {iss} is cached: cannot tell whether it was revoked"
+            ),
         );
     };
     match list.entry(authentic.token.status_index) {
@@ -352,7 +378,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ring = ring(dir.path());
         let authentic = check_token(&token(&ring), &trust(&ring)).ok().unwrap();
-        assert_eq!(authentic.token.claims.exp, Some(datetime!(2028-12-31 16:00 UTC).unix_timestamp()));
+        assert_eq!(
+            authentic.token.claims.exp,
+            Some(datetime!(2028-12-31 16:00 UTC).unix_timestamp())
+        );
         let last_second = datetime!(2028-12-31 15:59:59 UTC).unix_timestamp();
         assert_eq!(authentic.by_dates(last_second).result, Outcome::Valid);
         assert_eq!(authentic.by_dates(last_second + 1).result, Outcome::Expired);
@@ -380,7 +409,10 @@ mod tests {
                 outcomes.insert(result.as_str());
             }
         }
-        assert!(outcomes.contains("bad_signature") && outcomes.contains("malformed"), "{outcomes:?}");
+        assert!(
+            outcomes.contains("bad_signature") && outcomes.contains("malformed"),
+            "{outcomes:?}"
+        );
     }
 
     #[test]
@@ -395,7 +427,10 @@ mod tests {
         let their_list = theirs.trust_list();
         let pinned = ours.trust_list().roots;
         let mixed = TrustStore::new(&their_list, Some(&pinned)).unwrap();
-        assert_eq!(check_token(&forged, &mixed).err().unwrap().result, Outcome::UnknownSigner);
+        assert_eq!(
+            check_token(&forged, &mixed).err().unwrap().result,
+            Outcome::UnknownSigner
+        );
     }
 
     #[test]
@@ -408,7 +443,9 @@ mod tests {
         assert_eq!(trust.signer_count(), 2);
         let kid: [u8; 8] = Envelope::parse(&token).unwrap().kid.try_into().unwrap();
         trust.force_kid(0, kid); // the retired signer now shares the kid, and is tried first
-        let authentic = check_token(&token, &trust).ok().expect("the second candidate verifies");
+        let Ok(authentic) = check_token(&token, &trust) else {
+            panic!("the second candidate should verify");
+        };
         assert_eq!(authentic.by_dates(IN_VALIDITY).result, Outcome::Valid);
     }
 
@@ -445,12 +482,25 @@ mod tests {
         assert_eq!(offline(&list, IN_VALIDITY), Outcome::Suspended);
         list.suspended = Default::default();
         assert_eq!(offline(&list, IN_VALIDITY), Outcome::Revoked);
-        assert_eq!(offline(&list, IN_VALIDITY + 99_999), Outcome::Revoked, "revoked stays revoked when stale");
+        assert_eq!(
+            offline(&list, IN_VALIDITY + 99_999),
+            Outcome::Revoked,
+            "revoked stays revoked when stale"
+        );
         // No list for the token's issuer at all: cannot vouch.
-        assert_eq!(verify_offline(&token, &trust, &[], 3600, IN_VALIDITY).result, Outcome::Stale);
+        assert_eq!(
+            verify_offline(&token, &trust, &[], 3600, IN_VALIDITY).result,
+            Outcome::Stale
+        );
         // A list signed by a key outside the trust list is ignored.
         let stranger = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
-        let forged = [StatusList::parse_signed(&StatusList::new(issuer().uscc, 0, IN_VALIDITY).sign(&stranger, &kid)).unwrap()];
-        assert_eq!(verify_offline(&token, &trust, &forged, 3600, IN_VALIDITY).result, Outcome::Stale);
+        let forged = [StatusList::parse_signed(
+            &StatusList::new(issuer().uscc, 0, IN_VALIDITY).sign(&stranger, &kid),
+        )
+        .unwrap()];
+        assert_eq!(
+            verify_offline(&token, &trust, &forged, 3600, IN_VALIDITY).result,
+            Outcome::Stale
+        );
     }
 }

@@ -19,6 +19,9 @@ fn key() -> SigningKey {
     SigningKey::from_bytes(&[0x11; 32])
 }
 
+/// The QR version the vector's 553-character text needs at level M (docs/FORMATS.md quotes it).
+const VECTOR_QR_VERSION: i16 = 15;
+
 const KID: [u8; 8] = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
 
 fn vector_version() -> elicence::licence::LicenceVersion {
@@ -34,7 +37,10 @@ fn vector_version() -> elicence::licence::LicenceVersion {
             ("disability_category", FieldValue::Text("肢体残疾".into())),
             ("disability_level", FieldValue::Text("三级".into())),
             ("gender", FieldValue::Text("女".into())),
-            ("residence", FieldValue::Text("浙江省示范县城关镇和平村5组23号".into())),
+            (
+                "residence",
+                FieldValue::Text("浙江省示范县城关镇和平村5组23号".into()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -63,7 +69,9 @@ fn vector_version() -> elicence::licence::LicenceVersion {
 }
 
 fn vector_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(name)
 }
 
 fn check(name: &str, actual: &str) {
@@ -72,9 +80,17 @@ fn check(name: &str, actual: &str) {
         std::fs::write(&path, format!("{actual}\n")).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (generate with ELICENCE_UPDATE_VECTORS=1)", path.display()));
-    assert_eq!(actual, expected.trim_end(), "{name} drifted from the committed vector");
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (generate with ELICENCE_UPDATE_VECTORS=1)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected.trim_end(),
+        "{name} drifted from the committed vector"
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -90,7 +106,10 @@ fn full_record_matches_its_vector_and_decodes_back() {
     check("full_record.payload.hex", &hex(envelope.payload()));
     let full = FullRecord::from_payload(envelope.payload()).unwrap();
     assert_eq!(full.record, v.record);
-    assert_eq!(full.claims.exp, Some(datetime!(2035-12-31 16:00 UTC).unix_timestamp()));
+    assert_eq!(
+        full.claims.exp,
+        Some(datetime!(2035-12-31 16:00 UTC).unix_timestamp())
+    );
 }
 
 #[test]
@@ -99,6 +118,11 @@ fn qr_token_and_qr_text_match_their_vectors() {
     check("qr_token.cose.hex", &hex(&v.qr_token));
     let text = qr::qr_text("HTTPS://ZZ.EXAMPLE.GOV.CN", &v.qr_token);
     check("qr_text.txt", &text);
+    let code = qr::qr_code(&text).unwrap();
+    assert_eq!(
+        (text.len(), code.version()),
+        (553, qrcode::Version::Normal(VECTOR_QR_VERSION))
+    );
     let envelope = Envelope::parse(&v.qr_token).unwrap();
     let token = QrToken::from_payload(envelope.payload()).unwrap();
     assert_eq!(token.masked_holder_id, "1101**********002X");

@@ -22,32 +22,71 @@ async fn offline(app: &App, qr_text: &str) -> Outcome {
     let signed = app.status_list(MARKET_BUREAU, 0).await.unwrap();
     let lists = [StatusList::parse_signed(&signed).unwrap()];
     let token = qr::token_from_text(qr_text).unwrap();
-    verify_offline(&token, &trust, &lists, 3600, time_util::now().unix_timestamp()).result
+    verify_offline(
+        &token,
+        &trust,
+        &lists,
+        3600,
+        time_util::now().unix_timestamp(),
+    )
+    .result
 }
 
 #[tokio::test]
 async fn offline_and_online_agree_through_amendment_suspension_and_revocation() {
     let t = TestApp::new().await;
     let actor = Actor::local_operator();
-    let v1 = t.app.issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-OFF-1"), None).await.unwrap();
-    let other = t.app.issue(&actor, SOLE_TRADER, &sample(&t.app, SOLE_TRADER, "GT-OFF-1"), None).await.unwrap();
+    let v1 = t
+        .app
+        .issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-OFF-1"), None)
+        .await
+        .unwrap();
+    let other = t
+        .app
+        .issue(
+            &actor,
+            SOLE_TRADER,
+            &sample(&t.app, SOLE_TRADER, "GT-OFF-1"),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(offline(&t.app, &v1.qr_text).await, Outcome::Valid);
 
     let v2 = t
         .app
-        .amend(&actor, &v1.licence_id, &Amendment { holder_name: Some("新名称有限公司".into()), ..Default::default() })
+        .amend(
+            &actor,
+            &v1.licence_id,
+            &Amendment {
+                holder_name: Some("新名称有限公司".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    for (qr_text, expected) in [(&v1.qr_text, Outcome::Superseded), (&v2.qr_text, Outcome::Valid)] {
+    for (qr_text, expected) in [
+        (&v1.qr_text, Outcome::Superseded),
+        (&v2.qr_text, Outcome::Valid),
+    ] {
         assert_eq!(offline(&t.app, qr_text).await, expected);
         assert_eq!(t.app.verify(qr_text).await.unwrap().result, expected);
     }
 
-    t.app.change_status(&actor, &v1.licence_id, EventKind::Suspended, Some("整改")).await.unwrap();
+    t.app
+        .change_status(&actor, &v1.licence_id, EventKind::Suspended, Some("整改"))
+        .await
+        .unwrap();
     assert_eq!(offline(&t.app, &v2.qr_text).await, Outcome::Suspended);
-    t.app.change_status(&actor, &v1.licence_id, EventKind::Revoked, Some("吊销")).await.unwrap();
+    t.app
+        .change_status(&actor, &v1.licence_id, EventKind::Revoked, Some("吊销"))
+        .await
+        .unwrap();
     assert_eq!(offline(&t.app, &v2.qr_text).await, Outcome::Revoked);
-    assert_eq!(t.app.verify(&v2.qr_text).await.unwrap().result, Outcome::Revoked);
+    assert_eq!(
+        t.app.verify(&v2.qr_text).await.unwrap().result,
+        Outcome::Revoked
+    );
     // The other licence of the same department is untouched.
     assert_eq!(offline(&t.app, &other.qr_text).await, Outcome::Valid);
 }
@@ -56,28 +95,54 @@ async fn offline_and_online_agree_through_amendment_suspension_and_revocation() 
 async fn a_rotated_key_signs_new_licences_and_old_ones_still_verify() {
     let t = TestApp::new().await;
     let actor = Actor::local_operator();
-    let before = t.app.issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-ROT-1"), None).await.unwrap();
+    let before = t
+        .app
+        .issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-ROT-1"), None)
+        .await
+        .unwrap();
     let new_kid = t.app.rotate_key(MARKET_BUREAU).unwrap();
-    let after = t.app.issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-ROT-2"), None).await.unwrap();
+    let after = t
+        .app
+        .issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-ROT-2"), None)
+        .await
+        .unwrap();
     let v_before = t.app.verify(&before.qr_text).await.unwrap();
     let v_after = t.app.verify(&after.qr_text).await.unwrap();
     assert_eq!(v_before.result, Outcome::Valid);
     assert_eq!(v_after.result, Outcome::Valid);
     assert_eq!(v_after.kid.as_deref(), Some(new_kid.as_str()));
     assert_ne!(v_before.kid, v_after.kid);
-    assert_eq!(offline(&t.app, &before.qr_text).await, Outcome::Valid, "status list signed by the new key");
+    assert_eq!(
+        offline(&t.app, &before.qr_text).await,
+        Outcome::Valid,
+        "status list signed by the new key"
+    );
 
     // Revoking the old key: what it signed is no longer trusted, online and offline.
     t.app.revoke_key(v_before.kid.as_deref().unwrap()).unwrap();
-    assert_eq!(t.app.verify(&before.qr_text).await.unwrap().result, Outcome::SignerRevoked);
-    assert_eq!(offline(&t.app, &before.qr_text).await, Outcome::SignerRevoked);
-    assert_eq!(t.app.verify(&after.qr_text).await.unwrap().result, Outcome::Valid);
+    assert_eq!(
+        t.app.verify(&before.qr_text).await.unwrap().result,
+        Outcome::SignerRevoked
+    );
+    assert_eq!(
+        offline(&t.app, &before.qr_text).await,
+        Outcome::SignerRevoked
+    );
+    assert_eq!(
+        t.app.verify(&after.qr_text).await.unwrap().result,
+        Outcome::Valid
+    );
 }
 
 #[tokio::test]
 async fn garbage_in_a_qr_text_is_malformed_not_an_error() {
     let t = TestApp::new().await;
-    for input in ["HTTPS://ZZ.EXAMPLE.GOV.CN/V/", "HTTPS://ZZ.EXAMPLE.GOV.CN/V/0189", "AAAAAAAA", "hello world"] {
+    for input in [
+        "HTTPS://ZZ.EXAMPLE.GOV.CN/V/",
+        "HTTPS://ZZ.EXAMPLE.GOV.CN/V/0189",
+        "AAAAAAAA",
+        "hello world",
+    ] {
         let v = t.app.verify(input).await.unwrap();
         assert_eq!(v.result, Outcome::Malformed, "{input}");
     }

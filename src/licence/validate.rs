@@ -188,8 +188,7 @@ fn parse_holder_id(kind: HolderKind, id: &str, today: Date) -> Result<HolderId, 
 }
 
 fn parse_date_field(s: &str) -> Result<Date, String> {
-    time_util::parse_date(s.trim())
-        .ok_or_else(|| format!("{s:?} is not a date written YYYY-MM-DD"))
+    time_util::parse_date(s.trim()).ok_or_else(|| format!("{s:?} is not a date written YYYY-MM-DD"))
 }
 
 /// Text must be non-empty (when `required`), within `max_len` characters and free of control
@@ -201,7 +200,9 @@ fn check_text(s: &str, max_len: usize, required: bool) -> Result<String, String>
     }
     let len = s.chars().count();
     if len > max_len {
-        return Err(format!("is {len} characters long; at most {max_len} allowed"));
+        return Err(format!(
+            "is {len} characters long; at most {max_len} allowed"
+        ));
     }
     if let Some(c) = s.chars().find(|c| c.is_control()) {
         return Err(format!("contains the control character {c:?}"));
@@ -209,7 +210,11 @@ fn check_text(s: &str, max_len: usize, required: bool) -> Result<String, String>
     Ok(s.to_string())
 }
 
-fn check_field(def: &FieldDef, value: &serde_json::Value, today: Date) -> Result<FieldValue, String> {
+fn check_field(
+    def: &FieldDef,
+    value: &serde_json::Value,
+    today: Date,
+) -> Result<FieldValue, String> {
     let text = match value {
         serde_json::Value::String(s) => s.trim().to_string(),
         serde_json::Value::Number(n) if def.field_type == FieldType::Integer => n.to_string(),
@@ -232,10 +237,14 @@ fn check_field(def: &FieldDef, value: &serde_json::Value, today: Date) -> Result
             }
             FieldValue::Text(text)
         }
-        FieldType::ResidentId => {
-            FieldValue::Text(ResidentId::parse_on(&text, today).map_err(|e| e.to_string())?.to_string())
+        FieldType::ResidentId => FieldValue::Text(
+            ResidentId::parse_on(&text, today)
+                .map_err(|e| e.to_string())?
+                .to_string(),
+        ),
+        FieldType::Uscc => {
+            FieldValue::Text(Uscc::parse(&text).map_err(|e| e.to_string())?.to_string())
         }
-        FieldType::Uscc => FieldValue::Text(Uscc::parse(&text).map_err(|e| e.to_string())?.to_string()),
     };
     Ok(value)
 }
@@ -307,8 +316,16 @@ mod tests {
             "{errors:?}"
         );
         assert!(errors[0].reason.contains("organisation"), "{}", errors[0]);
-        assert!(errors[1].reason.contains("before valid_from"), "{}", errors[1]);
-        assert!(errors[3].reason.contains("住所 is required"), "{}", errors[3]);
+        assert!(
+            errors[1].reason.contains("before valid_from"),
+            "{}",
+            errors[1]
+        );
+        assert!(
+            errors[3].reason.contains("住所 is required"),
+            "{}",
+            errors[3]
+        );
         assert!(errors[4].reason.contains("not one of"), "{}", errors[4]);
     }
 
@@ -333,9 +350,15 @@ mod tests {
                 .insert(def.key.clone(), json!(def.example.clone().unwrap()));
         }
         input.fields.insert("contract_price".into(), json!("一万"));
-        input.fields.insert("planned_start".into(), json!("2026/03/01"));
-        input.fields.insert("project_manager".into(), json!("陈".repeat(21)));
-        let errors = validate(permit, &input, TODAY, || unreachable!()).unwrap_err().0;
+        input
+            .fields
+            .insert("planned_start".into(), json!("2026/03/01"));
+        input
+            .fields
+            .insert("project_manager".into(), json!("陈".repeat(21)));
+        let errors = validate(permit, &input, TODAY, || unreachable!())
+            .unwrap_err()
+            .0;
         let got: Vec<(&str, &str)> = errors
             .iter()
             .map(|e| (e.field.as_str(), e.reason.as_str()))
@@ -371,7 +394,10 @@ mod tests {
         let record = validate(permit, &input, TODAY, || "330122-1".into()).unwrap();
         assert_eq!(record.number, "330122-1");
         assert_eq!(record.valid_from, TODAY);
-        assert_eq!(record.valid_until, None, "construction permits are permanent");
+        assert_eq!(
+            record.valid_until, None,
+            "construction permits are permanent"
+        );
         assert_eq!(record.fields["contract_price"], FieldValue::Integer(18650));
     }
 }

@@ -153,7 +153,10 @@ impl FullRecord {
             (text("name"), text(&self.licence_name)),
             (text("number"), text(&r.number)),
             (text("holder"), holder),
-            (text("valid_from"), text(&time_util::format_date(r.valid_from))),
+            (
+                text("valid_from"),
+                text(&time_util::format_date(r.valid_from)),
+            ),
             (text("valid_until"), optional_date(r.valid_until)),
             (text("fields"), Value::Map(fields)),
             (text("directory_version"), int(self.directory_version)),
@@ -277,13 +280,20 @@ fn parse_claim_set(payload: &[u8], extra_key: i64) -> Result<(Claims, Value), Cl
             .find(|(k, _)| matches!(k, Value::Integer(i) if i128::from(*i) == i128::from(key)))
             .map(|(_, v)| v)
     };
-    let iss = as_text(find(ISS).ok_or_else(|| ClaimsError("no iss".into()))?, "iss")?;
+    let iss = as_text(
+        find(ISS).ok_or_else(|| ClaimsError("no iss".into()))?,
+        "iss",
+    )?;
     let iss = Uscc::parse(&iss).map_err(|e| ClaimsError(format!("iss: {e}")))?;
-    let iat = as_int(find(IAT).ok_or_else(|| ClaimsError("no iat".into()))?, "iat")?;
+    let iat = as_int(
+        find(IAT).ok_or_else(|| ClaimsError("no iat".into()))?,
+        "iat",
+    )?;
     let exp = find(EXP).map(|v| as_int(v, "exp")).transpose()?;
     let cti = match find(CTI) {
-        Some(Value::Bytes(b)) => String::from_utf8(b.clone())
-            .map_err(|_| ClaimsError("cti is not UTF-8".into()))?,
+        Some(Value::Bytes(b)) => {
+            String::from_utf8(b.clone()).map_err(|_| ClaimsError("cti is not UTF-8".into()))?
+        }
         _ => return err("cti must be a byte string"),
     };
     let cti = VersionId::parse(&cti).map_err(|e| ClaimsError(format!("cti: {e}")))?;
@@ -312,14 +322,18 @@ fn as_text(v: &Value, what: &str) -> Result<String, ClaimsError> {
 
 fn as_int(v: &Value, what: &str) -> Result<i64, ClaimsError> {
     match v {
-        Value::Integer(i) => i64::try_from(*i).map_err(|_| ClaimsError(format!("{what} out of range"))),
+        Value::Integer(i) => {
+            i64::try_from(*i).map_err(|_| ClaimsError(format!("{what} out of range")))
+        }
         _ => err(format!("{what} must be an integer")),
     }
 }
 
 fn as_uint(v: &Value, what: &str) -> Result<u64, ClaimsError> {
     match v {
-        Value::Integer(i) => u64::try_from(*i).map_err(|_| ClaimsError(format!("{what} must be unsigned"))),
+        Value::Integer(i) => {
+            u64::try_from(*i).map_err(|_| ClaimsError(format!("{what} must be unsigned")))
+        }
         _ => err(format!("{what} must be an unsigned integer")),
     }
 }

@@ -1,7 +1,9 @@
 //! COSE_Sign1 envelopes (RFC 9052) as SPEC §6 fixes them: always tagged (CBOR tag 18), protected
 //! header `{1: -8, 4: kid}`, empty unprotected header, EdDSA (Ed25519) signatures.
 
-use coset::{iana, CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+use coset::{
+    iana, CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable,
+};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 /// Why bytes are not a COSE_Sign1 of the shape this service signs.
@@ -28,7 +30,9 @@ pub fn sign(key: &SigningKey, kid: &[u8], payload: Vec<u8>) -> Vec<u8> {
     CoseSign1Builder::new()
         .protected(protected)
         .payload(payload)
-        .create_signature(b"", |to_be_signed| key.sign(to_be_signed).to_bytes().to_vec())
+        .create_signature(b"", |to_be_signed| {
+            key.sign(to_be_signed).to_bytes().to_vec()
+        })
         .build()
         .to_tagged_vec()
         .expect("a COSE_Sign1 built here encodes")
@@ -46,7 +50,11 @@ impl Envelope {
         let sign1 =
             CoseSign1::from_tagged_slice(bytes).map_err(|e| CoseError::Decode(e.to_string()))?;
         let header = &sign1.protected.header;
-        if header.alg != Some(coset::RegisteredLabelWithPrivate::Assigned(iana::Algorithm::EdDSA)) {
+        if header.alg
+            != Some(coset::RegisteredLabelWithPrivate::Assigned(
+                iana::Algorithm::EdDSA,
+            ))
+        {
             return Err(CoseError::Algorithm);
         }
         if header.key_id.len() != 8 {
@@ -109,7 +117,10 @@ mod tests {
     fn untagged_or_foreign_envelopes_are_refused() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let bytes = sign(&key, &[0; 8], b"x".to_vec());
-        assert!(matches!(Envelope::parse(&bytes[1..]), Err(CoseError::Decode(_))));
+        assert!(matches!(
+            Envelope::parse(&bytes[1..]),
+            Err(CoseError::Decode(_))
+        ));
         let short_kid = sign(&key, &[0; 4], b"x".to_vec());
         assert_eq!(Envelope::parse(&short_kid).unwrap_err(), CoseError::Kid);
     }

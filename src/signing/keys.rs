@@ -49,7 +49,9 @@ pub enum KeyError {
     File { path: String, reason: String },
     #[error("keys: certificate generation failed: {0}")]
     Generate(String),
-    #[error("keys: no active signer for department {0}; run `elicence keys rotate --department {0}`")]
+    #[error(
+        "keys: no active signer for department {0}; run `elicence keys rotate --department {0}`"
+    )]
     NoActiveSigner(Uscc),
     #[error("keys: no signer with kid {0}")]
     UnknownKid(String),
@@ -125,7 +127,8 @@ impl KeyRing {
         let mut ring = Self::open(dir)?;
         for issuer in issuers {
             if ring.active_signer(&issuer.uscc).is_none() {
-                ring.add_signer(issuer)?;
+                let kid = ring.add_signer(issuer)?;
+                tracing::warn!(department = %issuer.uscc, %kid, "department had no active signer: made one");
             }
         }
         Ok((ring, created))
@@ -157,8 +160,8 @@ impl KeyRing {
     pub fn open(dir: &Path) -> Result<KeyRing, KeyError> {
         let root_pem = read(&dir.join("root.crt.pem"))?;
         let state_path = dir.join("state.json");
-        let state: State = serde_json::from_str(&read(&state_path)?)
-            .map_err(|e| file_error(&state_path, e))?;
+        let state: State =
+            serde_json::from_str(&read(&state_path)?).map_err(|e| file_error(&state_path, e))?;
         let mut signers = Vec::new();
         for entry in state.signers {
             let cert_path = dir.join("signers").join(format!("{}.crt.pem", entry.kid));
@@ -201,7 +204,8 @@ impl KeyRing {
     pub fn add_signer(&mut self, issuer: &Issuer) -> Result<String, KeyError> {
         let root_key = KeyPair::from_pem(&read(&self.dir.join("root.key.pem"))?)
             .map_err(|_| file_error(&self.dir.join("root.key.pem"), "not a private key"))?;
-        let root_params = CertificateParams::from_ca_cert_pem(&self.root_pem).map_err(generate_error)?;
+        let root_params =
+            CertificateParams::from_ca_cert_pem(&self.root_pem).map_err(generate_error)?;
         let root = root_params.self_signed(&root_key).map_err(generate_error)?;
 
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(generate_error)?;
@@ -222,7 +226,12 @@ impl KeyRing {
         params.use_authority_key_identifier_extension = true;
         // extendedKeyUsage (2.5.29.37) = SEQUENCE { OID 2.25.… }, written out because rcgen's
         // typed EKU takes arcs as u64 and a UUID arc is 128 bits.
-        let mut eku = vec![0x30, SIGNER_EKU_DER.len() as u8 + 2, 0x06, SIGNER_EKU_DER.len() as u8];
+        let mut eku = vec![
+            0x30,
+            SIGNER_EKU_DER.len() as u8 + 2,
+            0x06,
+            SIGNER_EKU_DER.len() as u8,
+        ];
         eku.extend_from_slice(SIGNER_EKU_DER);
         params
             .custom_extensions
@@ -385,7 +394,6 @@ fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError>
     fs::rename(&tmp, path).map_err(|e| file_error(path, e))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,14 +442,19 @@ mod tests {
         let kid_hex = HEXLOWER.encode(&ring.signing_key(&issuer().uscc).unwrap().1);
         for path in [
             dir.path().join("root.key.pem"),
-            dir.path().join("signers").join(format!("{kid_hex}.key.pem")),
+            dir.path()
+                .join("signers")
+                .join(format!("{kid_hex}.key.pem")),
         ] {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", path.display());
         }
         let (again, created) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
         assert!(!created);
-        let (a, b) = (ring.signing_key(&issuer().uscc).unwrap(), again.signing_key(&issuer().uscc).unwrap());
+        let (a, b) = (
+            ring.signing_key(&issuer().uscc).unwrap(),
+            again.signing_key(&issuer().uscc).unwrap(),
+        );
         assert_eq!(a.0.verifying_key(), b.0.verifying_key());
         assert_eq!(again.trust_list().version, ring.trust_list().version);
     }
@@ -453,10 +466,23 @@ mod tests {
         let first = ring.trust_list().signers[0].kid.clone();
         let second = ring.rotate(&issuer().uscc).unwrap();
         ring.revoke(&first).unwrap();
-        assert!(matches!(ring.revoke(&first), Err(KeyError::AlreadyRevoked(_))));
+        assert!(matches!(
+            ring.revoke(&first),
+            Err(KeyError::AlreadyRevoked(_))
+        ));
         let list = KeyRing::open(dir.path()).unwrap().trust_list();
-        let status: Vec<(String, SignerStatus)> = list.signers.iter().map(|s| (s.kid.clone(), s.status)).collect();
-        assert_eq!(status, [(first, SignerStatus::Revoked), (second, SignerStatus::Active)]);
+        let status: Vec<(String, SignerStatus)> = list
+            .signers
+            .iter()
+            .map(|s| (s.kid.clone(), s.status))
+            .collect();
+        assert_eq!(
+            status,
+            [
+                (first, SignerStatus::Revoked),
+                (second, SignerStatus::Active)
+            ]
+        );
         assert!(list.signers[0].revoked_at.is_some());
         // The root (1), the first signer (2), the rotation (3) and the revocation (4).
         assert_eq!(list.version, 4, "every change bumps the trust list version");

@@ -84,7 +84,8 @@ mod tests {
         (1..=40)
             .find(|&v| {
                 let mut bits = Bits::new(Version::Normal(v));
-                bits.push_byte_data(text.as_bytes()).is_ok() && bits.push_terminator(EcLevel::M).is_ok()
+                bits.push_byte_data(text.as_bytes()).is_ok()
+                    && bits.push_terminator(EcLevel::M).is_ok()
             })
             .unwrap()
     }

@@ -55,7 +55,11 @@ impl Bits {
             .read_to_end(&mut out)
             .map_err(|e| format!("bitstring is not gzip: {e}"))?;
         if out.len() as u64 != LIST_LEN / 8 {
-            return Err(format!("bitstring has {} bytes, not {}", out.len(), LIST_LEN / 8));
+            return Err(format!(
+                "bitstring has {} bytes, not {}",
+                out.len(),
+                LIST_LEN / 8
+            ));
         }
         Ok(Bits(out))
     }
@@ -113,12 +117,24 @@ impl StatusList {
 
     pub fn to_payload(&self) -> Vec<u8> {
         let map = Value::Map(vec![
-            (Value::Integer(1.into()), Value::Text(self.issuer.to_string())),
+            (
+                Value::Integer(1.into()),
+                Value::Text(self.issuer.to_string()),
+            ),
             (Value::Integer(2.into()), Value::Integer(self.n.into())),
-            (Value::Integer(3.into()), Value::Integer(self.issued_at.into())),
+            (
+                Value::Integer(3.into()),
+                Value::Integer(self.issued_at.into()),
+            ),
             (Value::Integer(4.into()), Value::Bytes(self.invalid.gzip())),
-            (Value::Integer(5.into()), Value::Bytes(self.suspended.gzip())),
-            (Value::Integer(6.into()), Value::Bytes(self.superseded.gzip())),
+            (
+                Value::Integer(5.into()),
+                Value::Bytes(self.suspended.gzip()),
+            ),
+            (
+                Value::Integer(6.into()),
+                Value::Bytes(self.superseded.gzip()),
+            ),
         ]);
         let mut out = Vec::new();
         ciborium::into_writer(&map, &mut out).expect("writing to a Vec");
@@ -146,7 +162,9 @@ impl StatusList {
             _ => return Err("status list has no issuer (key 1)".into()),
         };
         let int = |key: u8| match get(key) {
-            Some(Value::Integer(i)) => i64::try_from(*i).map_err(|_| format!("key {key} out of range")),
+            Some(Value::Integer(i)) => {
+                i64::try_from(*i).map_err(|_| format!("key {key} out of range"))
+            }
             _ => Err(format!("status list has no integer key {key}")),
         };
         let bits = |key: u8, required: bool| match get(key) {
@@ -196,6 +214,10 @@ mod tests {
         assert_eq!(back.entry(2 * LIST_LEN + 10), EntryStatus::Suspended);
         assert_eq!(back.entry(2 * LIST_LEN + 11), EntryStatus::Superseded);
         assert_eq!(back.entry(2 * LIST_LEN + 12), EntryStatus::Good);
-        assert!(signed.len() < 400, "a sparse list compresses to {} bytes", signed.len());
+        assert!(
+            signed.len() < 400,
+            "a sparse list compresses to {} bytes",
+            signed.len()
+        );
     }
 }

@@ -82,7 +82,10 @@ impl TrustStore {
             let der = pem_der(&s.certificate).map_err(TrustError)?;
             let kid = kid_of(&der);
             if kid_text(&kid) != s.kid {
-                return Err(TrustError(format!("signer {} does not match its certificate", s.kid)));
+                return Err(TrustError(format!(
+                    "signer {} does not match its certificate",
+                    s.kid
+                )));
             }
             let (key, uscc) = read_signer_certificate(&der)
                 .map_err(|e| TrustError(format!("signer {}: {e}", s.kid)))?;

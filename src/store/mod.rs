@@ -39,7 +39,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
     Url(String),
-    #[error("the licence was changed by someone else at the same moment; look at it again and retry")]
+    #[error(
+        "the licence was changed by someone else at the same moment; look at it again and retry"
+    )]
     Conflict,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -106,9 +108,13 @@ pub struct NewLicence<'a> {
 /// What became of one new licence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
-    Issued { seq: i64 },
+    Issued {
+        seq: i64,
+    },
     /// A licence of this type with this number exists already (its licence identifier).
-    DuplicateNumber { existing: String },
+    DuplicateNumber {
+        existing: String,
+    },
 }
 
 pub struct Store {
@@ -135,12 +141,17 @@ impl Store {
                 create_sqlite_file(url)?;
                 let reader = sqlite_pool(url, 8).await?;
                 // WAL lets readers go on while the single writer writes; it persists in the file.
-                sqlx::query("PRAGMA journal_mode=WAL").execute(&reader).await?;
+                sqlx::query("PRAGMA journal_mode=WAL")
+                    .execute(&reader)
+                    .await?;
                 let writer = sqlite_pool(url, 1).await?;
                 (reader, writer)
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new().max_connections(16).connect(url).await?;
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await?;
                 (pool.clone(), pool)
             }
         };
@@ -210,7 +221,12 @@ impl Store {
     // Reservations made before signing
 
     /// Reserves `count` consecutive serials for (type, issuer); returns the first.
-    pub async fn reserve_serials(&self, type_code: &TypeCode, issuer: &Uscc, count: u64) -> Result<u64> {
+    pub async fn reserve_serials(
+        &self,
+        type_code: &TypeCode,
+        issuer: &Uscc,
+        count: u64,
+    ) -> Result<u64> {
         let count = i64::try_from(count).map_err(|_| StoreError::Corrupt("count".into()))?;
         let mut tx = self.writer.begin().await?;
         sqlx::query(
@@ -309,7 +325,18 @@ impl Store {
                 continue;
             };
             insert_version(&mut tx, pk, v).await?;
-            let seq = insert_event(&mut tx, pk, key, 1, v.id.version, EventKind::Issued, &created_at, None, new.actor).await?;
+            let seq = insert_event(
+                &mut tx,
+                pk,
+                key,
+                1,
+                v.id.version,
+                EventKind::Issued,
+                &created_at,
+                None,
+                new.actor,
+            )
+            .await?;
             outcomes.push(Inserted::Issued { seq });
         }
         tx.commit().await?;
@@ -400,7 +427,11 @@ impl Store {
         }
     }
 
-    pub async fn licence_by_number(&self, type_code: &TypeCode, number: &str) -> Result<Option<LicenceRow>> {
+    pub async fn licence_by_number(
+        &self,
+        type_code: &TypeCode,
+        number: &str,
+    ) -> Result<Option<LicenceRow>> {
         let row = sqlx::query(
             "SELECT id, licence_id, number, created_at FROM licences WHERE type_code = $1 AND number = $2",
         )
@@ -465,29 +496,38 @@ impl Store {
     }
 
     pub async fn versions(&self, licence_pk: i64) -> Result<Vec<StoredVersion>> {
-        sqlx::query(&format!("{VERSION_COLUMNS} WHERE licence = $1 ORDER BY version"))
-            .bind(licence_pk)
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(version_row)
-            .collect()
+        sqlx::query(&format!(
+            "{VERSION_COLUMNS} WHERE licence = $1 ORDER BY version"
+        ))
+        .bind(licence_pk)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(version_row)
+        .collect()
     }
 
     pub async fn version(&self, licence_pk: i64, version: u32) -> Result<Option<StoredVersion>> {
-        sqlx::query(&format!("{VERSION_COLUMNS} WHERE licence = $1 AND version = $2"))
-            .bind(licence_pk)
-            .bind(i64::from(version))
-            .fetch_optional(&self.reader)
-            .await?
-            .as_ref()
-            .map(version_row)
-            .transpose()
+        sqlx::query(&format!(
+            "{VERSION_COLUMNS} WHERE licence = $1 AND version = $2"
+        ))
+        .bind(licence_pk)
+        .bind(i64::from(version))
+        .fetch_optional(&self.reader)
+        .await?
+        .as_ref()
+        .map(version_row)
+        .transpose()
     }
 
     /// For one issuer's status list `[lo, hi)`: each used index with its version, the licence's
     /// latest version and the licence's status events (oldest first).
-    pub async fn status_entries(&self, issuer: &Uscc, lo: u64, hi: u64) -> Result<Vec<StatusEntry>> {
+    pub async fn status_entries(
+        &self,
+        issuer: &Uscc,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<StatusEntry>> {
         let rows = sqlx::query(
             "SELECT v.status_index, v.version, v.licence,
                     (SELECT MAX(v2.version) FROM versions v2 WHERE v2.licence = v.licence) AS latest
@@ -521,7 +561,9 @@ impl Store {
                     index: row.try_get::<i64, _>("status_index")? as u64,
                     version: row.try_get::<i64, _>("version")? as u32,
                     latest_version: row.try_get::<i64, _>("latest")? as u32,
-                    standing: Standing::after(status_events.get(&licence).cloned().unwrap_or_default()),
+                    standing: Standing::after(
+                        status_events.get(&licence).cloned().unwrap_or_default(),
+                    ),
                 })
             })
             .collect()
@@ -529,10 +571,12 @@ impl Store {
 
     /// The highest event seq, or 0 when there are none.
     pub async fn last_seq(&self) -> Result<i64> {
-        Ok(sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM events")
-            .fetch_one(&self.reader)
-            .await?
-            .try_get("seq")?)
+        Ok(
+            sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM events")
+                .fetch_one(&self.reader)
+                .await?
+                .try_get("seq")?,
+        )
     }
 }
 
@@ -545,7 +589,8 @@ pub struct StatusEntry {
     pub standing: Standing,
 }
 
-const VERSION_COLUMNS: &str = "SELECT version, identifier, issued_at, status_index, kid, payload_hash,
+const VERSION_COLUMNS: &str =
+    "SELECT version, identifier, issued_at, status_index, kid, payload_hash,
     full_record, qr_token FROM versions";
 
 fn version_row(row: &AnyRow) -> Result<StoredVersion> {
@@ -672,10 +717,12 @@ fn create_sqlite_file(url: &str) -> Result<()> {
     }
     let path = Path::new(path);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| StoreError::Url(format!("{}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Url(format!("{}: {e}", parent.display())))?;
     }
     if !path.exists() {
-        std::fs::File::create(path).map_err(|e| StoreError::Url(format!("{}: {e}", path.display())))?;
+        std::fs::File::create(path)
+            .map_err(|e| StoreError::Url(format!("{}: {e}", path.display())))?;
     }
     Ok(())
 }

@@ -19,8 +19,9 @@ pub const MARKET_BUREAU: &str = "11330122MB0000001M";
 
 pub struct TestApp {
     pub app: App,
-    pub dir: tempfile::TempDir,
     pub database_url: String,
+    pub dir: tempfile::TempDir,
+    _database: TestDatabase,
 }
 
 pub fn templates_dir() -> PathBuf {
@@ -31,10 +32,15 @@ pub fn postgres_requested() -> bool {
     std::env::var("ELICENCE_TEST_BACKEND").as_deref() == Ok("postgres")
 }
 
-/// A database URL for a fresh, empty database of the backend under test.
-pub async fn fresh_database(dir: &Path) -> String {
+/// A fresh, empty database of the backend under test; a PostgreSQL one is dropped with it.
+pub struct TestDatabase {
+    pub url: String,
+}
+
+pub async fn fresh_database(dir: &Path) -> TestDatabase {
     if !postgres_requested() {
-        return format!("sqlite:{}", dir.join("data/elicence.sqlite").display());
+        let url = format!("sqlite:{}", dir.join("data/elicence.sqlite").display());
+        return TestDatabase { url };
     }
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let server = std::env::var("ELICENCE_TEST_POSTGRES")
@@ -54,35 +60,28 @@ pub async fn fresh_database(dir: &Path) -> String {
         .await
         .expect("create test database");
     let base = server.rsplit_once('/').expect("URL has a database").0;
-    format!("{base}/{name}")
+    TestDatabase {
+        url: format!("{base}/{name}"),
+    }
 }
 
-pub fn settings(dir: &Path, database_url: &str) -> Settings {
-    let vars = [
-        ("ELICENCE_DATA_DIR", dir.join("data").display().to_string()),
-        ("ELICENCE_KEYS_DIR", dir.join("keys").display().to_string()),
-        ("ELICENCE_TEMPLATES_DIR", templates_dir().display().to_string()),
-        ("ELICENCE_DATABASE_URL", database_url.to_string()),
-        ("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn".to_string()),
-    ];
-    Settings::load_from(None, |name| {
-        vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
-    })
-    .unwrap()
-}
-
-impl Drop for TestApp {
+impl Drop for TestDatabase {
     /// Drops a PostgreSQL test database (forcing its open connections closed) so runs do not
     /// pile databases up on the server. SQLite files go with the temporary folder.
     fn drop(&mut self) {
-        let Some((server, name)) = self.database_url.rsplit_once('/') else { return };
-        if !self.database_url.starts_with("postgres") {
+        if !self.url.starts_with("postgres") {
             return;
         }
+        let Some((server, name)) = self.url.rsplit_once('/') else {
+            return;
+        };
         let admin = format!("{server}/test");
         let name = name.to_string();
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 use sqlx::Connection;
                 let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
@@ -96,15 +95,40 @@ impl Drop for TestApp {
     }
 }
 
+pub fn settings(dir: &Path, database_url: &str) -> Settings {
+    let vars = [
+        ("ELICENCE_DATA_DIR", dir.join("data").display().to_string()),
+        ("ELICENCE_KEYS_DIR", dir.join("keys").display().to_string()),
+        (
+            "ELICENCE_TEMPLATES_DIR",
+            templates_dir().display().to_string(),
+        ),
+        ("ELICENCE_DATABASE_URL", database_url.to_string()),
+        (
+            "ELICENCE_VERIFY_BASE",
+            "https://zz.example.gov.cn".to_string(),
+        ),
+    ];
+    Settings::load_from(None, |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .unwrap()
+}
+
 impl TestApp {
     pub async fn new() -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let database_url = fresh_database(dir.path()).await;
-        let app = App::open(settings(dir.path(), &database_url)).await.unwrap();
+        let database = fresh_database(dir.path()).await;
+        let app = App::open(settings(dir.path(), &database.url))
+            .await
+            .unwrap();
         TestApp {
             app,
+            database_url: database.url.clone(),
             dir,
-            database_url,
+            _database: database,
         }
     }
 

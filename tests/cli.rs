@@ -1,0 +1,255 @@
+//! The `elicence` binary as an operator uses it: commands, exit codes, `--json` output.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+struct Cli {
+    database: TestDatabase,
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    async fn new() -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let database = fresh_database(dir.path()).await;
+        Cli { database, dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_elicence"))
+            .args(args)
+            .env("ELICENCE_DATA_DIR", self.dir.path().join("data"))
+            .env("ELICENCE_KEYS_DIR", self.dir.path().join("keys"))
+            .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+            .env("ELICENCE_DATABASE_URL", &self.database.url)
+            .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// Issues the directory's example record of a type; returns (identifier, QR text).
+    fn issue_example(&self, type_code: &str) -> (String, String) {
+        let example = self.ok(&["directory", "show", type_code, "--example"]);
+        let file = self.path(&format!("{type_code}.json"));
+        std::fs::write(&file, example).unwrap();
+        let printed = self.ok(&["issue", type_code, "--file", &file]);
+        let mut lines = printed.lines();
+        (
+            lines.next().unwrap().to_string(),
+            lines.next().unwrap().to_string(),
+        )
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap()
+}
+
+#[tokio::test]
+async fn directory_list_prints_the_four_types_with_codes_and_version() {
+    let cli = Cli::new().await;
+    let listing = cli.ok(&["directory", "list"]);
+    assert!(listing.starts_with("directory version 1"), "{listing}");
+    for (code, name) in [
+        (FOOD, "食品经营许可证"),
+        (SOLE_TRADER, "个体工商户营业执照"),
+        (PERMIT, "建筑工程施工许可证"),
+        (DISABILITY, "残疾人证"),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.contains(code) && l.contains(name)),
+            "{code} {name}:\n{listing}"
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["directory", "list", "--json"])).unwrap();
+    assert_eq!(json["types"].as_array().unwrap().len(), 4);
+    assert_eq!(json["directory_version"], 1);
+}
+
+#[tokio::test]
+async fn verify_exits_0_for_valid_2_for_revoked_and_superseded_1_for_errors() {
+    let cli = Cli::new().await;
+    let (id, qr_text) = cli.issue_example(FOOD);
+    let out = cli.run(&["verify", &qr_text]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid (有效)"));
+
+    // An amendment supersedes version 1.
+    let changes = cli.path("changes.json");
+    std::fs::write(
+        &changes,
+        r#"{"fields": {"complaint_hotline": "0571-12345"}, "reason": "电话变更"}"#,
+    )
+    .unwrap();
+    let amended = cli.ok(&["licence", "amend", &id, "--file", &changes]);
+    let v2_qr = amended.lines().nth(1).unwrap().to_string();
+    let out = cli.run(&["verify", &qr_text, "--json"]);
+    assert_eq!(code(&out), 2);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "superseded");
+    assert_eq!(v["current"]["version"], 2);
+
+    cli.ok(&["licence", "revoke", &id, "--reason", "吊销许可"]);
+    let out = cli.run(&["verify", &v2_qr]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("revoked (已注销)"));
+
+    let out = cli.run(&["verify", "HTTPS://ZZ.EXAMPLE.GOV.CN/V/NOT-BASE32"]);
+    assert_eq!(
+        code(&out),
+        2,
+        "a damaged code is a result (malformed), not an error"
+    );
+
+    let mut mistyped = id.clone();
+    let last = mistyped.pop().unwrap();
+    mistyped.push(if last == 'A' { 'B' } else { 'A' });
+    let out = cli.run(&["verify", &mistyped]);
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mistyped"));
+}
+
+#[tokio::test]
+async fn offline_verification_uses_only_the_exported_files() {
+    let cli = Cli::new().await;
+    let (id, qr_text) = cli.issue_example(SOLE_TRADER);
+    let trust = cli.path("trust.json");
+    let list = cli.path("status-0.cose");
+    let root = cli.path("root.pem");
+    cli.ok(&["trust", "export", &trust]);
+    cli.ok(&[
+        "status-list",
+        "export",
+        "--issuer",
+        MARKET_BUREAU,
+        "--list",
+        "0",
+        &list,
+    ]);
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trust).unwrap()).unwrap();
+    std::fs::write(&root, exported["roots"][0].as_str().unwrap()).unwrap();
+    let offline = |cli: &Cli| {
+        cli.run(&[
+            "verify",
+            &qr_text,
+            "--offline",
+            "--trust",
+            &trust,
+            "--status-list",
+            &list,
+            "--root",
+            &root,
+        ])
+    };
+    assert_eq!(code(&offline(&cli)), 0);
+
+    cli.ok(&["licence", "revoke", &id, "--reason", "注销"]);
+    assert_eq!(code(&offline(&cli)), 0, "the cached list still says valid");
+    cli.ok(&[
+        "status-list",
+        "export",
+        "--issuer",
+        MARKET_BUREAU,
+        "--list",
+        "0",
+        &list,
+    ]);
+    let out = offline(&cli);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("revoked"));
+
+    // Offline needs no database: point it at one that does not exist.
+    let out = Command::new(env!("CARGO_BIN_EXE_elicence"))
+        .args([
+            "verify",
+            &qr_text,
+            "--offline",
+            "--trust",
+            &trust,
+            "--status-list",
+            &list,
+        ])
+        .env(
+            "ELICENCE_DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+}
+
+#[tokio::test]
+async fn a_bad_record_lists_every_error_and_exits_1() {
+    let cli = Cli::new().await;
+    let file = cli.path("bad.json");
+    std::fs::write(
+        &file,
+        r#"{"holder": {"name": "", "id": "11010519491231002X"}, "fields": {"gender": "未知"}}"#,
+    )
+    .unwrap();
+    let out = cli.run(&["issue", DISABILITY, "--file", &file]);
+    assert_eq!(code(&out), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "holder.name: is empty",
+        "fields.gender",
+        "fields.disability_category: 残疾类别 is required",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "{expected} missing from:\n{stderr}"
+        );
+    }
+    let out = cli.run(&["issue", DISABILITY, "--file", &file, "--json"]);
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["error"]["code"], "invalid_record");
+    assert!(body["error"]["fields"].as_array().unwrap().len() >= 4);
+}
+
+#[tokio::test]
+async fn keys_can_be_listed_rotated_and_revoked() {
+    let cli = Cli::new().await;
+    cli.ok(&["keys", "init"]);
+    let listing = cli.ok(&["keys", "list", "--json"]);
+    let signers: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(
+        signers.as_array().unwrap().len(),
+        3,
+        "one signer per department"
+    );
+    let rotated: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["keys", "rotate", "--department", MARKET_BUREAU, "--json"]))
+            .unwrap();
+    let new_kid = rotated["kid"].as_str().unwrap();
+    let (_, qr_text) = cli.issue_example(FOOD);
+    let verified: serde_json::Value =
+        serde_json::from_slice(&cli.run(&["verify", &qr_text, "--json"]).stdout).unwrap();
+    assert_eq!(verified["kid"], new_kid);
+    cli.ok(&["keys", "revoke", new_kid]);
+    let out = cli.run(&["verify", &qr_text]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("signer_revoked"));
+}
