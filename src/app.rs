@@ -9,6 +9,7 @@ use std::sync::RwLock;
 use serde::Serialize;
 use time::{Date, Duration};
 
+use crate::audit::Entry;
 use crate::config::Settings;
 use crate::directory::{Directory, DirectoryError, FieldDef, LicenceType};
 use crate::identifiers::{IdError, LicenceKey, LicenceRef, TypeCode, Uscc, VersionId};
@@ -38,6 +39,15 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Clerk => "clerk",
+            Role::Officer => "officer",
+            Role::Library => "library",
+            Role::Admin => "admin",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "clerk" => Some(Role::Clerk),
@@ -53,6 +63,8 @@ impl Role {
 #[derive(Debug, Clone)]
 pub struct Actor {
     pub name: String,
+    /// Where the actor acts from: the client address, or `cli`.
+    pub source: String,
     /// The department the actor belongs to; None for the local operator, who may act for all.
     pub department: Option<Uscc>,
     pub roles: Vec<Role>,
@@ -64,9 +76,15 @@ impl Actor {
         let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
         Actor {
             name: format!("cli:{user}"),
+            source: "cli".into(),
             department: None,
             roles: vec![Role::Admin],
         }
+    }
+
+    /// An audit record of this actor attempting `action` on `target`.
+    pub fn entry(&self, action: &str, target: &str) -> Entry {
+        Entry::new(&self.name, &self.source, action, target)
     }
 
     /// Refuses unless the actor has `role` (or admin) and belongs to `department` (if scoped).
@@ -294,6 +312,22 @@ impl App {
         input: &RecordInput,
         scan: Option<String>,
     ) -> Result<Issued> {
+        let entry = actor.entry("licence.issue", type_code);
+        let result = self
+            .issue_audited(actor, &entry, type_code, input, scan)
+            .await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    async fn issue_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        type_code: &str,
+        input: &RecordInput,
+        scan: Option<String>,
+    ) -> Result<Issued> {
         let licence_type = self.type_of(type_code)?;
         actor.authorise(Role::Clerk, &licence_type.issuer.uscc)?;
         let serial = self
@@ -314,13 +348,18 @@ impl App {
         let version = self
             .sign(licence_type, key.version(1), record, None)
             .await?;
+        let audit = Entry {
+            target: version.id.to_string(),
+            detail: format!("number {}", version.record.number),
+            ..entry.clone()
+        };
         let inserted = self
             .store
             .insert_licences(&[NewLicence {
                 number: &version.record.number,
                 holder_id: version.record.holder.id.as_str(),
                 version: &version,
-                actor: &actor.name,
+                audit: &audit,
             }])
             .await?;
         match inserted.into_iter().next() {
@@ -374,6 +413,19 @@ impl App {
 
     /// Amends (变更) a licence: a new version with changed holder name or fields.
     pub async fn amend(&self, actor: &Actor, licence: &str, change: &Amendment) -> Result<Issued> {
+        let entry = actor.entry("licence.amend", licence);
+        let result = self.amend_audited(actor, &entry, licence, change).await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    async fn amend_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        licence: &str,
+        change: &Amendment,
+    ) -> Result<Issued> {
         let (row, licence_type, latest) = self.changeable(actor, licence).await?;
         let full = latest.full()?;
         let mut input = record_input(&full.record);
@@ -395,7 +447,7 @@ impl App {
             return Err(AppError::BadInput("the amendment changes nothing".into()));
         }
         self.append(
-            actor,
+            entry,
             &row,
             licence_type,
             &latest,
@@ -408,6 +460,19 @@ impl App {
 
     /// Renews (延续) a licence: a new version with a new validity period.
     pub async fn renew(&self, actor: &Actor, licence: &str, renewal: &Renewal) -> Result<Issued> {
+        let entry = actor.entry("licence.renew", licence);
+        let result = self.renew_audited(actor, &entry, licence, renewal).await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    async fn renew_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        licence: &str,
+        renewal: &Renewal,
+    ) -> Result<Issued> {
         let (row, licence_type, latest) = self.changeable(actor, licence).await?;
         let full = latest.full()?;
         let Some(old_until) = full.record.valid_until else {
@@ -433,7 +498,7 @@ impl App {
             ..full.record
         };
         self.append(
-            actor,
+            entry,
             &row,
             licence_type,
             &latest,
@@ -475,7 +540,7 @@ impl App {
     #[allow(clippy::too_many_arguments)]
     async fn append(
         &self,
-        actor: &Actor,
+        entry: &Entry,
         row: &LicenceRow,
         licence_type: &LicenceType,
         latest: &StoredVersion,
@@ -495,9 +560,14 @@ impl App {
                 Some(latest.payload_hash.clone()),
             )
             .await?;
+        let audit = Entry {
+            target: version.id.to_string(),
+            detail: reason.unwrap_or_default().to_string(),
+            ..entry.clone()
+        };
         let seq = self
             .store
-            .append_version(row, kind, &version, reason, &actor.name)
+            .append_version(row, kind, &version, reason, &audit)
             .await?;
         Ok(self.issued(&version, seq))
     }
@@ -506,6 +576,22 @@ impl App {
     pub async fn change_status(
         &self,
         actor: &Actor,
+        licence: &str,
+        kind: EventKind,
+        reason: Option<&str>,
+    ) -> Result<EventView> {
+        let entry = actor.entry(&format!("licence.{}", verb(kind)), licence);
+        let result = self
+            .change_status_audited(actor, &entry, licence, kind, reason)
+            .await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    async fn change_status_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
         licence: &str,
         kind: EventKind,
         reason: Option<&str>,
@@ -537,10 +623,12 @@ impl App {
                 verb(kind)
             )));
         }
-        let seq = self
-            .store
-            .append_status(&row, kind, reason, &actor.name)
-            .await?;
+        let audit = Entry {
+            target: row.key.to_string(),
+            detail: reason.unwrap_or_default().to_string(),
+            ..entry.clone()
+        };
+        let seq = self.store.append_status(&row, kind, reason, &audit).await?;
         let events = self.store.events_of(row.pk).await?;
         let event = events
             .iter()
@@ -642,13 +730,213 @@ impl App {
         TrustStore::new(&self.trust_list(), None).map_err(|e| AppError::Config(e.to_string()))
     }
 
-    pub fn rotate_key(&self, department: &str) -> Result<String> {
-        let uscc = Uscc::parse(department)?;
-        Ok(self.keys_mut().rotate(&uscc)?)
+    pub async fn rotate_key(&self, actor: &Actor, department: &str) -> Result<String> {
+        let entry = actor.entry("key.rotate", department);
+        let result = self.rotate_key_audited(actor, &entry, department).await;
+        self.audit_failure(entry, &result).await;
+        result
     }
 
-    pub fn revoke_key(&self, kid: &str) -> Result<()> {
-        Ok(self.keys_mut().revoke(kid)?)
+    async fn rotate_key_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        department: &str,
+    ) -> Result<String> {
+        let uscc = Uscc::parse(department)?;
+        actor.authorise(Role::Admin, &uscc)?;
+        let kid = self.keys_mut().rotate(&uscc)?;
+        let audit = Entry {
+            detail: format!("new signer {kid}"),
+            ..entry.clone()
+        };
+        self.store.append_audit(&audit).await?;
+        Ok(kid)
+    }
+
+    pub async fn revoke_key(&self, actor: &Actor, kid: &str) -> Result<()> {
+        let entry = actor.entry("key.revoke", kid);
+        let result = self.revoke_key_audited(actor, &entry, kid).await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    async fn revoke_key_audited(&self, actor: &Actor, entry: &Entry, kid: &str) -> Result<()> {
+        if !actor.roles.contains(&Role::Admin) || actor.department.is_some() {
+            return Err(AppError::Forbidden(format!(
+                "{} may not revoke signer keys",
+                actor.name
+            )));
+        }
+        self.keys_mut().revoke(kid)?;
+        self.store.append_audit(entry).await?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tokens and the audit trail
+
+    /// Creates an API token for a department with roles; returns its id and the token itself,
+    /// which is shown once and stored only as a hash.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        department: Option<&str>,
+        roles: &[Role],
+    ) -> Result<(i64, String)> {
+        let entry = actor.entry("token.create", name);
+        let result = self
+            .create_token_audited(actor, &entry, name, department, roles)
+            .await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    async fn create_token_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        name: &str,
+        department: Option<&str>,
+        roles: &[Role],
+    ) -> Result<(i64, String)> {
+        if !actor.roles.contains(&Role::Admin) || actor.department.is_some() {
+            return Err(AppError::Forbidden(format!(
+                "{} may not create tokens",
+                actor.name
+            )));
+        }
+        let department = department.map(Uscc::parse).transpose()?;
+        if let Some(d) = &department {
+            if !self.directory.issuers().iter().any(|i| &i.uscc == d) {
+                return Err(AppError::BadInput(format!(
+                    "department: {d} issues no licence type of the directory"
+                )));
+            }
+        }
+        if roles.is_empty() {
+            return Err(AppError::BadInput("roles: give at least one role".into()));
+        }
+        if department.is_none()
+            && roles
+                .iter()
+                .any(|r| matches!(r, Role::Clerk | Role::Officer))
+        {
+            return Err(AppError::BadInput(
+                "department: clerk and officer tokens belong to a department".into(),
+            ));
+        }
+        let secret: [u8; 32] = rand::random();
+        let token = format!("elt_{}", data_encoding::BASE64URL_NOPAD.encode(&secret));
+        let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let id = self
+            .store
+            .insert_token(
+                name,
+                department.as_ref().map(Uscc::as_str),
+                &role_names.join(","),
+                &crate::hash::sha256_hex(token.as_bytes()),
+            )
+            .await?;
+        let audit = Entry {
+            target: format!("token {id}"),
+            detail: format!(
+                "{name}; roles {}; department {}",
+                role_names.join(","),
+                department.as_ref().map_or("-", Uscc::as_str)
+            ),
+            ..entry.clone()
+        };
+        self.store.append_audit(&audit).await?;
+        Ok((id, token))
+    }
+
+    pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<()> {
+        let entry = actor.entry("token.revoke", &format!("token {id}"));
+        let result = async {
+            if !actor.roles.contains(&Role::Admin) || actor.department.is_some() {
+                return Err(AppError::Forbidden(format!(
+                    "{} may not revoke tokens",
+                    actor.name
+                )));
+            }
+            if !self.store.revoke_token(id).await? {
+                return Err(AppError::NotFound(format!("active token {id}")));
+            }
+            self.store.append_audit(&entry).await?;
+            Ok(())
+        }
+        .await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    /// The actor a bearer token stands for, or None for an unknown or revoked token.
+    pub async fn actor_for_token(&self, token: &str, source: &str) -> Result<Option<Actor>> {
+        let Some(row) = self
+            .store
+            .active_token(&crate::hash::sha256_hex(token.as_bytes()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let department = row
+            .department
+            .as_deref()
+            .map(Uscc::parse)
+            .transpose()
+            .map_err(|e| AppError::Config(format!("token {}: {e}", row.id)))?;
+        Ok(Some(Actor {
+            name: format!("token:{}:{}", row.id, row.name),
+            source: source.to_string(),
+            department,
+            roles: row.roles.split(',').filter_map(Role::parse).collect(),
+        }))
+    }
+
+    /// Records a refused request that never reached an operation (no or unknown token).
+    pub async fn audit_refusal(&self, source: &str, action: &str, target: &str, reason: &str) {
+        let entry = Entry {
+            outcome: "refused: unauthenticated".into(),
+            detail: reason.to_string(),
+            ..Entry::new("anonymous", source, action, target)
+        };
+        if let Err(e) = self.store.append_audit(&entry).await {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+
+    /// Appends the audit record of a failed attempt: `refused` when authorisation said no.
+    async fn audit_failure<T>(&self, mut entry: Entry, result: &Result<T>) {
+        let Err(error) = result else { return };
+        entry.outcome = match error {
+            AppError::Forbidden(_) => format!("refused: {}", error.code()),
+            _ => format!("failed: {}", error.code()),
+        };
+        entry.detail = error.to_string().chars().take(500).collect();
+        if let Err(e) = self.store.append_audit(&entry).await {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+
+    pub async fn audit_records(
+        &self,
+        actor: &Actor,
+        filter: &crate::store::AuditFilter,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::audit::Record>> {
+        if !actor.roles.contains(&Role::Admin) {
+            return Err(AppError::Forbidden(format!(
+                "{} may not read the audit trail",
+                actor.name
+            )));
+        }
+        Ok(self
+            .store
+            .audit_records(filter, after, limit.clamp(1, 1000))
+            .await?)
     }
 
     /// Status list `n` of `issuer`, signed with the department's current key (SPEC §7).

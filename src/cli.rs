@@ -6,11 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::app::{Actor, Amendment, App, AppError, Renewal};
+use crate::app::{Actor, Amendment, App, AppError, Renewal, Role};
 use crate::config::Settings;
-use crate::directory::{Directory, FieldType, HolderKind, LicenceType};
+use crate::directory::{FieldType, HolderKind, LicenceType};
 use crate::licence::{EventKind, RecordInput};
-use crate::signing::keys::KeyRing;
 use crate::signing::qr;
 use crate::signing::status_list::StatusList;
 use crate::signing::trust::TrustStore;
@@ -59,6 +58,12 @@ pub enum Command {
     /// Show and change licences.
     #[command(subcommand)]
     Licence(LicenceCommand),
+    /// API tokens (stored hashed; shown once when created).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Verify a QR text, its base32 part or a licence version identifier.
     /// Exit 0 for valid, 2 for any other result, 1 for an error.
     Verify {
@@ -91,6 +96,30 @@ pub enum KeysCommand {
     },
     /// Revoke a signer certificate: what it signed verifies as `signer_revoked`.
     Revoke { kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a department with roles (clerk, officer, library, admin); prints it once.
+    Create {
+        /// The issuing department the token acts for (omit for a library or admin token).
+        #[arg(long, value_name = "USCC")]
+        department: Option<String>,
+        /// Comma-separated roles: clerk, officer, library, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// Who holds the token (shown in the audit trail).
+        #[arg(long, default_value = "token")]
+        name: String,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first broken record. Exit 0 when intact, 2 when broken.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,7 +225,6 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         Settings::load(cli.config.as_deref()).map_err(|e| AppError::Config(e.to_string()))?;
     let json = cli.json;
     match cli.command {
-        Command::Keys(command) => keys(&settings, command, json),
         Command::Directory(command) => directory(settings, command, json).await,
         Command::Verify {
             input,
@@ -263,11 +291,49 @@ async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppErr
             });
         }
         Command::Licence(command) => licence(app, &actor, command, json).await?,
+        Command::Keys(command) => keys(app, &actor, command, json).await?,
+        Command::Token(TokenCommand::Create {
+            department,
+            roles,
+            name,
+        }) => {
+            let roles = roles
+                .iter()
+                .map(|r| {
+                    Role::parse(r.trim())
+                        .ok_or_else(|| AppError::BadInput(format!("roles: unknown role {r:?}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let (id, token) = app
+                .create_token(&actor, &name, department.as_deref(), &roles)
+                .await?;
+            let created = serde_json::json!({"id": id, "token": token, "name": name, "department": department});
+            print(json, &created, || {
+                format!("token {id} ({name}) — shown once, keep it safe:\n{token}")
+            });
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            app.revoke_token(&actor, id).await?;
+            print(json, &serde_json::json!({"revoked": id}), || {
+                format!("token {id} revoked")
+            });
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let report = app.store.verify_audit().await?;
+            print(json, &report, || match &report.first_break {
+                None => format!(
+                    "audit trail intact: {} records, head {}",
+                    report.records, report.head
+                ),
+                Some(b) => format!("audit trail BROKEN at record {}: {}", b.seq, b.reason),
+            });
+            return Ok(if report.first_break.is_none() { 0 } else { 2 });
+        }
         Command::Verify { input, .. } => {
             let verification = app.verify(&input).await?;
             return Ok(report_verification(&verification, json));
         }
-        Command::Keys(_) | Command::Directory(_) => unreachable!("handled without the store"),
+        Command::Directory(_) => unreachable!("handled in dispatch"),
     }
     Ok(0)
 }
@@ -401,30 +467,20 @@ fn describe_licence(app: &App, view: &crate::app::LicenceView) -> String {
     out.join("\n")
 }
 
-fn keys(settings: &Settings, command: KeysCommand, json: bool) -> Result<i32, AppError> {
-    let directory = Directory::load(&settings.templates_dir.join("directory"))?;
-    let (mut ring, created) = KeyRing::open_or_init(&settings.keys_dir, &directory.issuers())?;
+async fn keys(app: &App, actor: &Actor, command: KeysCommand, json: bool) -> Result<(), AppError> {
     match command {
         KeysCommand::Init => {
-            let message = if created {
-                format!(
-                    "made a DEVELOPMENT root and signer keys under {} (nobody else trusts this root)",
-                    settings.keys_dir.display()
-                )
-            } else {
-                format!(
-                    "keys exist under {}; nothing made",
-                    settings.keys_dir.display()
-                )
-            };
-            print(
-                json,
-                &serde_json::json!({"created": created, "message": message}),
-                || message.clone(),
+            // Opening the application made the keys if there were none (and said so loudly).
+            let list = app.trust_list();
+            let message = format!(
+                "{} signer certificates under {}",
+                list.signers.len(),
+                app.settings.keys_dir.display()
             );
+            print(json, &list, || message.clone());
         }
         KeysCommand::List => {
-            let list = ring.trust_list();
+            let list = app.trust_list();
             print(json, &list.signers, || {
                 list.signers
                     .iter()
@@ -446,8 +502,7 @@ fn keys(settings: &Settings, command: KeysCommand, json: bool) -> Result<i32, Ap
             });
         }
         KeysCommand::Rotate { department } => {
-            let uscc = crate::identifiers::Uscc::parse(&department)?;
-            let kid = ring.rotate(&uscc)?;
+            let kid = app.rotate_key(actor, &department).await?;
             print(
                 json,
                 &serde_json::json!({"kid": kid, "department": department}),
@@ -455,13 +510,13 @@ fn keys(settings: &Settings, command: KeysCommand, json: bool) -> Result<i32, Ap
             );
         }
         KeysCommand::Revoke { kid } => {
-            ring.revoke(&kid)?;
+            app.revoke_key(actor, &kid).await?;
             print(json, &serde_json::json!({"revoked": kid}), || {
                 format!("signer {kid} revoked")
             });
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 async fn directory(

@@ -336,14 +336,15 @@ async fn concurrent_changes_to_one_licence_never_both_land() {
     let row_a = t.app.find(&issued.licence_id).await.unwrap();
     let row_b = second.find(&issued.licence_id).await.unwrap();
     // Both instances read the licence as active, then both try to append the next change.
+    let entry = operator().entry("licence.status", &issued.licence_id);
     let a = t
         .app
         .store
-        .append_status(&row_a, EventKind::Suspended, Some("a"), "a")
+        .append_status(&row_a, EventKind::Suspended, Some("a"), &entry)
         .await;
     let b = second
         .store
-        .append_status(&row_b, EventKind::Revoked, Some("b"), "b")
+        .append_status(&row_b, EventKind::Revoked, Some("b"), &entry)
         .await;
     assert!(a.is_ok());
     assert!(
@@ -416,6 +417,7 @@ async fn a_department_acts_only_on_its_own_types_and_roles_are_enforced() {
     let t = TestApp::new().await;
     let market_clerk = Actor {
         name: "clerk@market".into(),
+        source: "test".into(),
         department: Some(Uscc::parse(MARKET_BUREAU).unwrap()),
         roles: vec![Role::Clerk],
     };

@@ -100,7 +100,7 @@ async fn a_rotated_key_signs_new_licences_and_old_ones_still_verify() {
         .issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-ROT-1"), None)
         .await
         .unwrap();
-    let new_kid = t.app.rotate_key(MARKET_BUREAU).unwrap();
+    let new_kid = t.app.rotate_key(&actor, MARKET_BUREAU).await.unwrap();
     let after = t
         .app
         .issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-ROT-2"), None)
@@ -119,7 +119,10 @@ async fn a_rotated_key_signs_new_licences_and_old_ones_still_verify() {
     );
 
     // Revoking the old key: what it signed is no longer trusted, online and offline.
-    t.app.revoke_key(v_before.kid.as_deref().unwrap()).unwrap();
+    t.app
+        .revoke_key(&actor, v_before.kid.as_deref().unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         t.app.verify(&before.qr_text).await.unwrap().result,
         Outcome::SignerRevoked

@@ -14,6 +14,7 @@ use std::path::Path;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::audit::{self, Entry};
 use crate::identifiers::{LicenceKey, TypeCode, Uscc};
 use crate::licence::{EventKind, LicenceVersion, Standing};
 use crate::signing::claims::FullRecord;
@@ -22,8 +23,10 @@ use crate::time_util;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The advisory lock key that orders event inserts on PostgreSQL ("elicence" in ASCII, truncated).
+/// The advisory lock key that orders event inserts on PostgreSQL ("elicence" in ASCII).
 const EVENT_ORDER_LOCK: i64 = 0x656c_6963_656e_6365;
+/// The advisory lock key that serialises appends to the audit chain on PostgreSQL ("audit").
+const AUDIT_CHAIN_LOCK: i64 = 0x6175_6469_74;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -102,7 +105,8 @@ pub struct NewLicence<'a> {
     pub number: &'a str,
     pub holder_id: &'a str,
     pub version: &'a LicenceVersion,
-    pub actor: &'a str,
+    /// The audit record of this issue, appended in the same transaction.
+    pub audit: &'a Entry,
 }
 
 /// What became of one new licence.
@@ -334,9 +338,10 @@ impl Store {
                 EventKind::Issued,
                 &created_at,
                 None,
-                new.actor,
+                &new.audit.actor,
             )
             .await?;
+            self.append_audit_in(&mut tx, new.audit).await?;
             outcomes.push(Inserted::Issued { seq });
         }
         tx.commit().await?;
@@ -350,7 +355,7 @@ impl Store {
         kind: EventKind,
         version: &LicenceVersion,
         reason: Option<&str>,
-        actor: &str,
+        audit: &Entry,
     ) -> Result<i64> {
         let mut tx = self.writer.begin().await?;
         self.lock_event_order(&mut tx).await?;
@@ -367,10 +372,11 @@ impl Store {
             kind,
             &at,
             reason,
-            actor,
+            &audit.actor,
         )
         .await
         .map_err(conflict_on_unique)?;
+        self.append_audit_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -381,7 +387,7 @@ impl Store {
         licence: &LicenceRow,
         kind: EventKind,
         reason: Option<&str>,
-        actor: &str,
+        audit: &Entry,
     ) -> Result<i64> {
         let mut tx = self.writer.begin().await?;
         self.lock_event_order(&mut tx).await?;
@@ -395,12 +401,173 @@ impl Store {
             kind,
             &at,
             reason,
-            actor,
+            &audit.actor,
         )
         .await
         .map_err(conflict_on_unique)?;
+        self.append_audit_in(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(seq)
+    }
+
+    /// Appends an audit record on its own (refused and failed attempts, and writes outside the
+    /// licence tables).
+    pub async fn append_audit(&self, entry: &Entry) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        self.append_audit_in(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Appends an audit record inside `tx`, chained to the last one. On PostgreSQL an advisory
+    /// lock keeps two instances from chaining to the same predecessor.
+    async fn append_audit_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        entry: &Entry,
+    ) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(AUDIT_CHAIN_LOCK)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let prev: String = sqlx::query("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get("hash"))
+            .transpose()?
+            .unwrap_or_else(|| audit::GENESIS.to_string());
+        let at = time_util::format_rfc3339(time_util::now());
+        let hash = audit::record_hash(&prev, &at, entry);
+        sqlx::query(
+            "INSERT INTO audit (at, actor, source, action, target, outcome, detail, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&at)
+        .bind(&entry.actor)
+        .bind(&entry.source)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.outcome)
+        .bind(&entry.detail)
+        .bind(&prev)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit records in seq order after `after`, filtered, at most `limit`.
+    pub async fn audit_records(
+        &self,
+        filter: &AuditFilter,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<audit::Record>> {
+        sqlx::query(
+            "SELECT seq, at, actor, source, action, target, outcome, detail, prev_hash, hash FROM audit
+             WHERE seq > $1
+               AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) AND ($4 = '' OR target = $4)
+               AND ($5 = '' OR at >= $5) AND ($6 = '' OR at < $6)
+             ORDER BY seq LIMIT $7",
+        )
+        .bind(after)
+        .bind(filter.actor.as_deref().unwrap_or(""))
+        .bind(filter.action.as_deref().unwrap_or(""))
+        .bind(filter.target.as_deref().unwrap_or(""))
+        .bind(filter.since.as_deref().unwrap_or(""))
+        .bind(filter.until.as_deref().unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(audit::Record {
+                seq: r.try_get("seq")?,
+                at: r.try_get("at")?,
+                actor: r.try_get("actor")?,
+                source: r.try_get("source")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                outcome: r.try_get("outcome")?,
+                detail: r.try_get("detail")?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Checks the whole audit chain, reading it in pages.
+    pub async fn verify_audit(&self) -> Result<audit::ChainReport> {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .audit_records(&AuditFilter::default(), after, 10_000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            all.extend(page);
+        }
+        Ok(audit::verify_chain(all))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tokens
+
+    pub async fn insert_token(
+        &self,
+        name: &str,
+        department: Option<&str>,
+        roles: &str,
+        token_hash: &str,
+    ) -> Result<i64> {
+        Ok(sqlx::query(
+            "INSERT INTO tokens (name, department, roles, token_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(name)
+        .bind(department)
+        .bind(roles)
+        .bind(token_hash)
+        .bind(time_util::format_rfc3339(time_util::now()))
+        .fetch_one(&self.writer)
+        .await?
+        .try_get("id")?)
+    }
+
+    /// The token with this hash, if it exists and is not revoked.
+    pub async fn active_token(&self, token_hash: &str) -> Result<Option<TokenRow>> {
+        sqlx::query(
+            "SELECT id, name, department, roles FROM tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.reader)
+        .await?
+        .map(|r| {
+            Ok(TokenRow {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                department: r.try_get("department")?,
+                roles: r.try_get("roles")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Revokes a token; false when there is no such active token.
+    pub async fn revoke_token(&self, id: i64) -> Result<bool> {
+        Ok(
+            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(time_util::format_rfc3339(time_util::now()))
+                .bind(id)
+                .execute(&self.writer)
+                .await?
+                .rows_affected()
+                == 1,
+        )
     }
 
     async fn lock_event_order(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
@@ -578,6 +745,28 @@ impl Store {
                 .try_get("seq")?,
         )
     }
+}
+
+/// Filters on the audit trail; None matches everything.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    /// RFC 3339 lower bound (inclusive) on the time.
+    pub since: Option<String>,
+    /// RFC 3339 upper bound (exclusive) on the time.
+    pub until: Option<String>,
+}
+
+/// A token as stored: never the token itself, only its hash.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub department: Option<String>,
+    /// Comma-separated role names.
+    pub roles: String,
 }
 
 /// One used status-list index and what decides its bits.

@@ -1,0 +1,174 @@
+//! The audit trail (电子监察, SPEC §10): who did what, when, from where, with what outcome —
+//! every write and every refused attempt, appended, each record chained to the one before by
+//! SHA-256 so that a changed or removed record is detected by [`verify_chain`].
+//!
+//! Successful licence writes append their record in the same transaction as the write; refused and
+//! failed attempts append theirs on their own.
+
+use serde::Serialize;
+
+/// The `prev_hash` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An audit record before it is appended (the store adds time and hashes).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub actor: String,
+    /// Where the request came from: the client address, or `cli`.
+    pub source: String,
+    /// What was attempted, e.g. `licence.issue`, `token.create`.
+    pub action: String,
+    /// What it was attempted on: a licence identifier, a type code, a token id …
+    pub target: String,
+    /// `ok`, `refused: …` (authorisation) or `failed: …` (anything else).
+    pub outcome: String,
+    pub detail: String,
+}
+
+impl Entry {
+    pub fn new(actor: &str, source: &str, action: &str, target: &str) -> Entry {
+        Entry {
+            actor: actor.to_string(),
+            source: source.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            outcome: "ok".into(),
+            detail: String::new(),
+        }
+    }
+}
+
+/// An appended audit record as the API answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub source: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The hash of a record: SHA-256 over the JSON array of the previous hash and every field, so no
+/// choice of field contents can make two different records hash alike.
+pub fn record_hash(prev_hash: &str, at: &str, e: &Entry) -> String {
+    let fields = [
+        prev_hash, at, &e.actor, &e.source, &e.action, &e.target, &e.outcome, &e.detail,
+    ];
+    crate::hash::sha256_hex(
+        serde_json::to_string(&fields)
+            .expect("strings serialise")
+            .as_bytes(),
+    )
+}
+
+/// Where the chain breaks first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Break {
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// The result of checking the whole chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    pub records: u64,
+    /// The hash of the last record: write it down (or publish it) to detect a cut-off tail later.
+    pub head: String,
+    pub first_break: Option<Break>,
+}
+
+/// Checks records given in seq order: each must link to the one before and hash to its `hash`.
+pub fn verify_chain(records: impl IntoIterator<Item = Record>) -> ChainReport {
+    let mut prev = GENESIS.to_string();
+    let mut count = 0;
+    for r in records {
+        count += 1;
+        if r.prev_hash != prev {
+            return ChainReport {
+                records: count,
+                head: prev,
+                first_break: Some(Break {
+                    seq: r.seq,
+                    reason: "does not link to the record before it (a record was removed or changed before it)".into(),
+                }),
+            };
+        }
+        let entry = Entry {
+            actor: r.actor.clone(),
+            source: r.source.clone(),
+            action: r.action.clone(),
+            target: r.target.clone(),
+            outcome: r.outcome.clone(),
+            detail: r.detail.clone(),
+        };
+        if record_hash(&r.prev_hash, &r.at, &entry) != r.hash {
+            return ChainReport {
+                records: count,
+                head: prev,
+                first_break: Some(Break {
+                    seq: r.seq,
+                    reason: "its content does not match its hash (the record was edited)".into(),
+                }),
+            };
+        }
+        prev = r.hash;
+    }
+    ChainReport {
+        records: count,
+        head: prev,
+        first_break: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: usize) -> Vec<Record> {
+        let mut prev = GENESIS.to_string();
+        (0..n)
+            .map(|i| {
+                let e = Entry::new("clerk", "127.0.0.1", "licence.issue", &format!("L{i}"));
+                let at = format!("2026-11-29T12:00:{i:02}Z");
+                let hash = record_hash(&prev, &at, &e);
+                let r = Record {
+                    seq: i as i64 + 1,
+                    at,
+                    actor: e.actor,
+                    source: e.source,
+                    action: e.action,
+                    target: e.target,
+                    outcome: e.outcome,
+                    detail: e.detail,
+                    prev_hash: prev.clone(),
+                    hash: hash.clone(),
+                };
+                prev = hash;
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_an_edit_or_removal_is_named() {
+        let good = chain(5);
+        let report = verify_chain(good.clone());
+        assert_eq!((report.records, report.first_break), (5, None));
+        assert_eq!(report.head, good[4].hash);
+
+        let mut edited = good.clone();
+        edited[2].outcome = "refused: forbidden".into();
+        assert_eq!(verify_chain(edited).first_break.unwrap().seq, 3);
+
+        let mut removed = good;
+        removed.remove(1);
+        let broken = verify_chain(removed).first_break.unwrap();
+        assert_eq!(broken.seq, 3);
+        assert!(broken.reason.contains("does not link"));
+    }
+}
