@@ -87,6 +87,24 @@ impl Actor {
         Entry::new(&self.name, &self.source, action, target)
     }
 
+    /// May this actor read the full records of `department`'s licences? The library reads all;
+    /// a department's own tokens read their department's.
+    pub fn authorise_read(&self, department: &Uscc) -> Result<(), AppError> {
+        if self.roles.contains(&Role::Library) && self.department.is_none() {
+            return Ok(());
+        }
+        match &self.department {
+            Some(own) if own != department => Err(AppError::Forbidden(format!(
+                "{} belongs to department {own} and may not read licences of {department}",
+                self.name
+            ))),
+            _ if self.roles.is_empty() => {
+                Err(AppError::Forbidden(format!("{} has no role", self.name)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses unless the actor has `role` (or admin) and belongs to `department` (if scoped).
     pub fn authorise(&self, role: Role, department: &Uscc) -> Result<(), AppError> {
         let has_role = self.roles.contains(&role) || self.roles.contains(&Role::Admin);
@@ -649,10 +667,26 @@ impl App {
             .ok_or_else(|| AppError::NotFound(format!("licence {}", reference.key())))
     }
 
-    /// Shows a licence at the version named (or its latest), with its events.
-    pub async fn show(&self, reference: &str, version: Option<u32>) -> Result<LicenceView> {
-        let parsed = LicenceRef::parse(reference.trim())?;
+    /// The licence a reference names, when `actor` may read it (a refusal is audited).
+    async fn readable(&self, actor: &Actor, reference: &str) -> Result<LicenceRow> {
         let row = self.find(reference).await?;
+        let allowed = actor.authorise_read(&row.key.issuer);
+        if allowed.is_err() {
+            self.audit_failure(actor.entry("licence.read", &row.key.to_string()), &allowed)
+                .await;
+        }
+        allowed.map(|()| row)
+    }
+
+    /// Shows a licence at the version named (or its latest), with its events.
+    pub async fn show(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        version: Option<u32>,
+    ) -> Result<LicenceView> {
+        let parsed = LicenceRef::parse(reference.trim())?;
+        let row = self.readable(actor, reference).await?;
         let wanted = match (&parsed, version) {
             (_, Some(v)) => v,
             (LicenceRef::Version(v), None) => v.version,
@@ -678,8 +712,8 @@ impl App {
     }
 
     /// Every version of a licence, oldest first.
-    pub async fn versions(&self, reference: &str) -> Result<Vec<VersionView>> {
-        let row = self.find(reference).await?;
+    pub async fn versions(&self, actor: &Actor, reference: &str) -> Result<Vec<VersionView>> {
+        let row = self.readable(actor, reference).await?;
         self.store
             .versions(row.pk)
             .await?
@@ -1034,6 +1068,7 @@ impl App {
         let full = stored.full()?;
         if let Some(licence) = &mut verification.licence {
             licence.fields = public_fields(&licence_type.fields, &full.record.fields);
+            licence.number = Some(row.number.clone());
         }
         verification.current = Some(Current {
             status: row.standing.as_str().to_string(),

@@ -35,6 +35,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP service (and the push worker when a library URL is configured).
+    Serve {
+        /// Public verifications allowed per client address per minute (0: no limit).
+        #[arg(long, default_value_t = 600)]
+        verify_per_minute: u32,
+    },
     /// Keys and certificates under the keys folder.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -243,6 +249,16 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
                 json,
             )
         }
+        Command::Serve { verify_per_minute } => {
+            let app = App::open(settings).await?;
+            let options = crate::http::HttpOptions {
+                verify_per_minute: std::num::NonZeroU32::new(verify_per_minute),
+            };
+            crate::http::serve(app, options)
+                .await
+                .map_err(|e| AppError::Config(e.to_string()))?;
+            Ok(0)
+        }
         command => {
             let app = App::open(settings).await?;
             let code = with_app(&app, command, json).await;
@@ -333,7 +349,7 @@ async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppErr
             let verification = app.verify(&input).await?;
             return Ok(report_verification(&verification, json));
         }
-        Command::Directory(_) => unreachable!("handled in dispatch"),
+        Command::Directory(_) | Command::Serve { .. } => unreachable!("handled in dispatch"),
     }
     Ok(0)
 }
@@ -346,11 +362,11 @@ async fn licence(
 ) -> Result<(), AppError> {
     match command {
         LicenceCommand::Show { id, version } => {
-            let view = app.show(&id, version).await?;
+            let view = app.show(actor, &id, version).await?;
             print(json, &view, || describe_licence(app, &view));
         }
         LicenceCommand::Versions { id } => {
-            let versions = app.versions(&id).await?;
+            let versions = app.versions(actor, &id).await?;
             print(json, &versions, || {
                 versions
                     .iter()

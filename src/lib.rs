@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod hash;
+pub mod http;
 pub mod identifiers;
 pub mod licence;
 pub mod signing;

@@ -70,6 +70,9 @@ impl Outcome {
 pub struct PublicLicence {
     pub id: String,
     pub name: String,
+    /// The licence number (online verification only: the QR token does not carry it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
     pub version: u32,
     pub holder_name: String,
     pub holder_id: String,
@@ -150,6 +153,7 @@ impl Authentic {
             licence: Some(PublicLicence {
                 id: t.claims.cti.to_string(),
                 name: t.licence_name.clone(),
+                number: None,
                 version: t.claims.cti.version,
                 holder_name: t.holder_name.clone(),
                 holder_id: t.masked_holder_id.clone(),

@@ -253,3 +253,109 @@ async fn keys_can_be_listed_rotated_and_revoked() {
     assert_eq!(code(&out), 2);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("signer_revoked"));
 }
+
+#[tokio::test]
+async fn audit_verify_names_the_first_record_edited_or_deleted_in_the_database() {
+    let cli = Cli::new().await;
+    for _ in 0..3 {
+        cli.issue_example(FOOD);
+    }
+    let out = cli.run(&["audit", "verify"]);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 3 records"));
+
+    // Someone with database access removes the append-only guard and rewrites history.
+    let pool = raw_pool(&cli.database.url).await;
+    let drop_guards: &[&str] = if cli.database.url.starts_with("postgres") {
+        &["DROP TRIGGER audit_append_only ON audit"]
+    } else {
+        &[
+            "DROP TRIGGER audit_append_only_update",
+            "DROP TRIGGER audit_append_only_delete",
+        ]
+    };
+    assert!(
+        sqlx::query("UPDATE audit SET actor = 'someone else' WHERE seq = 2")
+            .execute(&pool)
+            .await
+            .is_err()
+    );
+    for statement in drop_guards {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    sqlx::query("UPDATE audit SET actor = 'someone else' WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = cli.run(&["audit", "verify", "--json"]);
+    assert_eq!(code(&out), 2);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["first_break"]["seq"], 2);
+    assert!(report["first_break"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("edited"));
+
+    sqlx::query("DELETE FROM audit WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let out = cli.run(&["audit", "verify"]);
+    assert_eq!(code(&out), 2);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("BROKEN at record 3") && stdout.contains("removed"),
+        "{stdout}"
+    );
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn tokens_are_printed_once_and_stored_only_as_hashes() {
+    let cli = Cli::new().await;
+    let out: serde_json::Value = serde_json::from_str(&cli.ok(&[
+        "token",
+        "create",
+        "--department",
+        MARKET_BUREAU,
+        "--roles",
+        "clerk,officer",
+        "--name",
+        "窗口A",
+        "--json",
+    ]))
+    .unwrap();
+    let token = out["token"].as_str().unwrap();
+    assert!(token.starts_with("elt_") && token.len() > 40);
+    let pool = raw_pool(&cli.database.url).await;
+    let stored: String = sqlx::query_scalar("SELECT token_hash FROM tokens")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, elicence::hash::sha256_hex(token.as_bytes()));
+    assert!(!stored.contains(token));
+    let refused = cli.run(&[
+        "token",
+        "create",
+        "--department",
+        MARKET_BUREAU,
+        "--roles",
+        "cleaner",
+    ]);
+    assert_eq!(code(&refused), 1);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown role"));
+    let id = out["id"].to_string();
+    cli.ok(&["token", "revoke", &id]);
+    let revoked_at: Option<String> =
+        sqlx::query_scalar("SELECT revoked_at FROM tokens WHERE id = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(revoked_at.is_some());
+    assert_eq!(
+        code(&cli.run(&["token", "revoke", &id])),
+        1,
+        "revoking twice is an error"
+    );
+    pool.close().await;
+}

@@ -46,7 +46,11 @@ async fn an_issued_licence_verifies_valid_and_shows_its_signed_record() {
     );
     assert_eq!(verification.current.unwrap().version, 1);
 
-    let view = t.app.show(&issued.licence_id, None).await.unwrap();
+    let view = t
+        .app
+        .show(&operator(), &issued.licence_id, None)
+        .await
+        .unwrap();
     assert_eq!(view.number, "JY13301220000001");
     assert_eq!(view.version.fields["supervisor"].to_string(), "李明、赵敏");
     assert_eq!(view.events.len(), 1);
@@ -139,7 +143,7 @@ async fn an_amendment_makes_version_2_chained_to_version_1_which_becomes_superse
     assert_eq!(v2.version, 2);
     assert_eq!(v2.number, "JY-AM-1");
 
-    let versions = t.app.versions(&v1.licence_id).await.unwrap();
+    let versions = t.app.versions(&operator(), &v1.licence_id).await.unwrap();
     assert_eq!(versions.len(), 2);
     assert!(versions[0].superseded && !versions[1].superseded);
     assert_eq!(versions[1].holder.name, "示范县百味餐饮管理有限公司");
@@ -199,7 +203,7 @@ async fn a_renewal_follows_on_from_the_old_period() {
     let mut input = sample(&t.app, FOOD, "JY-RN-1");
     input.valid_from = Some(time_util::format_date(from));
     let v1 = t.app.issue(&operator(), FOOD, &input, None).await.unwrap();
-    let shown = t.app.show(&v1.id, None).await.unwrap();
+    let shown = t.app.show(&operator(), &v1.id, None).await.unwrap();
     assert_eq!(
         shown.version.valid_until,
         Some(time_util::format_date(old_until))
@@ -209,7 +213,7 @@ async fn a_renewal_follows_on_from_the_old_period() {
         .renew(&operator(), &v1.id, &Renewal::default())
         .await
         .unwrap();
-    let view = t.app.show(&v2.id, None).await.unwrap();
+    let view = t.app.show(&operator(), &v2.id, None).await.unwrap();
     let new_from = old_until + Duration::days(1);
     assert_eq!(view.version.valid_from, time_util::format_date(new_from));
     assert_eq!(
@@ -307,7 +311,7 @@ async fn status_changes_are_events_that_change_what_verification_answers() {
         .unwrap_err();
     assert!(err.to_string().contains("revoked"), "{err}");
 
-    let view = t.app.show(id, None).await.unwrap();
+    let view = t.app.show(&operator(), id, None).await.unwrap();
     assert_eq!(view.status, Standing::Revoked);
     assert_eq!(view.latest_version, 1, "status changes create no version");
     let kinds: Vec<EventKind> = view.events.iter().map(|e| e.kind).collect();
@@ -353,7 +357,7 @@ async fn concurrent_changes_to_one_licence_never_both_land() {
     );
     assert_eq!(
         t.app
-            .show(&issued.licence_id, None)
+            .show(&operator(), &issued.licence_id, None)
             .await
             .unwrap()
             .events
@@ -370,7 +374,7 @@ async fn versions_and_events_cannot_be_updated_or_deleted() {
         .issue(&operator(), FOOD, &sample(&t.app, FOOD, "JY-IMM"), None)
         .await
         .unwrap();
-    let pool = sqlx::AnyPool::connect(&t.database_url).await.unwrap();
+    let pool = raw_pool(&t.database_url).await;
     for statement in [
         "UPDATE versions SET valid_until = '2099-12-31'",
         "DELETE FROM versions",
@@ -395,7 +399,7 @@ async fn identifiers_are_checked_before_anything_is_looked_up() {
     mistyped.pop();
     mistyped.push(if issued.id.ends_with('A') { 'B' } else { 'A' });
     assert!(matches!(
-        t.app.show(&mistyped, None).await,
+        t.app.show(&operator(), &mistyped, None).await,
         Err(AppError::BadIdentifier(_))
     ));
     assert!(matches!(
@@ -407,7 +411,7 @@ async fn identifiers_are_checked_before_anything_is_looked_up() {
     };
     let unknown = v.key.version(7).to_string();
     assert!(matches!(
-        t.app.show(&unknown, None).await,
+        t.app.show(&operator(), &unknown, None).await,
         Err(AppError::NotFound(_))
     ));
 }
@@ -486,7 +490,7 @@ async fn a_changed_directory_file_becomes_a_new_directory_version() {
         .unwrap();
     assert_eq!(
         changed
-            .show(&issued.id, None)
+            .show(&operator(), &issued.id, None)
             .await
             .unwrap()
             .version

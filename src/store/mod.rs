@@ -26,7 +26,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// The advisory lock key that orders event inserts on PostgreSQL ("elicence" in ASCII).
 const EVENT_ORDER_LOCK: i64 = 0x656c_6963_656e_6365;
 /// The advisory lock key that serialises appends to the audit chain on PostgreSQL ("audit").
-const AUDIT_CHAIN_LOCK: i64 = 0x6175_6469_74;
+const AUDIT_CHAIN_LOCK: i64 = 0x0061_7564_6974;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -268,9 +268,9 @@ impl Store {
             .try_get("n")?;
         let lists = (used as u64 + count as u64) / (LIST_LEN / 2) + 1;
         let mut taken = Vec::with_capacity(count);
-        let mut rng = rand::thread_rng();
         while taken.len() < count {
-            let candidate = rng.gen_range(0..lists * LIST_LEN);
+            // A fresh draw each time: a thread-local RNG may not be held across the await below.
+            let candidate = rand::thread_rng().gen_range(0..lists * LIST_LEN);
             let inserted = sqlx::query(
                 "INSERT INTO status_slots (issuer, slot) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             )

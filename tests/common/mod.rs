@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use elicence::app::App;
 use elicence::config::Settings;
@@ -18,7 +19,7 @@ pub const DISABILITY: &str = "13100000MB0000020K001";
 pub const MARKET_BUREAU: &str = "11330122MB0000001M";
 
 pub struct TestApp {
-    pub app: App,
+    pub app: Arc<App>,
     pub database_url: String,
     pub dir: tempfile::TempDir,
     _database: TestDatabase,
@@ -95,6 +96,13 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A direct connection to a test database, bypassing the application (to tamper, as an attacker
+/// with database access would).
+pub async fn raw_pool(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.unwrap()
+}
+
 pub fn settings(dir: &Path, database_url: &str) -> Settings {
     let vars = [
         ("ELICENCE_DATA_DIR", dir.join("data").display().to_string()),
@@ -125,7 +133,7 @@ impl TestApp {
             .await
             .unwrap();
         TestApp {
-            app,
+            app: Arc::new(app),
             database_url: database.url.clone(),
             dir,
             _database: database,
@@ -146,4 +154,55 @@ pub fn sample(app: &App, type_code: &str, number: &str) -> RecordInput {
     let mut record = elicence::cli::example_record(app.licence_type(&code).unwrap());
     record.number = Some(number.to_string());
     record
+}
+
+/// A running HTTP service on a random local port, over a fresh application.
+pub struct TestServer {
+    pub t: TestApp,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(elicence::http::HttpOptions {
+            verify_per_minute: None,
+        })
+        .await
+    }
+
+    pub async fn start_with(options: elicence::http::HttpOptions) -> TestServer {
+        let t = TestApp::new().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = elicence::http::router(t.app.clone(), options);
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        TestServer {
+            t,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A token for `department` (None: no department) with `roles`.
+    pub async fn token(&self, department: Option<&str>, roles: &[elicence::app::Role]) -> String {
+        let admin = elicence::app::Actor::local_operator();
+        self.t
+            .app
+            .create_token(&admin, "test", department, roles)
+            .await
+            .unwrap()
+            .1
+    }
 }

@@ -1,0 +1,286 @@
+//! Route handlers: each reads the request, calls one [`App`](crate::app::App) operation and
+//! writes its answer.
+
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::{page, Caller, Client, SharedState};
+use crate::app::{Amendment, Renewal};
+use crate::identifiers::TypeCode;
+use crate::licence::{EventKind, RecordInput};
+use crate::store::AuditFilter;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `Json<T>` whose rejections (bad JSON, wrong content type, too large) answer in the API's
+/// error format instead of plain text.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(Body(value))
+    }
+}
+
+pub async fn health(State(state): State<SharedState>) -> ApiResult<Json<serde_json::Value>> {
+    let last_seq = state
+        .app
+        .store
+        .last_seq()
+        .await
+        .map_err(crate::app::AppError::from)?;
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "directory_version": state.app.directory_version,
+        "last_event_seq": last_seq,
+    })))
+}
+
+pub async fn metrics(State(state): State<SharedState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn directory(State(state): State<SharedState>) -> Json<serde_json::Value> {
+    let types: Vec<_> = state.app.directory.types().collect();
+    Json(serde_json::json!({"directory_version": state.app.directory_version, "types": types}))
+}
+
+pub async fn licence_type(
+    State(state): State<SharedState>,
+    Path(code): Path<String>,
+) -> ApiResult<Json<crate::directory::LicenceType>> {
+    let code = TypeCode::parse(&code).map_err(crate::app::AppError::from)?;
+    Ok(Json(state.app.licence_type(&code)?.clone()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    type_code: String,
+    record: RecordInput,
+}
+
+pub async fn issue(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Body(request): Body<IssueRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let issued = state
+        .app
+        .issue(&actor, &request.type_code, &request.record, None)
+        .await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionQuery {
+    version: Option<u32>,
+}
+
+pub async fn show(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(query) = query?;
+    Ok(Json(state.app.show(&actor, &id, query.version).await?))
+}
+
+pub async fn versions(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(state.app.versions(&actor, &id).await?))
+}
+
+pub async fn amend(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Body(change): Body<Amendment>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.app.amend(&actor, &id, &change).await?),
+    ))
+}
+
+pub async fn renew(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Body(renewal): Body<Renewal>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(state.app.renew(&actor, &id, &renewal).await?),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn change_status(
+    state: SharedState,
+    actor: crate::app::Actor,
+    id: String,
+    kind: EventKind,
+    request: StatusRequest,
+) -> ApiResult<Json<crate::app::EventView>> {
+    Ok(Json(
+        state
+            .app
+            .change_status(&actor, &id, kind, request.reason.as_deref())
+            .await?,
+    ))
+}
+
+pub async fn suspend(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Body(request): Body<StatusRequest>,
+) -> ApiResult<impl IntoResponse> {
+    change_status(state, actor, id, EventKind::Suspended, request).await
+}
+
+pub async fn reinstate(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Body(request): Body<StatusRequest>,
+) -> ApiResult<impl IntoResponse> {
+    change_status(state, actor, id, EventKind::Reinstated, request).await
+}
+
+pub async fn revoke(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    Body(request): Body<StatusRequest>,
+) -> ApiResult<impl IntoResponse> {
+    change_status(state, actor, id, EventKind::Revoked, request).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// A QR text, its base32 part, or a version identifier.
+    input: String,
+}
+
+pub async fn verify(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Body(request): Body<VerifyRequest>,
+) -> ApiResult<impl IntoResponse> {
+    state.check_verify_rate(client)?;
+    let verification = state.app.verify(&request.input).await?;
+    state.metrics.record_verification(verification.result);
+    Ok(Json(verification))
+}
+
+pub async fn verification_page(
+    State(state): State<SharedState>,
+    Client(client): Client,
+    Path(b32): Path<String>,
+) -> ApiResult<Response> {
+    state.check_verify_rate(client)?;
+    let verification = match crate::signing::qr::token_from_text(&b32) {
+        Ok(token) => state.app.verify_token(&token).await?,
+        Err(e) => {
+            crate::verify::Verification::failed(crate::verify::Outcome::Malformed, e.to_string())
+        }
+    };
+    state.metrics.record_verification(verification.result);
+    let html = page::render(&verification).into_string();
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        Html(html),
+    )
+        .into_response())
+}
+
+pub async fn trust_list(State(state): State<SharedState>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.app.trust_list()),
+    )
+}
+
+pub async fn status_list(
+    State(state): State<SharedState>,
+    Path((issuer, n)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let n: u64 = n.parse().map_err(|_| {
+        ApiError::App(crate::app::AppError::BadInput(format!(
+            "status list number {n:?} is not a whole number"
+        )))
+    })?;
+    let signed = state.app.status_list(&issuer, n).await?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/cose; cose-type=\"cose-sign1\"",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        signed,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    #[serde(flatten)]
+    filter: AuditFilter,
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+pub async fn audit(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(q) = query?;
+    let records = state
+        .app
+        .audit_records(&actor, &q.filter, q.after, q.limit)
+        .await?;
+    let next = records.last().map_or(q.after, |r| r.seq);
+    Ok(Json(serde_json::json!({"records": records, "next": next})))
+}

@@ -1,0 +1,87 @@
+//! Errors as the API answers them (SPEC §10): `{"error": {"code", "message"}}` with the right
+//! status. Internal failures are logged in full and answered without their details.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::app::AppError;
+use crate::signing::keys::KeyError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    App(AppError),
+    Unauthenticated(String),
+    RateLimited,
+    /// A request the framework could not read (bad JSON, wrong content type, too large …).
+    Request(StatusCode, String),
+    NoRoute,
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        ApiError::App(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        ApiError::Request(r.status(), r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::Request(r.status(), r.body_text())
+    }
+}
+
+pub fn status_of(e: &AppError) -> StatusCode {
+    match e {
+        AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::BadIdentifier(_) | AppError::BadInput(_) => StatusCode::BAD_REQUEST,
+        AppError::NotFound(_) | AppError::UnknownType(_) => StatusCode::NOT_FOUND,
+        AppError::Duplicate { .. } | AppError::State(_) => StatusCode::CONFLICT,
+        AppError::Store(StoreError::Conflict) => StatusCode::CONFLICT,
+        AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::Keys(KeyError::NoActiveSigner(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Store(_) | AppError::Keys(_) | AppError::Directory(_) | AppError::Config(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+fn body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"error": {"code": code, "message": message}})
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::App(e) => {
+                let status = status_of(&e);
+                if status.is_server_error() {
+                    tracing::error!(error = %e, "request failed");
+                    (status, body(e.code(), "internal error; it has been logged"))
+                } else {
+                    (status, e.to_json())
+                }
+            }
+            ApiError::Unauthenticated(message) => {
+                (StatusCode::UNAUTHORIZED, body("unauthenticated", &message))
+            }
+            ApiError::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                body(
+                    "rate_limited",
+                    "too many verifications from this address; wait a minute",
+                ),
+            ),
+            ApiError::Request(status, message) => (status, body("bad_request", &message)),
+            ApiError::NoRoute => (StatusCode::NOT_FOUND, body("no_route", "no such route")),
+        };
+        (status, Json(body)).into_response()
+    }
+}

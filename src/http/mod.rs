@@ -1,0 +1,207 @@
+//! The HTTP service (SPEC §7, §10): JSON under `/api/v1`, the verification page, the trust list,
+//! status lists, health and metrics. Handlers only translate HTTP to the same [`App`] calls the
+//! command line makes.
+
+mod api;
+pub mod error;
+mod metrics;
+mod page;
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::app::{Actor, App};
+use error::ApiError;
+use metrics::Metrics;
+
+/// Largest JSON body accepted (a licence record is a few KB).
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+
+/// Settings of the HTTP layer that tests and benchmarks change.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Public verifications per client address per minute; None switches the limit off.
+    pub verify_per_minute: Option<NonZeroU32>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            verify_per_minute: NonZeroU32::new(600),
+        }
+    }
+}
+
+pub struct ServerState {
+    pub app: Arc<App>,
+    metrics: Metrics,
+    verify_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+pub type SharedState = Arc<ServerState>;
+
+impl ServerState {
+    /// Counts a public verification against the client's allowance.
+    fn check_verify_rate(&self, client: IpAddr) -> Result<(), ApiError> {
+        match &self.verify_limiter {
+            Some(limiter) if limiter.check_key(&client).is_err() => Err(ApiError::RateLimited),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
+    let state = Arc::new(ServerState {
+        app,
+        metrics: Metrics::default(),
+        verify_limiter: options
+            .verify_per_minute
+            .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+    });
+    let api = Router::new()
+        .route("/directory", get(api::directory))
+        .route("/directory/{code}", get(api::licence_type))
+        .route("/licences", post(api::issue))
+        .route("/licences/{id}", get(api::show))
+        .route("/licences/{id}/versions", get(api::versions))
+        .route("/licences/{id}/amend", post(api::amend))
+        .route("/licences/{id}/renew", post(api::renew))
+        .route("/licences/{id}/suspend", post(api::suspend))
+        .route("/licences/{id}/reinstate", post(api::reinstate))
+        .route("/licences/{id}/revoke", post(api::revoke))
+        .route("/verify", post(api::verify))
+        .route("/status-lists/{issuer}/{n}", get(api::status_list))
+        .route("/audit", get(api::audit));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/V/{b32}", get(api::verification_page))
+        .route("/.well-known/elicence/trust.json", get(api::trust_list))
+        .route("/healthz", get(api::health))
+        .route("/metrics", get(api::metrics))
+        .fallback(|| async { ApiError::NoRoute })
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .record_request(response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Runs the service on the configured address until Ctrl-C or SIGTERM, then finishes the
+/// requests in flight.
+pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
+    let listen = app.settings.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(address = %listener.local_addr()?, verify_base = %app.settings.verify_base, "serving");
+    let app = Arc::new(app);
+    let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    app.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The client's address (what the audit trail records as "from where").
+pub struct Client(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        Ok(Client(ip))
+    }
+}
+
+/// The caller of a protected route, from its bearer token. A missing or unknown token is refused
+/// with 401 and recorded in the audit trail.
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let Client(ip) = Client::from_request_parts(parts, state).await?;
+        let source = ip.to_string();
+        let target = parts.uri.path().to_string();
+        let action = format!("http.{}", parts.method.as_str().to_lowercase());
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
+        let Some(token) = token else {
+            state
+                .app
+                .audit_refusal(&source, &action, &target, "no bearer token")
+                .await;
+            return Err(ApiError::Unauthenticated(
+                "this route needs an Authorization: Bearer token".into(),
+            ));
+        };
+        match state.app.actor_for_token(token, &source).await? {
+            Some(actor) => Ok(Caller(actor)),
+            None => {
+                state
+                    .app
+                    .audit_refusal(&source, &action, &target, "unknown or revoked token")
+                    .await;
+                Err(ApiError::Unauthenticated(
+                    "the token is unknown or revoked".into(),
+                ))
+            }
+        }
+    }
+}

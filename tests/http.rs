@@ -1,0 +1,408 @@
+//! The HTTP API as clients use it: tokens and roles, the error format, limits, the verification
+//! page, trust and status lists, the audit trail, health and metrics.
+
+mod common;
+
+use common::*;
+use elicence::app::Role;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const CONSTRUCTION_BUREAU: &str = "11330122MB0000002Q";
+
+async fn issue(s: &TestServer, token: &str, type_code: &str, number: &str) -> reqwest::Response {
+    let record = sample(&s.t.app, type_code, number);
+    s.client
+        .post(s.url("/api/v1/licences"))
+        .bearer_auth(token)
+        .json(&json!({"type_code": type_code, "record": record}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn post(s: &TestServer, token: &str, path: &str, body: Value) -> reqwest::Response {
+    s.client
+        .post(s.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_role_is_refused_what_it_may_not_do() {
+    let s = TestServer::start().await;
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let officer = s.token(Some(MARKET_BUREAU), &[Role::Officer]).await;
+    let other_clerk = s.token(Some(CONSTRUCTION_BUREAU), &[Role::Clerk]).await;
+    let library = s.token(None, &[Role::Library]).await;
+
+    let response = issue(&s, &clerk, FOOD, "JY-H-1").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let issued: Value = response.json().await.unwrap();
+    let id = issued["licence_id"].as_str().unwrap().to_string();
+
+    // A department acts only on its own licence types.
+    let refused = issue(&s, &other_clerk, FOOD, "JY-H-2").await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert_eq!(
+        issue(&s, &other_clerk, PERMIT, "P-H-1").await.status(),
+        StatusCode::CREATED
+    );
+
+    // A clerk issues but does not revoke; an officer revokes but does not issue.
+    let revoke_path = format!("/api/v1/licences/{id}/revoke");
+    assert_eq!(
+        post(&s, &clerk, &revoke_path, json!({"reason": "x"}))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        issue(&s, &officer, FOOD, "JY-H-3").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        issue(&s, &library, FOOD, "JY-H-4").await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&s, &officer, &revoke_path, json!({"reason": "吊销"}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // Reading: the department's own tokens and the library may; another department may not.
+    let show = |token: String| {
+        let url = s.url(&format!("/api/v1/licences/{id}"));
+        let client = s.client.clone();
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(show(clerk.clone()).await, StatusCode::OK);
+    assert_eq!(show(library.clone()).await, StatusCode::OK);
+    assert_eq!(show(other_clerk.clone()).await, StatusCode::FORBIDDEN);
+
+    // No token, or an unknown one: 401. The audit trail is for admins only.
+    let anonymous = s
+        .client
+        .get(s.url(&format!("/api/v1/licences/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        show("elt_not-a-token".into()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let audit = s
+        .client
+        .get(s.url("/api/v1/audit"))
+        .bearer_auth(&officer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audit.status(), StatusCode::FORBIDDEN);
+
+    // A revoked token stops working.
+    let admin = elicence::app::Actor::local_operator();
+    let (token_id, token) =
+        s.t.app
+            .create_token(&admin, "temp", Some(MARKET_BUREAU), &[Role::Clerk])
+            .await
+            .unwrap();
+    assert_eq!(show(token.clone()).await, StatusCode::OK);
+    s.t.app.revoke_token(&admin, token_id).await.unwrap();
+    assert_eq!(show(token).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_audit_trail_shows_who_did_what_from_where_including_refusals() {
+    let s = TestServer::start().await;
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let officer = s.token(Some(MARKET_BUREAU), &[Role::Officer]).await;
+    let admin = s.token(None, &[Role::Admin]).await;
+    let issued: Value = issue(&s, &clerk, FOOD, "JY-AU-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = issued["licence_id"].as_str().unwrap();
+    post(
+        &s,
+        &officer,
+        &format!("/api/v1/licences/{id}/revoke"),
+        json!({"reason": "注销"}),
+    )
+    .await;
+    post(
+        &s,
+        &clerk,
+        &format!("/api/v1/licences/{id}/suspend"),
+        json!({"reason": "x"}),
+    )
+    .await;
+    s.client
+        .post(s.url("/api/v1/licences"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+
+    let audit: Value = s
+        .client
+        .get(s.url("/api/v1/audit?limit=50"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let records = audit["records"].as_array().unwrap();
+    let find = |action: &str, outcome_prefix: &str| {
+        records
+            .iter()
+            .find(|r| {
+                r["action"] == action && r["outcome"].as_str().unwrap().starts_with(outcome_prefix)
+            })
+            .unwrap_or_else(|| panic!("no {action} {outcome_prefix} in {records:#?}"))
+    };
+    let issue_record = find("licence.issue", "ok");
+    assert_eq!(issue_record["source"], "127.0.0.1");
+    assert!(issue_record["actor"]
+        .as_str()
+        .unwrap()
+        .starts_with("token:"));
+    assert!(issue_record["target"].as_str().unwrap().starts_with(id));
+    assert_eq!(find("licence.revoke", "ok")["detail"], "注销");
+    find("licence.suspend", "refused: forbidden");
+    find("http.post", "refused: unauthenticated");
+
+    // Filters narrow the trail.
+    let only: Value = s
+        .client
+        .get(s.url("/api/v1/audit?action=licence.revoke"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(only["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["action"] == "licence.revoke"));
+    let report = s.t.app.store.verify_audit().await.unwrap();
+    assert!(report.first_break.is_none(), "{report:?}");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_clear_4xx_errors_never_500() {
+    let s = TestServer::start().await;
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let officer = s.token(Some(MARKET_BUREAU), &[Role::Officer]).await;
+    let licences = s.url("/api/v1/licences");
+    let c = &s.client;
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("not JSON", c.post(&licences).bearer_auth(&clerk).header("content-type", "application/json").body("{")),
+        ("no content type", c.post(&licences).bearer_auth(&clerk).body("{}")),
+        ("unknown member", c.post(&licences).bearer_auth(&clerk).json(&json!({"type_code": FOOD, "record": {}, "x": 1}))),
+        ("record missing", c.post(&licences).bearer_auth(&clerk).json(&json!({"type_code": FOOD}))),
+        ("bad type code", c.post(&licences).bearer_auth(&clerk).json(&json!({"type_code": "X", "record": {"holder": {"name": "a", "id": "b"}}}))),
+        ("unknown type", c.post(&licences).bearer_auth(&clerk).json(&json!({"type_code": "11100000000013338W999", "record": {"holder": {"name": "a", "id": "b"}}}))),
+        ("invalid record", c.post(&licences).bearer_auth(&clerk).json(&json!({"type_code": FOOD, "record": {"holder": {"name": "", "id": "b"}}}))),
+        ("body too large", c.post(&licences).bearer_auth(&clerk).header("content-type", "application/json").body(vec![b' '; 2 * 1024 * 1024])),
+        ("mistyped identifier", c.get(s.url("/api/v1/licences/1.2.156.3005.2.11100000000013338W032.11330122MB0000001M.1.001.Z")).bearer_auth(&clerk)),
+        ("not an identifier", c.get(s.url("/api/v1/licences/hello")).bearer_auth(&clerk)),
+        ("unknown licence", c.get(s.url("/api/v1/licences/1.2.156.3005.2.11100000000013338W032.11330122MB0000001M.99")).bearer_auth(&clerk)),
+        ("bad version query", c.get(s.url("/api/v1/licences/1.2.156.3005.2.11100000000013338W032.11330122MB0000001M.1?version=x")).bearer_auth(&clerk)),
+        ("revoke without reason", c.post(s.url("/api/v1/licences/1.2.156.3005.2.11100000000013338W032.11330122MB0000001M.99/revoke")).bearer_auth(&officer).json(&json!({}))),
+        ("verify without input", c.post(s.url("/api/v1/verify")).json(&json!({}))),
+        ("status list number", c.get(s.url(&format!("/api/v1/status-lists/{MARKET_BUREAU}/x")))),
+        ("status list issuer", c.get(s.url("/api/v1/status-lists/91350100M000100Y43/0"))),
+        ("status list bad uscc", c.get(s.url("/api/v1/status-lists/hello/0"))),
+        ("unknown route", c.get(s.url("/api/v2/nothing"))),
+        ("bad audit filter", c.get(s.url("/api/v1/audit?after=soon")).bearer_auth(&clerk)),
+    ];
+    for (what, request) in cases {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_client_error(), "{what}: {status} {body}");
+        assert!(
+            body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+            "{what}: {body}"
+        );
+    }
+    // A damaged QR text is a verification result, not an error.
+    let v: Value = c
+        .post(s.url("/api/v1/verify"))
+        .json(&json!({"input": "HTTPS://X/V/!!"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["result"], "malformed");
+}
+
+#[tokio::test]
+async fn the_page_and_the_api_answer_alike_and_show_only_public_data() {
+    let s = TestServer::start().await;
+    let clerk = s.token(Some(CONSTRUCTION_BUREAU), &[Role::Clerk]).await;
+    let issued: Value = issue(&s, &clerk, PERMIT, "330122202600001")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let qr = issued["qr_text"].as_str().unwrap();
+    let b32 = qr.rsplit_once("/V/").unwrap().1;
+    let page = s
+        .client
+        .get(s.url(&format!("/V/{b32}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("data-result=\"valid\"") && html.contains("有效"));
+    assert!(html.contains("示范县第二人民医院门诊综合楼工程") && html.contains("长期"));
+    assert!(!html.contains("备注"), "a private field leaked: {html}");
+    assert!(!html.contains("<script"));
+
+    let api: Value = s
+        .client
+        .post(s.url("/api/v1/verify"))
+        .json(&json!({"input": qr}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["result"], "valid");
+    assert_eq!(api["licence"]["number"], "330122202600001");
+    assert!(api["licence"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["key"] != "remarks"));
+
+    let forged_page = s
+        .client
+        .get(s.url("/V/2KCE3IQBE4CEQAICAMCAKBQH"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(forged_page.contains("无效") && forged_page.contains("无法核验"));
+}
+
+#[tokio::test]
+async fn public_verification_is_rate_limited_per_client() {
+    let s = TestServer::start_with(elicence::http::HttpOptions {
+        verify_per_minute: std::num::NonZeroU32::new(3),
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = s
+            .client
+            .post(s.url("/api/v1/verify"))
+            .json(&json!({"input": "AAAA"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let page = s.client.get(s.url("/V/AAAA")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn trust_list_status_lists_health_and_metrics_are_public() {
+    let s = TestServer::start().await;
+    let trust: Value = s
+        .client
+        .get(s.url("/.well-known/elicence/trust.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trust["signers"].as_array().unwrap().len(), 3);
+    assert!(trust["roots"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+
+    let list = s
+        .client
+        .get(s.url(&format!("/api/v1/status-lists/{MARKET_BUREAU}/0")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK);
+    assert!(list.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/cose"));
+    let bytes = list.bytes().await.unwrap();
+    let (parsed, _) = elicence::signing::status_list::StatusList::parse_signed(&bytes).unwrap();
+    assert_eq!(parsed.issuer.as_str(), MARKET_BUREAU);
+
+    let health: Value = s
+        .client
+        .get(s.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    s.client
+        .post(s.url("/api/v1/verify"))
+        .json(&json!({"input": "AAAA"}))
+        .send()
+        .await
+        .unwrap();
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("elicence_verifications_total{result=\"malformed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("elicence_http_requests_total{class=\"2xx\"}"));
+}
