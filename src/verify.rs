@@ -50,7 +50,7 @@ impl Outcome {
     /// How the verification page says it (有效 or why not).
     pub fn label_zh(self) -> &'static str {
         match self {
-            Outcome::Valid => "有效",
+            Outcome::Valid => "签名验证通过，证照在有效期内",
             Outcome::Expired => "已过期",
             Outcome::NotYetValid => "尚未生效",
             Outcome::Superseded => "已被新版本替代",

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests call (a fresh machine has none of them). Idempotent.
+# Installs the Debian packages the tests call (a fresh machine has none of them): headless
+# Chromium for the verification page, poppler/zbar/qpdf for the PDFs, python3-venv for the
+# interoperability check, the PostgreSQL client for pg_isready. Idempotent and quiet when all are there.
 set -euo pipefail
 needed=()
-command -v python3 >/dev/null || needed+=(python3)
-python3 -c 'import venv, ensurepip' 2>/dev/null || needed+=(python3-venv)
+command -v chromium >/dev/null || needed+=(chromium)
+command -v pdftoppm >/dev/null || needed+=(poppler-utils)
+command -v zbarimg >/dev/null || needed+=(zbar-tools)
+command -v qpdf >/dev/null || needed+=(qpdf)
 command -v pg_isready >/dev/null || needed+=(postgresql-client)
+python3 -c 'import venv, ensurepip' 2>/dev/null || needed+=(python3-venv)
 if [ ${#needed[@]} -gt 0 ]; then
+    echo "installing: ${needed[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq "${needed[@]}"
+    apt-get install -y -qq "${needed[@]}" > /dev/null
 fi
 echo "test dependencies present"

@@ -23,8 +23,8 @@ main { padding: 14px; max-width: 560px; margin: 0 auto; }
 .card h2 { margin: 0 0 10px; font-size: 19px; }
 dl { margin: 0; display: grid; grid-template-columns: 7.5em 1fr; row-gap: 9px; column-gap: 10px; font-size: 15px; }
 dt { color: #86909c; }
-dd { margin: 0; word-break: break-all; }
-.note { color: #86909c; font-size: 12px; line-height: 1.6; word-break: break-all; }
+dd { margin: 0; overflow-wrap: anywhere; }
+.note { color: #86909c; font-size: 12px; line-height: 1.6; overflow-wrap: anywhere; }
 "#;
 
 /// `2026-11-29` as 2026年11月29日.

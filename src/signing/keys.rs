@@ -128,7 +128,9 @@ impl KeyRing {
         for issuer in issuers {
             if ring.active_signer(&issuer.uscc).is_none() {
                 let kid = ring.add_signer(issuer)?;
-                tracing::warn!(department = %issuer.uscc, %kid, "department had no active signer: made one");
+                if !created {
+                    tracing::warn!(department = %issuer.uscc, %kid, "department had no active signer: made one");
+                }
             }
         }
         Ok((ring, created))

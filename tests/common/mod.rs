@@ -17,6 +17,7 @@ pub const SOLE_TRADER: &str = "11100000000013338W005";
 pub const PERMIT: &str = "11100000MB0000010Q001";
 pub const DISABILITY: &str = "13100000MB0000020K001";
 pub const MARKET_BUREAU: &str = "11330122MB0000001M";
+pub const DISABILITY_FEDERATION: &str = "13330122MB0000003M";
 
 pub struct TestApp {
     pub app: Arc<App>,
