@@ -4,7 +4,7 @@
 //! Data flows one way: input → validate → licence version → sign → store (→ render, publish).
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use time::{Date, Duration};
@@ -17,6 +17,7 @@ use crate::licence::{
     timeliness, validate, EventKind, FieldValue, LicenceVersion, Record, RecordInput, Standing,
     Timeliness, ValidationErrors,
 };
+use crate::signing::claims::FullRecord;
 use crate::signing::keys::{KeyError, KeyRing};
 use crate::signing::status_list::{StatusList, LIST_LEN};
 use crate::signing::trust::{TrustList, TrustStore};
@@ -263,6 +264,8 @@ pub struct App {
     pub directory: Directory,
     pub directory_version: i64,
     keys: RwLock<KeyRing>,
+    /// The trust list as verification uses it, rebuilt whenever the keys change.
+    trust: RwLock<Arc<TrustStore>>,
 }
 
 impl App {
@@ -282,12 +285,14 @@ impl App {
                  this root; a real deployment installs the county's root and department keys."
             );
         }
+        let trust = Arc::new(trust_store_of(&keys)?);
         Ok(App {
             settings,
             store,
             directory,
             directory_version,
             keys: RwLock::new(keys),
+            trust: RwLock::new(trust),
         })
     }
 
@@ -760,8 +765,16 @@ impl App {
         self.keys().trust_list()
     }
 
-    pub fn trust_store(&self) -> Result<TrustStore> {
-        TrustStore::new(&self.trust_list(), None).map_err(|e| AppError::Config(e.to_string()))
+    /// The trust store verification uses (cached; rebuilt when keys change).
+    pub fn trust_store(&self) -> Arc<TrustStore> {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the cached trust store after the key ring changed.
+    fn refresh_trust(&self) -> Result<()> {
+        let store = trust_store_of(&self.keys())?;
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+        Ok(())
     }
 
     pub async fn rotate_key(&self, actor: &Actor, department: &str) -> Result<String> {
@@ -780,6 +793,7 @@ impl App {
         let uscc = Uscc::parse(department)?;
         actor.authorise(Role::Admin, &uscc)?;
         let kid = self.keys_mut().rotate(&uscc)?;
+        self.refresh_trust()?;
         let audit = Entry {
             detail: format!("new signer {kid}"),
             ..entry.clone()
@@ -803,6 +817,7 @@ impl App {
             )));
         }
         self.keys_mut().revoke(kid)?;
+        self.refresh_trust()?;
         self.store.append_audit(entry).await?;
         Ok(())
     }
@@ -1029,7 +1044,7 @@ impl App {
 
     /// Online verification of QR token bytes: the token's own checks, then the store's state.
     pub async fn verify_token(&self, token: &[u8]) -> Result<Verification> {
-        let trust = self.trust_store()?;
+        let trust = self.trust_store();
         let authentic = match verify::check_token(token, &trust) {
             Ok(a) => a,
             Err(rejection) => return Ok(rejection.into()),
@@ -1044,13 +1059,13 @@ impl App {
                 "本服务的证照登记簿中没有这个证照版本：不能视为有效",
             )
         };
-        let Some(row) = self.store.licence(&id.key).await? else {
+        let Some(row) = self.store.verification_row(&id.key, id.version).await? else {
             return Ok(not_registered());
         };
-        let Some(stored) = self.store.version(row.pk, id.version).await? else {
+        let Some((payload_hash, full_record)) = &row.version else {
             return Ok(not_registered());
         };
-        if stored.payload_hash != data_encoding::HEXLOWER.encode(&authentic.token.record_hash) {
+        if *payload_hash != data_encoding::HEXLOWER.encode(&authentic.token.record_hash) {
             return Ok(verify::Verification::failed(
                 Outcome::BadSignature,
                 "the code does not match the registered record",
@@ -1064,8 +1079,11 @@ impl App {
             }
             Standing::Active => authentic.by_dates(time_util::now().unix_timestamp()),
         };
-        let licence_type = self.licence_type(&row.key.type_code)?;
-        let full = stored.full()?;
+        let licence_type = self.licence_type(&id.key.type_code)?;
+        let full = crate::signing::cose::Envelope::parse(full_record)
+            .ok()
+            .and_then(|e| FullRecord::from_payload(e.payload()).ok())
+            .ok_or_else(|| AppError::Store(StoreError::Corrupt(format!("full record of {id}"))))?;
         if let Some(licence) = &mut verification.licence {
             licence.fields = public_fields(&licence_type.fields, &full.record.fields);
             licence.number = Some(row.number.clone());
@@ -1073,10 +1091,14 @@ impl App {
         verification.current = Some(Current {
             status: row.standing.as_str().to_string(),
             version: row.latest_version,
-            identifier: row.key.version(row.latest_version).to_string(),
+            identifier: id.key.version(row.latest_version).to_string(),
         });
         Ok(verification)
     }
+}
+
+fn trust_store_of(keys: &KeyRing) -> Result<TrustStore> {
+    TrustStore::new(&keys.trust_list(), None).map_err(|e| AppError::Config(e.to_string()))
 }
 
 /// The fields that may appear publicly, in directory order, with their labels.

@@ -70,6 +70,9 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Benchmarks: throughput and latency percentiles with the core count.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Verify a QR text, its base32 part or a licence version identifier.
     /// Exit 0 for valid, 2 for any other result, 1 for an error.
     Verify {
@@ -102,6 +105,28 @@ pub enum KeysCommand {
     },
     /// Revoke a signer certificate: what it signed verifies as `signer_revoked`.
     Revoke { kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Signing a version and checking a QR token, on one core.
+    Sign {
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+    },
+    /// Online verification over HTTP under concurrent load (a server in this process).
+    Verify {
+        #[arg(long, default_value_t = 50_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Licences issued first and verified round-robin.
+        #[arg(long, default_value_t = 200)]
+        licences: usize,
+        /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +274,7 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
                 json,
             )
         }
+        Command::Bench(command) => bench(&settings, command, json).await,
         Command::Serve { verify_per_minute } => {
             let app = App::open(settings).await?;
             let options = crate::http::HttpOptions {
@@ -349,7 +375,9 @@ async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppErr
             let verification = app.verify(&input).await?;
             return Ok(report_verification(&verification, json));
         }
-        Command::Directory(_) | Command::Serve { .. } => unreachable!("handled in dispatch"),
+        Command::Directory(_) | Command::Serve { .. } | Command::Bench(_) => {
+            unreachable!("handled in dispatch")
+        }
     }
     Ok(0)
 }
@@ -660,6 +688,46 @@ pub fn example_record(t: &LicenceType) -> RecordInput {
         valid_until: None,
         fields,
     }
+}
+
+async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result<i32, AppError> {
+    let failed = |e: anyhow::Error| AppError::Config(format!("benchmark: {e}"));
+    let dir = tempfile::tempdir().map_err(|e| AppError::Config(e.to_string()))?;
+    let reports = match command {
+        BenchCommand::Sign { count } => {
+            let app = crate::bench::scratch_app(dir.path(), &settings.templates_dir, None)
+                .await
+                .map_err(failed)?;
+            crate::bench::sign(&app, count).await.map_err(failed)?
+        }
+        BenchCommand::Verify {
+            requests,
+            concurrency,
+            licences,
+            database_url,
+        } => {
+            let app = crate::bench::scratch_app(
+                dir.path(),
+                &settings.templates_dir,
+                database_url.as_deref(),
+            )
+            .await
+            .map_err(failed)?;
+            vec![
+                crate::bench::verify_http(app, licences, requests, concurrency)
+                    .await
+                    .map_err(failed)?,
+            ]
+        }
+    };
+    print(json, &reports, || {
+        reports
+            .iter()
+            .map(|r| r.line())
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(0)
 }
 
 fn verify_offline(

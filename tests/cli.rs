@@ -94,7 +94,7 @@ async fn verify_exits_0_for_valid_2_for_revoked_and_superseded_1_for_errors() {
     let (id, qr_text) = cli.issue_example(FOOD);
     let out = cli.run(&["verify", &qr_text]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid (有效)"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid (签名验证通过"));
 
     // An amendment supersedes version 1.
     let changes = cli.path("changes.json");

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{kid_of, kid_text, pem_der, SIGNER_EKU_DER};
 use crate::identifiers::Uscc;
-use crate::time_util;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,6 +43,9 @@ pub struct TrustError(pub String);
 #[derive(Debug, Clone)]
 pub struct SignerCert {
     pub kid: [u8; 8],
+    /// When the chain to a pinned root holds (seconds since the epoch, inclusive), checked once
+    /// by webpki when the store is built; None when it never does.
+    valid_window: Option<(i64, i64)>,
     pub department: String,
     /// The USCC in the certificate's subject (organizationIdentifier): who it may sign for.
     pub uscc: Uscc,
@@ -62,9 +64,9 @@ impl SignerCert {
     }
 }
 
-/// The parsed trust list: pinned roots and signer certificates by kid.
+/// The parsed trust list: the signer certificates, each with the span in which it chains to a
+/// pinned root.
 pub struct TrustStore {
-    roots: Vec<Vec<u8>>,
     signers: Vec<SignerCert>,
 }
 
@@ -89,8 +91,10 @@ impl TrustStore {
             }
             let (key, uscc) = read_signer_certificate(&der)
                 .map_err(|e| TrustError(format!("signer {}: {e}", s.kid)))?;
+            let valid_window = chain_window(&der, &roots);
             signers.push(SignerCert {
                 kid,
+                valid_window,
                 department: s.department.clone(),
                 uscc,
                 key,
@@ -98,7 +102,7 @@ impl TrustStore {
                 der,
             });
         }
-        Ok(TrustStore { roots, signers })
+        Ok(TrustStore { signers })
     }
 
     pub fn from_json(json: &str) -> Result<TrustStore, TrustError> {
@@ -123,32 +127,44 @@ impl TrustStore {
     /// True when `signer` chains to a pinned root, is within its validity at `at` (seconds since
     /// the epoch) and carries the signer EKU.
     pub fn chains_at(&self, signer: &SignerCert, at: i64) -> bool {
-        let Ok(at) = u64::try_from(at) else {
-            return false;
-        };
-        let cert_der = CertificateDer::from(signer.der.as_slice());
-        let Ok(end_entity) = webpki::EndEntityCert::try_from(&cert_der) else {
-            return false;
-        };
-        let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at));
-        self.roots.iter().any(|root| {
-            let root_der = CertificateDer::from(root.as_slice());
-            let Ok(anchor) = webpki::anchor_from_trusted_cert(&root_der) else {
-                return false;
-            };
-            end_entity
-                .verify_for_usage(
-                    &[webpki::ring::ED25519],
-                    &[anchor],
-                    &[],
-                    time,
-                    webpki::KeyUsage::required(SIGNER_EKU_DER),
-                    None,
-                    None,
-                )
-                .is_ok()
-        })
+        signer
+            .valid_window
+            .is_some_and(|(from, until)| from <= at && at <= until)
     }
+}
+
+/// The span of time in which `cert_der` chains to one of `roots` with the signer EKU: webpki
+/// validates the path once, at the start of the span where both certificates are valid, and the
+/// span is where the chain holds, since nothing but time changes the answer.
+fn chain_window(cert_der: &[u8], roots: &[Vec<u8>]) -> Option<(i64, i64)> {
+    let validity = |der: &[u8]| {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let v = cert.validity();
+        Some((v.not_before.timestamp(), v.not_after.timestamp()))
+    };
+    let (cert_from, cert_until) = validity(cert_der)?;
+    let cert = CertificateDer::from(cert_der);
+    let end_entity = webpki::EndEntityCert::try_from(&cert).ok()?;
+    roots.iter().find_map(|root| {
+        let (root_from, root_until) = validity(root)?;
+        let (from, until) = (cert_from.max(root_from), cert_until.min(root_until));
+        let root_der = CertificateDer::from(root.as_slice());
+        let anchor = webpki::anchor_from_trusted_cert(&root_der).ok()?;
+        let time =
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(from).ok()?));
+        end_entity
+            .verify_for_usage(
+                &[webpki::ring::ED25519],
+                &[anchor],
+                &[],
+                time,
+                webpki::KeyUsage::required(SIGNER_EKU_DER),
+                None,
+                None,
+            )
+            .ok()
+            .map(|_| (from, until))
+    })
 }
 
 /// The Ed25519 key and the organizationIdentifier (USCC) of a signer certificate.
@@ -171,16 +187,6 @@ fn read_signer_certificate(der: &[u8]) -> Result<(VerifyingKey, Uscc), String> {
         .ok_or_else(|| "subject carries no organizationIdentifier (USCC)".to_string())?;
     let uscc = Uscc::parse(uscc).map_err(|e| e.to_string())?;
     Ok((key, uscc))
-}
-
-/// When a trust list says a signer was revoked (None when it was not).
-pub fn revoked_at(list: &TrustList, kid: &str) -> Option<i64> {
-    list.signers
-        .iter()
-        .find(|s| s.kid == kid)
-        .and_then(|s| s.revoked_at.as_deref())
-        .and_then(time_util::parse_rfc3339)
-        .map(|t| t.unix_timestamp())
 }
 
 #[cfg(test)]

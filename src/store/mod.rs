@@ -633,6 +633,42 @@ impl Store {
         })
     }
 
+    /// What online verification needs of one version, in one round trip: the licence's number,
+    /// its latest version and standing, and the version's registered hash and full record.
+    pub async fn verification_row(
+        &self,
+        key: &LicenceKey,
+        version: u32,
+    ) -> Result<Option<VerificationRow>> {
+        let row = sqlx::query(
+            "SELECT l.number, v.payload_hash, v.full_record,
+                    (SELECT MAX(v2.version) FROM versions v2 WHERE v2.licence = l.id) AS latest,
+                    (SELECT e.kind FROM events e
+                      WHERE e.licence = l.id AND e.kind IN ('suspended', 'reinstated', 'revoked')
+                      ORDER BY e.change_no DESC LIMIT 1) AS last_status
+             FROM licences l LEFT JOIN versions v ON v.licence = l.id AND v.version = $2
+             WHERE l.licence_id = $1",
+        )
+        .bind(key.to_string())
+        .bind(i64::from(version))
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let last_status: Option<String> = row.try_get("last_status")?;
+        let standing = match last_status.as_deref() {
+            Some(kind) => Standing::after([parse_kind(kind)?]),
+            None => Standing::Active,
+        };
+        let payload_hash: Option<String> = row.try_get("payload_hash")?;
+        let full_record: Option<Vec<u8>> = row.try_get("full_record")?;
+        Ok(Some(VerificationRow {
+            number: row.try_get("number")?,
+            latest_version: row.try_get::<i64, _>("latest")? as u32,
+            standing,
+            version: payload_hash.zip(full_record),
+        }))
+    }
+
     /// Every event of one licence, oldest first.
     pub async fn events_of(&self, licence_pk: i64) -> Result<Vec<EventRow>> {
         sqlx::query(
@@ -745,6 +781,16 @@ impl Store {
                 .try_get("seq")?,
         )
     }
+}
+
+/// A licence as online verification sees it (see [`Store::verification_row`]).
+#[derive(Debug, Clone)]
+pub struct VerificationRow {
+    pub number: String,
+    pub latest_version: u32,
+    pub standing: Standing,
+    /// The asked-for version's payload hash and full record, when that version exists.
+    pub version: Option<(String, Vec<u8>)>,
 }
 
 /// Filters on the audit trail; None matches everything.

@@ -1,0 +1,267 @@
+//! Benchmarks (SPEC §13), run by `elicence bench …`: throughput and latency percentiles with the
+//! machine's core count, on a fresh application in a temporary folder (or the database given).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::app::{Actor, App};
+use crate::config::Settings;
+use crate::licence::RecordInput;
+
+/// Throughput and latency of one measured operation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub name: String,
+    pub backend: String,
+    pub cores: usize,
+    pub concurrency: usize,
+    pub operations: usize,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl Report {
+    fn new(
+        name: &str,
+        backend: &str,
+        concurrency: usize,
+        mut samples: Vec<Duration>,
+        elapsed: Duration,
+    ) -> Report {
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[i].as_secs_f64() * 1e6
+        };
+        Report {
+            name: name.to_string(),
+            backend: backend.to_string(),
+            cores: cores(),
+            concurrency,
+            operations: samples.len(),
+            seconds: elapsed.as_secs_f64(),
+            per_second: samples.len() as f64 / elapsed.as_secs_f64(),
+            p50_us: at(0.50),
+            p90_us: at(0.90),
+            p99_us: at(0.99),
+            max_us: at(1.0),
+        }
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{:<28} {:>9.0}/s  p50 {:>8.1} µs  p90 {:>8.1} µs  p99 {:>8.1} µs  max {:>9.1} µs  ({} ops, {} cores, concurrency {}, {})",
+            self.name,
+            self.per_second,
+            self.p50_us,
+            self.p90_us,
+            self.p99_us,
+            self.max_us,
+            self.operations,
+            self.cores,
+            self.concurrency,
+            self.backend
+        )
+    }
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A fresh application on a temporary folder; `database_url` None means SQLite in that folder.
+pub async fn scratch_app(
+    dir: &std::path::Path,
+    templates: &std::path::Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<App> {
+    let data = dir.join("data");
+    let vars = [
+        ("ELICENCE_DATA_DIR", data.display().to_string()),
+        ("ELICENCE_KEYS_DIR", dir.join("keys").display().to_string()),
+        ("ELICENCE_TEMPLATES_DIR", templates.display().to_string()),
+        (
+            "ELICENCE_VERIFY_BASE",
+            "https://zz.example.gov.cn".to_string(),
+        ),
+    ];
+    let mut settings = Settings::load_from(None, |name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })?;
+    if let Some(url) = database_url {
+        settings.database_url = url.to_string();
+    }
+    Ok(App::open(settings).await?)
+}
+
+fn backend_name(app: &App) -> &'static str {
+    match app.store.backend() {
+        crate::store::Backend::Sqlite => "sqlite",
+        crate::store::Backend::Postgres => "postgres",
+    }
+}
+
+/// Issues `count` licences, cycling through the directory's types.
+async fn issue_samples(app: &App, count: usize) -> anyhow::Result<Vec<crate::app::Issued>> {
+    let actor = Actor::local_operator();
+    let types: Vec<_> = app.directory.types().cloned().collect();
+    let run = rand::random::<u32>();
+    let mut texts = Vec::with_capacity(count);
+    for i in 0..count {
+        let t = &types[i % types.len()];
+        let mut record: RecordInput = crate::cli::example_record(t);
+        record.number = Some(format!("BENCH-{run}-{i}"));
+        texts.push(app.issue(&actor, t.code.as_str(), &record, None).await?);
+    }
+    Ok(texts)
+}
+
+/// Signing a version (both records) and checking a QR token offline, on one core.
+pub async fn sign(app: &App, count: usize) -> anyhow::Result<Vec<Report>> {
+    use crate::signing::trust::TrustStore;
+    let issued = issue_samples(app, 1).await?.remove(0);
+    let trust = TrustStore::new(&app.trust_list(), None)?;
+    let token = crate::signing::qr::token_from_text(&issued.qr_text)?;
+    let row = app.find(&issued.licence_id).await?;
+    let stored = app.store.version(row.pk, 1).await?.expect("just issued");
+    let full = stored.full()?;
+    let keys = crate::signing::keys::KeyRing::open(&app.settings.keys_dir)?;
+    let (key, kid) = keys.signing_key(&full.claims.iss)?;
+
+    let mut samples = Vec::with_capacity(count);
+    let started = Instant::now();
+    for _ in 0..count {
+        let t = Instant::now();
+        let version = crate::signing::sign_version(
+            key,
+            kid,
+            crate::signing::Unsigned {
+                id: full.claims.cti.clone(),
+                licence_name: &full.licence_name,
+                record: full.record.clone(),
+                issued_at: crate::time_util::now(),
+                directory_version: full.directory_version,
+                prev: None,
+                status_index: 1,
+            },
+        );
+        std::hint::black_box(version);
+        samples.push(t.elapsed());
+    }
+    let signing = Report::new(
+        "sign version (2 signatures)",
+        "-",
+        1,
+        samples,
+        started.elapsed(),
+    );
+
+    let mut samples = Vec::with_capacity(count);
+    let started = Instant::now();
+    for _ in 0..count {
+        let t = Instant::now();
+        let checked = crate::verify::check_token(&token, &trust);
+        assert!(checked.is_ok());
+        samples.push(t.elapsed());
+    }
+    let checking = Report::new(
+        "check QR token (chain+sig)",
+        "-",
+        1,
+        samples,
+        started.elapsed(),
+    );
+    Ok(vec![signing, checking])
+}
+
+/// Online verification over HTTP under concurrent load: `POST /api/v1/verify` on a server in
+/// this process (rate limit off), `concurrency` clients sharing the machine's cores with it.
+pub async fn verify_http(
+    app: App,
+    licences: usize,
+    requests: usize,
+    concurrency: usize,
+) -> anyhow::Result<Report> {
+    let backend = backend_name(&app);
+    let texts: Vec<String> = issue_samples(&app, licences)
+        .await?
+        .into_iter()
+        .map(|i| i.qr_text)
+        .collect();
+    let texts = Arc::new(texts);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/api/v1/verify", listener.local_addr()?);
+    let router = crate::http::router(
+        Arc::new(app),
+        crate::http::HttpOptions {
+            verify_per_minute: None,
+        },
+    );
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+
+    let run = |total: usize| {
+        let next = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (client, url, texts, next) =
+                    (client.clone(), url.clone(), texts.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            return Ok::<_, anyhow::Error>(samples);
+                        }
+                        let body = serde_json::json!({"input": texts[i % texts.len()]});
+                        let t = Instant::now();
+                        let response = client.post(&url).json(&body).send().await?;
+                        anyhow::ensure!(
+                            response.status().is_success(),
+                            "status {}",
+                            response.status()
+                        );
+                        response.bytes().await?;
+                        samples.push(t.elapsed());
+                    }
+                })
+            })
+            .collect();
+        async move {
+            let mut all = Vec::with_capacity(total);
+            for task in tasks {
+                all.extend(task.await??);
+            }
+            Ok::<_, anyhow::Error>(all)
+        }
+    };
+    run(requests.min(1000)).await?; // warm up connections and caches
+    let started = Instant::now();
+    let samples = run(requests).await?;
+    let report = Report::new(
+        "verify over HTTP",
+        backend,
+        concurrency,
+        samples,
+        started.elapsed(),
+    );
+    server.abort();
+    Ok(report)
+}
