@@ -17,6 +17,7 @@ use crate::licence::{
     timeliness, validate, EventKind, FieldValue, LicenceVersion, Record, RecordInput, Standing,
     Timeliness, ValidationErrors,
 };
+use crate::render::Renderer;
 use crate::signing::claims::FullRecord;
 use crate::signing::keys::{KeyError, KeyRing};
 use crate::signing::status_list::{StatusList, LIST_LEN};
@@ -263,6 +264,7 @@ pub struct App {
     pub store: Store,
     pub directory: Directory,
     pub directory_version: i64,
+    pub renderer: Renderer,
     keys: RwLock<KeyRing>,
     /// The trust list as verification uses it, rebuilt whenever the keys change.
     trust: RwLock<Arc<TrustStore>>,
@@ -286,11 +288,14 @@ impl App {
             );
         }
         let trust = Arc::new(trust_store_of(&keys)?);
+        let renderer = Renderer::load(&settings.templates_dir, &directory)
+            .map_err(|e| AppError::Config(e.to_string()))?;
         Ok(App {
             settings,
             store,
             directory,
             directory_version,
+            renderer,
             keys: RwLock::new(keys),
             trust: RwLock::new(trust),
         })
@@ -362,6 +367,7 @@ impl App {
             assign_number(licence_type, today, serial)
         })
         .map_err(AppError::Invalid)?;
+        self.check_printable(&record)?;
         record.scan = scan;
         let key = LicenceKey {
             type_code: licence_type.code.clone(),
@@ -394,6 +400,93 @@ impl App {
             }),
             None => Err(AppError::State("the store answered nothing".into())),
         }
+    }
+
+    /// Refuses a record with a character the licence font cannot print (it would be an empty box
+    /// on the PDF), naming each field and character.
+    fn check_printable(&self, record: &Record) -> Result<()> {
+        let mut texts = vec![
+            ("number".to_string(), record.number.clone()),
+            ("holder.name".to_string(), record.holder.name.clone()),
+        ];
+        texts.extend(
+            record
+                .fields
+                .iter()
+                .map(|(k, v)| (format!("fields.{k}"), v.to_string())),
+        );
+        let errors: Vec<crate::licence::FieldError> = texts
+            .into_iter()
+            .filter_map(|(field, text)| {
+                let missing = self.renderer.missing_glyphs(&text);
+                (!missing.is_empty()).then(|| crate::licence::FieldError {
+                    field,
+                    reason: format!(
+                        "the licence font cannot print {}",
+                        missing
+                            .iter()
+                            .map(|c| format!("{c:?} (U+{:04X})", u32::from(*c)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Invalid(ValidationErrors(errors)))
+        }
+    }
+
+    /// The PDF of a version (the latest unless named), rendered with the directory version it was
+    /// issued under, so re-rendering gives the same bytes.
+    pub async fn pdf(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        version: Option<u32>,
+    ) -> Result<Vec<u8>> {
+        let parsed = LicenceRef::parse(reference.trim())?;
+        let row = self.readable(actor, reference).await?;
+        let wanted = match (&parsed, version) {
+            (_, Some(v)) => v,
+            (LicenceRef::Version(v), None) => v.version,
+            (LicenceRef::Licence(_), None) => row.latest_version,
+        };
+        let stored = self
+            .store
+            .version(row.pk, wanted)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("version {wanted} of {}", row.key)))?;
+        let full = stored.full()?;
+        let licence_type = self
+            .type_at(&row.key.type_code, full.directory_version)
+            .await?;
+        self.renderer
+            .render(&licence_type, &full, &self.qr_text(&stored.qr_token))
+            .map_err(|e| AppError::State(format!("rendering {}: {e}", stored.identifier)))
+    }
+
+    /// A licence type as the directory defined it at `directory_version`.
+    async fn type_at(&self, code: &TypeCode, directory_version: i64) -> Result<LicenceType> {
+        if directory_version == self.directory_version {
+            return Ok(self.licence_type(code)?.clone());
+        }
+        let json = self
+            .store
+            .directory_content(directory_version)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("directory version {directory_version}")))?;
+        let directory = Directory::from_json(&json).map_err(|e| {
+            AppError::Store(StoreError::Corrupt(format!(
+                "directory {directory_version}: {e}"
+            )))
+        })?;
+        directory
+            .get(code)
+            .cloned()
+            .ok_or_else(|| AppError::UnknownType(code.to_string()))
     }
 
     fn issued(&self, version: &LicenceVersion, seq: i64) -> Issued {
@@ -462,6 +555,7 @@ impl App {
             unreachable!("an amendment keeps its number")
         })
         .map_err(AppError::Invalid)?;
+        self.check_printable(&record)?;
         // An amendment changes content, never the validity (that is what a renewal does).
         record.valid_from = full.record.valid_from;
         record.valid_until = full.record.valid_until;

@@ -265,3 +265,65 @@ pub async fn verify_http(
     server.abort();
     Ok(report)
 }
+
+/// Rendering PDFs on one core, over the sample types: the whole render, then its stages (building
+/// the QR code, laying out the page, writing the file); and the size of each type's PDF in bytes.
+pub async fn render(
+    app: &App,
+    count: usize,
+) -> anyhow::Result<(Vec<Report>, Vec<(String, usize)>)> {
+    let actor = Actor::local_operator();
+    let issued = issue_samples(app, app.directory.types().count()).await?;
+    let mut sizes = Vec::new();
+    let mut jobs = Vec::new();
+    for i in &issued {
+        let row = app.find(&i.licence_id).await?;
+        let stored = app.store.version(row.pk, 1).await?.expect("just issued");
+        let full = stored.full()?;
+        let licence_type = app.licence_type(&row.key.type_code)?.clone();
+        sizes.push((
+            licence_type.name.clone(),
+            app.pdf(&actor, &i.id, None).await?.len(),
+        ));
+        jobs.push((licence_type, full, i.qr_text.clone()));
+    }
+    let mut reports = Vec::new();
+    let mut measure = |name: &str,
+                       mut step: Box<dyn FnMut(usize) -> anyhow::Result<()> + '_>|
+     -> anyhow::Result<()> {
+        let mut samples = Vec::with_capacity(count);
+        let started = Instant::now();
+        for n in 0..count {
+            let t = Instant::now();
+            step(n)?;
+            samples.push(t.elapsed());
+        }
+        reports.push(Report::new(name, "-", 1, samples, started.elapsed()));
+        Ok(())
+    };
+    let renderer = &app.renderer;
+    measure(
+        "render PDF page",
+        Box::new(|n| {
+            let (licence_type, full, qr_text) = &jobs[n % jobs.len()];
+            std::hint::black_box(renderer.render(licence_type, full, qr_text)?);
+            Ok(())
+        }),
+    )?;
+    measure(
+        "  of which: build QR code",
+        Box::new(|n| {
+            std::hint::black_box(crate::signing::qr::qr_code(&jobs[n % jobs.len()].2)?);
+            Ok(())
+        }),
+    )?;
+    measure(
+        "  of which: lay out page",
+        Box::new(|n| {
+            let (licence_type, full, qr_text) = &jobs[n % jobs.len()];
+            std::hint::black_box(renderer.compose(licence_type, full, qr_text)?);
+            Ok(())
+        }),
+    )?;
+    Ok((reports, sizes))
+}

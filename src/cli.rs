@@ -114,6 +114,11 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20_000)]
         count: usize,
     },
+    /// Rendering licence PDFs on one core, over the sample types (time per page, size).
+    Render {
+        #[arg(long, default_value_t = 400)]
+        count: usize,
+    },
     /// Online verification over HTTP under concurrent load (a server in this process).
     Verify {
         #[arg(long, default_value_t = 50_000)]
@@ -194,6 +199,14 @@ pub enum LicenceCommand {
     },
     /// Every version of a licence.
     Versions { id: String },
+    /// Write the PDF of a version (the latest unless named).
+    Pdf {
+        id: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
     /// Amend (变更): a new version with changed holder name or fields, from a JSON file
     /// `{"holder_name": …, "fields": {…}, "reason": …}`.
     Amend {
@@ -410,6 +423,18 @@ async fn licence(
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
+            });
+        }
+        LicenceCommand::Pdf {
+            id,
+            version,
+            output,
+        } => {
+            let pdf = app.pdf(actor, &id, version).await?;
+            write_file(&output, &pdf)?;
+            let info = serde_json::json!({"file": output, "bytes": pdf.len()});
+            print(json, &info, || {
+                format!("{} ({} bytes)", output.display(), pdf.len())
             });
         }
         LicenceCommand::Amend { id, file } => {
@@ -699,6 +724,18 @@ async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result
                 .await
                 .map_err(failed)?;
             crate::bench::sign(&app, count).await.map_err(failed)?
+        }
+        BenchCommand::Render { count } => {
+            let app = crate::bench::scratch_app(dir.path(), &settings.templates_dir, None)
+                .await
+                .map_err(failed)?;
+            let (reports, sizes) = crate::bench::render(&app, count).await.map_err(failed)?;
+            for (name, bytes) in &sizes {
+                if !json {
+                    println!("{name:<28} {bytes:>7} bytes");
+                }
+            }
+            reports
         }
         BenchCommand::Verify {
             requests,

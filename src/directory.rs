@@ -63,9 +63,16 @@ pub struct FieldDef {
     pub values: Vec<String>,
     #[serde(default)]
     pub public: bool,
+    /// Whether the PDF licence prints this field (contact details usually are not).
+    #[serde(default = "printed_by_default")]
+    pub printed: bool,
     /// A sample value for `directory show --example` and for generated batches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub example: Option<String>,
+}
+
+fn printed_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ pub mod hash;
 pub mod http;
 pub mod identifiers;
 pub mod licence;
+pub mod render;
 pub mod signing;
 pub mod store;
 pub mod time_util;

@@ -469,6 +469,9 @@ async fn a_changed_directory_file_becomes_a_new_directory_version() {
     // Copy the directory, change one label, and start on the same database.
     let templates = t.dir.path().join("templates");
     std::fs::create_dir_all(templates.join("directory")).unwrap();
+    for shared in ["fonts", "layouts"] {
+        std::os::unix::fs::symlink(templates_dir().join(shared), templates.join(shared)).unwrap();
+    }
     for entry in std::fs::read_dir(templates_dir().join("directory")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path)

@@ -108,6 +108,17 @@ pub async fn versions(
     Ok(Json(state.app.versions(&actor, &id).await?))
 }
 
+pub async fn pdf(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query?;
+    let pdf = state.app.pdf(&actor, &id, query.version).await?;
+    Ok(([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
+}
+
 pub async fn amend(
     State(state): State<SharedState>,
     Caller(actor): Caller,

@@ -75,6 +75,7 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/licences", post(api::issue))
         .route("/licences/{id}", get(api::show))
         .route("/licences/{id}/versions", get(api::versions))
+        .route("/licences/{id}/pdf", get(api::pdf))
         .route("/licences/{id}/amend", post(api::amend))
         .route("/licences/{id}/renew", post(api::renew))
         .route("/licences/{id}/suspend", post(api::suspend))

@@ -1,0 +1,283 @@
+//! PDF licences checked with the tools a reader has: poppler (pdftoppm, pdftotext, pdffonts),
+//! zbarimg and qpdf (installed by tools/install-test-deps.sh). Renderings are kept under
+//! target/licences/ to look at.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use elicence::app::{Actor, AppError};
+use elicence::directory::FieldType;
+use elicence::identifiers::TypeCode;
+use serde_json::json;
+
+fn out_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/licences");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed (tools/install-test-deps.sh): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn write(name: &str, pdf: &[u8]) -> PathBuf {
+    let path = out_dir().join(format!("{name}.pdf"));
+    std::fs::write(&path, pdf).unwrap();
+    path
+}
+
+/// Fails unless every word pdftotext finds lies inside the page's border (A4: 595 × 842 pt,
+/// border 12 mm = 34 pt from each edge).
+fn assert_inside_border(pdf: &Path) {
+    let html = tool("pdftotext", &["-bbox", pdf.to_str().unwrap(), "-"]);
+    let number = |attr: &str, word: &str| -> f32 {
+        let start = word.find(&format!("{attr}=\"")).unwrap() + attr.len() + 2;
+        word[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    let mut words = 0;
+    for word in html.lines().filter(|l| l.trim_start().starts_with("<word")) {
+        words += 1;
+        let (x0, x1) = (number("xMin", word), number("xMax", word));
+        let (y0, y1) = (number("yMin", word), number("yMax", word));
+        assert!(
+            x0 >= 34.0 && x1 <= 561.0 && y0 >= 34.0 && y1 <= 808.0,
+            "{}: outside the border: {word}",
+            pdf.display()
+        );
+    }
+    assert!(words > 10, "no words found in {}", pdf.display());
+}
+
+/// Renders at 150 dpi and decodes the QR code from the image.
+fn decode_qr(pdf: &Path) -> String {
+    let prefix = pdf.with_extension("");
+    tool(
+        "pdftoppm",
+        &[
+            "-r",
+            "150",
+            "-png",
+            "-singlefile",
+            pdf.to_str().unwrap(),
+            prefix.to_str().unwrap(),
+        ],
+    );
+    let png = prefix.with_extension("png");
+    let decoded = tool("zbarimg", &["--quiet", "--raw", png.to_str().unwrap()]);
+    decoded.trim().to_string()
+}
+
+#[tokio::test]
+async fn every_sample_type_renders_a_checked_pdf_whose_qr_decodes_to_the_qr_text() {
+    let t = TestApp::new().await;
+    let actor = Actor::local_operator();
+    for (code, name) in [
+        (FOOD, "food"),
+        (SOLE_TRADER, "sole-trader"),
+        (PERMIT, "permit"),
+        (DISABILITY, "disability"),
+    ] {
+        let mut record = sample(&t.app, code, &format!("PDF-{name}"));
+        record.holder.name = format!("{}（堃喆昇珺玥赟䶮𠮷）", record.holder.name);
+        let issued = t.app.issue(&actor, code, &record, None).await.unwrap();
+        let pdf = t.app.pdf(&actor, &issued.id, None).await.unwrap();
+        assert!(pdf.len() < 80_000, "{name}: {} bytes", pdf.len());
+        let path = write(name, &pdf);
+        let file = path.to_str().unwrap();
+
+        assert_eq!(
+            decode_qr(&path),
+            issued.qr_text,
+            "{name}: the QR code carries the QR text"
+        );
+        tool("qpdf", &["--check", file]);
+        let fonts = tool("pdffonts", &[file]);
+        let font_line = fonts.lines().nth(2).unwrap_or_default();
+        assert!(
+            font_line.contains("NotoSansCJK") && font_line.contains("+"),
+            "{name}: {fonts}"
+        );
+        let columns: Vec<&str> = font_line.split_whitespace().collect();
+        assert_eq!(
+            &columns[columns.len() - 5..columns.len() - 2],
+            ["yes", "yes", "yes"],
+            "{name}: embedded, subset, unicode: {fonts}"
+        );
+        let text = tool("pdftotext", &["-layout", file, "-"]);
+        assert!(
+            text.contains("堃喆昇珺玥赟䶮𠮷"),
+            "{name}: rare characters extract: {text}"
+        );
+        assert!(
+            text.contains(&format!("PDF-{name}")),
+            "{name}: the number is printed"
+        );
+        assert!(text.contains("扫码核验"));
+        let pages = tool("qpdf", &["--show-npages", file]);
+        assert_eq!(pages.trim(), "1");
+        assert_inside_border(&path);
+    }
+}
+
+#[tokio::test]
+async fn re_rendering_is_byte_identical_even_between_other_renders() {
+    let t = TestApp::new().await;
+    let actor = Actor::local_operator();
+    let a = t
+        .app
+        .issue(&actor, FOOD, &sample(&t.app, FOOD, "PDF-SAME-A"), None)
+        .await
+        .unwrap();
+    let b = t
+        .app
+        .issue(&actor, PERMIT, &sample(&t.app, PERMIT, "PDF-SAME-B"), None)
+        .await
+        .unwrap();
+    let first = t.app.pdf(&actor, &a.id, None).await.unwrap();
+    let other = t.app.pdf(&actor, &b.id, None).await.unwrap();
+    let again = t.app.pdf(&actor, &a.id, None).await.unwrap();
+    assert_eq!(first, again);
+    assert_ne!(first, other);
+    // A second process (another application on the same store) renders the same bytes.
+    let reopened = t.reopen().await;
+    assert_eq!(reopened.pdf(&actor, &a.id, None).await.unwrap(), first);
+    // Version 1 still renders as it was after an amendment.
+    let change = elicence::app::Amendment {
+        holder_name: Some("新名称餐饮有限公司".into()),
+        ..Default::default()
+    };
+    t.app.amend(&actor, &a.licence_id, &change).await.unwrap();
+    assert_eq!(
+        t.app.pdf(&actor, &a.licence_id, Some(1)).await.unwrap(),
+        first
+    );
+    assert_ne!(t.app.pdf(&actor, &a.licence_id, None).await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn the_longest_values_the_directory_allows_fit_on_one_page() {
+    let t = TestApp::new().await;
+    let actor = Actor::local_operator();
+    for code in [FOOD, SOLE_TRADER, PERMIT, DISABILITY] {
+        let licence_type = t
+            .app
+            .licence_type(&TypeCode::parse(code).unwrap())
+            .unwrap()
+            .clone();
+        let mut record = sample(&t.app, code, &"号".repeat(64));
+        record.holder.name = "长".repeat(200);
+        for f in licence_type
+            .fields
+            .iter()
+            .filter(|f| f.field_type == FieldType::Text)
+        {
+            let len = f.max_len.unwrap_or(1000);
+            record.fields.insert(f.key.clone(), json!("鑫".repeat(len)));
+        }
+        let issued = t.app.issue(&actor, code, &record, None).await.unwrap();
+        let pdf = t.app.pdf(&actor, &issued.id, None).await.unwrap();
+        let path = write(&format!("longest-{code}"), &pdf);
+        let file = path.to_str().unwrap();
+        assert_eq!(tool("qpdf", &["--show-npages", file]).trim(), "1");
+        assert_inside_border(&path);
+        assert_eq!(
+            decode_qr(&path),
+            issued.qr_text,
+            "{code}: the QR stays clear of the text"
+        );
+        // Every character of the longest value is on the page.
+        let text: String = tool("pdftotext", &[file, "-"])
+            .chars()
+            .filter(|c| *c == '鑫')
+            .collect();
+        let expected: usize = licence_type
+            .fields
+            .iter()
+            .filter(|f| f.field_type == FieldType::Text && f.printed)
+            .map(|f| f.max_len.unwrap_or(1000))
+            .sum();
+        assert_eq!(text.chars().count(), expected, "{code}: clipped text");
+    }
+}
+
+#[tokio::test]
+async fn a_character_the_font_lacks_is_refused_at_validation() {
+    let t = TestApp::new().await;
+    let mut record = sample(&t.app, DISABILITY, "PDF-GLYPH");
+    record.holder.name = "王\u{E000}明".into();
+    record
+        .fields
+        .insert("residence".into(), json!("和平村🏠5组"));
+    let err = t
+        .app
+        .issue(&Actor::local_operator(), DISABILITY, &record, None)
+        .await
+        .unwrap_err();
+    let AppError::Invalid(errors) = err else {
+        panic!("{err}")
+    };
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["holder.name", "fields.residence"]);
+    assert!(
+        errors.0[0].reason.contains("U+E000"),
+        "{}",
+        errors.0[0].reason
+    );
+    assert_eq!(t.app.store.last_seq().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_pdf_is_served_over_http_and_from_the_cli_alike() {
+    let s = TestServer::start().await;
+    let clerk = s
+        .token(Some(MARKET_BUREAU), &[elicence::app::Role::Clerk])
+        .await;
+    let record = sample(&s.t.app, FOOD, "PDF-HTTP");
+    let issued: serde_json::Value = s
+        .client
+        .post(s.url("/api/v1/licences"))
+        .bearer_auth(&clerk)
+        .json(&json!({"type_code": FOOD, "record": record}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = issued["id"].as_str().unwrap();
+    let response = s
+        .client
+        .get(s.url(&format!("/api/v1/licences/{id}/pdf")))
+        .bearer_auth(&clerk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    let body = response.bytes().await.unwrap();
+    let direct =
+        s.t.app
+            .pdf(&Actor::local_operator(), id, None)
+            .await
+            .unwrap();
+    assert_eq!(body.as_ref(), direct.as_slice());
+    let anonymous = s
+        .client
+        .get(s.url(&format!("/api/v1/licences/{id}/pdf")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
