@@ -447,18 +447,7 @@ impl App {
         reference: &str,
         version: Option<u32>,
     ) -> Result<Vec<u8>> {
-        let parsed = LicenceRef::parse(reference.trim())?;
-        let row = self.readable(actor, reference).await?;
-        let wanted = match (&parsed, version) {
-            (_, Some(v)) => v,
-            (LicenceRef::Version(v), None) => v.version,
-            (LicenceRef::Licence(_), None) => row.latest_version,
-        };
-        let stored = self
-            .store
-            .version(row.pk, wanted)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("version {wanted} of {}", row.key)))?;
+        let (row, stored) = self.readable_version(actor, reference, version).await?;
         let full = stored.full()?;
         let licence_type = self
             .type_at(&row.key.type_code, full.directory_version)
@@ -777,13 +766,14 @@ impl App {
         allowed.map(|()| row)
     }
 
-    /// Shows a licence at the version named (or its latest), with its events.
-    pub async fn show(
+    /// The version a reference names — `version` if given, else the identifier's own version, else
+    /// the latest — of a licence `actor` may read.
+    async fn readable_version(
         &self,
         actor: &Actor,
         reference: &str,
         version: Option<u32>,
-    ) -> Result<LicenceView> {
+    ) -> Result<(LicenceRow, StoredVersion)> {
         let parsed = LicenceRef::parse(reference.trim())?;
         let row = self.readable(actor, reference).await?;
         let wanted = match (&parsed, version) {
@@ -796,6 +786,17 @@ impl App {
             .version(row.pk, wanted)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("version {wanted} of {}", row.key)))?;
+        Ok((row, stored))
+    }
+
+    /// Shows a licence at the version named (or its latest), with its events.
+    pub async fn show(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        version: Option<u32>,
+    ) -> Result<LicenceView> {
+        let (row, stored) = self.readable_version(actor, reference, version).await?;
         let events = self.store.events_of(row.pk).await?;
         let licence_type = self.licence_type(&row.key.type_code)?;
         Ok(LicenceView {

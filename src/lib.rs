@@ -18,5 +18,6 @@ pub mod licence;
 pub mod render;
 pub mod signing;
 pub mod store;
+pub mod sync;
 pub mod time_util;
 pub mod verify;

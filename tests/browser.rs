@@ -62,15 +62,9 @@ fn open_blocking(url: &str, name: &str) -> String {
 async fn the_page_says_valid_then_revoked_and_refuses_a_forgery_in_chromium() {
     let s = TestServer::start().await;
     let clerk = s.token(Some(DISABILITY_FEDERATION), &[Role::Clerk]).await;
-    let record = sample(&s.t.app, DISABILITY, "残联证-E2E-1");
     let issued: serde_json::Value = s
-        .client
-        .post(s.url("/api/v1/licences"))
-        .bearer_auth(&clerk)
-        .json(&serde_json::json!({"type_code": DISABILITY, "record": record}))
-        .send()
+        .issue(&clerk, DISABILITY, "残联证-E2E-1")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

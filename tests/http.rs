@@ -10,17 +10,6 @@ use serde_json::{json, Value};
 
 const CONSTRUCTION_BUREAU: &str = "11330122MB0000002Q";
 
-async fn issue(s: &TestServer, token: &str, type_code: &str, number: &str) -> reqwest::Response {
-    let record = sample(&s.t.app, type_code, number);
-    s.client
-        .post(s.url("/api/v1/licences"))
-        .bearer_auth(token)
-        .json(&json!({"type_code": type_code, "record": record}))
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn post(s: &TestServer, token: &str, path: &str, body: Value) -> reqwest::Response {
     s.client
         .post(s.url(path))
@@ -39,18 +28,18 @@ async fn each_role_is_refused_what_it_may_not_do() {
     let other_clerk = s.token(Some(CONSTRUCTION_BUREAU), &[Role::Clerk]).await;
     let library = s.token(None, &[Role::Library]).await;
 
-    let response = issue(&s, &clerk, FOOD, "JY-H-1").await;
+    let response = s.issue(&clerk, FOOD, "JY-H-1").await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let issued: Value = response.json().await.unwrap();
     let id = issued["licence_id"].as_str().unwrap().to_string();
 
     // A department acts only on its own licence types.
-    let refused = issue(&s, &other_clerk, FOOD, "JY-H-2").await;
+    let refused = s.issue(&other_clerk, FOOD, "JY-H-2").await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "forbidden");
     assert_eq!(
-        issue(&s, &other_clerk, PERMIT, "P-H-1").await.status(),
+        s.issue(&other_clerk, PERMIT, "P-H-1").await.status(),
         StatusCode::CREATED
     );
 
@@ -63,11 +52,11 @@ async fn each_role_is_refused_what_it_may_not_do() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        issue(&s, &officer, FOOD, "JY-H-3").await.status(),
+        s.issue(&officer, FOOD, "JY-H-3").await.status(),
         StatusCode::FORBIDDEN
     );
     assert_eq!(
-        issue(&s, &library, FOOD, "JY-H-4").await.status(),
+        s.issue(&library, FOOD, "JY-H-4").await.status(),
         StatusCode::FORBIDDEN
     );
     assert_eq!(
@@ -134,11 +123,7 @@ async fn the_audit_trail_shows_who_did_what_from_where_including_refusals() {
     let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
     let officer = s.token(Some(MARKET_BUREAU), &[Role::Officer]).await;
     let admin = s.token(None, &[Role::Admin]).await;
-    let issued: Value = issue(&s, &clerk, FOOD, "JY-AU-1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let issued: Value = s.issue(&clerk, FOOD, "JY-AU-1").await.json().await.unwrap();
     let id = issued["licence_id"].as_str().unwrap();
     post(
         &s,
@@ -266,7 +251,8 @@ async fn malformed_requests_get_clear_4xx_errors_never_500() {
 async fn the_page_and_the_api_answer_alike_and_show_only_public_data() {
     let s = TestServer::start().await;
     let clerk = s.token(Some(CONSTRUCTION_BUREAU), &[Role::Clerk]).await;
-    let issued: Value = issue(&s, &clerk, PERMIT, "330122202600001")
+    let issued: Value = s
+        .issue(&clerk, PERMIT, "330122202600001")
         .await
         .json()
         .await

@@ -244,15 +244,9 @@ async fn the_pdf_is_served_over_http_and_from_the_cli_alike() {
     let clerk = s
         .token(Some(MARKET_BUREAU), &[elicence::app::Role::Clerk])
         .await;
-    let record = sample(&s.t.app, FOOD, "PDF-HTTP");
     let issued: serde_json::Value = s
-        .client
-        .post(s.url("/api/v1/licences"))
-        .bearer_auth(&clerk)
-        .json(&json!({"type_code": FOOD, "record": record}))
-        .send()
+        .issue(&clerk, FOOD, "PDF-HTTP")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -295,3 +295,21 @@ pub async fn audit(
     let next = records.last().map_or(q.after, |r| r.seq);
     Ok(Json(serde_json::json!({"records": records, "next": next})))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+pub async fn feed(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(q) = query?;
+    Ok(Json(state.app.feed(&actor, q.after, q.limit).await?))
+}

@@ -83,7 +83,8 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/licences/{id}/revoke", post(api::revoke))
         .route("/verify", post(api::verify))
         .route("/status-lists/{issuer}/{n}", get(api::status_list))
-        .route("/audit", get(api::audit));
+        .route("/audit", get(api::audit))
+        .route("/feed", get(api::feed));
     Router::new()
         .nest("/api/v1", api)
         .route("/V/{b32}", get(api::verification_page))

@@ -174,6 +174,16 @@ impl Store {
         self.backend
     }
 
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// a deferred transaction that reads and then writes gets SQLITE_BUSY without waiting when
+    /// another process (the CLI beside the service, a second instance) wrote in between.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
@@ -185,7 +195,7 @@ impl Store {
     /// The version number of this directory content: the latest version when its digest matches,
     /// otherwise a new version.
     pub async fn record_directory(&self, digest: &str, content: &str) -> Result<i64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let latest = sqlx::query(
             "SELECT version, digest FROM directory_versions ORDER BY version DESC LIMIT 1",
         )
@@ -232,7 +242,7 @@ impl Store {
         count: u64,
     ) -> Result<u64> {
         let count = i64::try_from(count).map_err(|_| StoreError::Corrupt("count".into()))?;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO serial_counters (type_code, issuer, next_serial) VALUES ($1, $2, 1)
              ON CONFLICT (type_code, issuer) DO NOTHING",
@@ -260,7 +270,7 @@ impl Store {
     pub async fn reserve_status_indexes(&self, issuer: &Uscc, count: usize) -> Result<Vec<u64>> {
         use crate::signing::status_list::LIST_LEN;
         use rand::Rng;
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let used: i64 = sqlx::query("SELECT COUNT(*) AS n FROM status_slots WHERE issuer = $1")
             .bind(issuer.as_str())
             .fetch_one(&mut *tx)
@@ -293,7 +303,7 @@ impl Store {
     /// Inserts new licences with their first versions and `issued` events, all in one
     /// transaction. A licence whose (type, number) exists already is reported, not inserted.
     pub async fn insert_licences(&self, batch: &[NewLicence<'_>]) -> Result<Vec<Inserted>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for new in batch {
@@ -357,7 +367,7 @@ impl Store {
         reason: Option<&str>,
         audit: &Entry,
     ) -> Result<i64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx).await?;
         insert_version(&mut tx, licence.pk, version)
             .await
@@ -389,7 +399,7 @@ impl Store {
         reason: Option<&str>,
         audit: &Entry,
     ) -> Result<i64> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx).await?;
         let at = time_util::format_rfc3339(time_util::now());
         let seq = insert_event(
@@ -413,7 +423,7 @@ impl Store {
     /// Appends an audit record on its own (refused and failed attempts, and writes outside the
     /// licence tables).
     pub async fn append_audit(&self, entry: &Entry) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.append_audit_in(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(())
@@ -683,18 +693,21 @@ impl Store {
         .collect()
     }
 
-    /// Events with seq greater than `after`, in seq order, at most `limit`.
-    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<EventRow>> {
+    /// Events with seq greater than `after`, in seq order, at most `limit`, each with the full
+    /// record of the version it concerns (the feed, SPEC §8). Seqs are assigned in commit order
+    /// (see the module comment), so what this returns is never overtaken by a late commit.
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<(EventRow, Vec<u8>)>> {
         sqlx::query(
-            "SELECT seq, licence_id, version, kind, at, reason, actor FROM events
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT e.seq, e.licence_id, e.version, e.kind, e.at, e.reason, e.actor, v.full_record
+             FROM events e JOIN versions v ON v.licence = e.licence AND v.version = e.version
+             WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
         )
         .bind(after)
         .bind(limit)
         .fetch_all(&self.reader)
         .await?
         .iter()
-        .map(event_row)
+        .map(|row| Ok((event_row(row)?, row.try_get("full_record")?)))
         .collect()
     }
 

@@ -196,6 +196,18 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// Issues the directory's sample record of a type with `number` over HTTP; returns the response.
+    pub async fn issue(&self, token: &str, type_code: &str, number: &str) -> reqwest::Response {
+        let record = sample(&self.t.app, type_code, number);
+        self.client
+            .post(self.url("/api/v1/licences"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"type_code": type_code, "record": record}))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A token for `department` (None: no department) with `roles`.
     pub async fn token(&self, department: Option<&str>, roles: &[elicence::app::Role]) -> String {
         let admin = elicence::app::Actor::local_operator();
