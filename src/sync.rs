@@ -123,3 +123,180 @@ impl App {
         Ok(FeedPage { events, next })
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Push delivery
+
+/// Events per push request.
+pub const PUSH_BATCH: i64 = 100;
+
+/// One delivery attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Delivered and acknowledged everything up to `up_to`.
+    Delivered { up_to: i64, count: usize },
+    /// Nothing new to deliver.
+    Idle,
+    /// Another instance holds the delivery lease.
+    NotLeader,
+    /// The library did not acknowledge; the same batch is retried after a backoff.
+    Failed(String),
+}
+
+/// A batch sent but not yet acknowledged, kept so a retry sends the same bytes and key.
+struct Pending {
+    first: i64,
+    last: i64,
+    body: Vec<u8>,
+}
+
+/// Delivers the change events to the city library: `POST {url}/events`, in seq order, at least
+/// once; progress is stored, and a lease lets one instance at a time deliver.
+pub struct Pusher {
+    app: std::sync::Arc<App>,
+    url: String,
+    secret: Vec<u8>,
+    client: reqwest::Client,
+    holder: String,
+    lease_seconds: i64,
+    batch: i64,
+    pending: tokio::sync::Mutex<Option<Pending>>,
+}
+
+impl Pusher {
+    pub fn new(app: std::sync::Arc<App>, url: &str, secret: &[u8]) -> Pusher {
+        Pusher {
+            app,
+            url: url.trim_end_matches('/').to_string(),
+            secret: secret.to_vec(),
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(15))
+                .build()
+                .expect("a client with a timeout builds"),
+            holder: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            lease_seconds: 30,
+            batch: PUSH_BATCH,
+            pending: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A shorter lease and smaller batches (tests).
+    pub fn with_lease_and_batch(mut self, lease_seconds: i64, batch: i64) -> Pusher {
+        self.lease_seconds = lease_seconds;
+        self.batch = batch;
+        self
+    }
+
+    /// One attempt: take the lease, send the pending (or next) batch, record the acknowledgement.
+    pub async fn step(&self) -> Result<Step, AppError> {
+        let now = time_util::now().unix_timestamp();
+        let Some(delivered) = self
+            .app
+            .store
+            .take_push_lease(&self.url, &self.holder, now, now + self.lease_seconds)
+            .await?
+        else {
+            return Ok(Step::NotLeader);
+        };
+        let mut pending = self.pending.lock().await;
+        // A batch another instance delivered meanwhile is dropped, not resent.
+        if pending.as_ref().is_some_and(|p| p.first <= delivered) {
+            *pending = None;
+        }
+        if pending.is_none() {
+            let library = Actor {
+                name: "push".into(),
+                source: "internal".into(),
+                department: None,
+                roles: vec![Role::Library],
+            };
+            let page = self.app.feed(&library, delivered, self.batch).await?;
+            let (Some(first), Some(last)) = (page.events.first(), page.events.last()) else {
+                return Ok(Step::Idle);
+            };
+            *pending = Some(Pending {
+                first: first.seq,
+                last: last.seq,
+                body: serde_json::to_vec(&page.events).expect("events serialise"),
+            });
+        }
+        let batch = pending.as_ref().expect("set above");
+        let count_hint = batch.body.len();
+        let response = self
+            .client
+            .post(format!("{}/events", self.url))
+            .header("content-type", "application/json")
+            .header(
+                "Idempotency-Key",
+                format!("elicence-{}-{}", batch.first, batch.last),
+            )
+            .header(
+                "X-Elicence-Signature",
+                crate::hash::hmac_sha256_hex(&self.secret, &batch.body),
+            )
+            .body(batch.body.clone())
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() => {
+                let (first, last) = (batch.first, batch.last);
+                *pending = None;
+                self.app
+                    .store
+                    .record_pushed(&self.url, &self.holder, last)
+                    .await?;
+                tracing::debug!(first, last, bytes = count_hint, "pushed");
+                Ok(Step::Delivered {
+                    up_to: last,
+                    count: (last - first + 1) as usize,
+                })
+            }
+            Ok(r) => Ok(Step::Failed(format!("library answered {}", r.status()))),
+            Err(e) => Ok(Step::Failed(format!("library unreachable: {e}"))),
+        }
+    }
+
+    /// Delivers until `shutdown` turns true: at once while there is work, polling when idle,
+    /// with exponential backoff and jitter while the library fails.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        tracing::info!(url = %self.url, holder = %self.holder, "pushing change events to the city library");
+        loop {
+            let pause = match self.step().await {
+                Ok(Step::Delivered { .. }) => {
+                    failures = 0;
+                    std::time::Duration::ZERO
+                }
+                Ok(Step::Idle) => std::time::Duration::from_millis(500),
+                Ok(Step::NotLeader) => {
+                    std::time::Duration::from_secs((self.lease_seconds / 3).max(1) as u64)
+                }
+                Ok(Step::Failed(reason)) => {
+                    failures += 1;
+                    let wait = backoff(failures);
+                    tracing::warn!(%reason, retry_in_ms = wait.as_millis() as u64, "push failed");
+                    wait
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(error = %e, "push could not read the store");
+                    backoff(failures)
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        tracing::info!("push stopped");
+    }
+}
+
+/// 250 ms doubled per failure, at most a minute, plus up to half again of random jitter.
+pub fn backoff(failures: u32) -> std::time::Duration {
+    let base = (250u64 << (failures.clamp(1, 9) - 1)).min(60_000);
+    std::time::Duration::from_millis(base + rand::random::<u64>() % (base / 2 + 1))
+}

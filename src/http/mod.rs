@@ -122,10 +122,25 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!(address = %listener.local_addr()?, verify_base = %app.settings.verify_base, "serving");
     let app = Arc::new(app);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let pusher = match (&app.settings.library_url, &app.settings.library_secret) {
+        (Some(url), Some(secret)) => {
+            let pusher = crate::sync::Pusher::new(app.clone(), url, secret.as_bytes());
+            Some(tokio::spawn(pusher.run(stopped)))
+        }
+        (Some(_), None) => {
+            anyhow::bail!("ELICENCE_LIBRARY_URL is set but ELICENCE_LIBRARY_SECRET is not")
+        }
+        _ => None,
+    };
     let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    let _ = stop.send(true);
+    if let Some(pusher) = pusher {
+        let _ = pusher.await;
+    }
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -580,6 +580,56 @@ impl Store {
         )
     }
 
+    /// Takes (or renews) the delivery lease of `target` for `holder` until `until` (seconds);
+    /// returns the last delivered seq when the lease is ours, None when another holder has it.
+    pub async fn take_push_lease(
+        &self,
+        target: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO push_state (target, last_seq, lease_holder, lease_until) VALUES ($1, 0, '', 0)
+             ON CONFLICT (target) DO NOTHING",
+        )
+        .bind(target)
+        .execute(&mut *tx)
+        .await?;
+        let last: Option<i64> = sqlx::query(
+            "UPDATE push_state SET lease_holder = $1, lease_until = $2
+             WHERE target = $3 AND (lease_holder = $1 OR lease_until < $4) RETURNING last_seq",
+        )
+        .bind(holder)
+        .bind(until)
+        .bind(target)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get("last_seq"))
+        .transpose()?;
+        tx.commit().await?;
+        Ok(last)
+    }
+
+    /// Records that everything up to `seq` was delivered to `target`, if `holder` still holds
+    /// the lease; false when it lost it (another instance delivers now).
+    pub async fn record_pushed(&self, target: &str, holder: &str, seq: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE push_state SET last_seq = $1 WHERE target = $2 AND lease_holder = $3 AND last_seq < $1",
+        )
+        .bind(seq)
+        .bind(target)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
     async fn lock_event_order(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
