@@ -210,12 +210,29 @@ pub fn check_token(bytes: &[u8], trust: &TrustStore) -> Result<Authentic, Reject
     let envelope = Envelope::parse(bytes).map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
     let token = QrToken::from_payload(envelope.payload())
         .map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
-    let iss = &token.claims.iss;
+    let signer = authenticate(&envelope, &token.claims, trust)?;
+    Ok(Authentic {
+        signer_revoked: signer.status == SignerStatus::Revoked,
+        signer: signer.clone(),
+        token,
+    })
+}
+
+/// The trusted signer whose signature `envelope` carries, for a claim set naming `iss` and `iat`:
+/// a certificate with the envelope's kid, under the pinned root at `iat`, signing for `iss`.
+/// Used for QR tokens and full records alike.
+pub fn authenticate<'a>(
+    envelope: &Envelope,
+    claims: &crate::signing::claims::Claims,
+    trust: &'a TrustStore,
+) -> Result<&'a SignerCert, Rejection> {
+    let iss = &claims.iss;
     // A kid is a truncated hash: try every certificate with it that may sign for this issuer
     // and chains to the root at the time of issue.
     let candidates: Vec<&SignerCert> = trust
         .with_kid(&envelope.kid)
-        .filter(|s| &s.uscc == iss && trust.chains_at(s, token.claims.iat))
+        .into_iter()
+        .filter(|s| &s.uscc == iss && trust.chains_at(s, claims.iat))
         .collect();
     if candidates.is_empty() {
         return Err(reject(
@@ -226,20 +243,30 @@ pub fn check_token(bytes: &[u8], trust: &TrustStore) -> Result<Authentic, Reject
             ),
         ));
     }
-    let Some(signer) = candidates
+    candidates
         .into_iter()
         .find(|s| envelope.verifies_with(&s.key))
-    else {
-        return Err(reject(
-            Outcome::BadSignature,
-            "the signature does not match the content: the code was altered or forged",
-        ));
-    };
-    Ok(Authentic {
-        signer_revoked: signer.status == SignerStatus::Revoked,
-        signer: signer.clone(),
-        token,
-    })
+        .ok_or_else(|| {
+            reject(
+                Outcome::BadSignature,
+                "the signature does not match the content: the code was altered or forged",
+            )
+        })
+}
+
+/// A full record (as the feed and the push carry it) checked against the trust list.
+pub fn check_full_record(
+    bytes: &[u8],
+    trust: &TrustStore,
+) -> Result<crate::signing::claims::FullRecord, Rejection> {
+    let envelope = Envelope::parse(bytes).map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
+    let full = crate::signing::claims::FullRecord::from_payload(envelope.payload())
+        .map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
+    let signer = authenticate(&envelope, &full.claims, trust)?;
+    if signer.status == SignerStatus::Revoked {
+        return Err(reject(Outcome::SignerRevoked, "signed by a revoked signer"));
+    }
+    Ok(full)
 }
 
 /// How old a cached status list may be before it can no longer vouch for `valid`.
@@ -270,6 +297,7 @@ pub fn verify_offline(
             && list.n == n
             && trust
                 .with_kid(&envelope.kid)
+                .into_iter()
                 .any(|s| &s.uscc == iss && envelope.verifies_with(&s.key))
     });
     let Some((list, _)) = list else {

@@ -112,8 +112,8 @@ impl TrustStore {
     }
 
     /// Every signer certificate with this kid (kids are truncated hashes, so there may be several).
-    pub fn with_kid<'a>(&'a self, kid: &'a [u8]) -> impl Iterator<Item = &'a SignerCert> + 'a {
-        self.signers.iter().filter(move |s| s.kid == kid)
+    pub fn with_kid(&self, kid: &[u8]) -> Vec<&SignerCert> {
+        self.signers.iter().filter(|s| s.kid == kid).collect()
     }
 
     /// The newest signer of a department that is not revoked.

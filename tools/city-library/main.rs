@@ -1,0 +1,296 @@
+//! `city-library`: the reference receiver of the city e-licence library (SPEC §8). It takes pushes
+//! (checks the HMAC, deduplicates by seq), verifies every record against the county's trust list,
+//! keeps what it receives in its own SQLite file, catches up by pulling the feed, and reports what
+//! it holds. Built from the contract alone, as another vendor's library would be — except that it
+//! borrows the service's verification code rather than repeating it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::Json;
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use elicence::signing::trust::TrustStore;
+use serde::Deserialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::Row;
+
+#[derive(Parser)]
+#[command(
+    name = "city-library",
+    about = "Reference receiver of the city e-licence library"
+)]
+struct Cli {
+    /// The receiver's own SQLite file.
+    #[arg(long, default_value = "city-library.sqlite", global = true)]
+    db: PathBuf,
+    /// The county's trust list (from `elicence trust export` or /.well-known/elicence/trust.json).
+    #[arg(long, global = true)]
+    trust: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Take pushes on POST /events (and report on GET /status).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+        /// The HMAC key shared with the service (ELICENCE_LIBRARY_SECRET there).
+        #[arg(long, env = "CITY_LIBRARY_SECRET")]
+        secret: String,
+    },
+    /// Catch up by pulling the service's feed from the last seq held.
+    Pull {
+        /// The service's base URL, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        source: String,
+        /// A library token of the service.
+        #[arg(long, env = "CITY_LIBRARY_TOKEN")]
+        token: String,
+    },
+    /// What the receiver holds: counts by kind, verified or not, the last seq.
+    Report,
+}
+
+/// An event as pushed or pulled (SPEC §8); only what the receiver needs is read.
+#[derive(Debug, Deserialize)]
+struct Event {
+    seq: i64,
+    licence_id: String,
+    version: i64,
+    kind: String,
+    at: String,
+    reason: Option<String>,
+    record: String,
+    metadata: serde_json::Value,
+}
+
+struct Receiver {
+    db: SqlitePool,
+    trust: Option<TrustStore>,
+    secret: Vec<u8>,
+}
+
+impl Receiver {
+    /// Stores events not seen before (by seq); returns how many were new. A record that does not
+    /// verify is kept, marked unverified, and reported: dropping it would hide the problem.
+    async fn store(&self, events: &[Event]) -> anyhow::Result<usize> {
+        let mut tx = self.db.begin().await?;
+        let mut new = 0;
+        for e in events {
+            let record = base64::engine::general_purpose::STANDARD
+                .decode(&e.record)
+                .context("record is not base64")?;
+            let verified = match &self.trust {
+                Some(trust) => match elicence::verify::check_full_record(&record, trust) {
+                    Ok(full) => full.claims.cti.key.to_string() == e.licence_id,
+                    Err(_) => false,
+                },
+                None => false,
+            };
+            new += sqlx::query(
+                "INSERT INTO events (seq, licence_id, version, kind, at, reason, record, metadata, verified)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(e.seq)
+            .bind(&e.licence_id)
+            .bind(e.version)
+            .bind(&e.kind)
+            .bind(&e.at)
+            .bind(&e.reason)
+            .bind(&record)
+            .bind(e.metadata.to_string())
+            .bind(verified)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as usize;
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    async fn last_seq(&self) -> anyhow::Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+                .fetch_one(&self.db)
+                .await?,
+        )
+    }
+
+    async fn report(&self) -> anyhow::Result<serde_json::Value> {
+        let rows =
+            sqlx::query("SELECT kind, COUNT(*) AS n FROM events GROUP BY kind ORDER BY kind")
+                .fetch_all(&self.db)
+                .await?;
+        let mut by_kind = serde_json::Map::new();
+        for r in rows {
+            by_kind.insert(r.try_get("kind")?, r.try_get::<i64, _>("n")?.into());
+        }
+        let counts = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(verified), 0) AS ok, COALESCE(MAX(seq), 0) AS last FROM events",
+        )
+        .fetch_one(&self.db)
+        .await?;
+        let total: i64 = counts.try_get("n")?;
+        let verified: i64 = counts.try_get("ok")?;
+        Ok(serde_json::json!({
+            "events": total,
+            "verified": verified,
+            "unverified": total - verified,
+            "last_seq": counts.try_get::<i64, _>("last")?,
+            "by_kind": by_kind,
+        }))
+    }
+}
+
+async fn open(db: &Path, trust: Option<&Path>, secret: &[u8]) -> anyhow::Result<Receiver> {
+    let options = SqliteConnectOptions::new()
+        .filename(db)
+        .create_if_missing(true);
+    let pool = SqlitePool::connect_with(options).await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS events (
+            seq INTEGER PRIMARY KEY, licence_id TEXT NOT NULL, version INTEGER NOT NULL,
+            kind TEXT NOT NULL, at TEXT NOT NULL, reason TEXT, record BLOB NOT NULL,
+            metadata TEXT NOT NULL, verified INTEGER NOT NULL, received_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    )
+    .execute(&pool)
+    .await?;
+    let trust = match trust {
+        Some(path) => {
+            let json = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            Some(TrustStore::from_json(&json)?)
+        }
+        None => None,
+    };
+    Ok(Receiver {
+        db: pool,
+        trust,
+        secret: secret.to_vec(),
+    })
+}
+
+/// POST /events: the HMAC must match the body; then every event not held yet is stored.
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let signature = headers
+        .get("x-elicence-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if signature != elicence::hash::hmac_sha256_hex(&receiver.secret, &body) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "bad signature"})),
+        );
+    }
+    let events: Vec<Event> = match serde_json::from_slice(&body) {
+        Ok(events) => events,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": e.to_string()})),
+            )
+        }
+    };
+    match receiver.store(&events).await {
+        Ok(new) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"received": events.len(), "new": new})),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": e.to_string()})),
+        ),
+    }
+}
+
+async fn status(State(receiver): State<Arc<Receiver>>) -> (StatusCode, Json<serde_json::Value>) {
+    match receiver.report().await {
+        Ok(report) => (StatusCode::OK, Json(report)),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": e.to_string()})),
+        ),
+    }
+}
+
+async fn pull(receiver: &Receiver, source: &str, token: &str) -> anyhow::Result<usize> {
+    let client = reqwest::Client::new();
+    let mut after = receiver.last_seq().await?;
+    let mut new = 0;
+    loop {
+        let url = format!(
+            "{}/api/v1/feed?after={after}&limit=500",
+            source.trim_end_matches('/')
+        );
+        let response = client.get(&url).bearer_auth(token).send().await?;
+        if !response.status().is_success() {
+            bail!(
+                "{url}: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            events: Vec<Event>,
+            next: i64,
+        }
+        let page: Page = response.json().await?;
+        if page.events.is_empty() {
+            return Ok(new);
+        }
+        new += receiver.store(&page.events).await?;
+        after = page.next;
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen, secret } => {
+            let receiver = Arc::new(open(&cli.db, cli.trust.as_deref(), secret.as_bytes()).await?);
+            let app = axum::Router::new()
+                .route("/events", post(receive))
+                .route("/status", get(status))
+                .with_state(receiver);
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            eprintln!("city-library listening on {}", listener.local_addr()?);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+        Command::Pull { source, token } => {
+            let receiver = open(&cli.db, cli.trust.as_deref(), b"").await?;
+            let new = pull(&receiver, &source, &token).await?;
+            println!(
+                "{}",
+                serde_json::json!({"new": new, "report": receiver.report().await?})
+            );
+        }
+        Command::Report => {
+            let receiver = open(&cli.db, cli.trust.as_deref(), b"").await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&receiver.report().await?)?
+            );
+        }
+    }
+    Ok(())
+}
