@@ -327,3 +327,89 @@ pub async fn render(
     )?;
     Ok((reports, sizes))
 }
+
+/// Reading the change feed (pages of 500) and pushing every event into the reference receiver
+/// (`city-library`, started from beside this binary); returns the two reports.
+pub async fn feed(app: App, events: usize, dir: &std::path::Path) -> anyhow::Result<Vec<Report>> {
+    let backend = backend_name(&app);
+    issue_samples(&app, events).await?;
+    let app = Arc::new(app);
+    let library = Actor {
+        name: "bench".into(),
+        source: "bench".into(),
+        department: None,
+        roles: vec![crate::app::Role::Library],
+    };
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    let mut read = 0;
+    for _ in 0..3 {
+        let mut after = 0;
+        loop {
+            let t = Instant::now();
+            let page = app.feed(&library, after, 500).await?;
+            samples.push(t.elapsed());
+            if page.events.is_empty() {
+                break;
+            }
+            read += page.events.len();
+            after = page.next;
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut reading = Report::new("feed read (pages of 500)", backend, 1, samples, elapsed);
+    reading.operations = read;
+    reading.per_second = read as f64 / elapsed.as_secs_f64();
+
+    // The reference receiver, with the trust list, on a port of its own.
+    let trust = dir.join("trust.json");
+    std::fs::write(&trust, serde_json::to_vec(&app.trust_list())?)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let receiver_bin = std::env::current_exe()?.with_file_name("city-library");
+    let mut receiver = std::process::Command::new(&receiver_bin)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--db")
+        .arg(dir.join("library.sqlite"))
+        .arg("--trust")
+        .arg(&trust)
+        .env("CITY_LIBRARY_SECRET", "bench")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e} (build it: cargo build --release)",
+                receiver_bin.display()
+            )
+        })?;
+    let url = format!("http://127.0.0.1:{port}");
+    while reqwest::get(format!("{url}/status")).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pusher = crate::sync::Pusher::new(app.clone(), &url, b"bench");
+    let mut samples = Vec::new();
+    let mut pushed = 0;
+    let started = Instant::now();
+    loop {
+        let t = Instant::now();
+        match pusher.step().await? {
+            crate::sync::Step::Delivered { count, .. } => pushed += count,
+            crate::sync::Step::Idle => break,
+            other => anyhow::bail!("push failed: {other:?}"),
+        }
+        samples.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    let _ = receiver.kill();
+    let mut pushing = Report::new(
+        "push into city-library (100/req)",
+        backend,
+        1,
+        samples,
+        elapsed,
+    );
+    pushing.operations = pushed;
+    pushing.per_second = pushed as f64 / elapsed.as_secs_f64();
+    Ok(vec![reading, pushing])
+}

@@ -119,6 +119,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 400)]
         count: usize,
     },
+    /// Reading the change feed, and pushing it into the reference receiver (city-library).
+    Feed {
+        /// Licences issued first (one event each).
+        #[arg(long, default_value_t = 2000)]
+        events: usize,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Online verification over HTTP under concurrent load (a server in this process).
     Verify {
         #[arg(long, default_value_t = 50_000)]
@@ -736,6 +744,21 @@ async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result
                 }
             }
             reports
+        }
+        BenchCommand::Feed {
+            events,
+            database_url,
+        } => {
+            let app = crate::bench::scratch_app(
+                dir.path(),
+                &settings.templates_dir,
+                database_url.as_deref(),
+            )
+            .await
+            .map_err(failed)?;
+            crate::bench::feed(app, events, dir.path())
+                .await
+                .map_err(failed)?
         }
         BenchCommand::Verify {
             requests,
