@@ -124,10 +124,12 @@ impl Receiver {
         )
     }
 
+    /// Counts taken in one read transaction, so they describe one moment even while pushes arrive.
     async fn report(&self) -> anyhow::Result<serde_json::Value> {
+        let mut tx = self.db.begin().await?;
         let rows =
             sqlx::query("SELECT kind, COUNT(*) AS n FROM events GROUP BY kind ORDER BY kind")
-                .fetch_all(&self.db)
+                .fetch_all(&mut *tx)
                 .await?;
         let mut by_kind = serde_json::Map::new();
         for r in rows {
@@ -136,8 +138,9 @@ impl Receiver {
         let counts = sqlx::query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(verified), 0) AS ok, COALESCE(MAX(seq), 0) AS last FROM events",
         )
-        .fetch_one(&self.db)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         let total: i64 = counts.try_get("n")?;
         let verified: i64 = counts.try_get("ok")?;
         Ok(serde_json::json!({
