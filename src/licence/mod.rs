@@ -118,13 +118,6 @@ impl EventKind {
     pub fn parse(s: &str) -> Option<EventKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
-
-    pub fn creates_version(self) -> bool {
-        matches!(
-            self,
-            EventKind::Issued | EventKind::Amended | EventKind::Renewed
-        )
-    }
 }
 
 /// The standing of a licence as its status events leave it (expiry is derived separately).

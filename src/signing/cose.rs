@@ -1,9 +1,7 @@
 //! COSE_Sign1 envelopes (RFC 9052) as SPEC §6 fixes them: always tagged (CBOR tag 18), protected
 //! header `{1: -8, 4: kid}`, empty unprotected header, EdDSA (Ed25519) signatures.
 
-use coset::{
-    iana, CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable,
-};
+use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 /// Why bytes are not a COSE_Sign1 of the shape this service signs.
@@ -83,11 +81,6 @@ impl Envelope {
                 key.verify_strict(to_be_signed, &signature).map_err(|_| ())
             })
             .is_ok()
-    }
-
-    /// The untagged encoding, for tests that inspect the structure.
-    pub fn to_untagged_vec(&self) -> Vec<u8> {
-        self.sign1.clone().to_vec().expect("re-encodes")
     }
 }
 

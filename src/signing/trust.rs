@@ -116,14 +116,6 @@ impl TrustStore {
         self.signers.iter().filter(|s| s.kid == kid).collect()
     }
 
-    /// The newest signer of a department that is not revoked.
-    pub fn current_signer(&self, uscc: &Uscc) -> Option<&SignerCert> {
-        self.signers
-            .iter()
-            .rev()
-            .find(|s| &s.uscc == uscc && s.status == SignerStatus::Active)
-    }
-
     /// True when `signer` chains to a pinned root, is within its validity at `at` (seconds since
     /// the epoch) and carries the signer EKU.
     pub fn chains_at(&self, signer: &SignerCert, at: i64) -> bool {

@@ -654,31 +654,6 @@ impl Store {
         }
     }
 
-    pub async fn licence_by_number(
-        &self,
-        type_code: &TypeCode,
-        number: &str,
-    ) -> Result<Option<LicenceRow>> {
-        let row = sqlx::query(
-            "SELECT id, licence_id, number, created_at FROM licences WHERE type_code = $1 AND number = $2",
-        )
-        .bind(type_code.as_str())
-        .bind(number)
-        .fetch_optional(&self.reader)
-        .await?;
-        match row {
-            Some(row) => {
-                let id: String = row.try_get("licence_id")?;
-                let key = crate::identifiers::LicenceRef::parse(&id)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                    .key()
-                    .clone();
-                Ok(Some(self.licence_row(key, &row).await?))
-            }
-            None => Ok(None),
-        }
-    }
-
     async fn licence_row(&self, key: LicenceKey, row: &AnyRow) -> Result<LicenceRow> {
         let pk: i64 = row.try_get("id")?;
         let events = self.events_of(pk).await?;
