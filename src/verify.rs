@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::identifiers::VersionId;
+use crate::identifiers::{Uscc, VersionId};
 use crate::licence::{timeliness, Timeliness};
 use crate::signing::claims::QrToken;
 use crate::signing::cose::Envelope;
@@ -210,7 +210,7 @@ pub fn check_token(bytes: &[u8], trust: &TrustStore) -> Result<Authentic, Reject
     let envelope = Envelope::parse(bytes).map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
     let token = QrToken::from_payload(envelope.payload())
         .map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
-    let signer = authenticate(&envelope, &token.claims, trust)?;
+    let signer = authenticate(&envelope, &token.claims.iss, token.claims.iat, trust)?;
     Ok(Authentic {
         signer_revoked: signer.status == SignerStatus::Revoked,
         signer: signer.clone(),
@@ -218,21 +218,21 @@ pub fn check_token(bytes: &[u8], trust: &TrustStore) -> Result<Authentic, Reject
     })
 }
 
-/// The trusted signer whose signature `envelope` carries, for a claim set naming `iss` and `iat`:
-/// a certificate with the envelope's kid, under the pinned root at `iat`, signing for `iss`.
-/// Used for QR tokens and full records alike.
+/// The trusted signer whose signature `envelope` carries for issuer `iss` at `at` (seconds): a
+/// certificate with the envelope's kid, under the pinned root at that time, signing for `iss`.
+/// Used for QR tokens, full records and status lists alike.
 pub fn authenticate<'a>(
     envelope: &Envelope,
-    claims: &crate::signing::claims::Claims,
+    iss: &Uscc,
+    at: i64,
     trust: &'a TrustStore,
 ) -> Result<&'a SignerCert, Rejection> {
-    let iss = &claims.iss;
     // A kid is a truncated hash: try every certificate with it that may sign for this issuer
     // and chains to the root at the time of issue.
     let candidates: Vec<&SignerCert> = trust
         .with_kid(&envelope.kid)
         .into_iter()
-        .filter(|s| &s.uscc == iss && trust.chains_at(s, claims.iat))
+        .filter(|s| &s.uscc == iss && trust.chains_at(s, at))
         .collect();
     if candidates.is_empty() {
         return Err(reject(
@@ -262,7 +262,7 @@ pub fn check_full_record(
     let envelope = Envelope::parse(bytes).map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
     let full = crate::signing::claims::FullRecord::from_payload(envelope.payload())
         .map_err(|e| reject(Outcome::Malformed, e.to_string()))?;
-    let signer = authenticate(&envelope, &full.claims, trust)?;
+    let signer = authenticate(&envelope, &full.claims.iss, full.claims.iat, trust)?;
     if signer.status == SignerStatus::Revoked {
         return Err(reject(Outcome::SignerRevoked, "signed by a revoked signer"));
     }
@@ -292,13 +292,12 @@ pub fn verify_offline(
     }
     let (n, _) = StatusList::locate(authentic.token.status_index);
     let iss = &authentic.token.claims.iss;
+    // A list counts only when signed like a token: chained at its issue time, not revoked.
     let list = lists.iter().find(|(list, envelope)| {
         &list.issuer == iss
             && list.n == n
-            && trust
-                .with_kid(&envelope.kid)
-                .into_iter()
-                .any(|s| &s.uscc == iss && envelope.verifies_with(&s.key))
+            && authenticate(envelope, iss, list.issued_at, trust)
+                .is_ok_and(|s| s.status != SignerStatus::Revoked)
     });
     let Some((list, _)) = list else {
         return authentic.verification(
@@ -534,5 +533,19 @@ mod tests {
             verify_offline(&token, &trust, &forged, 3600, IN_VALIDITY).result,
             Outcome::Stale
         );
+    }
+
+    #[test]
+    fn a_status_list_signed_by_a_revoked_signer_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = ring(dir.path());
+        let token = token(&ring); // by the first signer, retired below but still trusted
+        let second = ring.rotate(&issuer().uscc).unwrap();
+        let (key, kid) = ring.signing_key(&issuer().uscc).unwrap();
+        let all_good = StatusList::new(issuer().uscc, 0, IN_VALIDITY).sign(key, &kid);
+        ring.revoke(&second).unwrap();
+        let lists = [StatusList::parse_signed(&all_good).unwrap()];
+        let v = verify_offline(&token, &trust(&ring), &lists, 3600, IN_VALIDITY);
+        assert_eq!(v.result, Outcome::Stale);
     }
 }
