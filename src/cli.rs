@@ -726,17 +726,19 @@ pub fn example_record(t: &LicenceType) -> RecordInput {
 async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result<i32, AppError> {
     let failed = |e: anyhow::Error| AppError::Config(format!("benchmark: {e}"));
     let dir = tempfile::tempdir().map_err(|e| AppError::Config(e.to_string()))?;
-    let reports = match command {
-        BenchCommand::Sign { count } => {
-            let app = crate::bench::scratch_app(dir.path(), &settings.templates_dir, None)
-                .await
-                .map_err(failed)?;
-            crate::bench::sign(&app, count).await.map_err(failed)?
+    let database_url = match &command {
+        BenchCommand::Feed { database_url, .. } | BenchCommand::Verify { database_url, .. } => {
+            database_url.clone()
         }
+        BenchCommand::Sign { .. } | BenchCommand::Render { .. } => None,
+    };
+    let app =
+        crate::bench::scratch_app(dir.path(), &settings.templates_dir, database_url.as_deref())
+            .await
+            .map_err(failed)?;
+    let reports = match command {
+        BenchCommand::Sign { count } => crate::bench::sign(&app, count).await.map_err(failed)?,
         BenchCommand::Render { count } => {
-            let app = crate::bench::scratch_app(dir.path(), &settings.templates_dir, None)
-                .await
-                .map_err(failed)?;
             let (reports, sizes) = crate::bench::render(&app, count).await.map_err(failed)?;
             for (name, bytes) in &sizes {
                 if !json {
@@ -745,40 +747,19 @@ async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result
             }
             reports
         }
-        BenchCommand::Feed {
-            events,
-            database_url,
-        } => {
-            let app = crate::bench::scratch_app(
-                dir.path(),
-                &settings.templates_dir,
-                database_url.as_deref(),
-            )
+        BenchCommand::Feed { events, .. } => crate::bench::feed(app, events, dir.path())
             .await
-            .map_err(failed)?;
-            crate::bench::feed(app, events, dir.path())
-                .await
-                .map_err(failed)?
-        }
+            .map_err(failed)?,
         BenchCommand::Verify {
             requests,
             concurrency,
             licences,
-            database_url,
-        } => {
-            let app = crate::bench::scratch_app(
-                dir.path(),
-                &settings.templates_dir,
-                database_url.as_deref(),
-            )
-            .await
-            .map_err(failed)?;
-            vec![
-                crate::bench::verify_http(app, licences, requests, concurrency)
-                    .await
-                    .map_err(failed)?,
-            ]
-        }
+            ..
+        } => vec![
+            crate::bench::verify_http(app, licences, requests, concurrency)
+                .await
+                .map_err(failed)?,
+        ],
     };
     print(json, &reports, || {
         reports
