@@ -10,7 +10,8 @@ use serde::Serialize;
 use time::{Date, Duration};
 
 use crate::audit::Entry;
-use crate::config::Settings;
+use crate::blobs::Blobs;
+use crate::config::{BlobStoreKind, Settings};
 use crate::directory::{Directory, DirectoryError, FieldDef, LicenceType};
 use crate::identifiers::{IdError, LicenceKey, LicenceRef, TypeCode, Uscc, VersionId};
 use crate::licence::{
@@ -156,6 +157,8 @@ pub enum AppError {
     Directory(#[from] DirectoryError),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Blob(#[from] crate::blobs::BlobError),
 }
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -265,6 +268,8 @@ pub struct App {
     pub directory: Directory,
     pub directory_version: i64,
     pub renderer: Renderer,
+    /// Archived scans and PDFs.
+    pub blobs: Blobs,
     keys: RwLock<KeyRing>,
     /// The trust list as verification uses it, rebuilt whenever the keys change.
     trust: RwLock<Arc<TrustStore>>,
@@ -290,8 +295,13 @@ impl App {
         let trust = Arc::new(trust_store_of(&keys)?);
         let renderer = Renderer::load(&settings.templates_dir, &directory)
             .map_err(|e| AppError::Config(e.to_string()))?;
+        let blobs = match settings.blob_store {
+            BlobStoreKind::Folder => Blobs::Folder(settings.data_dir.join("blobs")),
+            BlobStoreKind::Database => Blobs::Database(store.clone()),
+        };
         Ok(App {
             settings,
+            blobs,
             store,
             directory,
             directory_version,
@@ -307,7 +317,7 @@ impl App {
             .ok_or_else(|| AppError::UnknownType(code.to_string()))
     }
 
-    fn type_of(&self, code: &str) -> Result<&LicenceType> {
+    pub(crate) fn type_of(&self, code: &str) -> Result<&LicenceType> {
         let code = TypeCode::parse(code)?;
         self.licence_type(&code)
     }
@@ -404,7 +414,7 @@ impl App {
 
     /// Refuses a record with a character the licence font cannot print (it would be an empty box
     /// on the PDF), naming each field and character.
-    fn check_printable(&self, record: &Record) -> Result<()> {
+    pub(crate) fn check_printable(&self, record: &Record) -> Result<()> {
         let mut texts = vec![
             ("number".to_string(), record.number.clone()),
             ("holder.name".to_string(), record.holder.name.clone()),
@@ -499,8 +509,21 @@ impl App {
     ) -> Result<LicenceVersion> {
         let issuer = &licence_type.issuer.uscc;
         let status_index = self.store.reserve_status_indexes(issuer, 1).await?[0];
+        self.sign_reserved(licence_type, id, record, prev, status_index)
+    }
+
+    /// Signs a version whose status index is reserved already (batch conversion reserves many
+    /// at once and signs on every core).
+    pub(crate) fn sign_reserved(
+        &self,
+        licence_type: &LicenceType,
+        id: VersionId,
+        record: Record,
+        prev: Option<String>,
+        status_index: u64,
+    ) -> Result<LicenceVersion> {
         let keys = self.keys();
-        let (key, kid) = keys.signing_key(issuer)?;
+        let (key, kid) = keys.signing_key(&licence_type.issuer.uscc)?;
         Ok(sign_version(
             key,
             kid,
@@ -514,6 +537,19 @@ impl App {
                 status_index,
             },
         ))
+    }
+
+    /// The PDF of a version just signed under the current directory (batch conversion archives it).
+    pub(crate) fn render_new(
+        &self,
+        licence_type: &LicenceType,
+        version: &LicenceVersion,
+    ) -> Result<Vec<u8>> {
+        let full = FullRecord::from_signed(&version.full_record)
+            .map_err(|e| AppError::State(format!("{}: {e}", version.id)))?;
+        self.renderer
+            .render(licence_type, &full, &self.qr_text(&version.qr_token))
+            .map_err(|e| AppError::State(format!("rendering {}: {e}", version.id)))
     }
 
     /// Amends (变更) a licence: a new version with changed holder name or fields.
@@ -1052,7 +1088,7 @@ impl App {
     }
 
     /// Appends the audit record of a failed attempt: `refused` when authorisation said no.
-    async fn audit_failure<T>(&self, mut entry: Entry, result: &Result<T>) {
+    pub(crate) async fn audit_failure<T>(&self, mut entry: Entry, result: &Result<T>) {
         let Err(error) = result else { return };
         entry.outcome = match error {
             AppError::Forbidden(_) => format!("refused: {}", error.code()),
@@ -1273,6 +1309,7 @@ impl AppError {
             AppError::Keys(_) => "keys",
             AppError::Directory(_) => "directory",
             AppError::Config(_) => "config",
+            AppError::Blob(_) => "blob_store",
         }
     }
 

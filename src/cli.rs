@@ -64,6 +64,37 @@ pub enum Command {
     /// Show and change licences.
     #[command(subcommand)]
     Licence(LicenceCommand),
+    /// Write a synthetic batch of stock licences: manifest.csv, scans, expected-rejections.csv.
+    #[command(name = "sample-batch")]
+    SampleBatch {
+        #[arg(long)]
+        rows: u64,
+        /// The share of deliberately bad rows (every kind in turn).
+        #[arg(long, default_value_t = 0.0)]
+        bad_rate: f64,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Seed of the generator: the same seed writes the same batch (default: random).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write the manifest in GB18030 instead of UTF-8.
+        #[arg(long)]
+        gb18030: bool,
+        /// Only this licence type (repeat for several; default all).
+        #[arg(long = "type", value_name = "TYPE_CODE")]
+        types: Vec<String>,
+    },
+    /// Convert a batch of stock paper licences (a folder with manifest.csv and its scans).
+    /// Exit 0 when every row was issued or skipped, 2 when rows were rejected, 1 on an error.
+    Convert {
+        batch: PathBuf,
+        /// Issue nothing unless every row passes its checks.
+        #[arg(long)]
+        all_or_nothing: bool,
+        /// Write the report to FILE.csv and FILE.json (default: data/reports/BATCH_ID).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
     /// API tokens (stored hashed; shown once when created).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -296,6 +327,49 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
             )
         }
         Command::Bench(command) => bench(&settings, command, json).await,
+        Command::SampleBatch {
+            rows,
+            bad_rate,
+            out,
+            seed,
+            gb18030,
+            types,
+        } => {
+            let directory =
+                crate::directory::Directory::load(&settings.templates_dir.join("directory"))?;
+            let font = std::fs::read(settings.templates_dir.join(crate::render::FONT_FILE))
+                .map_err(|e| AppError::Config(format!("the licence font: {e}")))?;
+            let options = crate::batch::sample::Options {
+                rows,
+                bad_rate,
+                seed: seed.unwrap_or_else(rand::random),
+                gb18030,
+                max_scan_bytes: settings.max_scan_bytes,
+                types,
+            };
+            let written = crate::batch::sample::write(&directory, &font, &out, &options)
+                .map_err(|e| AppError::BadInput(format!("sample-batch: {e}")))?;
+            print(json, &written, || {
+                format!(
+                    "{} rows ({} deliberately bad, listed in expected-rejections.csv) and {} scans written to {}",
+                    written.rows,
+                    written.bad_rows,
+                    written.scans,
+                    out.display()
+                )
+            });
+            Ok(0)
+        }
+        Command::Convert {
+            batch,
+            all_or_nothing,
+            report,
+        } => {
+            let app = std::sync::Arc::new(App::open(settings).await?);
+            let code = convert(&app, &batch, all_or_nothing, report, json).await;
+            app.store.close().await;
+            code
+        }
         Command::Serve { verify_per_minute } => {
             let app = App::open(settings).await?;
             let options = crate::http::HttpOptions {
@@ -396,11 +470,135 @@ async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppErr
             let verification = app.verify(&input).await?;
             return Ok(report_verification(&verification, json));
         }
-        Command::Directory(_) | Command::Serve { .. } | Command::Bench(_) => {
+        Command::Directory(_)
+        | Command::Serve { .. }
+        | Command::Bench(_)
+        | Command::SampleBatch { .. }
+        | Command::Convert { .. } => {
             unreachable!("handled in dispatch")
         }
     }
     Ok(0)
+}
+
+async fn convert(
+    app: &std::sync::Arc<App>,
+    batch: &Path,
+    all_or_nothing: bool,
+    report: Option<PathBuf>,
+    json: bool,
+) -> Result<i32, AppError> {
+    let actor = Actor::local_operator();
+    let id = crate::batch::create(app, &actor, all_or_nothing, None).await?;
+    let progress = ConsoleProgress::new();
+    let summary = crate::batch::convert(app, &actor, &id, batch, &progress).await?;
+    progress.finish();
+    let base = report.unwrap_or_else(|| crate::batch::default_report_base(app, &id));
+    let (csv, json_report) = crate::batch::report::write(app, &summary, &base).await?;
+    print(json, &summary, || {
+        format!(
+            "batch {}: {} rows ({}) in {:.1} s: {} issued, {} skipped, {} rejected{}\nreport: {} and {}",
+            summary.batch_id,
+            summary.rows,
+            summary.encoding,
+            summary.seconds,
+            summary.counts.issued,
+            summary.counts.skipped,
+            summary.counts.rejected,
+            summary
+                .error
+                .as_deref()
+                .map(|e| format!("\n{e}"))
+                .unwrap_or_default(),
+            csv.display(),
+            json_report.display()
+        )
+    });
+    Ok(if summary.counts.rejected == 0 && summary.state == "done" {
+        0
+    } else {
+        2
+    })
+}
+
+/// A progress bar with rate and ETA on a terminal; plain progress lines every few seconds when
+/// stderr is a file or a pipe (logs, CI).
+struct ConsoleProgress {
+    bar: Option<indicatif::ProgressBar>,
+    plain: std::sync::Mutex<PlainProgress>,
+}
+
+struct PlainProgress {
+    started: std::time::Instant,
+    last: Option<std::time::Instant>,
+    rows: u64,
+}
+
+impl ConsoleProgress {
+    fn new() -> ConsoleProgress {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} rows  {per_sec}  ETA {eta}  {msg}",
+                )
+                .expect("a valid template"),
+            );
+            bar
+        });
+        ConsoleProgress {
+            bar,
+            plain: std::sync::Mutex::new(PlainProgress {
+                started: std::time::Instant::now(),
+                last: None,
+                rows: 0,
+            }),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+impl crate::batch::Progress for ConsoleProgress {
+    fn started(&self, batch_id: &str, rows: u64, encoding: &str) {
+        eprintln!("batch {batch_id}: {rows} rows, manifest in {encoding}");
+        match &self.bar {
+            Some(bar) => bar.set_length(rows),
+            None => self.plain.lock().expect("progress").rows = rows,
+        }
+    }
+
+    fn advanced(&self, c: &crate::batch::Counts) {
+        let message = format!(
+            "issued {} · skipped {} · rejected {}",
+            c.issued, c.skipped, c.rejected
+        );
+        if let Some(bar) = &self.bar {
+            bar.set_position(c.done);
+            bar.set_message(message);
+            return;
+        }
+        let mut plain = self.plain.lock().expect("progress");
+        let now = std::time::Instant::now();
+        let due = plain
+            .last
+            .is_none_or(|last| now - last >= std::time::Duration::from_secs(2));
+        if due || c.done == plain.rows {
+            plain.last = Some(now);
+            let seconds = (now - plain.started).as_secs_f64().max(1e-3);
+            let rate = c.done as f64 / seconds;
+            let eta = (plain.rows.saturating_sub(c.done)) as f64 / rate.max(1e-3);
+            eprintln!(
+                "{}/{} rows, {rate:.0} rows/s, ETA {eta:.0} s ({message})",
+                c.done, plain.rows
+            );
+        }
+    }
 }
 
 async fn licence(

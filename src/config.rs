@@ -23,6 +23,18 @@ pub struct Settings {
     pub templates_dir: PathBuf,
     /// How old a cached status list may be before offline verification calls it stale.
     pub status_list_max_age_seconds: i64,
+    /// Where scans and PDFs are archived: `folder` (under the data dir) or `database`.
+    pub blob_store: BlobStoreKind,
+    /// Limits on conversion input (SPEC §10): a scan's size, a manifest's rows, an upload's size.
+    pub max_scan_bytes: u64,
+    pub max_manifest_rows: u64,
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobStoreKind {
+    Folder,
+    Database,
 }
 
 /// The TOML file's keys: the same names as the environment variables, lowercase, without the prefix.
@@ -38,6 +50,10 @@ struct FileSettings {
     library_secret: Option<String>,
     templates_dir: Option<PathBuf>,
     status_list_max_age_seconds: Option<i64>,
+    blob_store: Option<String>,
+    max_scan_bytes: Option<u64>,
+    max_manifest_rows: Option<u64>,
+    max_upload_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,20 +106,55 @@ impl Settings {
                 name: "ELICENCE_VERIFY_BASE",
                 reason: e.to_string(),
             })?;
-        let max_age = match pick(
-            "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
-            from_file.status_list_max_age_seconds.map(|n| n.to_string()),
+        let positive = |name: &'static str, file_value: Option<u64>, default: u64| match pick(
+            name,
+            file_value.map(|n| n.to_string()),
         ) {
             Some(s) => s
                 .parse()
                 .ok()
-                .filter(|&n: &i64| n > 0)
+                .filter(|&n: &u64| n > 0)
                 .ok_or(ConfigError::Value {
-                    name: "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
-                    reason: format!("{s:?} is not a positive number of seconds"),
-                })?,
-            None => crate::verify::DEFAULT_MAX_STATUS_AGE_SECONDS,
+                    name,
+                    reason: format!("{s:?} is not a positive whole number"),
+                }),
+            None => Ok(default),
         };
+        let max_age = positive(
+            "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
+            from_file
+                .status_list_max_age_seconds
+                .map(|n| n.max(0) as u64),
+            crate::verify::DEFAULT_MAX_STATUS_AGE_SECONDS as u64,
+        )? as i64;
+        // Several instances share PostgreSQL, so by default they share blobs through it too.
+        let blob_store = match pick("ELICENCE_BLOB_STORE", from_file.blob_store).as_deref() {
+            Some("folder") => BlobStoreKind::Folder,
+            Some("database") => BlobStoreKind::Database,
+            None if database_url.starts_with("sqlite:") => BlobStoreKind::Folder,
+            None => BlobStoreKind::Database,
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    name: "ELICENCE_BLOB_STORE",
+                    reason: format!("{other:?} is neither \"folder\" nor \"database\""),
+                })
+            }
+        };
+        let max_scan_bytes = positive(
+            "ELICENCE_MAX_SCAN_BYTES",
+            from_file.max_scan_bytes,
+            10 << 20,
+        )?;
+        let max_manifest_rows = positive(
+            "ELICENCE_MAX_MANIFEST_ROWS",
+            from_file.max_manifest_rows,
+            200_000,
+        )?;
+        let max_upload_bytes = positive(
+            "ELICENCE_MAX_UPLOAD_BYTES",
+            from_file.max_upload_bytes,
+            1 << 30,
+        )?;
         Ok(Settings {
             keys_dir: pick(
                 "ELICENCE_KEYS_DIR",
@@ -124,6 +175,10 @@ impl Settings {
             library_url: pick("ELICENCE_LIBRARY_URL", from_file.library_url),
             library_secret: pick("ELICENCE_LIBRARY_SECRET", from_file.library_secret),
             status_list_max_age_seconds: max_age,
+            blob_store,
+            max_scan_bytes,
+            max_manifest_rows,
+            max_upload_bytes,
         })
     }
 }

@@ -7,7 +7,9 @@
 
 pub mod app;
 pub mod audit;
+pub mod batch;
 pub mod bench;
+pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod directory;

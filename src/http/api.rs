@@ -298,6 +298,56 @@ pub async fn audit(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct BatchOptions {
+    #[serde(default)]
+    all_or_nothing: bool,
+}
+
+/// `POST /api/v1/batches`: a zip with `manifest.csv` and its scans; 202 with the queued job.
+pub async fn submit_batch(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    query: Result<Query<BatchOptions>, axum::extract::rejection::QueryRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(options) = query?;
+    let zip = body.map_err(|r| ApiError::Request(r.status(), r.body_text()))?;
+    let job = crate::batch::job::submit(&state.app, &actor, &zip, options.all_or_nothing).await?;
+    let location = format!("/api/v1/batches/{}", job.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(serde_json::json!({ "batch": job })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRowsQuery {
+    #[serde(default)]
+    after_line: u64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+/// `GET /api/v1/batches/{id}`: a job's progress and a page of its row outcomes.
+pub async fn batch(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<BatchRowsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(q) = query?;
+    let (job, rows) =
+        crate::batch::job::status(&state.app, &actor, &id, q.after_line, q.limit).await?;
+    let next = rows.last().map_or(q.after_line, |r| r.line);
+    Ok(Json(
+        serde_json::json!({"batch": job, "rows": rows, "next_after_line": next}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     #[serde(default)]
     after: i64,

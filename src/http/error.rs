@@ -47,9 +47,11 @@ pub fn status_of(e: &AppError) -> StatusCode {
         AppError::Store(StoreError::Conflict) => StatusCode::CONFLICT,
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
         AppError::Keys(KeyError::NoActiveSigner(_)) => StatusCode::SERVICE_UNAVAILABLE,
-        AppError::Store(_) | AppError::Keys(_) | AppError::Directory(_) | AppError::Config(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        AppError::Store(_)
+        | AppError::Keys(_)
+        | AppError::Directory(_)
+        | AppError::Config(_)
+        | AppError::Blob(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -62,6 +62,7 @@ impl ServerState {
 }
 
 pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
+    let max_upload = usize::try_from(app.settings.max_upload_bytes).unwrap_or(usize::MAX);
     let state = Arc::new(ServerState {
         app,
         metrics: Metrics::default(),
@@ -84,6 +85,11 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/verify", post(api::verify))
         .route("/status-lists/{issuer}/{n}", get(api::status_list))
         .route("/audit", get(api::audit))
+        .route(
+            "/batches",
+            post(api::submit_batch).layer(DefaultBodyLimit::max(max_upload)),
+        )
+        .route("/batches/{id}", get(api::batch))
         .route("/feed", get(api::feed));
     Router::new()
         .nest("/api/v1", api)
@@ -133,11 +139,13 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let jobs = tokio::spawn(crate::batch::job::supervise(app.clone(), stop.subscribe()));
     let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = stop.send(true);
+    let _ = jobs.await;
     if let Some(pusher) = pusher {
         let _ = pusher.await;
     }

@@ -166,6 +166,13 @@ impl FullRecord {
         claim_set(&self.claims, FULL_RECORD, body)
     }
 
+    /// The record a signed full record carries (the signature is not checked: for reading back
+    /// what this service signed and stored).
+    pub fn from_signed(cose_sign1: &[u8]) -> Result<FullRecord, String> {
+        let envelope = super::cose::Envelope::parse(cose_sign1).map_err(|e| e.to_string())?;
+        FullRecord::from_payload(envelope.payload()).map_err(|e| e.to_string())
+    }
+
     pub fn from_payload(payload: &[u8]) -> Result<FullRecord, ClaimsError> {
         let (claims, body) = parse_claim_set(payload, FULL_RECORD)?;
         let body = TextMap::new(body, "full record")?;

@@ -1,0 +1,661 @@
+//! Batch conversion of stock paper licences (SPEC §9): a folder with `manifest.csv` and the scans
+//! it names becomes signed licences, one row at a time, each row ending `issued`, `skipped` or
+//! `rejected` with its line, column and reason.
+//!
+//! The manifest streams through in chunks of [`CHUNK_ROWS`]. For each chunk: rows are checked
+//! (fields, duplicates, department, then scans on every core), numbers already converted are
+//! skipped, serials and status indexes are reserved in a few statements, every good row is signed
+//! and rendered on every core, scans and PDFs are archived, and the chunk's licences and row
+//! outcomes commit in one transaction. A run killed at any moment therefore leaves each row
+//! converted once or not at all, and a rerun skips what is done and carries on.
+
+pub mod job;
+pub mod manifest;
+pub mod report;
+pub mod sample;
+mod scans;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::app::{Actor, App, AppError, Result, Role};
+use crate::audit::Entry;
+use crate::blobs::Blobs;
+use crate::identifiers::{LicenceKey, TypeCode};
+use crate::licence::{validate, HolderInput, LicenceVersion, Record, RecordInput};
+use crate::store::{BatchRow, BatchRowOutcome, NewBatch, NewLicence};
+use crate::time_util;
+use manifest::{Manifest, ManifestRow, STANDARD_COLUMNS};
+
+/// Rows checked, signed, rendered and committed together.
+pub const CHUNK_ROWS: usize = 256;
+
+/// How a run is going, for a progress bar or progress lines.
+pub trait Progress: Send + Sync {
+    fn started(&self, _batch_id: &str, _rows: u64, _encoding: &str) {}
+    fn advanced(&self, _counts: &Counts) {}
+}
+
+/// A run with nobody watching (HTTP jobs are polled instead).
+pub struct Quiet;
+impl Progress for Quiet {}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    /// Rows with an outcome so far, including those of an earlier interrupted run of this batch.
+    pub done: u64,
+    pub issued: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub batch_id: String,
+    /// `done`, or `failed` (with `error`): with `--all-or-nothing` any rejected row fails the run.
+    pub state: String,
+    pub encoding: String,
+    pub rows: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Records a new conversion run of `actor` and returns its id. An HTTP job brings its zip, kept
+/// in the blob store first so that a job that exists can always be run again; it starts queued.
+/// The command line's runs start running.
+pub async fn create(
+    app: &App,
+    actor: &Actor,
+    all_or_nothing: bool,
+    upload: Option<&[u8]>,
+) -> Result<String> {
+    let id = new_batch_id();
+    let upload_key = match upload {
+        Some(zip) => {
+            let key = Blobs::upload_key(&id);
+            app.blobs.put(&key, zip).await?;
+            Some(key)
+        }
+        None => None,
+    };
+    let roles: Vec<&str> = actor.roles.iter().map(|r| r.as_str()).collect();
+    let department = actor.department.as_ref().map(|d| d.to_string());
+    app.store
+        .create_batch(&NewBatch {
+            id: &id,
+            actor: &actor.name,
+            source: &actor.source,
+            department: department.as_deref(),
+            roles: &roles.join(","),
+            upload: upload_key.as_deref(),
+            all_or_nothing,
+            state: if upload.is_some() {
+                "queued"
+            } else {
+                "running"
+            },
+        })
+        .await?;
+    Ok(id)
+}
+
+/// A batch id: when it started (UTC), and random hex so two at the same second differ.
+fn new_batch_id() -> String {
+    let now = time_util::now();
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}-{:08x}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        rand::random::<u32>()
+    )
+}
+
+/// Converts the batch folder `dir` as run `batch_id` (made by [`create`]), resuming after the
+/// last line it committed. Rows end in the store (`batch_rows`); the summary counts them.
+pub async fn convert(
+    app: &Arc<App>,
+    actor: &Actor,
+    batch_id: &str,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let entry = actor.entry("batch.convert", batch_id);
+    let result = run(app, actor, batch_id, dir, progress).await;
+    let (state, error) = match &result {
+        Ok(end) if end.refusal.is_none() => ("done", None),
+        Ok(end) => ("failed", end.refusal.clone()),
+        Err(e) => ("failed", Some(e.to_string())),
+    };
+    app.store
+        .finish_batch(batch_id, state, error.as_deref())
+        .await?;
+    let batch = app
+        .store
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("batch {batch_id}")))?;
+    let counts = Counts {
+        done: batch.issued + batch.skipped + batch.rejected,
+        issued: batch.issued,
+        skipped: batch.skipped,
+        rejected: batch.rejected,
+    };
+    let audit = Entry {
+        outcome: if state == "done" { "ok" } else { "failed" }.into(),
+        detail: format!(
+            "issued {}, skipped {}, rejected {}{}",
+            counts.issued,
+            counts.skipped,
+            counts.rejected,
+            error
+                .as_deref()
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default()
+        ),
+        ..entry
+    };
+    app.store.append_audit(&audit).await?;
+    let end = result?;
+    Ok(Summary {
+        batch_id: batch_id.to_string(),
+        state: state.into(),
+        encoding: end.encoding,
+        rows: counts.done,
+        counts,
+        seconds: started.elapsed().as_secs_f64(),
+        error,
+    })
+}
+
+/// How a run ended without an error.
+struct RunEnd {
+    encoding: String,
+    /// Why `--all-or-nothing` refused the batch.
+    refusal: Option<String>,
+}
+
+/// The run itself, until every row has its outcome or `--all-or-nothing` refuses the batch.
+async fn run(
+    app: &Arc<App>,
+    actor: &Actor,
+    batch_id: &str,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<RunEnd> {
+    let root = dir
+        .canonicalize()
+        .map_err(|e| AppError::BadInput(format!("batch {}: {e}", dir.display())))?;
+    let manifest_path = root.join("manifest.csv");
+    let open = || {
+        Manifest::open(&manifest_path, &app.directory)
+            .map_err(|e| AppError::BadInput(e.to_string()))
+    };
+    let rows = open()?.count() as u64;
+    if rows > app.settings.max_manifest_rows {
+        return Err(AppError::BadInput(format!(
+            "{}: {rows} rows, over the limit of {}",
+            manifest_path.display(),
+            app.settings.max_manifest_rows
+        )));
+    }
+    let batch = app
+        .store
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("batch {batch_id}")))?;
+    let manifest = open()?;
+    let encoding = manifest.encoding.to_string();
+    progress.started(batch_id, rows, &encoding);
+    let mut counts = Counts {
+        done: batch.issued + batch.skipped + batch.rejected,
+        issued: batch.issued,
+        skipped: batch.skipped,
+        rejected: batch.rejected,
+    };
+    progress.advanced(&counts);
+
+    if batch.all_or_nothing && batch.done_line <= 1 {
+        let mut checker = Checker::new(app, actor, &root);
+        let mut rejected = 0;
+        for chunk in chunks(open()?) {
+            let (rows, _) = checker.check(&chunk?).await?;
+            let bad: Vec<BatchRow> = rows
+                .into_iter()
+                .filter(|r| matches!(r.outcome, BatchRowOutcome::Rejected { .. }))
+                .collect();
+            rejected += bad.len();
+            app.store.commit_batch_chunk(batch_id, &[], &bad, 1).await?;
+        }
+        if rejected > 0 {
+            return Ok(RunEnd {
+                encoding,
+                refusal: Some(format!(
+                    "{rejected} of {rows} rows rejected, so nothing was issued (--all-or-nothing)"
+                )),
+            });
+        }
+    }
+
+    let mut checker = Checker::new(app, actor, &root);
+    for chunk in chunks(manifest) {
+        let chunk: Vec<ManifestRow> = chunk?
+            .into_iter()
+            .filter(|row| row.line > batch.done_line)
+            .collect();
+        let Some(last_line) = chunk.last().map(|r| r.line) else {
+            continue;
+        };
+        let (mut rows, pending) = checker.check(&chunk).await?;
+        let issued = issue(app, actor, batch_id, &mut rows, pending).await?;
+        let new: Vec<NewLicence<'_>> = issued
+            .iter()
+            .map(|i| NewLicence {
+                number: &i.version.record.number,
+                holder_id: i.version.record.holder.id.as_str(),
+                version: &i.version,
+                audit: &i.audit,
+            })
+            .collect();
+        let results = app
+            .store
+            .commit_batch_chunk(batch_id, &new, &rows, last_line)
+            .await?;
+        for r in &results {
+            counts.done += 1;
+            match r.outcome.as_str() {
+                "issued" => counts.issued += 1,
+                "skipped" => counts.skipped += 1,
+                _ => counts.rejected += 1,
+            }
+        }
+        progress.advanced(&counts);
+    }
+    Ok(RunEnd {
+        encoding,
+        refusal: None,
+    })
+}
+
+/// The manifest's rows in chunks; a row the CSV reader cannot read ends the run.
+fn chunks(
+    manifest: Manifest,
+) -> impl Iterator<Item = std::result::Result<Vec<ManifestRow>, AppError>> {
+    let mut rows = manifest.peekable();
+    std::iter::from_fn(move || {
+        rows.peek()?;
+        let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+        for row in rows.by_ref().take(CHUNK_ROWS) {
+            match row {
+                Ok(row) => chunk.push(row),
+                Err(e) => return Some(Err(AppError::BadInput(e.to_string()))),
+            }
+        }
+        Some(Ok(chunk))
+    })
+}
+
+/// A row that passed every check, waiting to be issued.
+struct Pending {
+    /// Its index in the chunk's rows.
+    row: usize,
+    type_code: TypeCode,
+    record: Record,
+    scan: scans::Scan,
+}
+
+/// Checks rows: fields, department, duplicates within the manifest, numbers converted before,
+/// scans. Remembers the numbers it has seen across chunks.
+struct Checker<'a> {
+    app: &'a Arc<App>,
+    actor: &'a Actor,
+    root: &'a Path,
+    /// (type, number) → the first line with it.
+    seen: HashMap<(String, String), u64>,
+    /// Types this actor was refused, audited once each.
+    refused: HashSet<String>,
+}
+
+type RowError = (String, String);
+
+impl<'a> Checker<'a> {
+    fn new(app: &'a Arc<App>, actor: &'a Actor, root: &'a Path) -> Checker<'a> {
+        Checker {
+            app,
+            actor,
+            root,
+            seen: HashMap::new(),
+            refused: HashSet::new(),
+        }
+    }
+
+    async fn check(&mut self, chunk: &[ManifestRow]) -> Result<(Vec<BatchRow>, Vec<Pending>)> {
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut good = Vec::new();
+        for row in chunk {
+            let outcome = match self.check_fields(row).await {
+                Ok((type_code, record)) => {
+                    good.push((rows.len(), type_code, record, row.get("scan").to_string()));
+                    BatchRowOutcome::Issue(0)
+                }
+                Err((column, reason)) => BatchRowOutcome::Rejected { column, reason },
+            };
+            rows.push(BatchRow {
+                line: row.line,
+                type_code: row.get("type_code").to_string(),
+                number: row.get("number").to_string(),
+                outcome,
+            });
+        }
+        self.skip_converted(&mut rows, &mut good).await?;
+        let pending = self.read_scans(&mut rows, good).await?;
+        Ok((rows, pending))
+    }
+
+    async fn check_fields(
+        &mut self,
+        row: &ManifestRow,
+    ) -> std::result::Result<(TypeCode, Record), RowError> {
+        let err = |column: &str, reason: String| (column.to_string(), reason);
+        if let Some(reason) = &row.cell_count_error {
+            return Err(err("*", reason.clone()));
+        }
+        let type_code =
+            TypeCode::parse(row.get("type_code")).map_err(|e| err("type_code", e.to_string()))?;
+        let licence_type = self
+            .app
+            .licence_type(&type_code)
+            .map_err(|e| err("type_code", e.to_string()))?;
+        if let Err(refusal) = self.actor.authorise(Role::Clerk, &licence_type.issuer.uscc) {
+            if self.refused.insert(type_code.to_string()) {
+                let entry = self.actor.entry("batch.convert", type_code.as_str());
+                self.app
+                    .audit_failure(
+                        entry,
+                        &Err::<(), _>(AppError::Forbidden(refusal.to_string())),
+                    )
+                    .await;
+            }
+            return Err(err("type_code", refusal.to_string()));
+        }
+        let number = row.get("number");
+        if number.is_empty() {
+            return Err(err(
+                "number",
+                "is empty: a stock licence keeps the number printed on its paper original".into(),
+            ));
+        }
+        if row.get("valid_from").is_empty() {
+            return Err(err(
+                "valid_from",
+                "is empty: the date the paper licence took effect is needed".into(),
+            ));
+        }
+        let mut fields = BTreeMap::new();
+        for (column, value) in &row.cells {
+            if STANDARD_COLUMNS.contains(&column.as_str()) || value.is_empty() {
+                continue;
+            }
+            if licence_type.field(column).is_none() {
+                return Err(err(
+                    column,
+                    format!("is not a field of {}; leave it empty", licence_type.name),
+                ));
+            }
+            fields.insert(column.clone(), serde_json::Value::String(value.clone()));
+        }
+        let optional = |column: &str| Some(row.get(column).to_string()).filter(|s| !s.is_empty());
+        let input = RecordInput {
+            number: Some(number.to_string()),
+            holder: HolderInput {
+                name: row.get("holder_name").to_string(),
+                id: row.get("holder_id").to_string(),
+            },
+            valid_from: optional("valid_from"),
+            valid_until: optional("valid_until"),
+            fields,
+        };
+        let today = time_util::today_cst();
+        let record = validate(licence_type, &input, today, || number.to_string())
+            .map_err(|errors| invalid_row(&errors))?;
+        if let Err(AppError::Invalid(errors)) = self.app.check_printable(&record) {
+            return Err(invalid_row(&errors));
+        }
+        if let Some(until) = record.valid_until.filter(|&until| until < today) {
+            return Err(err(
+                "valid_until",
+                format!(
+                    "{} has passed: an expired licence is not converted",
+                    time_util::format_date(until)
+                ),
+            ));
+        }
+        let key = (type_code.to_string(), record.number.clone());
+        if let Some(first) = self.seen.get(&key) {
+            return Err(err(
+                "number",
+                format!("{} appears at line {first} already", record.number),
+            ));
+        }
+        self.seen.insert(key, row.line);
+        Ok((type_code, record))
+    }
+
+    /// Marks rows whose type and number exist already as skipped (a rerun issues nothing twice).
+    async fn skip_converted(
+        &self,
+        rows: &mut [BatchRow],
+        good: &mut Vec<(usize, TypeCode, Record, String)>,
+    ) -> Result<()> {
+        let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (_, type_code, record, _) in good.iter() {
+            by_type
+                .entry(type_code.as_str())
+                .or_default()
+                .push(&record.number);
+        }
+        let mut existing = HashMap::new();
+        for (type_code, numbers) in by_type {
+            for (number, id) in self.app.store.existing_numbers(type_code, &numbers).await? {
+                existing.insert((type_code.to_string(), number), id);
+            }
+        }
+        good.retain(|(i, type_code, record, _)| {
+            match existing.get(&(type_code.to_string(), record.number.clone())) {
+                Some(id) => {
+                    rows[*i].outcome = BatchRowOutcome::Skipped {
+                        licence_id: id.clone(),
+                    };
+                    false
+                }
+                None => true,
+            }
+        });
+        Ok(())
+    }
+
+    /// Reads and checks the good rows' scans on every core.
+    async fn read_scans(
+        &self,
+        rows: &mut [BatchRow],
+        good: Vec<(usize, TypeCode, Record, String)>,
+    ) -> Result<Vec<Pending>> {
+        let root = self.root.to_path_buf();
+        let max = self.app.settings.max_scan_bytes;
+        let read = blocking(move || {
+            good.into_par_iter()
+                .map(
+                    |(row, type_code, record, scan)| match scans::read_scan(&root, &scan, max) {
+                        Ok(scan) => Ok(Pending {
+                            row,
+                            type_code,
+                            record,
+                            scan,
+                        }),
+                        Err(reason) => Err((row, reason)),
+                    },
+                )
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        let mut pending = Vec::with_capacity(read.len());
+        for r in read {
+            match r {
+                Ok(p) => pending.push(p),
+                Err((row, reason)) => {
+                    rows[row].outcome = BatchRowOutcome::Rejected {
+                        column: "scan".into(),
+                        reason,
+                    }
+                }
+            }
+        }
+        Ok(pending)
+    }
+}
+
+/// Validation errors as a rejected row gives them: the columns, and each column's reason.
+fn invalid_row(errors: &crate::licence::ValidationErrors) -> RowError {
+    let column = |field: &str| match field {
+        "holder.name" => "holder_name".to_string(),
+        "holder.id" => "holder_id".to_string(),
+        other => other.strip_prefix("fields.").unwrap_or(other).to_string(),
+    };
+    if let [only] = errors.0.as_slice() {
+        return (column(&only.field), only.reason.clone());
+    }
+    let columns: Vec<String> = errors.0.iter().map(|e| column(&e.field)).collect();
+    let reasons: Vec<String> = errors
+        .0
+        .iter()
+        .map(|e| format!("{}: {}", column(&e.field), e.reason))
+        .collect();
+    (columns.join(","), reasons.join("; "))
+}
+
+/// A licence signed, rendered and archived, with the audit record of its issue.
+struct Signed {
+    version: LicenceVersion,
+    audit: Entry,
+}
+
+/// Issues the checked rows of a chunk: reserves serials and status indexes, signs and renders on
+/// every core, archives scans and PDFs. Rows get `Issue(i)` pointing at their licence.
+async fn issue(
+    app: &Arc<App>,
+    actor: &Actor,
+    batch_id: &str,
+    rows: &mut [BatchRow],
+    pending: Vec<Pending>,
+) -> Result<Vec<Signed>> {
+    // Reservations: a serial range per type, status indexes per issuer.
+    let mut serials: HashMap<TypeCode, u64> = HashMap::new();
+    let mut indexes: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut per_type: BTreeMap<&TypeCode, u64> = BTreeMap::new();
+    for p in &pending {
+        *per_type.entry(&p.type_code).or_default() += 1;
+    }
+    for (type_code, count) in per_type {
+        let t = app.licence_type(type_code)?;
+        let first = app
+            .store
+            .reserve_serials(&t.code, &t.issuer.uscc, count)
+            .await?;
+        serials.insert(type_code.clone(), first);
+        indexes
+            .entry(t.issuer.uscc.to_string())
+            .or_default()
+            .extend(
+                app.store
+                    .reserve_status_indexes(&t.issuer.uscc, count as usize)
+                    .await?,
+            );
+    }
+    let mut jobs = Vec::with_capacity(pending.len());
+    for p in pending {
+        let t = app.licence_type(&p.type_code)?;
+        let serial = serials.get_mut(&p.type_code).expect("reserved above");
+        let key = LicenceKey {
+            type_code: t.code.clone(),
+            issuer: t.issuer.uscc.clone(),
+            serial: *serial,
+        };
+        *serial += 1;
+        let index = indexes
+            .get_mut(t.issuer.uscc.as_str())
+            .and_then(Vec::pop)
+            .expect("reserved above");
+        jobs.push((p, key, index));
+    }
+
+    let worker = app.clone();
+    let made = blocking(move || {
+        jobs.into_par_iter()
+            .map(|(mut p, key, index)| {
+                let t = worker.licence_type(&p.type_code)?;
+                p.record.scan = Some(p.scan.sha256.clone());
+                let version =
+                    worker.sign_reserved(t, key.version(1), p.record.clone(), None, index)?;
+                let pdf = worker.render_new(t, &version)?;
+                Ok((p.row, version, pdf, p.scan))
+            })
+            .collect::<Vec<Result<_>>>()
+    })
+    .await?;
+
+    let mut archive = tokio::task::JoinSet::new();
+    let mut signed = Vec::with_capacity(made.len());
+    for m in made {
+        let (row, version, pdf, scan) = m?;
+        let blobs: Blobs = app.blobs.clone();
+        let pdf_key = Blobs::pdf_key(&version.id.to_string());
+        archive.spawn(async move {
+            blobs
+                .put(&Blobs::scan_key(&scan.sha256), &scan.bytes)
+                .await?;
+            blobs.put(&pdf_key, &pdf).await
+        });
+        rows[row].outcome = BatchRowOutcome::Issue(signed.len());
+        let audit = Entry {
+            target: version.id.to_string(),
+            detail: format!(
+                "batch {batch_id} line {}: number {}, scan {}",
+                rows[row].line,
+                version.record.number,
+                version.record.scan.as_deref().unwrap_or("")
+            ),
+            ..actor.entry("licence.issue", version.id.key.type_code.as_str())
+        };
+        signed.push(Signed { version, audit });
+    }
+    // Everything archived before the chunk commits: a committed licence always has its scan.
+    while let Some(done) = archive.join_next().await {
+        done.map_err(|e| AppError::State(format!("archiving: {e}")))??;
+    }
+    Ok(signed)
+}
+
+/// Runs CPU-bound work (rayon, every core) off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::State(format!("a conversion worker failed: {e}")))
+}
+
+/// Where the command line writes a run's report unless told: `data/reports/{batch id}`.
+pub fn default_report_base(app: &App, batch_id: &str) -> PathBuf {
+    app.settings.data_dir.join("reports").join(batch_id)
+}

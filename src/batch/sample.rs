@@ -1,0 +1,605 @@
+//! `sample-batch`: a synthetic batch of stock licences for demos, tests and benchmarks. Every
+//! licence type of the directory in turn; holders with resident IDs and credit codes that pass
+//! the real check algorithms (and names with rare characters); scans drawn as images of paper
+//! licences (JPEG or PNG, each showing its own row); and, at `bad_rate`, rows broken in each of
+//! the ways a real manifest goes wrong. `expected-rejections.csv` lists those rows, their kind
+//! and the column the converter must name.
+
+use std::io::Write;
+use std::path::Path;
+
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use time::{Date, Duration};
+
+use super::manifest::STANDARD_COLUMNS;
+use crate::directory::{Directory, FieldType, HolderKind, LicenceType, Validity};
+use crate::identifiers::{ResidentId, Uscc};
+use crate::time_util;
+
+/// The ways a generated row is broken, and the column the converter must blame.
+pub const BAD_KINDS: [(&str, &str); 15] = [
+    ("holder_id_check_digit", "holder_id"),
+    ("unknown_type", "type_code"),
+    ("missing_required_field", "<field>"),
+    ("impossible_date", "valid_from"),
+    ("ends_before_it_starts", "valid_until"),
+    ("expired", "valid_until"),
+    ("scan_missing", "scan"),
+    ("scan_path_escapes", "scan"),
+    ("scan_not_an_image", "scan"),
+    ("scan_too_large", "scan"),
+    ("duplicate_number", "number"),
+    ("number_empty", "number"),
+    ("value_not_allowed", "<field>"),
+    ("extra_cell", "*"),
+    ("unprintable_character", "holder_name"),
+];
+
+pub struct Options {
+    pub rows: u64,
+    pub bad_rate: f64,
+    pub seed: u64,
+    /// Write the manifest in GB18030 (as spreadsheet software in China saves it).
+    pub gb18030: bool,
+    /// A scan at least this large is "too large" (the converter's limit).
+    pub max_scan_bytes: u64,
+    /// Only these licence type codes (a department's own); all types when empty.
+    pub types: Vec<String>,
+}
+
+/// What was written.
+#[derive(Debug, serde::Serialize)]
+pub struct Written {
+    pub rows: u64,
+    pub bad_rows: u64,
+    pub scans: u64,
+}
+
+const SURNAMES: &[&str] = &[
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
+    "何", "林", "罗", "高", "欧阳", "司马",
+];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明",
+    "超", "秀英", "华", "建国", "晓东", "雨桐", "子涵", "堃", "喆", "昇", "珺", "玥", "赟", "䶮",
+    "𠮷",
+];
+const FIRMS: &[&str] = &[
+    "示范县",
+    "城东",
+    "新安",
+    "青山",
+    "平湖",
+    "兴业",
+    "鸿运",
+    "德源",
+    "丰泽",
+    "嘉禾",
+];
+const TRADES: &[&str] = &[
+    "餐饮管理有限公司",
+    "食品商行",
+    "建设投资集团有限公司",
+    "便利店",
+    "农产品专业合作社",
+    "小吃店",
+    "百货商店",
+    "建筑工程有限公司",
+];
+const REGIONS: &[&str] = &["330122", "330106", "110105", "440305", "510107", "320102"];
+
+/// Writes a batch of `options.rows` rows to `out` (created; must not hold a manifest already).
+pub fn write(
+    directory: &Directory,
+    font: &[u8],
+    out: &Path,
+    options: &Options,
+) -> anyhow::Result<Written> {
+    let manifest_path = out.join("manifest.csv");
+    anyhow::ensure!(
+        !manifest_path.exists(),
+        "{} exists already; choose an empty folder",
+        manifest_path.display()
+    );
+    std::fs::create_dir_all(out.join("scans"))?;
+    let font = FontRef::try_from_slice(font)?;
+    let types: Vec<&LicenceType> = directory
+        .types()
+        .filter(|t| options.types.is_empty() || options.types.iter().any(|c| c == t.code.as_str()))
+        .collect();
+    anyhow::ensure!(
+        !types.is_empty(),
+        "the directory has none of the types {:?}",
+        options.types
+    );
+    let mut columns: Vec<String> = STANDARD_COLUMNS.iter().map(|c| c.to_string()).collect();
+    for t in &types {
+        for f in &t.fields {
+            if !columns.contains(&f.key) {
+                columns.push(f.key.clone());
+            }
+        }
+    }
+    let today = time_util::today_cst();
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut csv = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Vec::new());
+    csv.write_record(&columns)?;
+    let mut expected = csv::Writer::from_path(out.join("expected-rejections.csv"))?;
+    expected.write_record(["line", "kind", "column"])?;
+    // One mark of the seed in every number, so two sample batches do not collide.
+    let mark = format!("{:04X}", options.seed % 0x10000);
+    // (type code, number) of the good rows so far: what a duplicate repeats.
+    let mut good_numbers: Vec<(String, String)> = Vec::new();
+    let mut written = Written {
+        rows: 0,
+        bad_rows: 0,
+        scans: 0,
+    };
+    // Scans are drawn on every core a chunk at a time; the manifest is written in order.
+    for chunk_start in (0..options.rows).step_by(1000) {
+        let chunk_end = (chunk_start + 1000).min(options.rows);
+        let mut drawings = Vec::new();
+        for i in chunk_start..chunk_end {
+            let line = i + 2;
+            let type_index = (i as usize) % types.len();
+            let t = types[type_index];
+            let mut row = good_row(t, &columns, i, &mark, today, &mut rng);
+            let scan_name = format!(
+                "scans/{:07}.{}",
+                i + 1,
+                if type_index.is_multiple_of(2) { "jpg" } else { "png" }
+            );
+            row[column(&columns, "scan")] = scan_name.clone();
+            let bad = options.bad_rate > 0.0 && rng.gen_bool(options.bad_rate.min(1.0));
+            let mut scan = Some(scan_name);
+            if bad {
+                let mut pick = written.bad_rows as usize % BAD_KINDS.len();
+                let repeatable = good_numbers.iter().any(|(c, _)| c == t.code.as_str());
+                if BAD_KINDS[pick].0 == "duplicate_number" && !repeatable {
+                    pick += 1;
+                }
+                let (kind, blamed) = BAD_KINDS[pick];
+                let blamed = break_row(kind, t, &columns, &mut row, &good_numbers, out, options)?
+                    .unwrap_or_else(|| blamed.to_string());
+                if kind.starts_with("scan_") {
+                    scan = None;
+                }
+                expected.write_record([line.to_string().as_str(), kind, &blamed])?;
+                written.bad_rows += 1;
+            } else {
+                good_numbers.push((t.code.to_string(), row[column(&columns, "number")].clone()));
+            }
+            if let Some(name) = scan {
+                drawings.push((name, t, row.clone(), columns.clone()));
+            }
+            csv.write_record(&row)?;
+            written.rows += 1;
+        }
+        written.scans += drawings.len() as u64;
+        drawings
+            .par_iter()
+            .try_for_each(|(name, t, row, columns)| -> anyhow::Result<()> {
+                let bytes = if name.ends_with(".jpg") {
+                    draw_scan(&font, t, columns, row, 6.0).jpeg()?
+                } else {
+                    draw_scan(&font, t, columns, row, 0.0).png()?
+                };
+                std::fs::write(out.join(name), bytes)?;
+                Ok(())
+            })?;
+    }
+    let text = String::from_utf8(csv.into_inner()?)?;
+    let bytes = if options.gb18030 {
+        let (encoded, _, unmappable) = encoding_rs::GB18030.encode(&text);
+        anyhow::ensure!(!unmappable, "a character GB18030 cannot write");
+        encoded.into_owned()
+    } else {
+        text.into_bytes()
+    };
+    std::fs::File::create(&manifest_path)?.write_all(&bytes)?;
+    expected.flush()?;
+    Ok(written)
+}
+
+fn column(columns: &[String], name: &str) -> usize {
+    columns
+        .iter()
+        .position(|c| c == name)
+        .expect("a known column")
+}
+
+fn good_row(
+    t: &LicenceType,
+    columns: &[String],
+    i: u64,
+    mark: &str,
+    today: Date,
+    rng: &mut StdRng,
+) -> Vec<String> {
+    let mut row = vec![String::new(); columns.len()];
+    let mut set = |name: &str, value: String| row[column(columns, name)] = value;
+    set("type_code", t.code.to_string());
+    set("number", format!("{}S{mark}{:07}", t.number_prefix, i + 1));
+    let (name, id) = match t.holder_kind {
+        HolderKind::Person => (person_name(rng), resident_id(rng, today)),
+        HolderKind::Organisation => (firm_name(rng), uscc(rng)),
+    };
+    set("holder_name", name);
+    set("holder_id", id);
+    // In force today: started within the last two years (or a little longer for permanent ones).
+    let from = today - Duration::days(rng.gen_range(1..700));
+    set("valid_from", time_util::format_date(from));
+    if rng.gen_bool(0.3) {
+        if let Some(until) = t.default_validity.last_day(from) {
+            set("valid_until", time_util::format_date(until));
+        }
+    }
+    for f in &t.fields {
+        let value = match f.field_type {
+            FieldType::Enum => f.values.choose(rng).cloned().unwrap_or_default(),
+            FieldType::Integer => rng.gen_range(10..50_000).to_string(),
+            FieldType::Date => time_util::format_date(from - Duration::days(rng.gen_range(0..400))),
+            FieldType::ResidentId => resident_id(rng, today),
+            FieldType::Uscc => uscc(rng),
+            FieldType::Text => match &f.example {
+                Some(example) => example.clone(),
+                None if f.required => format!("{}{}", f.label, i + 1),
+                None => continue,
+            },
+        };
+        if f.required || rng.gen_bool(0.8) {
+            set(&f.key, value);
+        }
+    }
+    row
+}
+
+/// Breaks `row` the way `kind` says. Returns the blamed column when it depends on the type.
+fn break_row(
+    kind: &str,
+    t: &LicenceType,
+    columns: &[String],
+    row: &mut Vec<String>,
+    good_numbers: &[(String, String)],
+    out: &Path,
+    options: &Options,
+) -> anyhow::Result<Option<String>> {
+    let at = |name: &str| column(columns, name);
+    let scan = row[at("scan")].clone();
+    match kind {
+        "holder_id_check_digit" => {
+            let id = &mut row[at("holder_id")];
+            let last = id.pop().expect("an id");
+            id.push(if last == '1' { '2' } else { '1' });
+        }
+        "unknown_type" => row[at("type_code")] = format!("{}999", &t.code.as_str()[..18]),
+        "missing_required_field" => {
+            let field = t
+                .fields
+                .iter()
+                .find(|f| f.required)
+                .expect("a required field");
+            row[at(&field.key)].clear();
+            return Ok(Some(field.key.clone()));
+        }
+        "impossible_date" => row[at("valid_from")] = "2023-02-30".into(),
+        "ends_before_it_starts" => {
+            let from = time_util::parse_date(&row[at("valid_from")]).expect("a date");
+            row[at("valid_until")] = time_util::format_date(from - Duration::days(1));
+        }
+        "expired" => {
+            let today = time_util::today_cst();
+            row[at("valid_from")] = time_util::format_date(today - Duration::days(3000));
+            row[at("valid_until")] = time_util::format_date(today - Duration::days(30));
+        }
+        "scan_missing" => row[at("scan")] = format!("{scan}.missing"),
+        "scan_path_escapes" => row[at("scan")] = "../outside.jpg".into(),
+        "scan_not_an_image" => {
+            std::fs::write(out.join(&scan), "这不是图片 / not an image\n")?;
+        }
+        "scan_too_large" => {
+            // Sparse: a JPEG header then a hole, so the file costs no disk.
+            let file = std::fs::File::create(out.join(&scan))?;
+            (&file).write_all(b"\xFF\xD8\xFF\xE0")?;
+            file.set_len(options.max_scan_bytes + 1)?;
+        }
+        "duplicate_number" => {
+            let (_, number) = good_numbers
+                .iter()
+                .rev()
+                .find(|(code, _)| code == t.code.as_str())
+                .expect("the caller picks this kind only after a good row of the type");
+            row[at("number")] = number.clone();
+        }
+        "number_empty" => row[at("number")].clear(),
+        "value_not_allowed" => {
+            let field = t
+                .fields
+                .iter()
+                .find(|f| matches!(f.field_type, FieldType::Enum | FieldType::Integer))
+                .expect("every sample type has an enum or integer field");
+            row[at(&field.key)] = "不在取值范围".into();
+            return Ok(Some(field.key.clone()));
+        }
+        "extra_cell" => row.push("多余的一格".into()),
+        "unprintable_character" => row[at("holder_name")].push('\u{1F600}'),
+        other => anyhow::bail!("unknown bad-row kind {other}"),
+    }
+    Ok(None)
+}
+
+fn person_name(rng: &mut StdRng) -> String {
+    let mut name = SURNAMES.choose(rng).expect("names").to_string();
+    for _ in 0..rng.gen_range(1..=2) {
+        name.push_str(GIVEN.choose(rng).expect("names"));
+    }
+    name
+}
+
+fn firm_name(rng: &mut StdRng) -> String {
+    format!(
+        "{}{}{}",
+        FIRMS.choose(rng).expect("firms"),
+        person_name(rng),
+        TRADES.choose(rng).expect("trades")
+    )
+}
+
+/// A resident ID of someone born 18–80 years ago, with its check character.
+fn resident_id(rng: &mut StdRng, today: Date) -> String {
+    let born = today - Duration::days(rng.gen_range(18 * 365..80 * 365));
+    let first17 = format!(
+        "{}{:04}{:02}{:02}{:03}",
+        REGIONS.choose(rng).expect("regions"),
+        born.year(),
+        u8::from(born.month()),
+        born.day(),
+        rng.gen_range(1..1000)
+    );
+    let id = format!(
+        "{first17}{}",
+        ResidentId::check_char_for(&first17).expect("17 digits")
+    );
+    debug_assert!(ResidentId::parse_on(&id, today).is_ok());
+    id
+}
+
+/// A unified social credit code (enterprise, registered in one of the regions).
+fn uscc(rng: &mut StdRng) -> String {
+    const CHARSET: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+    let body: String = (0..9)
+        .map(|_| CHARSET[rng.gen_range(0..CHARSET.len())] as char)
+        .collect();
+    let first17 = format!("91{}{body}", REGIONS.choose(rng).expect("regions"));
+    let id = format!(
+        "{first17}{}",
+        Uscc::check_char_for(&first17).expect("charset")
+    );
+    debug_assert!(Uscc::parse(&id).is_ok());
+    id
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing a scan
+
+/// An RGB picture of a paper licence, about 50 dpi: enough to read, small enough for 100,000.
+struct Picture {
+    width: usize,
+    height: usize,
+    pixels: Vec<u8>,
+}
+
+impl Picture {
+    /// A blank sheet; `grain` is the amplitude of the scanner's noise (none for document-mode
+    /// greyscale, which smooths it away).
+    fn paper(width: usize, height: usize, seed: u64, grain: f32) -> Picture {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut pixels = Vec::with_capacity(width * height * 3);
+        for y in 0..height {
+            for x in 0..width {
+                // Uneven light across the sheet and a little grain, as a flatbed scanner gives.
+                let light = 236.0 - 18.0 * ((x + y) as f32 / (width + height) as f32);
+                let grain: f32 = if grain > 0.0 {
+                    rng.gen_range(-grain..grain)
+                } else {
+                    0.0
+                };
+                let v = (light + grain).clamp(0.0, 255.0) as u8;
+                pixels.extend_from_slice(&[v, v.saturating_sub(4), v.saturating_sub(14)]);
+            }
+        }
+        Picture {
+            width,
+            height,
+            pixels,
+        }
+    }
+
+    /// Darkens the pixel at (x, y) towards `ink` by `coverage`.
+    fn ink(&mut self, x: i64, y: i64, ink: [u8; 3], coverage: f32) {
+        if x < 0 || y < 0 || x as usize >= self.width || y as usize >= self.height {
+            return;
+        }
+        let i = (y as usize * self.width + x as usize) * 3;
+        for (pixel, ink) in self.pixels[i..i + 3].iter_mut().zip(ink) {
+            let old = *pixel as f32;
+            *pixel = (old + (ink as f32 - old) * coverage.min(1.0)) as u8;
+        }
+    }
+
+    fn rectangle(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, ink: [u8; 3]) {
+        for x in x0..=x1 {
+            self.ink(x, y0, ink, 1.0);
+            self.ink(x, y1, ink, 1.0);
+        }
+        for y in y0..=y1 {
+            self.ink(x0, y, ink, 1.0);
+            self.ink(x1, y, ink, 1.0);
+        }
+    }
+
+    fn ring(&mut self, cx: f32, cy: f32, r: f32, width: f32, ink: [u8; 3]) {
+        let reach = (r + width) as i64 + 1;
+        for y in -reach..=reach {
+            for x in -reach..=reach {
+                let d = ((x * x + y * y) as f32).sqrt();
+                if (d - r).abs() <= width / 2.0 {
+                    self.ink(cx as i64 + x, cy as i64 + y, ink, 0.85);
+                }
+            }
+        }
+    }
+
+    fn text(&mut self, font: &FontRef<'_>, text: &str, size: f32, x: f32, y: f32, ink: [u8; 3]) {
+        let scaled = font.as_scaled(PxScale::from(size));
+        let mut caret = x;
+        for c in text.chars() {
+            let glyph = scaled.scaled_glyph(c);
+            let advance = scaled.h_advance(glyph.id);
+            let mut glyph = glyph;
+            glyph.position = ab_glyph::point(caret, y);
+            if let Some(outlined) = font.outline_glyph(glyph) {
+                let bounds = outlined.px_bounds();
+                outlined.draw(|gx, gy, coverage| {
+                    self.ink(
+                        bounds.min.x as i64 + gx as i64,
+                        bounds.min.y as i64 + gy as i64,
+                        ink,
+                        coverage,
+                    )
+                });
+            }
+            caret += advance;
+            if caret > self.width as f32 - 20.0 {
+                break;
+            }
+        }
+    }
+
+    fn jpeg(&self) -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        jpeg_encoder::Encoder::new(&mut out, 70).encode(
+            &self.pixels,
+            self.width as u16,
+            self.height as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )?;
+        Ok(out)
+    }
+
+    /// PNG in grey (a scanner's greyscale mode): a third of the bytes of colour.
+    fn png(&self) -> anyhow::Result<Vec<u8>> {
+        let grey: Vec<u8> = self
+            .pixels
+            .chunks(3)
+            // 16 grey levels, as a scanner's document mode saves.
+            .map(|p| (((p[0] as u32 * 3 + p[1] as u32 * 6 + p[2] as u32) / 10) & 0xF0) as u8)
+            .collect();
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_compression(png::Compression::Fast);
+        encoder.write_header()?.write_image_data(&grey)?;
+        Ok(out)
+    }
+}
+
+const INK: [u8; 3] = [40, 40, 48];
+const RED: [u8; 3] = [200, 30, 30];
+
+/// The paper licence of one row: the type's name, its number, holder and fields, the issuing
+/// department and its red seal.
+fn draw_scan(
+    font: &FontRef<'_>,
+    t: &LicenceType,
+    columns: &[String],
+    row: &[String],
+    grain: f32,
+) -> Picture {
+    let cell = |name: &str| row[column(columns, name)].as_str();
+    let seed = crate::hash::sha256(cell("number").as_bytes());
+    let seed = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
+    let mut page = Picture::paper(420, 594, seed, grain);
+    page.rectangle(14, 14, 405, 579, [150, 110, 60]);
+    page.rectangle(19, 19, 400, 574, [150, 110, 60]);
+    let title_size = 26.0;
+    let title_width = t.name.chars().count() as f32 * title_size;
+    page.text(
+        font,
+        &t.name,
+        title_size,
+        (420.0 - title_width) / 2.0,
+        70.0,
+        INK,
+    );
+    page.text(
+        font,
+        &format!("编号：{}", cell("number")),
+        13.0,
+        40.0,
+        110.0,
+        INK,
+    );
+    page.text(
+        font,
+        &format!("持证者：{}", cell("holder_name")),
+        14.0,
+        40.0,
+        150.0,
+        INK,
+    );
+    page.text(
+        font,
+        &format!("证件号码：{}", cell("holder_id")),
+        13.0,
+        40.0,
+        178.0,
+        INK,
+    );
+    let mut y = 210.0;
+    for f in t.fields.iter().filter(|f| f.printed).take(8) {
+        let value = cell(&f.key);
+        if !value.is_empty() {
+            page.text(font, &format!("{}：{value}", f.label), 12.0, 40.0, y, INK);
+            y += 26.0;
+        }
+    }
+    let until = match cell("valid_until") {
+        "" if t.default_validity == Validity::Permanent => "长期".to_string(),
+        "" => "（按规定期限）".to_string(),
+        until => until.to_string(),
+    };
+    page.text(
+        font,
+        &format!("有效期：{} 至 {until}", cell("valid_from")),
+        12.0,
+        40.0,
+        500.0,
+        INK,
+    );
+    page.text(font, &t.issuer.name, 13.0, 220.0, 545.0, INK);
+    page.ring(300.0, 520.0, 46.0, 4.0, RED);
+    page.text(font, "★", 26.0, 287.0, 530.0, RED);
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_holder_ids_pass_the_real_checks() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let today = time_util::today_cst();
+        for _ in 0..1000 {
+            ResidentId::parse_on(&resident_id(&mut rng, today), today).unwrap();
+            Uscc::parse(&uscc(&mut rng)).unwrap();
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Conversion runs and the outcome of each manifest row (SPEC §9), and blobs kept in the database
+//! (SPEC §11). A chunk of rows commits in one transaction with the licences it issues, so a run
+//! killed at any moment leaves each row either fully converted or not at all.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{placeholders, Inserted, NewLicence, Result, Store, StoreError};
+use crate::time_util;
+
+/// A conversion run about to start.
+pub struct NewBatch<'a> {
+    pub id: &'a str,
+    pub actor: &'a str,
+    pub source: &'a str,
+    pub department: Option<&'a str>,
+    /// Comma-separated role names.
+    pub roles: &'a str,
+    /// The blob key of an uploaded zip (HTTP jobs).
+    pub upload: Option<&'a str>,
+    pub all_or_nothing: bool,
+    /// `queued` for an HTTP job, `running` for the command line.
+    pub state: &'a str,
+}
+
+/// A conversion run as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchRecord {
+    pub id: String,
+    pub created_at: String,
+    pub actor: String,
+    pub source: String,
+    pub state: String,
+    #[serde(skip)]
+    pub upload: Option<String>,
+    pub all_or_nothing: bool,
+    /// Every manifest line up to this one has its outcome.
+    pub done_line: u64,
+    pub issued: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub department: Option<String>,
+    #[serde(skip)]
+    pub roles: String,
+    pub finished_at: Option<String>,
+}
+
+/// One manifest row of a chunk, as the converter decided it.
+pub struct BatchRow {
+    pub line: u64,
+    pub type_code: String,
+    pub number: String,
+    pub outcome: BatchRowOutcome,
+}
+
+pub enum BatchRowOutcome {
+    /// Issue the chunk's licence at this index (it may still turn out to exist: then skipped).
+    Issue(usize),
+    Skipped {
+        licence_id: String,
+    },
+    Rejected {
+        column: String,
+        reason: String,
+    },
+}
+
+/// What became of one manifest row: the report's line and the API's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowResult {
+    pub line: u64,
+    /// `issued`, `skipped` or `rejected`.
+    pub outcome: String,
+    pub type_code: String,
+    pub number: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub licence_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RowResult {
+    fn resolved(row: &BatchRow, inserted: &[Inserted], licences: &[NewLicence<'_>]) -> RowResult {
+        let (outcome, licence_id, column, reason) = match &row.outcome {
+            BatchRowOutcome::Issue(i) => match &inserted[*i] {
+                Inserted::Issued { .. } => (
+                    "issued",
+                    Some(licences[*i].version.id.key.to_string()),
+                    None,
+                    None,
+                ),
+                Inserted::DuplicateNumber { existing } => {
+                    ("skipped", Some(existing.clone()), None, None)
+                }
+            },
+            BatchRowOutcome::Skipped { licence_id } => {
+                ("skipped", Some(licence_id.clone()), None, None)
+            }
+            BatchRowOutcome::Rejected { column, reason } => {
+                ("rejected", None, Some(column.clone()), Some(reason.clone()))
+            }
+        };
+        RowResult {
+            line: row.line,
+            outcome: outcome.into(),
+            type_code: row.type_code.clone(),
+            number: row.number.clone(),
+            licence_id,
+            column,
+            reason,
+        }
+    }
+}
+
+const BATCH_COLUMNS: &str =
+    "id, created_at, actor, source, state, upload, all_or_nothing, done_line,
+    issued, skipped, rejected, error, department, roles, finished_at";
+
+impl Store {
+    pub async fn create_batch(&self, new: &NewBatch<'_>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO batches (id, created_at, actor, source, state, upload, all_or_nothing,
+                department, roles) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(new.id)
+        .bind(time_util::format_rfc3339(time_util::now()))
+        .bind(new.actor)
+        .bind(new.source)
+        .bind(new.state)
+        .bind(new.upload)
+        .bind(i64::from(new.all_or_nothing))
+        .bind(new.department)
+        .bind(new.roles)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn batch(&self, id: &str) -> Result<Option<BatchRecord>> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1");
+        sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|row| batch_record(&row))
+            .transpose()
+    }
+
+    /// HTTP jobs that are queued, or were running in a process whose lease ran out (it died).
+    pub async fn resumable_batches(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM batches WHERE state IN ('queued', 'running') AND upload IS NOT NULL
+             AND lease_until < $1 ORDER BY created_at",
+        )
+        .bind(time_util::now().unix_timestamp())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Takes (or extends) `holder`'s lease on a batch for `seconds`; false when another process
+    /// holds it or the batch has ended.
+    pub async fn lease_batch(&self, id: &str, holder: &str, seconds: i64) -> Result<bool> {
+        let now = time_util::now().unix_timestamp();
+        let mut tx = self.begin_write().await?;
+        let taken = sqlx::query(
+            "UPDATE batches SET state = 'running', lease_holder = $1, lease_until = $2
+             WHERE id = $3 AND state IN ('queued', 'running')
+               AND (lease_until < $4 OR lease_holder = $5)",
+        )
+        .bind(holder)
+        .bind(now + seconds)
+        .bind(id)
+        .bind(now)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(taken == 1)
+    }
+
+    /// Issues a chunk's licences and records every row's outcome and the batch's progress, in
+    /// one transaction.
+    pub async fn commit_batch_chunk(
+        &self,
+        batch_id: &str,
+        licences: &[NewLicence<'_>],
+        rows: &[BatchRow],
+        done_line: u64,
+    ) -> Result<Vec<RowResult>> {
+        let mut tx = self.begin_write().await?;
+        let inserted = if licences.is_empty() {
+            Vec::new()
+        } else {
+            self.insert_licences_in(&mut tx, licences).await?
+        };
+        let results: Vec<RowResult> = rows
+            .iter()
+            .map(|row| RowResult::resolved(row, &inserted, licences))
+            .collect();
+        for chunk in results.chunks(200) {
+            let sql = format!(
+                "INSERT INTO batch_rows (batch_id, line, outcome, type_code, number, licence_id,
+                    column_name, reason) VALUES {}",
+                placeholders(chunk.len(), 8)
+            );
+            let mut query = sqlx::query(&sql);
+            for r in chunk {
+                query = query
+                    .bind(batch_id)
+                    .bind(r.line as i64)
+                    .bind(r.outcome.clone())
+                    .bind(r.type_code.clone())
+                    .bind(r.number.clone())
+                    .bind(r.licence_id.clone())
+                    .bind(r.column.clone())
+                    .bind(r.reason.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let count = |outcome: &str| results.iter().filter(|r| r.outcome == outcome).count() as i64;
+        sqlx::query(
+            "UPDATE batches SET done_line = $1, issued = issued + $2, skipped = skipped + $3,
+                rejected = rejected + $4 WHERE id = $5",
+        )
+        .bind(done_line as i64)
+        .bind(count("issued"))
+        .bind(count("skipped"))
+        .bind(count("rejected"))
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    /// Ends a batch: `done`, or `failed` with the reason.
+    pub async fn finish_batch(&self, id: &str, state: &str, error: Option<&str>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE batches SET state = $1, error = $2, finished_at = $3, lease_until = 0 WHERE id = $4",
+        )
+        .bind(state)
+        .bind(error)
+        .bind(time_util::format_rfc3339(time_util::now()))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A batch's row outcomes after `after_line`, in line order, at most `limit`.
+    pub async fn batch_rows(
+        &self,
+        id: &str,
+        after_line: u64,
+        limit: i64,
+    ) -> Result<Vec<RowResult>> {
+        let rows = sqlx::query(
+            "SELECT line, outcome, type_code, number, licence_id, column_name, reason
+             FROM batch_rows WHERE batch_id = $1 AND line > $2 ORDER BY line LIMIT $3",
+        )
+        .bind(id)
+        .bind(after_line as i64)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RowResult {
+                    line: r.try_get::<i64, _>("line")? as u64,
+                    outcome: r.try_get("outcome")?,
+                    type_code: r.try_get("type_code")?,
+                    number: r.try_get("number")?,
+                    licence_id: r.try_get("licence_id")?,
+                    column: r.try_get("column_name")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The licence identifiers of those `numbers` that exist already for `type_code`.
+    pub async fn existing_numbers(
+        &self,
+        type_code: &str,
+        numbers: &[&str],
+    ) -> Result<HashMap<String, String>> {
+        let mut found = HashMap::new();
+        for chunk in numbers.chunks(500) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT number, licence_id FROM licences WHERE type_code = $1 AND number IN ({})",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(type_code);
+            for number in chunk {
+                query = query.bind(*number);
+            }
+            for row in query.fetch_all(&self.reader).await? {
+                found.insert(row.try_get("number")?, row.try_get("licence_id")?);
+            }
+        }
+        Ok(found)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Blobs in the database
+
+    /// Stores a blob under `key` unless one is there already (keys name their content).
+    pub async fn put_blob(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO blobs (key, bytes, created_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(bytes.to_vec())
+        .bind(time_util::format_rfc3339(time_util::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn blob(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        sqlx::query("SELECT bytes FROM blobs WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| r.try_get("bytes").map_err(StoreError::from))
+            .transpose()
+    }
+}
+
+fn batch_record(row: &AnyRow) -> Result<BatchRecord> {
+    let count = |name: &str| row.try_get::<i64, _>(name).map(|n| n as u64);
+    Ok(BatchRecord {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        actor: row.try_get("actor")?,
+        source: row.try_get("source")?,
+        state: row.try_get("state")?,
+        upload: row.try_get("upload")?,
+        all_or_nothing: row.try_get::<i64, _>("all_or_nothing")? != 0,
+        done_line: count("done_line")?,
+        issued: count("issued")?,
+        skipped: count("skipped")?,
+        rejected: count("rejected")?,
+        error: row.try_get("error")?,
+        department: row.try_get("department")?,
+        roles: row.try_get("roles")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}

@@ -1,0 +1,521 @@
+//! Batch conversion of stock licences (SPEC §9): a sample batch with every kind of bad row, a
+//! GB18030 manifest, all-or-nothing, a conversion killed mid-batch, and the HTTP job.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::*;
+use elicence::app::{Actor, App, Role};
+use elicence::batch::{self, sample, Quiet, Summary};
+use elicence::blobs::Blobs;
+use elicence::store::RowResult;
+use sqlx::Row;
+
+fn write_sample(
+    app: &App,
+    dir: &Path,
+    rows: u64,
+    bad_rate: f64,
+    seed: u64,
+    gb18030: bool,
+) -> PathBuf {
+    write_sample_of(app, dir, rows, bad_rate, seed, gb18030, &[])
+}
+
+fn write_sample_of(
+    app: &App,
+    dir: &Path,
+    rows: u64,
+    bad_rate: f64,
+    seed: u64,
+    gb18030: bool,
+    types: &[&str],
+) -> PathBuf {
+    let out = dir.join(format!("batch-{seed}"));
+    let font = std::fs::read(templates_dir().join(elicence::render::FONT_FILE)).unwrap();
+    let options = sample::Options {
+        rows,
+        bad_rate,
+        seed,
+        gb18030,
+        max_scan_bytes: app.settings.max_scan_bytes,
+        types: types.iter().map(|t| t.to_string()).collect(),
+    };
+    sample::write(&app.directory, &font, &out, &options).unwrap();
+    out
+}
+
+async fn convert(app: &Arc<App>, dir: &Path, all_or_nothing: bool) -> (Summary, Vec<RowResult>) {
+    let actor = Actor::local_operator();
+    let id = batch::create(app, &actor, all_or_nothing, None)
+        .await
+        .unwrap();
+    let summary = batch::convert(app, &actor, &id, dir, &Quiet).await.unwrap();
+    let rows = app.store.batch_rows(&id, 0, 100_000).await.unwrap();
+    (summary, rows)
+}
+
+/// (line, kind, column) of the rows the sample broke on purpose.
+fn expected_rejections(dir: &Path) -> Vec<(u64, String, String)> {
+    let mut reader = csv::Reader::from_path(dir.join("expected-rejections.csv")).unwrap();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].parse().unwrap(), r[1].to_string(), r[2].to_string())
+        })
+        .collect()
+}
+
+async fn licence_count(url: &str) -> i64 {
+    let pool = raw_pool(url).await;
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM licences")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get("n");
+    pool.close().await;
+    n
+}
+
+/// What each kind of bad row must be told, in words a clerk can act on.
+fn reason_of(kind: &str) -> &'static str {
+    match kind {
+        "holder_id_check_digit" => "check character",
+        "unknown_type" => "has no licence type",
+        "missing_required_field" => "is required",
+        "impossible_date" => "is not a date",
+        "ends_before_it_starts" => "is before valid_from",
+        "expired" => "has passed",
+        "scan_missing" => "is not in the batch",
+        "scan_path_escapes" => "climbs out of the batch",
+        "scan_not_an_image" => "is not a JPEG, PNG, TIFF or PDF",
+        "scan_too_large" => "over the limit",
+        "duplicate_number" => "appears at line",
+        "number_empty" => "keeps the number printed",
+        "value_not_allowed" => "is not",
+        "extra_cell" => "cells, the header",
+        "unprintable_character" => "cannot print",
+        other => panic!("a kind without a reason: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_sample_batch_issues_good_rows_rejects_each_bad_kind_and_a_rerun_issues_nothing() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 150, 0.15, 11, false);
+    let expected = expected_rejections(&dir);
+    let kinds: BTreeSet<&str> = expected.iter().map(|(_, k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds.len(),
+        sample::BAD_KINDS.len(),
+        "the sample covers every kind"
+    );
+
+    let (summary, rows) = convert(&t.app, &dir, false).await;
+    assert_eq!(summary.state, "done");
+    assert_eq!(rows.len(), 150);
+    assert_eq!(summary.counts.rejected, expected.len() as u64);
+    assert_eq!(summary.counts.issued, 150 - expected.len() as u64);
+    let by_line: HashMap<u64, &RowResult> = rows.iter().map(|r| (r.line, r)).collect();
+    for (line, kind, column) in &expected {
+        let row = by_line[line];
+        assert_eq!(row.outcome, "rejected", "line {line} ({kind})");
+        assert_eq!(
+            row.column.as_deref(),
+            Some(column.as_str()),
+            "line {line} ({kind})"
+        );
+        let reason = row.reason.as_deref().unwrap();
+        assert!(
+            reason.contains(reason_of(kind)),
+            "line {line} ({kind}): {reason}"
+        );
+    }
+
+    // An issued row: verifies, binds its scan, and has the scan and the PDF archived.
+    let issued = rows.iter().find(|r| r.outcome == "issued").unwrap();
+    let licence_id = issued.licence_id.as_deref().unwrap();
+    let view = t
+        .app
+        .show(&Actor::local_operator(), licence_id, None)
+        .await
+        .unwrap();
+    let verification = t.app.verify(&view.version.qr_text).await.unwrap();
+    assert_eq!(verification.result, elicence::verify::Outcome::Valid);
+    let scan_name = format!(
+        "scans/{:07}.{}",
+        issued.line - 1,
+        if (issued.line - 2) % 4 % 2 == 0 {
+            "jpg"
+        } else {
+            "png"
+        }
+    );
+    let scan = std::fs::read(dir.join(&scan_name)).unwrap();
+    let scan_hash = elicence::hash::sha256_hex(&scan);
+    assert_eq!(view.version.scan.as_deref(), Some(scan_hash.as_str()));
+    assert_eq!(
+        t.app.blobs.get(&Blobs::scan_key(&scan_hash)).await.unwrap(),
+        Some(scan)
+    );
+    let pdf = t
+        .app
+        .blobs
+        .get(&Blobs::pdf_key(&view.version.id))
+        .await
+        .unwrap()
+        .expect("the PDF is archived");
+    let rendered = t
+        .app
+        .pdf(&Actor::local_operator(), licence_id, None)
+        .await
+        .unwrap();
+    assert_eq!(pdf, rendered, "the archived PDF is the version's PDF");
+
+    let (again, rows_again) = convert(&t.app, &dir, false).await;
+    assert_eq!(again.counts.issued, 0);
+    assert_eq!(again.counts.skipped, summary.counts.issued);
+    assert_eq!(again.counts.rejected, summary.counts.rejected);
+    let skipped = rows_again.iter().find(|r| r.line == issued.line).unwrap();
+    assert_eq!(skipped.outcome, "skipped");
+    assert_eq!(skipped.licence_id.as_deref(), Some(licence_id));
+    assert_eq!(
+        licence_count(&t.database_url).await,
+        summary.counts.issued as i64
+    );
+}
+
+#[tokio::test]
+async fn a_gb18030_manifest_and_a_utf8_manifest_with_bom_both_convert() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 12, 0.0, 21, true);
+    let raw = std::fs::read(dir.join("manifest.csv")).unwrap();
+    assert!(
+        std::str::from_utf8(&raw).is_err(),
+        "the sample is not UTF-8"
+    );
+    let (summary, rows) = convert(&t.app, &dir, false).await;
+    assert_eq!(summary.encoding, "gb18030");
+    assert_eq!(summary.counts.issued, 12, "{rows:?}");
+    // The names come through as written, rare characters included.
+    let (text, _, _) = encoding_rs::GB18030.decode(&raw);
+    let mut manifest = csv::Reader::from_reader(text.as_bytes());
+    let first = manifest.records().next().unwrap().unwrap();
+    let view = t
+        .app
+        .show(
+            &Actor::local_operator(),
+            rows[0].licence_id.as_deref().unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(view.version.holder.name, &first[2]);
+
+    let bom = write_sample(&t.app, t.dir.path(), 4, 0.0, 22, false);
+    let utf8 = std::fs::read(bom.join("manifest.csv")).unwrap();
+    std::fs::write(
+        bom.join("manifest.csv"),
+        [b"\xEF\xBB\xBF".as_slice(), &utf8].concat(),
+    )
+    .unwrap();
+    let (summary, _) = convert(&t.app, &bom, false).await;
+    assert_eq!(
+        (summary.encoding.as_str(), summary.counts.issued),
+        ("UTF-8", 4)
+    );
+}
+
+#[tokio::test]
+async fn all_or_nothing_issues_nothing_after_one_bad_row_and_everything_once_fixed() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 30, 0.0, 31, false);
+    let manifest = dir.join("manifest.csv");
+    let good = std::fs::read_to_string(&manifest).unwrap();
+    // Line 20 gets an impossible date.
+    let broken: Vec<String> = good
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 19 {
+                let mut cells: Vec<&str> = line.split(',').collect();
+                cells[4] = "2024-13-01";
+                cells.join(",")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&manifest, broken.join("\n") + "\n").unwrap();
+
+    let (summary, rows) = convert(&t.app, &dir, true).await;
+    assert_eq!(summary.state, "failed");
+    assert!(summary
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("nothing was issued"));
+    assert_eq!(summary.counts.issued, 0);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].line, rows[0].column.as_deref()),
+        (20, Some("valid_from"))
+    );
+    assert_eq!(
+        licence_count(&t.database_url).await,
+        0,
+        "nothing left behind"
+    );
+
+    std::fs::write(&manifest, good).unwrap();
+    let (summary, _) = convert(&t.app, &dir, true).await;
+    assert_eq!(
+        (summary.state.as_str(), summary.counts.issued),
+        ("done", 30)
+    );
+}
+
+#[tokio::test]
+async fn a_conversion_killed_mid_batch_resumes_and_issues_each_good_row_once() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 900, 0.02, 41, false);
+    let bad = expected_rejections(&dir).len() as i64;
+    let good = 900 - bad;
+    let (data, keys, url) = (
+        t.dir.path().join("data"),
+        t.dir.path().join("keys"),
+        t.database_url.clone(),
+    );
+    let run = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_elicence"))
+            .args(["convert", dir.to_str().unwrap()])
+            .env("ELICENCE_DATA_DIR", &data)
+            .env("ELICENCE_KEYS_DIR", &keys)
+            .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+            .env("ELICENCE_DATABASE_URL", &url)
+            .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run();
+    // Kill it once some chunks have committed and before the end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let n = licence_count(&t.database_url).await;
+        assert!(
+            n < good,
+            "the conversion finished before it could be killed"
+        );
+        if n >= 256 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let after_kill = licence_count(&t.database_url).await;
+    assert!(after_kill < good);
+
+    let status = tokio::task::spawn_blocking(move || run().wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "rows were rejected, so exit 2");
+    assert_eq!(licence_count(&t.database_url).await, good);
+    let pool = raw_pool(&t.database_url).await;
+    let distinct: i64 = sqlx::query("SELECT COUNT(DISTINCT number) AS n FROM licences")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(distinct, good);
+    // The rerun skipped exactly what the killed run had committed.
+    let skipped: i64 =
+        sqlx::query("SELECT skipped AS n FROM batches ORDER BY created_at DESC, id DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get("n");
+    assert_eq!(skipped, after_kill);
+    let report = t.app.store.verify_audit().await.unwrap();
+    assert!(report.first_break.is_none());
+}
+
+fn zip_dir(dir: &Path) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = zip::write::SimpleFileOptions::default();
+    for entry in walk(dir) {
+        let name = entry
+            .strip_prefix(dir)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        zip.start_file(name, options).unwrap();
+        zip.write_all(&std::fs::read(&entry).unwrap()).unwrap();
+    }
+    zip.finish().unwrap();
+    out.into_inner()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+async fn post_batch(s: &TestServer, token: Option<&str>, body: Vec<u8>) -> reqwest::Response {
+    let request = s
+        .client
+        .post(s.url("/api/v1/batches"))
+        .header("content-type", "application/zip")
+        .body(body);
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+    .send()
+    .await
+    .unwrap()
+}
+
+/// Posts a batch, polls its job until done; returns its location and last answer.
+async fn post_and_wait(s: &TestServer, token: &str, body: Vec<u8>) -> (String, serde_json::Value) {
+    let accepted = post_batch(s, Some(token), body).await;
+    assert_eq!(accepted.status(), 202);
+    let location = accepted.headers()["location"].to_str().unwrap().to_string();
+    let mut job = serde_json::Value::Null;
+    for _ in 0..600 {
+        job = s
+            .client
+            .get(s.url(&location))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["batch"]["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(job["batch"]["state"], "done", "{job}");
+    (location, job)
+}
+
+#[tokio::test]
+async fn a_zip_posted_over_http_is_converted_as_a_job_and_polled() {
+    let s = TestServer::start().await;
+    // The market bureau's two types, posted by its clerk.
+    let dir = write_sample_of(
+        &s.t.app,
+        s.t.dir.path(),
+        40,
+        0.1,
+        51,
+        false,
+        &[FOOD, SOLE_TRADER],
+    );
+    let expected = expected_rejections(&dir);
+    let zip = zip_dir(&dir);
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+
+    assert_eq!(post_batch(&s, None, zip.clone()).await.status(), 401);
+    let library = s.token(Some(MARKET_BUREAU), &[Role::Library]).await;
+    assert_eq!(
+        post_batch(&s, Some(&library), zip.clone()).await.status(),
+        403
+    );
+    let evil = {
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut out);
+        z.start_file("manifest.csv", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.start_file("../../evil.png", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.finish().unwrap();
+        out.into_inner()
+    };
+    let refused = post_batch(&s, Some(&clerk), evil).await;
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("outside the batch"));
+
+    // Another department's clerk may not convert the bureau's licences: every row refused.
+    let other = s.token(Some(DISABILITY_FEDERATION), &[Role::Clerk]).await;
+    let (_, refused) = post_and_wait(&s, &other, zip.clone()).await;
+    assert_eq!(refused["batch"]["issued"], 0);
+    let first = &refused["rows"][0];
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap()
+            .contains("may not act for"),
+        "{first}"
+    );
+
+    let (location, job) = post_and_wait(&s, &clerk, zip).await;
+    assert_eq!(job["batch"]["rejected"], expected.len());
+    assert_eq!(job["batch"]["issued"], 40 - expected.len());
+    let rows = job["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 40);
+    for (line, kind, column) in &expected {
+        let row = rows.iter().find(|r| r["line"] == *line).unwrap();
+        assert_eq!(row["outcome"], "rejected", "{kind}");
+        assert_eq!(row["column"], column.as_str(), "{kind}");
+    }
+    // Another department's clerk does not see the job.
+    let hidden = s
+        .client
+        .get(s.url(&location))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 404);
+}
+
+#[tokio::test]
+async fn a_job_left_queued_by_a_dead_process_is_taken_up_and_finished() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 10, 0.0, 61, false);
+    let actor = Actor::local_operator();
+    // Recorded and stored, but the process "died" before it started the job.
+    let id = batch::create(&t.app, &actor, false, Some(&zip_dir(&dir)))
+        .await
+        .unwrap();
+    assert_eq!(
+        t.app.store.batch(&id).await.unwrap().unwrap().state,
+        "queued"
+    );
+    let restarted = Arc::new(t.reopen().await);
+    batch::job::resume_all(restarted.clone()).await;
+    for _ in 0..300 {
+        if restarted.store.batch(&id).await.unwrap().unwrap().state == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let job = restarted.store.batch(&id).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.issued), ("done", 10));
+}
