@@ -413,3 +413,102 @@ pub async fn feed(app: App, events: usize, dir: &std::path::Path) -> anyhow::Res
     pushing.per_second = pushed as f64 / elapsed.as_secs_f64();
     Ok(vec![reading, pushing])
 }
+
+/// What `bench convert` measured.
+#[derive(Debug, Serialize)]
+pub struct ConvertReport {
+    pub backend: String,
+    pub cores: usize,
+    pub rows: u64,
+    pub issued: u64,
+    pub seconds: f64,
+    pub licences_per_second: f64,
+    /// Time per licence in each stage (CPU time summed over cores for the parallel ones).
+    pub per_licence_ms: crate::batch::Stages,
+    pub peak_rss_mb: f64,
+}
+
+impl ConvertReport {
+    pub fn lines(&self) -> String {
+        let s = &self.per_licence_ms;
+        format!(
+            "convert {} rows ({}, {} cores): {} issued in {:.1} s = {:.0} licences/s, peak RSS {:.0} MB\n\
+             per licence: check {:.3} ms, scan {:.3} ms, reserve {:.3} ms, sign {:.3} ms, render {:.3} ms, \
+             archive {:.3} ms, commit {:.3} ms",
+            self.rows,
+            self.backend,
+            self.cores,
+            self.issued,
+            self.seconds,
+            self.licences_per_second,
+            self.peak_rss_mb,
+            s.check_ms,
+            s.scans_ms,
+            s.reserve_ms,
+            s.sign_ms,
+            s.render_ms,
+            s.archive_ms,
+            s.commit_ms,
+        )
+    }
+}
+
+/// Generates a clean batch of `rows` rows (not timed), then converts it and reports throughput,
+/// time per stage and the peak resident memory of the conversion.
+pub async fn convert(app: App, rows: u64, dir: &std::path::Path) -> anyhow::Result<ConvertReport> {
+    let app = Arc::new(app);
+    let font = std::fs::read(app.settings.templates_dir.join(crate::render::FONT_FILE))?;
+    let batch = dir.join("batch");
+    let options = crate::batch::sample::Options {
+        rows,
+        bad_rate: 0.0,
+        seed: rand::random(),
+        gb18030: false,
+        max_scan_bytes: app.settings.max_scan_bytes,
+        types: Vec::new(),
+    };
+    crate::batch::sample::write(&app.directory, &font, &batch, &options)?;
+    reset_peak_rss();
+    let actor = Actor::local_operator();
+    let id = crate::batch::create(&app, &actor, false, None).await?;
+    let summary = crate::batch::convert(&app, &actor, &id, &batch, &crate::batch::Quiet).await?;
+    let issued = summary.counts.issued.max(1) as f64;
+    let per = |ms: f64| ms / issued;
+    let s = summary.stages;
+    Ok(ConvertReport {
+        backend: backend_name(&app).into(),
+        cores: cores(),
+        rows,
+        issued: summary.counts.issued,
+        seconds: summary.seconds,
+        licences_per_second: summary.counts.issued as f64 / summary.seconds,
+        per_licence_ms: crate::batch::Stages {
+            check_ms: per(s.check_ms),
+            scans_ms: per(s.scans_ms),
+            reserve_ms: per(s.reserve_ms),
+            sign_ms: per(s.sign_ms),
+            render_ms: per(s.render_ms),
+            archive_ms: per(s.archive_ms),
+            commit_ms: per(s.commit_ms),
+        },
+        peak_rss_mb: peak_rss_kb() as f64 / 1024.0,
+    })
+}
+
+/// Resets the kernel's peak-RSS mark (Linux), so the peak measured is the conversion's own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak resident set size of this process in KiB (`VmHWM`), 0 where unknown.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -158,6 +158,15 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Batch conversion end to end (check, sign, store, render, archive) of a generated batch:
+    /// licences per second, time per stage, peak memory.
+    Convert {
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Online verification over HTTP under concurrent load (a server in this process).
     Verify {
         #[arg(long, default_value_t = 50_000)]
@@ -925,9 +934,9 @@ async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result
     let failed = |e: anyhow::Error| AppError::Config(format!("benchmark: {e}"));
     let dir = tempfile::tempdir().map_err(|e| AppError::Config(e.to_string()))?;
     let database_url = match &command {
-        BenchCommand::Feed { database_url, .. } | BenchCommand::Verify { database_url, .. } => {
-            database_url.clone()
-        }
+        BenchCommand::Feed { database_url, .. }
+        | BenchCommand::Verify { database_url, .. }
+        | BenchCommand::Convert { database_url, .. } => database_url.clone(),
         BenchCommand::Sign { .. } | BenchCommand::Render { .. } => None,
     };
     let app =
@@ -948,6 +957,13 @@ async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result
         BenchCommand::Feed { events, .. } => crate::bench::feed(app, events, dir.path())
             .await
             .map_err(failed)?,
+        BenchCommand::Convert { rows, .. } => {
+            let report = crate::bench::convert(app, rows, dir.path())
+                .await
+                .map_err(failed)?;
+            print(json, &report, || report.lines());
+            return Ok(0);
+        }
         BenchCommand::Verify {
             requests,
             concurrency,

@@ -54,6 +54,56 @@ pub struct Counts {
     pub rejected: u64,
 }
 
+/// Where a run's time went, in milliseconds summed over rows: the parallel stages (scans, sign,
+/// render) add up the time of every core, so they can exceed the wall-clock time.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Stages {
+    pub check_ms: f64,
+    pub scans_ms: f64,
+    pub reserve_ms: f64,
+    pub sign_ms: f64,
+    pub render_ms: f64,
+    pub archive_ms: f64,
+    pub commit_ms: f64,
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Check,
+    Scans,
+    Reserve,
+    Sign,
+    Render,
+    Archive,
+    Commit,
+}
+
+/// Accumulates [`Stages`] from every thread of a run.
+#[derive(Default)]
+struct Clock([std::sync::atomic::AtomicU64; 7]);
+
+impl Clock {
+    fn add(&self, stage: Stage, since: Instant) {
+        let nanos = since.elapsed().as_nanos() as u64;
+        self.0[stage as usize].fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stages(&self) -> Stages {
+        let ms = |stage: Stage| {
+            self.0[stage as usize].load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
+        };
+        Stages {
+            check_ms: ms(Stage::Check),
+            scans_ms: ms(Stage::Scans),
+            reserve_ms: ms(Stage::Reserve),
+            sign_ms: ms(Stage::Sign),
+            render_ms: ms(Stage::Render),
+            archive_ms: ms(Stage::Archive),
+            commit_ms: ms(Stage::Commit),
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -65,6 +115,7 @@ pub struct Summary {
     #[serde(flatten)]
     pub counts: Counts,
     pub seconds: f64,
+    pub stages: Stages,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -134,7 +185,8 @@ pub async fn convert(
 ) -> Result<Summary> {
     let started = Instant::now();
     let entry = actor.entry("batch.convert", batch_id);
-    let result = run(app, actor, batch_id, dir, progress).await;
+    let clock = Arc::new(Clock::default());
+    let result = run(app, actor, batch_id, dir, progress, &clock).await;
     let (state, error) = match &result {
         Ok(end) if end.refusal.is_none() => ("done", None),
         Ok(end) => ("failed", end.refusal.clone()),
@@ -177,6 +229,7 @@ pub async fn convert(
         rows: counts.done,
         counts,
         seconds: started.elapsed().as_secs_f64(),
+        stages: clock.stages(),
         error,
     })
 }
@@ -195,6 +248,7 @@ async fn run(
     batch_id: &str,
     dir: &Path,
     progress: &dyn Progress,
+    clock: &Arc<Clock>,
 ) -> Result<RunEnd> {
     let root = dir
         .canonicalize()
@@ -229,7 +283,7 @@ async fn run(
     progress.advanced(&counts);
 
     if batch.all_or_nothing && batch.done_line <= 1 {
-        let mut checker = Checker::new(app, actor, &root);
+        let mut checker = Checker::new(app, actor, &root, clock);
         let mut rejected = 0;
         for chunk in chunks(open()?) {
             let (rows, _) = checker.check(&chunk?).await?;
@@ -250,7 +304,7 @@ async fn run(
         }
     }
 
-    let mut checker = Checker::new(app, actor, &root);
+    let mut checker = Checker::new(app, actor, &root, clock);
     for chunk in chunks(manifest) {
         let chunk: Vec<ManifestRow> = chunk?
             .into_iter()
@@ -260,7 +314,7 @@ async fn run(
             continue;
         };
         let (mut rows, pending) = checker.check(&chunk).await?;
-        let issued = issue(app, actor, batch_id, &mut rows, pending).await?;
+        let issued = issue(app, actor, batch_id, &mut rows, pending, clock).await?;
         let new: Vec<NewLicence<'_>> = issued
             .iter()
             .map(|i| NewLicence {
@@ -270,10 +324,12 @@ async fn run(
                 audit: &i.audit,
             })
             .collect();
+        let committing = Instant::now();
         let results = app
             .store
             .commit_batch_chunk(batch_id, &new, &rows, last_line)
             .await?;
+        clock.add(Stage::Commit, committing);
         for r in &results {
             counts.done += 1;
             match r.outcome.as_str() {
@@ -327,22 +383,30 @@ struct Checker<'a> {
     seen: HashMap<(String, String), u64>,
     /// Types this actor was refused, audited once each.
     refused: HashSet<String>,
+    clock: &'a Arc<Clock>,
 }
 
 type RowError = (String, String);
 
 impl<'a> Checker<'a> {
-    fn new(app: &'a Arc<App>, actor: &'a Actor, root: &'a Path) -> Checker<'a> {
+    fn new(
+        app: &'a Arc<App>,
+        actor: &'a Actor,
+        root: &'a Path,
+        clock: &'a Arc<Clock>,
+    ) -> Checker<'a> {
         Checker {
             app,
             actor,
             root,
             seen: HashMap::new(),
             refused: HashSet::new(),
+            clock,
         }
     }
 
     async fn check(&mut self, chunk: &[ManifestRow]) -> Result<(Vec<BatchRow>, Vec<Pending>)> {
+        let checking = Instant::now();
         let mut rows = Vec::with_capacity(chunk.len());
         let mut good = Vec::new();
         for row in chunk {
@@ -361,6 +425,7 @@ impl<'a> Checker<'a> {
             });
         }
         self.skip_converted(&mut rows, &mut good).await?;
+        self.clock.add(Stage::Check, checking);
         let pending = self.read_scans(&mut rows, good).await?;
         Ok((rows, pending))
     }
@@ -495,10 +560,14 @@ impl<'a> Checker<'a> {
     ) -> Result<Vec<Pending>> {
         let root = self.root.to_path_buf();
         let max = self.app.settings.max_scan_bytes;
+        let clock = self.clock.clone();
         let read = blocking(move || {
             good.into_par_iter()
-                .map(
-                    |(row, type_code, record, scan)| match scans::read_scan(&root, &scan, max) {
+                .map(|(row, type_code, record, scan)| {
+                    let reading = Instant::now();
+                    let read = scans::read_scan(&root, &scan, max);
+                    clock.add(Stage::Scans, reading);
+                    match read {
                         Ok(scan) => Ok(Pending {
                             row,
                             type_code,
@@ -506,8 +575,8 @@ impl<'a> Checker<'a> {
                             scan,
                         }),
                         Err(reason) => Err((row, reason)),
-                    },
-                )
+                    }
+                })
                 .collect::<Vec<_>>()
         })
         .await?;
@@ -560,7 +629,9 @@ async fn issue(
     batch_id: &str,
     rows: &mut [BatchRow],
     pending: Vec<Pending>,
+    clock: &Arc<Clock>,
 ) -> Result<Vec<Signed>> {
+    let reserving = Instant::now();
     // Reservations: a serial range per type, status indexes per issuer.
     let mut serials: HashMap<TypeCode, u64> = HashMap::new();
     let mut indexes: HashMap<String, Vec<u64>> = HashMap::new();
@@ -600,22 +671,27 @@ async fn issue(
             .expect("reserved above");
         jobs.push((p, key, index));
     }
+    clock.add(Stage::Reserve, reserving);
 
-    let worker = app.clone();
+    let (worker, clock_in) = (app.clone(), clock.clone());
     let made = blocking(move || {
         jobs.into_par_iter()
             .map(|(mut p, key, index)| {
                 let t = worker.licence_type(&p.type_code)?;
                 p.record.scan = Some(p.scan.sha256.clone());
-                let version =
-                    worker.sign_reserved(t, key.version(1), p.record.clone(), None, index)?;
+                let signing = Instant::now();
+                let version = worker.sign_reserved(t, key.version(1), p.record, None, index)?;
+                clock_in.add(Stage::Sign, signing);
+                let rendering = Instant::now();
                 let pdf = worker.render_new(t, &version)?;
+                clock_in.add(Stage::Render, rendering);
                 Ok((p.row, version, pdf, p.scan))
             })
             .collect::<Vec<Result<_>>>()
     })
     .await?;
 
+    let archiving = Instant::now();
     let mut archive = tokio::task::JoinSet::new();
     let mut signed = Vec::with_capacity(made.len());
     for m in made {
@@ -645,6 +721,7 @@ async fn issue(
     while let Some(done) = archive.join_next().await {
         done.map_err(|e| AppError::State(format!("archiving: {e}")))??;
     }
+    clock.add(Stage::Archive, archiving);
     Ok(signed)
 }
 

@@ -126,9 +126,14 @@ pub fn write(
     }
     let today = time_util::today_cst();
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let mut csv = csv::WriterBuilder::new()
-        .flexible(true)
-        .from_writer(Vec::new());
+    // Rows are encoded a chunk at a time into the file, so memory stays flat for any row count.
+    let new_writer = || {
+        csv::WriterBuilder::new()
+            .flexible(true)
+            .from_writer(Vec::new())
+    };
+    let mut csv = new_writer();
+    let mut manifest = std::io::BufWriter::new(std::fs::File::create(&manifest_path)?);
     csv.write_record(&columns)?;
     let mut expected = csv::Writer::from_path(out.join("expected-rejections.csv"))?;
     expected.write_record(["line", "kind", "column"])?;
@@ -153,7 +158,11 @@ pub fn write(
             let scan_name = format!(
                 "scans/{:07}.{}",
                 i + 1,
-                if type_index.is_multiple_of(2) { "jpg" } else { "png" }
+                if type_index.is_multiple_of(2) {
+                    "jpg"
+                } else {
+                    "png"
+                }
             );
             row[column(&columns, "scan")] = scan_name.clone();
             let bad = options.bad_rate > 0.0 && rng.gen_bool(options.bad_rate.min(1.0));
@@ -181,6 +190,14 @@ pub fn write(
             csv.write_record(&row)?;
             written.rows += 1;
         }
+        let text = String::from_utf8(std::mem::replace(&mut csv, new_writer()).into_inner()?)?;
+        if options.gb18030 {
+            let (encoded, _, unmappable) = encoding_rs::GB18030.encode(&text);
+            anyhow::ensure!(!unmappable, "a character GB18030 cannot write");
+            manifest.write_all(&encoded)?;
+        } else {
+            manifest.write_all(text.as_bytes())?;
+        }
         written.scans += drawings.len() as u64;
         drawings
             .par_iter()
@@ -194,15 +211,7 @@ pub fn write(
                 Ok(())
             })?;
     }
-    let text = String::from_utf8(csv.into_inner()?)?;
-    let bytes = if options.gb18030 {
-        let (encoded, _, unmappable) = encoding_rs::GB18030.encode(&text);
-        anyhow::ensure!(!unmappable, "a character GB18030 cannot write");
-        encoded.into_owned()
-    } else {
-        text.into_bytes()
-    };
-    std::fs::File::create(&manifest_path)?.write_all(&bytes)?;
+    manifest.flush()?;
     expected.flush()?;
     Ok(written)
 }
