@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use printpdf::{
     Color, FontId, LinePoint, Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFont, PdfFontHandle,
-    PdfPage, PdfSaveOptions, Point, Polygon, PolygonRing, Pt, Rgb, TextItem, TextMatrix,
+    PdfPage, PdfSaveOptions, Point, Polygon, PolygonRing, Pt, Rect, Rgb, TextItem, TextMatrix,
     WindingOrder,
 };
 use serde::Deserialize;
@@ -297,7 +297,7 @@ impl Renderer {
         info.subject = id.clone();
         let page = PdfPage::new(Mm(width), Mm(height), ops);
         // printpdf's own optimisation compresses at zlib level 9, two thirds of the render time;
-        // level 6 gives nearly the same size in a fraction of it.
+        // level 2 costs 3 % in size and a tenth of the time (measured with `bench render`).
         let raw = doc.with_pages(vec![page]).save(
             &PdfSaveOptions {
                 optimize: false,
@@ -307,6 +307,42 @@ impl Renderer {
         );
         with_trailer_id(compress_streams(raw), &id)
     }
+}
+
+/// The dark modules of a QR symbol as few rectangles (x, top row, width, height) in module units:
+/// each dark run of a row is a rectangle, grown downwards while the rows below repeat the run.
+fn dark_rectangles(code: &qr::QrSymbol) -> Vec<(usize, usize, usize, usize)> {
+    let width = code.width();
+    let mut open: BTreeMap<(usize, usize), usize> = BTreeMap::new(); // (start, end) → top row
+    let mut rectangles = Vec::new();
+    for row in 0..=width {
+        let mut runs = Vec::new();
+        let mut col = 0;
+        while row < width && col < width {
+            if !code.is_dark(row, col) {
+                col += 1;
+                continue;
+            }
+            let start = col;
+            while col < width && code.is_dark(row, col) {
+                col += 1;
+            }
+            runs.push((start, col));
+        }
+        let ended: Vec<(usize, usize)> = open
+            .keys()
+            .filter(|run| !runs.contains(run))
+            .copied()
+            .collect();
+        for run in ended {
+            let top = open.remove(&run).expect("open");
+            rectangles.push((run.0, top, run.1 - run.0, row - top));
+        }
+        for run in runs {
+            open.entry(run).or_insert(row);
+        }
+    }
+    rectangles
 }
 
 /// The font's resource name, which printpdf also writes as the subset tag (`XXXXXX+Name`): six
@@ -614,37 +650,24 @@ impl<'a> Page<'a> {
         let l = self.layout;
         let code = qr::qr_code(text)?;
         let width = code.width();
-        let colours = code.to_colors();
         let x0 = self.left() + 4.0;
         let y0 = l.margin + l.padding + 12.0;
         let module = l.qr_size / width as f32;
         // Drawn in module units under a scaling matrix: integer coordinates keep the content
-        // stream (and the PDF) small; one rectangle per horizontal run of dark modules.
-        let at = |x: usize, y: usize| LinePoint {
-            p: Point {
-                x: Pt(x as f32),
-                y: Pt(y as f32),
-            },
-            bezier: false,
-        };
-        let mut rings = Vec::new();
-        for row in 0..width {
-            let mut col = 0;
-            while col < width {
-                if colours[row * width + col] != qrcode::Color::Dark {
-                    col += 1;
-                    continue;
-                }
-                let start = col;
-                while col < width && colours[row * width + col] == qrcode::Color::Dark {
-                    col += 1;
-                }
-                let y = width - row - 1;
-                rings.push(PolygonRing {
-                    points: vec![at(start, y), at(col, y), at(col, y + 1), at(start, y + 1)],
-                });
-            }
-        }
+        // stream (and the PDF) small.
+        let rectangles = dark_rectangles(&code);
+        let ops = rectangles
+            .into_iter()
+            .map(|(x, top, w, h)| Op::DrawRectangle {
+                rectangle: Rect {
+                    x: Pt(x as f32),
+                    y: Pt((width - top - h) as f32),
+                    width: Pt(w as f32),
+                    height: Pt(h as f32),
+                    mode: Some(PaintMode::Fill),
+                    winding_order: Some(WindingOrder::NonZero),
+                },
+            });
         let black = self.colour("#000000");
         let scale = Pt::from(Mm(module)).0;
         let (ox, oy) = (Pt::from(Mm(x0)).0, Pt::from(Mm(y0)).0);
@@ -654,15 +677,9 @@ impl<'a> Page<'a> {
                 matrix: printpdf::CurTransMat::Raw([scale, 0.0, 0.0, scale, ox, oy]),
             },
             Op::SetFillColor { col: black },
-            Op::DrawPolygon {
-                polygon: Polygon {
-                    rings,
-                    mode: PaintMode::Fill,
-                    winding_order: WindingOrder::NonZero,
-                },
-            },
-            Op::RestoreGraphicsState,
         ]);
+        self.ops.extend(ops);
+        self.ops.push(Op::RestoreGraphicsState);
         let centre = x0 + l.qr_size / 2.0;
         self.centred("扫码核验", 9.0, centre, y0 - 5.0, &l.text_colour);
         let id_lines = self.renderer.wrap(identifier, 5.5, l.qr_size + 14.0);
@@ -789,7 +806,7 @@ impl<'a> Page<'a> {
     }
 }
 
-/// Deflates every uncompressed stream at zlib's default level. Falls back to the uncompressed
+/// Deflates every uncompressed stream at zlib level 2. Falls back to the uncompressed
 /// file if it cannot be re-read (it was just written, so that is not expected).
 fn compress_streams(raw: Vec<u8>) -> Vec<u8> {
     use std::io::Write;
@@ -802,7 +819,7 @@ fn compress_streams(raw: Vec<u8>) -> Vec<u8> {
                 continue;
             }
             let mut encoder =
-                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(2));
             if encoder.write_all(&stream.content).is_err() {
                 continue;
             }
