@@ -164,7 +164,7 @@ pub enum AppError {
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
 
 /// A version just created: its identifier and the text its QR code carries.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Issued {
     pub id: String,
     pub licence_id: String,
@@ -175,7 +175,7 @@ pub struct Issued {
 }
 
 /// A licence as `licence show` and `GET /api/v1/licences/{id}` give it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct LicenceView {
     pub licence_id: String,
     pub type_code: String,
@@ -187,7 +187,7 @@ pub struct LicenceView {
     pub events: Vec<EventView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct VersionView {
     pub id: String,
     pub version: u32,
@@ -207,14 +207,14 @@ pub struct VersionView {
     pub qr_text: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct HolderView {
     pub name: String,
     pub id: String,
     pub kind: &'static str,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct EventView {
     pub seq: i64,
     pub version: u32,
@@ -239,7 +239,7 @@ impl From<&EventRow> for EventView {
 
 /// Changes an amendment (变更) makes: the holder's name and any fields. The number, the holder's
 /// id and the validity stay; a different holder is a different licence.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Amendment {
     #[serde(default)]
@@ -251,7 +251,7 @@ pub struct Amendment {
 }
 
 /// A renewal (延续): a new validity period; missing dates follow on from the old period.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Renewal {
     #[serde(default)]

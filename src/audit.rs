@@ -39,7 +39,7 @@ impl Entry {
 }
 
 /// An appended audit record as the API answers it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Record {
     pub seq: i64,
     pub at: String,

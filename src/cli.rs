@@ -101,6 +101,8 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print the OpenAPI 3 document of the HTTP API (also served at /api/v1/openapi.json).
+    Openapi,
     /// Benchmarks: throughput and latency percentiles with the core count.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -336,6 +338,10 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
             )
         }
         Command::Bench(command) => bench(&settings, command, json).await,
+        Command::Openapi => {
+            println!("{}", crate::http::openapi::document());
+            Ok(0)
+        }
         Command::SampleBatch {
             rows,
             bad_rate,
@@ -483,7 +489,8 @@ async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppErr
         | Command::Serve { .. }
         | Command::Bench(_)
         | Command::SampleBatch { .. }
-        | Command::Convert { .. } => {
+        | Command::Convert { .. }
+        | Command::Openapi => {
             unreachable!("handled in dispatch")
         }
     }

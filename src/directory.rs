@@ -20,7 +20,7 @@ pub struct DirectoryError {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HolderKind {
     Person,
@@ -36,7 +36,7 @@ impl HolderKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     Text,
@@ -48,7 +48,7 @@ pub enum FieldType {
 }
 
 /// One field a licence of a type carries, in the order the licence shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldDef {
     pub key: String,
@@ -75,10 +75,11 @@ fn printed_by_default() -> bool {
     true
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Issuer {
     pub name: String,
+    #[schema(value_type = String)]
     pub uscc: Uscc,
 }
 
@@ -158,13 +159,16 @@ impl<'de> Deserialize<'de> for Validity {
 }
 
 /// A licence type of the directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LicenceType {
+    #[schema(value_type = String)]
     pub code: TypeCode,
     pub name: String,
     pub issuer: Issuer,
     pub holder_kind: HolderKind,
+    /// `permanent`, or an ISO 8601 period such as `P5Y`.
+    #[schema(value_type = String)]
     pub default_validity: Validity,
     /// Prefix of licence numbers the service assigns when a record brings none.
     #[serde(default)]

@@ -17,7 +17,7 @@ use crate::time_util;
 pub const MAX_PAGE: i64 = 1000;
 
 /// One change event as the feed and the push deliver it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct FeedEvent {
     pub seq: i64,
     pub licence_id: String,
@@ -30,7 +30,7 @@ pub struct FeedEvent {
     pub metadata: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct FeedPage {
     pub events: Vec<FeedEvent>,
     /// Resume from here: the last seq returned, or `after` when there was nothing new.

@@ -14,7 +14,7 @@ use crate::time_util;
 
 /// The result kinds of SPEC §7, plus `stale` for an offline check whose cached status list is too
 /// old to say anything but "do not trust this as valid".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Valid,
@@ -66,7 +66,7 @@ impl Outcome {
 }
 
 /// What the licence shows publicly (masked holder id; public fields only, online).
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct PublicLicence {
     pub id: String,
     pub name: String,
@@ -84,28 +84,28 @@ pub struct PublicLicence {
     pub fields: Vec<PublicField>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct PublicField {
     pub key: String,
     pub label: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Department {
     pub name: String,
     pub uscc: String,
 }
 
 /// The licence's state in the store now (online verification only).
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Current {
     pub status: String,
     pub version: u32,
     pub identifier: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Verification {
     pub result: Outcome,
     pub message: String,

@@ -392,3 +392,55 @@ async fn trust_list_status_lists_health_and_metrics_are_public() {
     );
     assert!(metrics.contains("elicence_http_requests_total{class=\"2xx\"}"));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_the_service_answers() {
+    let s = TestServer::start().await;
+    let doc: Value = s
+        .client
+        .get(s.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let admin = s.token(None, &[Role::Admin]).await;
+    let paths = doc["paths"].as_object().unwrap();
+    // Every route the README lists is documented …
+    for route in [
+        "/api/v1/licences",
+        "/api/v1/licences/{id}/revoke",
+        "/api/v1/verify",
+        "/api/v1/batches",
+        "/api/v1/batches/{id}",
+        "/api/v1/feed",
+        "/api/v1/audit",
+        "/V/{b32}",
+    ] {
+        assert!(paths.contains_key(route), "{route} is not documented");
+    }
+    // … and every documented operation is one the service routes (not "no such route", not
+    // "method not allowed").
+    for (path, operations) in paths {
+        let concrete = path
+            .replace("{id}", "1.2.156.3005.2.X")
+            .replace("{code}", FOOD)
+            .replace("{b32}", "AAAA")
+            .replace("{issuer}", MARKET_BUREAU)
+            .replace("{n}", "0");
+        for method in operations.as_object().unwrap().keys() {
+            let request = match method.as_str() {
+                "get" => s.client.get(s.url(&concrete)),
+                "post" => s.client.post(s.url(&concrete)).json(&json!({})),
+                other => panic!("{path}: unexpected method {other}"),
+            };
+            let response = request.bearer_auth(&admin).send().await.unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert!(!body.contains("no_route"), "{method} {path}: {body}");
+        }
+    }
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Verifies QR tokens made by the `elicence` binary with tools/verify_token.py, which uses only
 # generic libraries (pycose, cbor2, cryptography) and the exported trust list: the proof that a
-# third party can build a verifier from docs/FORMATS.md. A tampered token must be refused.
+# third party can build a verifier from docs/FORMATS.md. A tampered token must be refused. Then
+# checks the OpenAPI document with an independent validator.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ELICENCE_BIN:-$root/target/debug/elicence}
@@ -9,7 +10,7 @@ venv=$root/target/interop-venv
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        pycose==1.1.0 "cbor2==5.9.0" "cryptography==50.0.2"
+        pycose==1.1.0 "cbor2==5.9.0" "cryptography==50.0.2" "openapi-spec-validator==0.9.0"
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -29,3 +30,7 @@ for type in 11100000000013338W032 13100000MB0000020K001; do
     fi
 done
 echo "interop: tokens verified by pycose + cryptography; tampered tokens refused"
+# The OpenAPI document integrators generate clients from must be a valid OpenAPI 3 document.
+"$bin" openapi > "$work/openapi.json"
+"$venv/bin/openapi-spec-validator" "$work/openapi.json"
+echo "interop: the OpenAPI document validates"

@@ -30,6 +30,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "Up: directory version and last event seq")))]
 pub async fn health(State(state): State<SharedState>) -> ApiResult<Json<serde_json::Value>> {
     let last_seq = state
         .app
@@ -44,6 +45,17 @@ pub async fn health(State(state): State<SharedState>) -> ApiResult<Json<serde_js
     })))
 }
 
+/// `GET /api/v1/openapi.json`: the OpenAPI 3 document of this API.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "service", responses((status = 200, description = "This document")))]
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::document(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<SharedState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -52,11 +64,13 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/api/v1/directory", tag = "directory", responses((status = 200, description = "The licence directory: `directory_version` and `types`")))]
 pub async fn directory(State(state): State<SharedState>) -> Json<serde_json::Value> {
     let types: Vec<_> = state.app.directory.types().collect();
     Json(serde_json::json!({"directory_version": state.app.directory_version, "types": types}))
 }
 
+#[utoipa::path(get, path = "/api/v1/directory/{code}", tag = "directory", params(("code" = String, Path, description = "Licence type code (21 characters)")), responses((status = 200, body = crate::directory::LicenceType), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn licence_type(
     State(state): State<SharedState>,
     Path(code): Path<String>,
@@ -65,13 +79,14 @@ pub async fn licence_type(
     Ok(Json(state.app.licence_type(&code)?.clone()))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
     type_code: String,
     record: RecordInput,
 }
 
+#[utoipa::path(post, path = "/api/v1/licences", tag = "licences", security(("bearer" = [])), request_body = IssueRequest, responses((status = 201, description = "Issued: identifier and QR text", body = crate::app::Issued), (status = 409, description = "The number exists already", body = crate::http::error::ErrorBody), (status = 422, description = "Invalid record: every field and reason", body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn issue(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -84,12 +99,14 @@ pub async fn issue(
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct VersionQuery {
     version: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/v1/licences/{id}", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence or version identifier"), VersionQuery), responses((status = 200, body = crate::app::LicenceView), (status = 404, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn show(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -100,6 +117,7 @@ pub async fn show(
     Ok(Json(state.app.show(&actor, &id, query.version).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/licences/{id}/versions", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier")), responses((status = 200, body = Vec<crate::app::VersionView>), (status = 404, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn versions(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -108,6 +126,7 @@ pub async fn versions(
     Ok(Json(state.app.versions(&actor, &id).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/licences/{id}/pdf", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier"), VersionQuery), responses((status = 200, description = "The version's PDF, byte-identical on every request", content_type = "application/pdf"), (status = 404, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn pdf(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -119,6 +138,7 @@ pub async fn pdf(
     Ok(([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
 }
 
+#[utoipa::path(post, path = "/api/v1/licences/{id}/amend", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier")), request_body = crate::app::Amendment, responses((status = 201, description = "Amends (变更): a new version", body = crate::app::Issued), (status = 409, description = "Not in a state that allows it, or changed concurrently", body = crate::http::error::ErrorBody), (status = 422, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn amend(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -131,6 +151,7 @@ pub async fn amend(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/licences/{id}/renew", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier")), request_body = crate::app::Renewal, responses((status = 201, description = "Renews (延续): a new version with a new validity", body = crate::app::Issued), (status = 409, description = "Not in a state that allows it, or changed concurrently", body = crate::http::error::ErrorBody), (status = 422, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn renew(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -143,7 +164,7 @@ pub async fn renew(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(utoipa::ToSchema, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
     #[serde(default)]
@@ -165,6 +186,7 @@ async fn change_status(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/licences/{id}/suspend", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier")), request_body = StatusRequest, responses((status = 200, description = "The status event", body = crate::app::EventView), (status = 409, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn suspend(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -174,6 +196,7 @@ pub async fn suspend(
     change_status(state, actor, id, EventKind::Suspended, request).await
 }
 
+#[utoipa::path(post, path = "/api/v1/licences/{id}/reinstate", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier")), request_body = StatusRequest, responses((status = 200, description = "The status event", body = crate::app::EventView), (status = 409, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn reinstate(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -183,6 +206,7 @@ pub async fn reinstate(
     change_status(state, actor, id, EventKind::Reinstated, request).await
 }
 
+#[utoipa::path(post, path = "/api/v1/licences/{id}/revoke", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier")), request_body = StatusRequest, responses((status = 200, description = "The status event", body = crate::app::EventView), (status = 409, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn revoke(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -192,13 +216,14 @@ pub async fn revoke(
     change_status(state, actor, id, EventKind::Revoked, request).await
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::ToSchema, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// A QR text, its base32 part, or a version identifier.
     input: String,
 }
 
+#[utoipa::path(post, path = "/api/v1/verify", tag = "verification", request_body = VerifyRequest, responses((status = 200, description = "The verification result (SPEC §7), whatever it is", body = crate::verify::Verification), (status = 400, body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited", body = crate::http::error::ErrorBody)))]
 pub async fn verify(
     State(state): State<SharedState>,
     Client(client): Client,
@@ -210,6 +235,7 @@ pub async fn verify(
     Ok(Json(verification))
 }
 
+#[utoipa::path(get, path = "/V/{b32}", tag = "verification", params(("b32" = String, Path, description = "The base32 part of a QR text")), responses((status = 200, description = "The public verification page (HTML, Chinese)", content_type = "text/html")))]
 pub async fn verification_page(
     State(state): State<SharedState>,
     Client(client): Client,
@@ -237,6 +263,7 @@ pub async fn verification_page(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/.well-known/elicence/trust.json", tag = "verification", responses((status = 200, body = crate::signing::trust::TrustList)))]
 pub async fn trust_list(State(state): State<SharedState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
@@ -244,6 +271,7 @@ pub async fn trust_list(State(state): State<SharedState>) -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(get, path = "/api/v1/status-lists/{issuer}/{n}", tag = "verification", params(("issuer" = String, Path, description = "The issuing department's USCC"), ("n" = u64, Path, description = "List number")), responses((status = 200, description = "Signed status list (COSE_Sign1)", content_type = "application/cose"), (status = 400, body = crate::http::error::ErrorBody), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn status_list(
     State(state): State<SharedState>,
     Path((issuer, n)): Path<(String, String)>,
@@ -282,6 +310,7 @@ fn default_limit() -> i64 {
     100
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(("actor" = Option<String>, Query,), ("action" = Option<String>, Query,), ("target" = Option<String>, Query,), ("since" = Option<String>, Query, description = "RFC 3339, inclusive"), ("until" = Option<String>, Query, description = "RFC 3339, exclusive"), ("after" = Option<i64>, Query, description = "Records after this seq"), ("limit" = Option<i64>, Query,)), responses((status = 200, description = "`records` (hash-chained) and `next`", body = Vec<crate::audit::Record>), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn audit(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -296,14 +325,16 @@ pub async fn audit(
     Ok(Json(serde_json::json!({"records": records, "next": next})))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BatchOptions {
     #[serde(default)]
     all_or_nothing: bool,
 }
 
 /// `POST /api/v1/batches`: a zip with `manifest.csv` and its scans; 202 with the queued job.
+#[utoipa::path(post, path = "/api/v1/batches", tag = "batches", security(("bearer" = [])), params(BatchOptions), request_body(content = Vec<u8>, content_type = "application/zip", description = "A zip with manifest.csv and the scans it names"), responses((status = 202, description = "Queued: `batch`, with a Location to poll", body = crate::store::BatchRecord), (status = 413, description = "Over the upload limit", body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn submit_batch(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -321,8 +352,9 @@ pub async fn submit_batch(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BatchRowsQuery {
     #[serde(default)]
     after_line: u64,
@@ -331,6 +363,7 @@ pub struct BatchRowsQuery {
 }
 
 /// `GET /api/v1/batches/{id}`: a job's progress and a page of its row outcomes.
+#[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "batches", security(("bearer" = [])), params(("id" = String, Path, description = "Batch id"), BatchRowsQuery), responses((status = 200, description = "`batch` (progress), `rows` (outcomes after `after_line`) and `next_after_line`", body = Vec<crate::store::RowResult>), (status = 404, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn batch(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -346,8 +379,9 @@ pub async fn batch(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(utoipa::IntoParams, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     #[serde(default)]
     after: i64,
@@ -355,6 +389,7 @@ pub struct FeedQuery {
     limit: i64,
 }
 
+#[utoipa::path(get, path = "/api/v1/feed", tag = "city library", security(("bearer" = [])), params(FeedQuery), responses((status = 200, body = crate::sync::FeedPage), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn feed(
     State(state): State<SharedState>,
     Caller(actor): Caller,

@@ -55,6 +55,23 @@ pub fn status_of(e: &AppError) -> StatusCode {
     }
 }
 
+/// The error body of every failed request (SPEC §10), for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// A stable code: `invalid_record`, `not_found`, `forbidden`, `bad_input` …
+    code: String,
+    message: String,
+    /// For `invalid_record`: every field and its reason.
+    fields: Option<Vec<crate::licence::FieldError>>,
+}
+
 fn body(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({"error": {"code": code, "message": message}})
 }

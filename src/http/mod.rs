@@ -5,6 +5,7 @@
 mod api;
 pub mod error;
 mod metrics;
+pub mod openapi;
 mod page;
 
 use std::net::{IpAddr, SocketAddr};
@@ -90,7 +91,8 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
             post(api::submit_batch).layer(DefaultBodyLimit::max(max_upload)),
         )
         .route("/batches/{id}", get(api::batch))
-        .route("/feed", get(api::feed));
+        .route("/feed", get(api::feed))
+        .route("/openapi.json", get(api::openapi));
     Router::new()
         .nest("/api/v1", api)
         .route("/V/{b32}", get(api::verification_page))

@@ -53,7 +53,7 @@ pub struct Holder {
 }
 
 /// A field's value once validated. Integers stay integers in the signed record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FieldValue {
     Integer(i64),
@@ -83,7 +83,7 @@ pub struct Record {
 }
 
 /// How a licence changed. The first three create versions; the rest are status changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Issued,
@@ -121,7 +121,7 @@ impl EventKind {
 }
 
 /// The standing of a licence as its status events leave it (expiry is derived separately).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Standing {
     Active,

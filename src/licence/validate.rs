@@ -18,7 +18,7 @@ const MAX_HOLDER_NAME_LEN: usize = 200;
 const MAX_TEXT_LEN: usize = 1000;
 
 /// A record as it arrives: every value still text (or a JSON number), nothing trusted yet.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordInput {
     /// The licence number; the service assigns one when it is missing.
@@ -35,7 +35,7 @@ pub struct RecordInput {
     pub fields: BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HolderInput {
     pub name: String,
@@ -43,7 +43,7 @@ pub struct HolderInput {
 }
 
 /// One thing wrong with a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: String,
     pub reason: String,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::{kid_of, kid_text, pem_der, SIGNER_EKU_DER};
 use crate::identifiers::Uscc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignerStatus {
     Active,
@@ -17,7 +17,7 @@ pub enum SignerStatus {
 }
 
 /// `GET /.well-known/elicence/trust.json`, and the file `trust export` writes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct TrustList {
     pub version: u64,
     pub generated_at: String,
@@ -25,7 +25,7 @@ pub struct TrustList {
     pub signers: Vec<TrustedSigner>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, Deserialize)]
 pub struct TrustedSigner {
     pub kid: String,
     pub department: String,

@@ -27,7 +27,7 @@ pub struct NewBatch<'a> {
 }
 
 /// A conversion run as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct BatchRecord {
     pub id: String,
     pub created_at: String,
@@ -71,7 +71,7 @@ pub enum BatchRowOutcome {
 }
 
 /// What became of one manifest row: the report's line and the API's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowResult {
     pub line: u64,
     /// `issued`, `skipped` or `rejected`.
