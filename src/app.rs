@@ -27,6 +27,7 @@ use crate::signing::{qr, sign_version, Unsigned};
 use crate::store::{EventRow, Inserted, LicenceRow, NewLicence, Store, StoreError, StoredVersion};
 use crate::time_util;
 use crate::verify::{self, Current, Outcome, PublicField, Verification};
+use crate::verify_cache::{Registered, VerifyCache};
 
 /// What a caller may do (SPEC §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -273,6 +274,7 @@ pub struct App {
     keys: RwLock<KeyRing>,
     /// The trust list as verification uses it, rebuilt whenever the keys change.
     trust: RwLock<Arc<TrustStore>>,
+    verify_cache: VerifyCache,
 }
 
 impl App {
@@ -295,6 +297,7 @@ impl App {
         let trust = Arc::new(trust_store_of(&keys)?);
         let renderer = Renderer::load(&settings.templates_dir, &directory)
             .map_err(|e| AppError::Config(e.to_string()))?;
+        let settings_cache_seconds = settings.verify_cache_seconds;
         let blobs = match settings.blob_store {
             BlobStoreKind::Folder => Blobs::Folder(settings.data_dir.join("blobs")),
             BlobStoreKind::Database => Blobs::Database(store.clone()),
@@ -306,6 +309,7 @@ impl App {
             directory,
             directory_version,
             renderer,
+            verify_cache: VerifyCache::new(std::time::Duration::from_secs(settings_cache_seconds)),
             keys: RwLock::new(keys),
             trust: RwLock::new(trust),
         })
@@ -711,6 +715,7 @@ impl App {
             .store
             .append_version(row, kind, &version, reason, &audit)
             .await?;
+        self.verify_cache.licence_changed();
         Ok(self.issued(&version, seq))
     }
 
@@ -771,6 +776,7 @@ impl App {
             ..entry.clone()
         };
         let seq = self.store.append_status(&row, kind, reason, &audit).await?;
+        self.verify_cache.licence_changed();
         let events = self.store.events_of(row.pk).await?;
         let event = events
             .iter()
@@ -905,6 +911,7 @@ impl App {
     fn refresh_trust(&self) -> Result<()> {
         let store = trust_store_of(&self.keys())?;
         *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+        self.verify_cache.trust_changed();
         Ok(())
     }
 
@@ -1176,7 +1183,10 @@ impl App {
     /// Online verification of QR token bytes: the token's own checks, then the store's state.
     pub async fn verify_token(&self, token: &[u8]) -> Result<Verification> {
         let trust = self.trust_store();
-        let authentic = match verify::check_token(token, &trust) {
+        let authentic = match self
+            .verify_cache
+            .token(token, || verify::check_token(token, &trust))
+        {
             Ok(a) => a,
             Err(rejection) => return Ok(rejection.into()),
         };
@@ -1184,47 +1194,65 @@ impl App {
             return Ok(authentic.verification(Outcome::SignerRevoked, "签发证书已被吊销"));
         }
         let id = authentic.id().clone();
-        let not_registered = || {
-            authentic.verification(
+        let Some(registered) = self.registered(&id).await? else {
+            return Ok(authentic.verification(
                 Outcome::Revoked,
                 "本服务的证照登记簿中没有这个证照版本：不能视为有效",
-            )
+            ));
         };
-        let Some(row) = self.store.verification_row(&id.key, id.version).await? else {
-            return Ok(not_registered());
-        };
-        let Some((payload_hash, full_record)) = &row.version else {
-            return Ok(not_registered());
-        };
-        if *payload_hash != data_encoding::HEXLOWER.encode(&authentic.token.record_hash) {
+        if registered.payload_hash != data_encoding::HEXLOWER.encode(&authentic.token.record_hash) {
             return Ok(verify::Verification::failed(
                 Outcome::BadSignature,
                 "the code does not match the registered record",
             ));
         }
-        let mut verification = match row.standing {
+        let mut verification = match registered.standing {
             Standing::Revoked => authentic.verification(Outcome::Revoked, "证照已注销"),
             Standing::Suspended => authentic.verification(Outcome::Suspended, "证照已暂停"),
-            Standing::Active if id.version < row.latest_version => {
+            Standing::Active if id.version < registered.latest_version => {
                 authentic.verification(Outcome::Superseded, "证照已变更，此版本已被新版本替代")
             }
             Standing::Active => authentic.by_dates(time_util::now().unix_timestamp()),
         };
-        let licence_type = self.licence_type(&id.key.type_code)?;
-        let full = crate::signing::cose::Envelope::parse(full_record)
-            .ok()
-            .and_then(|e| FullRecord::from_payload(e.payload()).ok())
-            .ok_or_else(|| AppError::Store(StoreError::Corrupt(format!("full record of {id}"))))?;
         if let Some(licence) = &mut verification.licence {
-            licence.fields = public_fields(&licence_type.fields, &full.record.fields);
-            licence.number = Some(row.number.clone());
+            licence.fields = registered.public_fields.clone();
+            licence.number = Some(registered.number.clone());
         }
         verification.current = Some(Current {
-            status: row.standing.as_str().to_string(),
-            version: row.latest_version,
-            identifier: id.key.version(row.latest_version).to_string(),
+            status: registered.standing.as_str().to_string(),
+            version: registered.latest_version,
+            identifier: id.key.version(registered.latest_version).to_string(),
         });
         Ok(verification)
+    }
+
+    /// What the register says of a version (None when it holds no such version), remembered for
+    /// a moment by the verification cache.
+    async fn registered(&self, id: &VersionId) -> Result<Option<Arc<Registered>>> {
+        let cache_key = id.to_string();
+        if let Some(hit) = self.verify_cache.registered(&cache_key) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.verify_cache.epoch();
+        let Some(row) = self.store.verification_row(&id.key, id.version).await? else {
+            return Ok(None);
+        };
+        let Some((payload_hash, full_record)) = row.version else {
+            return Ok(None);
+        };
+        let licence_type = self.licence_type(&id.key.type_code)?;
+        let full = FullRecord::from_signed(&full_record).map_err(|e| {
+            AppError::Store(StoreError::Corrupt(format!("full record of {id}: {e}")))
+        })?;
+        let registered = Arc::new(Registered {
+            number: row.number,
+            latest_version: row.latest_version,
+            standing: row.standing,
+            payload_hash,
+            public_fields: public_fields(&licence_type.fields, &full.record.fields),
+        });
+        self.verify_cache.keep(cache_key, epoch, registered.clone());
+        Ok(Some(registered))
     }
 }
 

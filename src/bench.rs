@@ -91,6 +91,11 @@ pub async fn scratch_app(
             "ELICENCE_VERIFY_BASE",
             "https://zz.example.gov.cn".to_string(),
         ),
+        // Measurable with the verification cache off (0) as well as on.
+        (
+            "ELICENCE_VERIFY_CACHE_SECONDS",
+            std::env::var("ELICENCE_VERIFY_CACHE_SECONDS").unwrap_or_else(|_| "2".into()),
+        ),
     ];
     let mut settings = Settings::load_from(None, |name| {
         vars.iter()

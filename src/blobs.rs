@@ -115,7 +115,16 @@ mod tests {
             Some(&b"scan"[..])
         );
         assert_eq!(blobs.get("scans/none").await.unwrap(), None);
-        for bad in ["../escape", "/abs", "a//b", "a\\b", "a/./b", "", "sp ace", "ü"] {
+        for bad in [
+            "../escape",
+            "/abs",
+            "a//b",
+            "a\\b",
+            "a/./b",
+            "",
+            "sp ace",
+            "ü",
+        ] {
             assert!(blobs.put(bad, b"x").await.is_err(), "{bad:?} accepted");
         }
     }

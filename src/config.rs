@@ -29,6 +29,8 @@ pub struct Settings {
     pub max_scan_bytes: u64,
     pub max_manifest_rows: u64,
     pub max_upload_bytes: u64,
+    /// How long online verification may trust what it read of the register (0: not at all).
+    pub verify_cache_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,7 @@ struct FileSettings {
     max_scan_bytes: Option<u64>,
     max_manifest_rows: Option<u64>,
     max_upload_bytes: Option<u64>,
+    verify_cache_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +158,16 @@ impl Settings {
             from_file.max_upload_bytes,
             1 << 30,
         )?;
+        let verify_cache_seconds = match pick(
+            "ELICENCE_VERIFY_CACHE_SECONDS",
+            from_file.verify_cache_seconds.map(|n| n.to_string()),
+        ) {
+            Some(s) => s.parse().map_err(|_| ConfigError::Value {
+                name: "ELICENCE_VERIFY_CACHE_SECONDS",
+                reason: format!("{s:?} is not a whole number of seconds"),
+            })?,
+            None => 2,
+        };
         Ok(Settings {
             keys_dir: pick(
                 "ELICENCE_KEYS_DIR",
@@ -179,6 +192,7 @@ impl Settings {
             max_scan_bytes,
             max_manifest_rows,
             max_upload_bytes,
+            verify_cache_seconds,
         })
     }
 }

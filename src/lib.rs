@@ -23,3 +23,4 @@ pub mod store;
 pub mod sync;
 pub mod time_util;
 pub mod verify;
+pub mod verify_cache;

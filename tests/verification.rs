@@ -150,3 +150,45 @@ async fn garbage_in_a_qr_text_is_malformed_not_an_error() {
         assert_eq!(v.result, Outcome::Malformed, "{input}");
     }
 }
+
+#[tokio::test]
+async fn another_instance_sees_a_revocation_within_the_cache_time_and_this_one_at_once() {
+    let t = TestApp::new().await;
+    let actor = Actor::local_operator();
+    // Instance B remembers for one second; instance A is the test app (two seconds).
+    let mut settings = settings(t.dir.path(), &t.database_url);
+    settings.verify_cache_seconds = 1;
+    let b = App::open(settings).await.unwrap();
+    let issued = t
+        .app
+        .issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-CACHE-1"), None)
+        .await
+        .unwrap();
+    assert_eq!(online(&b, &issued.qr_text).await, Outcome::Valid);
+    assert_eq!(online(&t.app, &issued.qr_text).await, Outcome::Valid);
+
+    t.app
+        .change_status(&actor, &issued.licence_id, EventKind::Revoked, Some("test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        online(&t.app, &issued.qr_text).await,
+        Outcome::Revoked,
+        "the revoking instance at once"
+    );
+    assert_eq!(
+        online(&b, &issued.qr_text).await,
+        Outcome::Valid,
+        "B still remembers"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        online(&b, &issued.qr_text).await,
+        Outcome::Revoked,
+        "B after its cache time"
+    );
+}
+
+async fn online(app: &App, qr_text: &str) -> Outcome {
+    app.verify(qr_text).await.unwrap().result
+}
