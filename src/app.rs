@@ -297,7 +297,9 @@ impl App {
         let trust = Arc::new(trust_store_of(&keys)?);
         let renderer = Renderer::load(&settings.templates_dir, &directory)
             .map_err(|e| AppError::Config(e.to_string()))?;
-        let settings_cache_seconds = settings.verify_cache_seconds;
+        let verify_cache = VerifyCache::new(std::time::Duration::from_secs(
+            settings.verify_cache_seconds,
+        ));
         let blobs = match settings.blob_store {
             BlobStoreKind::Folder => Blobs::Folder(settings.data_dir.join("blobs")),
             BlobStoreKind::Database => Blobs::Database(store.clone()),
@@ -309,7 +311,7 @@ impl App {
             directory,
             directory_version,
             renderer,
-            verify_cache: VerifyCache::new(std::time::Duration::from_secs(settings_cache_seconds)),
+            verify_cache,
             keys: RwLock::new(keys),
             trust: RwLock::new(trust),
         })
@@ -321,7 +323,7 @@ impl App {
             .ok_or_else(|| AppError::UnknownType(code.to_string()))
     }
 
-    pub(crate) fn type_of(&self, code: &str) -> Result<&LicenceType> {
+    fn type_of(&self, code: &str) -> Result<&LicenceType> {
         let code = TypeCode::parse(code)?;
         self.licence_type(&code)
     }

@@ -222,8 +222,9 @@ impl LicenceType {
     }
 }
 
-/// Record keys the licence itself uses; a field may not take one of these names.
-const RESERVED_KEYS: &[&str] = &[
+/// Record keys the licence itself uses (and the first columns of a batch manifest); a field may
+/// not take one of these names.
+pub const RESERVED_KEYS: [&str; 7] = [
     "type_code",
     "number",
     "holder_name",

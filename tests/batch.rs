@@ -401,16 +401,7 @@ async fn post_and_wait(s: &TestServer, token: &str, body: Vec<u8>) -> (String, s
     let location = accepted.headers()["location"].to_str().unwrap().to_string();
     let mut job = serde_json::Value::Null;
     for _ in 0..600 {
-        job = s
-            .client
-            .get(s.url(&location))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        job = s.get_json(&location, Some(token)).await;
         if job["batch"]["state"] == "done" {
             break;
         }

@@ -396,15 +396,7 @@ async fn trust_list_status_lists_health_and_metrics_are_public() {
 #[tokio::test]
 async fn the_openapi_document_describes_every_route_the_service_answers() {
     let s = TestServer::start().await;
-    let doc: Value = s
-        .client
-        .get(s.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = s.get_json("/api/v1/openapi.json", None).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let admin = s.token(None, &[Role::Admin]).await;
     let paths = doc["paths"].as_object().unwrap();

@@ -12,16 +12,9 @@ use encoding_rs_io::DecodeReaderBytesBuilder;
 
 use crate::directory::Directory;
 
-/// The columns every manifest has, in this order, before the field columns.
-pub const STANDARD_COLUMNS: [&str; 7] = [
-    "type_code",
-    "number",
-    "holder_name",
-    "holder_id",
-    "valid_from",
-    "valid_until",
-    "scan",
-];
+/// The columns every manifest has, before the field columns: the record keys the licence itself
+/// uses, which no field may take.
+pub const STANDARD_COLUMNS: [&str; 7] = crate::directory::RESERVED_KEYS;
 
 /// A manifest that cannot be read at all: nothing is converted.
 #[derive(Debug, thiserror::Error)]

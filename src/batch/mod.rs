@@ -226,7 +226,7 @@ pub async fn convert(
         batch_id: batch_id.to_string(),
         state: state.into(),
         encoding: end.encoding,
-        rows: counts.done,
+        rows: end.rows,
         counts,
         seconds: started.elapsed().as_secs_f64(),
         stages: clock.stages(),
@@ -237,6 +237,8 @@ pub async fn convert(
 /// How a run ended without an error.
 struct RunEnd {
     encoding: String,
+    /// Data rows in the manifest.
+    rows: u64,
     /// Why `--all-or-nothing` refused the batch.
     refusal: Option<String>,
 }
@@ -258,10 +260,10 @@ async fn run(
         Manifest::open(&manifest_path, &app.directory)
             .map_err(|e| AppError::BadInput(e.to_string()))
     };
-    let rows = open()?.count() as u64;
-    if rows > app.settings.max_manifest_rows {
+    let row_count = open()?.count() as u64;
+    if row_count > app.settings.max_manifest_rows {
         return Err(AppError::BadInput(format!(
-            "{}: {rows} rows, over the limit of {}",
+            "{}: {row_count} rows, over the limit of {}",
             manifest_path.display(),
             app.settings.max_manifest_rows
         )));
@@ -273,7 +275,7 @@ async fn run(
         .ok_or_else(|| AppError::NotFound(format!("batch {batch_id}")))?;
     let manifest = open()?;
     let encoding = manifest.encoding.to_string();
-    progress.started(batch_id, rows, &encoding);
+    progress.started(batch_id, row_count, &encoding);
     let mut counts = Counts {
         done: batch.issued + batch.skipped + batch.rejected,
         issued: batch.issued,
@@ -297,8 +299,9 @@ async fn run(
         if rejected > 0 {
             return Ok(RunEnd {
                 encoding,
+                rows: row_count,
                 refusal: Some(format!(
-                    "{rejected} of {rows} rows rejected, so nothing was issued (--all-or-nothing)"
+                    "{rejected} of {row_count} rows rejected, so nothing was issued (--all-or-nothing)"
                 )),
             });
         }
@@ -342,6 +345,7 @@ async fn run(
     }
     Ok(RunEnd {
         encoding,
+        rows: row_count,
         refusal: None,
     })
 }

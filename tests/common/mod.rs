@@ -208,6 +208,21 @@ impl TestServer {
             .unwrap()
     }
 
+    /// GETs `path` (with `token`, if any) and reads the answer as JSON.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> serde_json::Value {
+        let request = self.client.get(self.url(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    }
+
     /// A token for `department` (None: no department) with `roles`.
     pub async fn token(&self, department: Option<&str>, roles: &[elicence::app::Role]) -> String {
         let admin = elicence::app::Actor::local_operator();
