@@ -1,0 +1,616 @@
+//! Issuing and changing licences, and reading them back (with their PDFs).
+
+use time::{Date, Duration};
+
+use crate::audit::Entry;
+use crate::directory::{Directory, LicenceType};
+use crate::identifiers::{LicenceKey, LicenceRef, TypeCode, VersionId};
+use crate::licence::{
+    timeliness, validate, EventKind, FieldValue, LicenceVersion, Record, RecordInput, Standing,
+    Timeliness, ValidationErrors,
+};
+use crate::signing::claims::FullRecord;
+use crate::signing::{sign_version, Unsigned};
+use crate::store::{Inserted, LicenceRow, NewLicence, StoreError, StoredVersion};
+use crate::time_util;
+
+use super::*;
+
+impl App {
+    /// Issues a new licence (version 1) of `type_code` from `input`; `scan` is the hex SHA-256 of
+    /// an archived scan of the paper licence, if any.
+    pub async fn issue(
+        &self,
+        actor: &Actor,
+        type_code: &str,
+        input: &RecordInput,
+        scan: Option<String>,
+    ) -> Result<Issued> {
+        self.audited(actor.entry("licence.issue", type_code), async |entry| {
+            self.issue_audited(actor, entry, type_code, input, scan)
+                .await
+        })
+        .await
+    }
+
+    async fn issue_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        type_code: &str,
+        input: &RecordInput,
+        scan: Option<String>,
+    ) -> Result<Issued> {
+        let licence_type = self.type_of(type_code)?;
+        actor.authorise(Role::Clerk, &licence_type.issuer.uscc)?;
+        let serial = self
+            .store
+            .reserve_serials(&licence_type.code, &licence_type.issuer.uscc, 1)
+            .await?;
+        let today = time_util::today_cst();
+        let mut record = validate(licence_type, input, today, || {
+            assign_number(licence_type, today, serial)
+        })
+        .map_err(AppError::Invalid)?;
+        self.check_printable(&record)?;
+        record.scan = scan;
+        let key = LicenceKey {
+            type_code: licence_type.code.clone(),
+            issuer: licence_type.issuer.uscc.clone(),
+            serial,
+        };
+        let version = self
+            .sign(licence_type, key.version(1), record, None)
+            .await?;
+        let audit = Entry {
+            target: version.id.to_string(),
+            detail: format!("number {}", version.record.number),
+            ..entry.clone()
+        };
+        let inserted = self
+            .store
+            .insert_licences(&[NewLicence {
+                number: &version.record.number,
+                holder_id: version.record.holder.id.as_str(),
+                version: &version,
+                audit: &audit,
+            }])
+            .await?;
+        match inserted.into_iter().next() {
+            Some(Inserted::Issued { seq }) => Ok(self.issued(&version, seq)),
+            Some(Inserted::DuplicateNumber { existing }) => Err(AppError::Duplicate {
+                type_name: licence_type.name.clone(),
+                number: version.record.number.clone(),
+                existing,
+            }),
+            None => Err(AppError::State("the store answered nothing".into())),
+        }
+    }
+
+    /// Refuses a record with a character the licence font cannot print (it would be an empty box
+    /// on the PDF), naming each field and character.
+    pub(crate) fn check_printable(&self, record: &Record) -> Result<()> {
+        let mut texts = vec![
+            ("number".to_string(), record.number.clone()),
+            ("holder.name".to_string(), record.holder.name.clone()),
+        ];
+        texts.extend(
+            record
+                .fields
+                .iter()
+                .map(|(k, v)| (format!("fields.{k}"), v.to_string())),
+        );
+        let errors: Vec<crate::licence::FieldError> = texts
+            .into_iter()
+            .filter_map(|(field, text)| {
+                let missing = self.renderer.missing_glyphs(&text);
+                (!missing.is_empty()).then(|| crate::licence::FieldError {
+                    field,
+                    reason: format!(
+                        "the licence font cannot print {}",
+                        missing
+                            .iter()
+                            .map(|c| format!("{c:?} (U+{:04X})", u32::from(*c)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Invalid(ValidationErrors(errors)))
+        }
+    }
+
+    /// The PDF of a version (the latest unless named), rendered with the directory version it was
+    /// issued under, so re-rendering gives the same bytes.
+    pub async fn pdf(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        version: Option<u32>,
+    ) -> Result<Vec<u8>> {
+        let (row, stored) = self.readable_version(actor, reference, version).await?;
+        let full = stored.full()?;
+        let licence_type = self
+            .type_at(&row.key.type_code, full.directory_version)
+            .await?;
+        self.renderer
+            .render(&licence_type, &full, &self.qr_text(&stored.qr_token))
+            .map_err(|e| AppError::State(format!("rendering {}: {e}", stored.identifier)))
+    }
+
+    /// A licence type as the directory defined it at `directory_version`.
+    async fn type_at(&self, code: &TypeCode, directory_version: i64) -> Result<LicenceType> {
+        if directory_version == self.directory_version {
+            return Ok(self.licence_type(code)?.clone());
+        }
+        let json = self
+            .store
+            .directory_content(directory_version)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("directory version {directory_version}")))?;
+        let directory = Directory::from_json(&json).map_err(|e| {
+            AppError::Store(StoreError::Corrupt(format!(
+                "directory {directory_version}: {e}"
+            )))
+        })?;
+        directory
+            .get(code)
+            .cloned()
+            .ok_or_else(|| AppError::UnknownType(code.to_string()))
+    }
+
+    fn issued(&self, version: &LicenceVersion, seq: i64) -> Issued {
+        Issued {
+            id: version.id.to_string(),
+            licence_id: version.id.key.to_string(),
+            version: version.id.version,
+            number: version.record.number.clone(),
+            qr_text: self.qr_text(&version.qr_token),
+            seq,
+        }
+    }
+
+    /// Reserves a status index and signs the version with the department's current key.
+    async fn sign(
+        &self,
+        licence_type: &LicenceType,
+        id: VersionId,
+        record: Record,
+        prev: Option<String>,
+    ) -> Result<LicenceVersion> {
+        let issuer = &licence_type.issuer.uscc;
+        let status_index = self.store.reserve_status_indexes(issuer, 1).await?[0];
+        self.sign_reserved(licence_type, id, record, prev, status_index)
+    }
+
+    /// Signs a version whose status index is reserved already (batch conversion reserves many
+    /// at once and signs on every core).
+    pub(crate) fn sign_reserved(
+        &self,
+        licence_type: &LicenceType,
+        id: VersionId,
+        record: Record,
+        prev: Option<String>,
+        status_index: u64,
+    ) -> Result<LicenceVersion> {
+        let keys = self.keys();
+        let (key, kid) = keys.signing_key(&licence_type.issuer.uscc)?;
+        Ok(sign_version(
+            key,
+            kid,
+            Unsigned {
+                id,
+                licence_name: &licence_type.name,
+                record,
+                issued_at: time_util::now(),
+                directory_version: self.directory_version,
+                prev,
+                status_index,
+            },
+        ))
+    }
+
+    /// The PDF of a version just signed under the current directory (batch conversion archives it).
+    pub(crate) fn render_new(
+        &self,
+        licence_type: &LicenceType,
+        version: &LicenceVersion,
+    ) -> Result<Vec<u8>> {
+        let full = FullRecord::from_signed(&version.full_record)
+            .map_err(|e| AppError::State(format!("{}: {e}", version.id)))?;
+        self.renderer
+            .render(licence_type, &full, &self.qr_text(&version.qr_token))
+            .map_err(|e| AppError::State(format!("rendering {}: {e}", version.id)))
+    }
+
+    /// Amends (变更) a licence: a new version with changed holder name or fields.
+    pub async fn amend(&self, actor: &Actor, licence: &str, change: &Amendment) -> Result<Issued> {
+        self.audited(actor.entry("licence.amend", licence), async |entry| {
+            self.amend_audited(actor, entry, licence, change).await
+        })
+        .await
+    }
+
+    async fn amend_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        licence: &str,
+        change: &Amendment,
+    ) -> Result<Issued> {
+        let (row, licence_type, latest) = self.changeable(actor, licence).await?;
+        let full = latest.full()?;
+        let mut input = record_input(&full.record);
+        if let Some(name) = &change.holder_name {
+            input.holder.name = name.clone();
+        }
+        for (key, value) in &change.fields {
+            input.fields.insert(key.clone(), value.clone());
+        }
+        let mut record = validate(licence_type, &input, time_util::today_cst(), || {
+            unreachable!("an amendment keeps its number")
+        })
+        .map_err(AppError::Invalid)?;
+        self.check_printable(&record)?;
+        // An amendment changes content, never the validity (that is what a renewal does).
+        record.valid_from = full.record.valid_from;
+        record.valid_until = full.record.valid_until;
+        record.scan = full.record.scan.clone();
+        if record == full.record {
+            return Err(AppError::BadInput("the amendment changes nothing".into()));
+        }
+        self.append(
+            entry,
+            &row,
+            licence_type,
+            &latest,
+            record,
+            EventKind::Amended,
+            change.reason.as_deref(),
+        )
+        .await
+    }
+
+    /// Renews (延续) a licence: a new version with a new validity period.
+    pub async fn renew(&self, actor: &Actor, licence: &str, renewal: &Renewal) -> Result<Issued> {
+        self.audited(actor.entry("licence.renew", licence), async |entry| {
+            self.renew_audited(actor, entry, licence, renewal).await
+        })
+        .await
+    }
+
+    async fn renew_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        licence: &str,
+        renewal: &Renewal,
+    ) -> Result<Issued> {
+        let (row, licence_type, latest) = self.changeable(actor, licence).await?;
+        let full = latest.full()?;
+        let Some(old_until) = full.record.valid_until else {
+            return Err(AppError::State(
+                "a permanent licence cannot be renewed".into(),
+            ));
+        };
+        let today = time_util::today_cst();
+        let valid_from = match &renewal.valid_from {
+            Some(s) => parse_date(s, "valid_from")?,
+            None => (old_until + Duration::days(1)).max(today),
+        };
+        let valid_until = match &renewal.valid_until {
+            Some(s) => Some(parse_date(s, "valid_until")?),
+            None => licence_type.default_validity.last_day(valid_from),
+        };
+        if valid_until.is_some_and(|until| until < valid_from) {
+            return Err(AppError::BadInput("valid_until: before valid_from".into()));
+        }
+        let record = Record {
+            valid_from,
+            valid_until,
+            ..full.record
+        };
+        self.append(
+            entry,
+            &row,
+            licence_type,
+            &latest,
+            record,
+            EventKind::Renewed,
+            renewal.reason.as_deref(),
+        )
+        .await
+    }
+
+    /// The licence, its type and latest version, when `actor` may change it and it may be changed.
+    async fn changeable(
+        &self,
+        actor: &Actor,
+        licence: &str,
+    ) -> Result<(LicenceRow, &LicenceType, StoredVersion)> {
+        let row = self.find(licence).await?;
+        let licence_type = self.licence_type(&row.key.type_code)?;
+        actor.authorise(Role::Officer, &licence_type.issuer.uscc)?;
+        match row.standing {
+            Standing::Active => {}
+            Standing::Suspended => {
+                return Err(AppError::State(
+                    "the licence is suspended: reinstate it first".into(),
+                ))
+            }
+            Standing::Revoked => return Err(AppError::State("the licence is revoked".into())),
+        }
+        let latest = self
+            .store
+            .version(row.pk, row.latest_version)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(format!("version {} of {}", row.latest_version, row.key))
+            })?;
+        Ok((row, licence_type, latest))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn append(
+        &self,
+        entry: &Entry,
+        row: &LicenceRow,
+        licence_type: &LicenceType,
+        latest: &StoredVersion,
+        record: Record,
+        kind: EventKind,
+        reason: Option<&str>,
+    ) -> Result<Issued> {
+        let next = row.latest_version + 1;
+        if next > 999 {
+            return Err(AppError::State("a licence has at most 999 versions".into()));
+        }
+        let version = self
+            .sign(
+                licence_type,
+                row.key.version(next),
+                record,
+                Some(latest.payload_hash.clone()),
+            )
+            .await?;
+        let audit = Entry {
+            target: version.id.to_string(),
+            detail: reason.unwrap_or_default().to_string(),
+            ..entry.clone()
+        };
+        let seq = self
+            .store
+            .append_version(row, kind, &version, reason, &audit)
+            .await?;
+        self.verify_cache.licence_changed();
+        Ok(self.issued(&version, seq))
+    }
+
+    /// Suspends (暂停), reinstates or revokes (注销/吊销) a licence: an event, no new version.
+    pub async fn change_status(
+        &self,
+        actor: &Actor,
+        licence: &str,
+        kind: EventKind,
+        reason: Option<&str>,
+    ) -> Result<EventView> {
+        self.audited(
+            actor.entry(&format!("licence.{}", verb(kind)), licence),
+            async |entry| {
+                self.change_status_audited(actor, entry, licence, kind, reason)
+                    .await
+            },
+        )
+        .await
+    }
+
+    async fn change_status_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        licence: &str,
+        kind: EventKind,
+        reason: Option<&str>,
+    ) -> Result<EventView> {
+        let row = self.find(licence).await?;
+        let licence_type = self.licence_type(&row.key.type_code)?;
+        actor.authorise(Role::Officer, &licence_type.issuer.uscc)?;
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        let allowed = match (kind, row.standing) {
+            (EventKind::Suspended, Standing::Active) => Ok(()),
+            (EventKind::Reinstated, Standing::Suspended) => Ok(()),
+            (EventKind::Revoked, Standing::Active | Standing::Suspended) => Ok(()),
+            (EventKind::Suspended | EventKind::Reinstated | EventKind::Revoked, standing) => {
+                Err(AppError::State(format!(
+                    "cannot {} a licence that is {}",
+                    verb(kind),
+                    standing.as_str()
+                )))
+            }
+            _ => Err(AppError::BadInput(format!(
+                "{} is not a status change",
+                kind.as_str()
+            ))),
+        };
+        allowed?;
+        if kind != EventKind::Reinstated && reason.is_none() {
+            return Err(AppError::BadInput(format!(
+                "reason: a reason is required to {} a licence",
+                verb(kind)
+            )));
+        }
+        let audit = Entry {
+            target: row.key.to_string(),
+            detail: reason.unwrap_or_default().to_string(),
+            ..entry.clone()
+        };
+        let seq = self.store.append_status(&row, kind, reason, &audit).await?;
+        self.verify_cache.licence_changed();
+        let events = self.store.events_of(row.pk).await?;
+        let event = events
+            .iter()
+            .find(|e| e.seq == seq)
+            .ok_or_else(|| AppError::NotFound(format!("event {seq}")))?;
+        Ok(EventView::from(event))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reading
+
+    /// The licence a reference names (a licence identifier, with or without version).
+    pub async fn find(&self, reference: &str) -> Result<LicenceRow> {
+        let reference = LicenceRef::parse(reference.trim())?;
+        self.store
+            .licence(reference.key())
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("licence {}", reference.key())))
+    }
+
+    /// The licence a reference names, when `actor` may read it (a refusal is audited).
+    async fn readable(&self, actor: &Actor, reference: &str) -> Result<LicenceRow> {
+        let row = self.find(reference).await?;
+        let allowed = actor.authorise_read(&row.key.issuer);
+        if allowed.is_err() {
+            self.audit_failure(actor.entry("licence.read", &row.key.to_string()), &allowed)
+                .await;
+        }
+        allowed.map(|()| row)
+    }
+
+    /// The version a reference names — `version` if given, else the identifier's own version, else
+    /// the latest — of a licence `actor` may read.
+    async fn readable_version(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        version: Option<u32>,
+    ) -> Result<(LicenceRow, StoredVersion)> {
+        let parsed = LicenceRef::parse(reference.trim())?;
+        let row = self.readable(actor, reference).await?;
+        let wanted = match (&parsed, version) {
+            (_, Some(v)) => v,
+            (LicenceRef::Version(v), None) => v.version,
+            (LicenceRef::Licence(_), None) => row.latest_version,
+        };
+        let stored = self
+            .store
+            .version(row.pk, wanted)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("version {wanted} of {}", row.key)))?;
+        Ok((row, stored))
+    }
+
+    /// Shows a licence at the version named (or its latest), with its events.
+    pub async fn show(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        version: Option<u32>,
+    ) -> Result<LicenceView> {
+        let (row, stored) = self.readable_version(actor, reference, version).await?;
+        let events = self.store.events_of(row.pk).await?;
+        let licence_type = self.licence_type(&row.key.type_code)?;
+        Ok(LicenceView {
+            licence_id: row.key.to_string(),
+            type_code: row.key.type_code.to_string(),
+            type_name: licence_type.name.clone(),
+            number: row.number.clone(),
+            status: row.standing,
+            latest_version: row.latest_version,
+            version: self.version_view(&stored, row.latest_version)?,
+            events: events.iter().map(EventView::from).collect(),
+        })
+    }
+
+    /// Every version of a licence, oldest first.
+    pub async fn versions(&self, actor: &Actor, reference: &str) -> Result<Vec<VersionView>> {
+        let row = self.readable(actor, reference).await?;
+        self.store
+            .versions(row.pk)
+            .await?
+            .iter()
+            .map(|v| self.version_view(v, row.latest_version))
+            .collect()
+    }
+
+    fn version_view(&self, stored: &StoredVersion, latest: u32) -> Result<VersionView> {
+        let full = stored.full()?;
+        let r = &full.record;
+        let validity = match timeliness(r.valid_from, r.valid_until, time_util::now()) {
+            Timeliness::Current => "current",
+            Timeliness::Expired => "expired",
+            Timeliness::NotYetValid => "not_yet_valid",
+        };
+        Ok(VersionView {
+            id: stored.identifier.clone(),
+            version: stored.version,
+            superseded: stored.version < latest,
+            issued_at: time_util::format_rfc3339(time_util::from_unix(stored.issued_at)),
+            validity,
+            valid_from: time_util::format_date(r.valid_from),
+            valid_until: r.valid_until.map(time_util::format_date),
+            holder: HolderView {
+                name: r.holder.name.clone(),
+                id: r.holder.id.as_str().to_string(),
+                kind: r.holder.id.kind().as_str(),
+            },
+            fields: r.fields.clone(),
+            directory_version: full.directory_version,
+            scan: r.scan.clone(),
+            prev: full.prev.clone(),
+            kid: crate::signing::keys::kid_text(&stored.kid),
+            status_index: stored.status_index,
+            qr_text: self.qr_text(&stored.qr_token),
+        })
+    }
+}
+
+fn verb(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Suspended => "suspend",
+        EventKind::Reinstated => "reinstate",
+        EventKind::Revoked => "revoke",
+        EventKind::Issued => "issue",
+        EventKind::Amended => "amend",
+        EventKind::Renewed => "renew",
+    }
+}
+
+fn parse_date(s: &str, field: &str) -> Result<Date> {
+    time_util::parse_date(s.trim()).ok_or_else(|| {
+        AppError::BadInput(format!("{field}: {s:?} is not a date written YYYY-MM-DD"))
+    })
+}
+
+/// The number the service gives a licence that arrives without one: prefix, year, serial.
+fn assign_number(licence_type: &LicenceType, today: Date, serial: u64) -> String {
+    format!("{}{}{serial:08}", licence_type.number_prefix, today.year())
+}
+
+/// A record turned back into input, so an amendment is validated exactly like a new record.
+fn record_input(record: &Record) -> RecordInput {
+    RecordInput {
+        number: Some(record.number.clone()),
+        holder: crate::licence::HolderInput {
+            name: record.holder.name.clone(),
+            id: record.holder.id.as_str().to_string(),
+        },
+        valid_from: Some(time_util::format_date(record.valid_from)),
+        valid_until: record.valid_until.map(time_util::format_date),
+        fields: record
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    FieldValue::Integer(n) => serde_json::Value::from(*n),
+                    FieldValue::Text(s) => serde_json::Value::from(s.as_str()),
+                };
+                (k.clone(), value)
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,294 @@
+//! The application: settings, store, directory and keys put together, and every operation the CLI
+//! and the HTTP API offer — one function per operation, so both call the same code. The
+//! operations live by job: `licences` (issue, change, read, PDF), `verification` (trust, status
+//! lists, online verification), `tokens` (API tokens and the audit trail).
+//!
+//! Data flows one way: input → validate → licence version → sign → store (→ render, publish).
+
+mod licences;
+mod tokens;
+mod verification;
+mod views;
+
+pub use views::{Amendment, EventView, HolderView, Issued, LicenceView, Renewal, VersionView};
+
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use crate::audit::Entry;
+use crate::blobs::Blobs;
+use crate::config::{BlobStoreKind, Settings};
+use crate::directory::{Directory, DirectoryError, LicenceType};
+use crate::identifiers::{IdError, TypeCode, Uscc};
+use crate::licence::ValidationErrors;
+use crate::render::Renderer;
+use crate::signing::keys::{KeyError, KeyRing};
+use crate::signing::qr;
+use crate::signing::trust::TrustStore;
+use crate::store::{Store, StoreError};
+use crate::verify_cache::VerifyCache;
+
+/// What a caller may do (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Issue and convert.
+    Clerk,
+    /// Amend, renew, suspend, reinstate, revoke.
+    Officer,
+    /// Read the feed.
+    Library,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Clerk => "clerk",
+            Role::Officer => "officer",
+            Role::Library => "library",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "clerk" => Some(Role::Clerk),
+            "officer" => Some(Role::Officer),
+            "library" => Some(Role::Library),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who is acting: a token's holder, or the local operator at the command line.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    /// Where the actor acts from: the client address, or `cli`.
+    pub source: String,
+    /// The department the actor belongs to; None for the local operator, who may act for all.
+    pub department: Option<Uscc>,
+    pub roles: Vec<Role>,
+}
+
+impl Actor {
+    /// The operator at the command line: whoever can read `keys/` may act for every department.
+    pub fn local_operator() -> Actor {
+        let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+        Actor {
+            name: format!("cli:{user}"),
+            source: "cli".into(),
+            department: None,
+            roles: vec![Role::Admin],
+        }
+    }
+
+    /// An audit record of this actor attempting `action` on `target`.
+    pub fn entry(&self, action: &str, target: &str) -> Entry {
+        Entry::new(&self.name, &self.source, action, target)
+    }
+
+    /// May this actor read the full records of `department`'s licences? The library reads all;
+    /// a department's own tokens read their department's.
+    pub fn authorise_read(&self, department: &Uscc) -> Result<(), AppError> {
+        if self.roles.contains(&Role::Library) && self.department.is_none() {
+            return Ok(());
+        }
+        match &self.department {
+            Some(own) if own != department => Err(AppError::Forbidden(format!(
+                "{} belongs to department {own} and may not read licences of {department}",
+                self.name
+            ))),
+            _ if self.roles.is_empty() => {
+                Err(AppError::Forbidden(format!("{} has no role", self.name)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses unless the actor has `role` (or admin) and belongs to `department` (if scoped).
+    pub fn authorise(&self, role: Role, department: &Uscc) -> Result<(), AppError> {
+        let has_role = self.roles.contains(&role) || self.roles.contains(&Role::Admin);
+        if !has_role {
+            return Err(AppError::Forbidden(format!(
+                "{} lacks the {role:?} role",
+                self.name
+            )));
+        }
+        match &self.department {
+            Some(own) if own != department => Err(AppError::Forbidden(format!(
+                "{} belongs to department {own} and may not act for {department}",
+                self.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid record: {0}")]
+    Invalid(ValidationErrors),
+    #[error("{0}")]
+    BadIdentifier(#[from] IdError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("the directory has no licence type {0}")]
+    UnknownType(String),
+    #[error("a {type_name} numbered {number:?} exists already: {existing}")]
+    Duplicate {
+        type_name: String,
+        number: String,
+        existing: String,
+    },
+    #[error("{0}")]
+    State(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Blob(#[from] crate::blobs::BlobError),
+}
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+pub struct App {
+    pub settings: Settings,
+    pub store: Store,
+    pub directory: Directory,
+    pub directory_version: i64,
+    pub renderer: Renderer,
+    /// Archived scans and PDFs.
+    pub blobs: Blobs,
+    keys: RwLock<KeyRing>,
+    /// The trust list as verification uses it, rebuilt whenever the keys change.
+    trust: RwLock<Arc<TrustStore>>,
+    verify_cache: VerifyCache,
+}
+
+impl App {
+    /// Opens everything the settings name: the directory (checked), the store (migrated), the key
+    /// ring (a development root made on first start, loudly).
+    pub async fn open(settings: Settings) -> Result<App> {
+        let directory = Directory::load(&settings.templates_dir.join("directory"))?;
+        let store = Store::open(&settings.database_url).await?;
+        let directory_version = store
+            .record_directory(&directory.digest, &directory.to_json())
+            .await?;
+        let (keys, created) = KeyRing::open_or_init(&settings.keys_dir, &directory.issuers())?;
+        if created {
+            tracing::warn!(
+                keys_dir = %settings.keys_dir.display(),
+                "NO KEYS FOUND: generated a DEVELOPMENT root CA and signer keys. Nobody else trusts \
+                 this root; a real deployment installs the county's root and department keys."
+            );
+        }
+        let trust = Arc::new(trust_store_of(&keys)?);
+        let renderer = Renderer::load(&settings.templates_dir, &directory)
+            .map_err(|e| AppError::Config(e.to_string()))?;
+        let verify_cache = VerifyCache::new(std::time::Duration::from_secs(
+            settings.verify_cache_seconds,
+        ));
+        let blobs = match settings.blob_store {
+            BlobStoreKind::Folder => Blobs::Folder(settings.data_dir.join("blobs")),
+            BlobStoreKind::Database => Blobs::Database(store.clone()),
+        };
+        Ok(App {
+            settings,
+            blobs,
+            store,
+            directory,
+            directory_version,
+            renderer,
+            verify_cache,
+            keys: RwLock::new(keys),
+            trust: RwLock::new(trust),
+        })
+    }
+
+    pub fn licence_type(&self, code: &TypeCode) -> Result<&LicenceType> {
+        self.directory
+            .get(code)
+            .ok_or_else(|| AppError::UnknownType(code.to_string()))
+    }
+
+    fn type_of(&self, code: &str) -> Result<&LicenceType> {
+        let code = TypeCode::parse(code)?;
+        self.licence_type(&code)
+    }
+
+    pub fn qr_text(&self, token: &[u8]) -> String {
+        qr::qr_text(&self.settings.verify_base, token)
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, KeyRing> {
+        self.keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs a write as `entry`, appending a refused or failed attempt to the audit trail (a
+    /// successful write appends its own record in the same transaction as the write).
+    async fn audited<T>(
+        &self,
+        entry: Entry,
+        write: impl AsyncFnOnce(&Entry) -> Result<T>,
+    ) -> Result<T> {
+        let result = write(&entry).await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    fn keys_mut(&self) -> std::sync::RwLockWriteGuard<'_, KeyRing> {
+        self.keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn trust_store_of(keys: &KeyRing) -> Result<TrustStore> {
+    TrustStore::new(&keys.trust_list(), None).map_err(|e| AppError::Config(e.to_string()))
+}
+
+impl AppError {
+    /// The stable machine-readable code of SPEC §10's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Invalid(_) => "invalid_record",
+            AppError::BadIdentifier(_) => "malformed_identifier",
+            AppError::NotFound(_) => "not_found",
+            AppError::UnknownType(_) => "unknown_type",
+            AppError::Duplicate { .. } => "duplicate",
+            AppError::State(_) => "invalid_state",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::BadInput(_) => "bad_input",
+            AppError::Store(StoreError::Conflict) => "conflict",
+            AppError::Store(_) => "store",
+            AppError::Keys(_) => "keys",
+            AppError::Directory(_) => "directory",
+            AppError::Config(_) => "config",
+            AppError::Blob(_) => "blob_store",
+        }
+    }
+
+    /// The error body of SPEC §10; validation errors list every field and reason.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut error = serde_json::json!({"code": self.code(), "message": self.to_string()});
+        if let AppError::Invalid(errors) = self {
+            error["fields"] = serde_json::to_value(errors).expect("errors serialise");
+        }
+        serde_json::json!({ "error": error })
+    }
+}

@@ -1,0 +1,170 @@
+//! API tokens and the audit trail.
+
+use crate::audit::Entry;
+use crate::identifiers::Uscc;
+
+use super::*;
+
+impl App {
+    /// Creates an API token for a department with roles; returns its id and the token itself,
+    /// which is shown once and stored only as a hash.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        department: Option<&str>,
+        roles: &[Role],
+    ) -> Result<(i64, String)> {
+        self.audited(actor.entry("token.create", name), async |entry| {
+            self.create_token_audited(actor, entry, name, department, roles)
+                .await
+        })
+        .await
+    }
+
+    async fn create_token_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        name: &str,
+        department: Option<&str>,
+        roles: &[Role],
+    ) -> Result<(i64, String)> {
+        if !actor.roles.contains(&Role::Admin) || actor.department.is_some() {
+            return Err(AppError::Forbidden(format!(
+                "{} may not create tokens",
+                actor.name
+            )));
+        }
+        let department = department.map(Uscc::parse).transpose()?;
+        if let Some(d) = &department {
+            if !self.directory.issuers().iter().any(|i| &i.uscc == d) {
+                return Err(AppError::BadInput(format!(
+                    "department: {d} issues no licence type of the directory"
+                )));
+            }
+        }
+        if roles.is_empty() {
+            return Err(AppError::BadInput("roles: give at least one role".into()));
+        }
+        if department.is_none()
+            && roles
+                .iter()
+                .any(|r| matches!(r, Role::Clerk | Role::Officer))
+        {
+            return Err(AppError::BadInput(
+                "department: clerk and officer tokens belong to a department".into(),
+            ));
+        }
+        let secret: [u8; 32] = rand::random();
+        let token = format!("elt_{}", data_encoding::BASE64URL_NOPAD.encode(&secret));
+        let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let id = self
+            .store
+            .insert_token(
+                name,
+                department.as_ref().map(Uscc::as_str),
+                &role_names.join(","),
+                &crate::hash::sha256_hex(token.as_bytes()),
+            )
+            .await?;
+        let audit = Entry {
+            target: format!("token {id}"),
+            detail: format!(
+                "{name}; roles {}; department {}",
+                role_names.join(","),
+                department.as_ref().map_or("-", Uscc::as_str)
+            ),
+            ..entry.clone()
+        };
+        self.store.append_audit(&audit).await?;
+        Ok((id, token))
+    }
+
+    pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<()> {
+        let entry = actor.entry("token.revoke", &format!("token {id}"));
+        let result = async {
+            if !actor.roles.contains(&Role::Admin) || actor.department.is_some() {
+                return Err(AppError::Forbidden(format!(
+                    "{} may not revoke tokens",
+                    actor.name
+                )));
+            }
+            if !self.store.revoke_token(id).await? {
+                return Err(AppError::NotFound(format!("active token {id}")));
+            }
+            self.store.append_audit(&entry).await?;
+            Ok(())
+        }
+        .await;
+        self.audit_failure(entry, &result).await;
+        result
+    }
+
+    /// The actor a bearer token stands for, or None for an unknown or revoked token.
+    pub async fn actor_for_token(&self, token: &str, source: &str) -> Result<Option<Actor>> {
+        let Some(row) = self
+            .store
+            .active_token(&crate::hash::sha256_hex(token.as_bytes()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let department = row
+            .department
+            .as_deref()
+            .map(Uscc::parse)
+            .transpose()
+            .map_err(|e| AppError::Config(format!("token {}: {e}", row.id)))?;
+        Ok(Some(Actor {
+            name: format!("token:{}:{}", row.id, row.name),
+            source: source.to_string(),
+            department,
+            roles: row.roles.split(',').filter_map(Role::parse).collect(),
+        }))
+    }
+
+    /// Records a refused request that never reached an operation (no or unknown token).
+    pub async fn audit_refusal(&self, source: &str, action: &str, target: &str, reason: &str) {
+        let entry = Entry {
+            outcome: "refused: unauthenticated".into(),
+            detail: reason.to_string(),
+            ..Entry::new("anonymous", source, action, target)
+        };
+        if let Err(e) = self.store.append_audit(&entry).await {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+
+    /// Appends the audit record of a failed attempt: `refused` when authorisation said no.
+    pub(crate) async fn audit_failure<T>(&self, mut entry: Entry, result: &Result<T>) {
+        let Err(error) = result else { return };
+        entry.outcome = match error {
+            AppError::Forbidden(_) => format!("refused: {}", error.code()),
+            _ => format!("failed: {}", error.code()),
+        };
+        entry.detail = error.to_string().chars().take(500).collect();
+        if let Err(e) = self.store.append_audit(&entry).await {
+            tracing::error!(error = %e, "could not append an audit record");
+        }
+    }
+
+    pub async fn audit_records(
+        &self,
+        actor: &Actor,
+        filter: &crate::store::AuditFilter,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::audit::Record>> {
+        if !actor.roles.contains(&Role::Admin) {
+            return Err(AppError::Forbidden(format!(
+                "{} may not read the audit trail",
+                actor.name
+            )));
+        }
+        Ok(self
+            .store
+            .audit_records(filter, after, limit.clamp(1, 1000))
+            .await?)
+    }
+}

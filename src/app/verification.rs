@@ -1,0 +1,226 @@
+//! The trust list, signed status lists and online verification.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::audit::Entry;
+use crate::directory::FieldDef;
+use crate::identifiers::{Uscc, VersionId};
+use crate::licence::{FieldValue, Standing};
+use crate::signing::claims::FullRecord;
+use crate::signing::qr;
+use crate::signing::status_list::{StatusList, LIST_LEN};
+use crate::signing::trust::{TrustList, TrustStore};
+use crate::store::StoreError;
+use crate::time_util;
+use crate::verify::{self, Current, Outcome, PublicField, Verification};
+use crate::verify_cache::Registered;
+
+use super::*;
+
+impl App {
+    pub fn trust_list(&self) -> TrustList {
+        self.keys().trust_list()
+    }
+
+    /// The trust store verification uses (cached; rebuilt when keys change).
+    pub fn trust_store(&self) -> Arc<TrustStore> {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rebuilds the cached trust store after the key ring changed.
+    fn refresh_trust(&self) -> Result<()> {
+        let store = trust_store_of(&self.keys())?;
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
+        self.verify_cache.trust_changed();
+        Ok(())
+    }
+
+    pub async fn rotate_key(&self, actor: &Actor, department: &str) -> Result<String> {
+        self.audited(actor.entry("key.rotate", department), async |entry| {
+            self.rotate_key_audited(actor, entry, department).await
+        })
+        .await
+    }
+
+    async fn rotate_key_audited(
+        &self,
+        actor: &Actor,
+        entry: &Entry,
+        department: &str,
+    ) -> Result<String> {
+        let uscc = Uscc::parse(department)?;
+        actor.authorise(Role::Admin, &uscc)?;
+        let kid = self.keys_mut().rotate(&uscc)?;
+        self.refresh_trust()?;
+        let audit = Entry {
+            detail: format!("new signer {kid}"),
+            ..entry.clone()
+        };
+        self.store.append_audit(&audit).await?;
+        Ok(kid)
+    }
+
+    pub async fn revoke_key(&self, actor: &Actor, kid: &str) -> Result<()> {
+        self.audited(actor.entry("key.revoke", kid), async |entry| {
+            self.revoke_key_audited(actor, entry, kid).await
+        })
+        .await
+    }
+
+    async fn revoke_key_audited(&self, actor: &Actor, entry: &Entry, kid: &str) -> Result<()> {
+        if !actor.roles.contains(&Role::Admin) || actor.department.is_some() {
+            return Err(AppError::Forbidden(format!(
+                "{} may not revoke signer keys",
+                actor.name
+            )));
+        }
+        self.keys_mut().revoke(kid)?;
+        self.refresh_trust()?;
+        self.store.append_audit(entry).await?;
+        Ok(())
+    }
+
+    /// Status list `n` of `issuer`, signed with the department's current key (SPEC §7).
+    pub async fn status_list(&self, issuer: &str, n: u64) -> Result<Vec<u8>> {
+        let issuer = Uscc::parse(issuer)?;
+        if !self.directory.issuers().iter().any(|i| i.uscc == issuer) {
+            return Err(AppError::NotFound(format!("issuing department {issuer}")));
+        }
+        let lo = n
+            .checked_mul(LIST_LEN)
+            .ok_or_else(|| AppError::BadInput("list number too large".into()))?;
+        let entries = self
+            .store
+            .status_entries(&issuer, lo, lo + LIST_LEN)
+            .await?;
+        let mut list = StatusList::new(issuer.clone(), n, time_util::now().unix_timestamp());
+        for e in entries {
+            let bit = e.index - lo;
+            match e.standing {
+                Standing::Revoked => list.invalid.set(bit),
+                Standing::Suspended => {
+                    list.invalid.set(bit);
+                    list.suspended.set(bit);
+                }
+                Standing::Active => {}
+            }
+            if e.version < e.latest_version {
+                list.superseded.set(bit);
+            }
+        }
+        let keys = self.keys();
+        let (key, kid) = keys.signing_key(&issuer)?;
+        Ok(list.sign(key, &kid))
+    }
+
+    /// Online verification of a QR text, its base32 part, or a version identifier (SPEC §7).
+    pub async fn verify(&self, input: &str) -> Result<Verification> {
+        let input = input.trim();
+        let token = if input.starts_with(crate::identifiers::IDENTIFIER_PREFIX) {
+            let id = VersionId::parse(input)?;
+            let row = self.find(input).await?;
+            let stored = self
+                .store
+                .version(row.pk, id.version)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("version {}", id)))?;
+            stored.qr_token
+        } else {
+            match qr::token_from_text(input) {
+                Ok(token) => token,
+                Err(e) => return Ok(Verification::failed(Outcome::Malformed, e.to_string())),
+            }
+        };
+        self.verify_token(&token).await
+    }
+
+    /// Online verification of QR token bytes: the token's own checks, then the store's state.
+    pub async fn verify_token(&self, token: &[u8]) -> Result<Verification> {
+        let trust = self.trust_store();
+        let authentic = match self
+            .verify_cache
+            .token(token, || verify::check_token(token, &trust))
+        {
+            Ok(a) => a,
+            Err(rejection) => return Ok(rejection.into()),
+        };
+        if authentic.signer_revoked {
+            return Ok(authentic.verification(Outcome::SignerRevoked, "签发证书已被吊销"));
+        }
+        let id = authentic.id().clone();
+        let Some(registered) = self.registered(&id).await? else {
+            return Ok(authentic.verification(
+                Outcome::Revoked,
+                "本服务的证照登记簿中没有这个证照版本：不能视为有效",
+            ));
+        };
+        if registered.payload_hash != data_encoding::HEXLOWER.encode(&authentic.token.record_hash) {
+            return Ok(verify::Verification::failed(
+                Outcome::BadSignature,
+                "the code does not match the registered record",
+            ));
+        }
+        let mut verification = match registered.standing {
+            Standing::Revoked => authentic.verification(Outcome::Revoked, "证照已注销"),
+            Standing::Suspended => authentic.verification(Outcome::Suspended, "证照已暂停"),
+            Standing::Active if id.version < registered.latest_version => {
+                authentic.verification(Outcome::Superseded, "证照已变更，此版本已被新版本替代")
+            }
+            Standing::Active => authentic.by_dates(time_util::now().unix_timestamp()),
+        };
+        if let Some(licence) = &mut verification.licence {
+            licence.fields = registered.public_fields.clone();
+            licence.number = Some(registered.number.clone());
+        }
+        verification.current = Some(Current {
+            status: registered.standing.as_str().to_string(),
+            version: registered.latest_version,
+            identifier: id.key.version(registered.latest_version).to_string(),
+        });
+        Ok(verification)
+    }
+
+    /// What the register says of a version (None when it holds no such version), remembered for
+    /// a moment by the verification cache.
+    async fn registered(&self, id: &VersionId) -> Result<Option<Arc<Registered>>> {
+        let cache_key = id.to_string();
+        if let Some(hit) = self.verify_cache.registered(&cache_key) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.verify_cache.epoch();
+        let Some(row) = self.store.verification_row(&id.key, id.version).await? else {
+            return Ok(None);
+        };
+        let Some((payload_hash, full_record)) = row.version else {
+            return Ok(None);
+        };
+        let licence_type = self.licence_type(&id.key.type_code)?;
+        let full = FullRecord::from_signed(&full_record).map_err(|e| {
+            AppError::Store(StoreError::Corrupt(format!("full record of {id}: {e}")))
+        })?;
+        let registered = Arc::new(Registered {
+            number: row.number,
+            latest_version: row.latest_version,
+            standing: row.standing,
+            payload_hash,
+            public_fields: public_fields(&licence_type.fields, &full.record.fields),
+        });
+        self.verify_cache.keep(cache_key, epoch, registered.clone());
+        Ok(Some(registered))
+    }
+}
+
+/// The fields that may appear publicly, in directory order, with their labels.
+fn public_fields(defs: &[FieldDef], values: &BTreeMap<String, FieldValue>) -> Vec<PublicField> {
+    defs.iter()
+        .filter(|d| d.public)
+        .filter_map(|d| {
+            values.get(&d.key).map(|v| PublicField {
+                key: d.key.clone(),
+                label: d.label.clone(),
+                value: v.to_string(),
+            })
+        })
+        .collect()
+}

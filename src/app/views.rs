@@ -1,0 +1,107 @@
+//! What the operations answer: the JSON of the API and of `--json`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::licence::{EventKind, FieldValue, Standing};
+use crate::store::EventRow;
+
+/// A version just created: its identifier and the text its QR code carries.
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
+pub struct Issued {
+    pub id: String,
+    pub licence_id: String,
+    pub version: u32,
+    pub number: String,
+    pub qr_text: String,
+    pub seq: i64,
+}
+
+/// A licence as `licence show` and `GET /api/v1/licences/{id}` give it.
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
+pub struct LicenceView {
+    pub licence_id: String,
+    pub type_code: String,
+    pub type_name: String,
+    pub number: String,
+    pub status: Standing,
+    pub latest_version: u32,
+    pub version: VersionView,
+    pub events: Vec<EventView>,
+}
+
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
+pub struct VersionView {
+    pub id: String,
+    pub version: u32,
+    pub superseded: bool,
+    pub issued_at: String,
+    /// `current`, `expired` or `not_yet_valid`, derived from the dates now.
+    pub validity: &'static str,
+    pub valid_from: String,
+    pub valid_until: Option<String>,
+    pub holder: HolderView,
+    pub fields: BTreeMap<String, FieldValue>,
+    pub directory_version: i64,
+    pub scan: Option<String>,
+    pub prev: Option<String>,
+    pub kid: String,
+    pub status_index: u64,
+    pub qr_text: String,
+}
+
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
+pub struct HolderView {
+    pub name: String,
+    pub id: String,
+    pub kind: &'static str,
+}
+
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
+pub struct EventView {
+    pub seq: i64,
+    pub version: u32,
+    pub kind: EventKind,
+    pub at: String,
+    pub reason: Option<String>,
+    pub actor: String,
+}
+
+impl From<&EventRow> for EventView {
+    fn from(e: &EventRow) -> Self {
+        EventView {
+            seq: e.seq,
+            version: e.version,
+            kind: e.kind,
+            at: e.at.clone(),
+            reason: e.reason.clone(),
+            actor: e.actor.clone(),
+        }
+    }
+}
+
+/// Changes an amendment (变更) makes: the holder's name and any fields. The number, the holder's
+/// id and the validity stay; a different holder is a different licence.
+#[derive(utoipa::ToSchema, Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Amendment {
+    #[serde(default)]
+    pub holder_name: Option<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A renewal (延续): a new validity period; missing dates follow on from the old period.
+#[derive(utoipa::ToSchema, Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Renewal {
+    #[serde(default)]
+    pub valid_from: Option<String>,
+    #[serde(default)]
+    pub valid_until: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
