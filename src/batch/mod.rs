@@ -28,7 +28,7 @@ use crate::audit::Entry;
 use crate::blobs::Blobs;
 use crate::identifiers::{LicenceKey, TypeCode};
 use crate::licence::{validate, HolderInput, LicenceVersion, Record, RecordInput};
-use crate::store::{BatchRow, BatchRowOutcome, NewBatch, NewLicence};
+use crate::store::{BatchRow, BatchRowOutcome, NewBatch, NewLicence, RowResult};
 use crate::time_util;
 use manifest::{Manifest, ManifestRow, STANDARD_COLUMNS};
 
@@ -307,42 +307,57 @@ async fn run(
         }
     }
 
+    // Chunk k commits (archive, then transaction) while chunk k + 1 is checked and rendered;
+    // commits still happen one at a time, in line order.
     let mut checker = Checker::new(app, actor, &root, clock);
+    let mut committing: Option<tokio::task::JoinHandle<Result<Vec<RowResult>>>> = None;
+    let mut outcome = Ok(());
     for chunk in chunks(manifest) {
-        let chunk: Vec<ManifestRow> = chunk?
-            .into_iter()
-            .filter(|row| row.line > batch.done_line)
-            .collect();
-        let Some(last_line) = chunk.last().map(|r| r.line) else {
-            continue;
+        let step = async {
+            let chunk: Vec<ManifestRow> = chunk?
+                .into_iter()
+                .filter(|row| row.line > batch.done_line)
+                .collect();
+            let Some(last_line) = chunk.last().map(|r| r.line) else {
+                return Ok(None);
+            };
+            let (mut rows, pending) = checker.check(&chunk).await?;
+            let issued = issue(app, actor, batch_id, &mut rows, pending, clock).await?;
+            Ok(Some((rows, issued, last_line)))
+        }
+        .await;
+        let previous = committing.take();
+        let committed = match previous {
+            Some(handle) => joined(handle).await,
+            None => Ok(Vec::new()),
         };
-        let (mut rows, pending) = checker.check(&chunk).await?;
-        let issued = issue(app, actor, batch_id, &mut rows, pending, clock).await?;
-        let new: Vec<NewLicence<'_>> = issued
-            .iter()
-            .map(|i| NewLicence {
-                number: &i.version.record.number,
-                holder_id: i.version.record.holder.id.as_str(),
-                version: &i.version,
-                audit: &i.audit,
-            })
-            .collect();
-        let committing = Instant::now();
-        let results = app
-            .store
-            .commit_batch_chunk(batch_id, &new, &rows, last_line)
-            .await?;
-        clock.add(Stage::Commit, committing);
-        for r in &results {
-            counts.done += 1;
-            match r.outcome.as_str() {
-                "issued" => counts.issued += 1,
-                "skipped" => counts.skipped += 1,
-                _ => counts.rejected += 1,
+        match (step, committed) {
+            (Ok(next), Ok(results)) => {
+                tally(&mut counts, &results);
+                progress.advanced(&counts);
+                if let Some((rows, issued, last_line)) = next {
+                    committing = Some(tokio::spawn(commit(
+                        app.clone(),
+                        batch_id.to_string(),
+                        rows,
+                        issued,
+                        last_line,
+                        clock.clone(),
+                    )));
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                outcome = Err(e);
+                break;
             }
         }
+    }
+    if let Some(handle) = committing {
+        let results = joined(handle).await?;
+        tally(&mut counts, &results);
         progress.advanced(&counts);
     }
+    outcome?;
     Ok(RunEnd {
         encoding,
         rows: row_count,
@@ -626,7 +641,7 @@ struct Signed {
 }
 
 /// Issues the checked rows of a chunk: reserves serials and status indexes, signs and renders on
-/// every core, archives scans and PDFs. Rows get `Issue(i)` pointing at their licence.
+/// every core, and starts archiving scans and PDFs. Rows get `Issue(i)` pointing at their licence.
 async fn issue(
     app: &Arc<App>,
     actor: &Actor,
@@ -634,7 +649,7 @@ async fn issue(
     rows: &mut [BatchRow],
     pending: Vec<Pending>,
     clock: &Arc<Clock>,
-) -> Result<Vec<Signed>> {
+) -> Result<IssuedChunk> {
     let reserving = Instant::now();
     // Reservations: a serial range per type, status indexes per issuer.
     let mut serials: HashMap<TypeCode, u64> = HashMap::new();
@@ -695,7 +710,6 @@ async fn issue(
     })
     .await?;
 
-    let archiving = Instant::now();
     let mut archive = tokio::task::JoinSet::new();
     let mut signed = Vec::with_capacity(made.len());
     for m in made {
@@ -721,12 +735,64 @@ async fn issue(
         };
         signed.push(Signed { version, audit });
     }
-    // Everything archived before the chunk commits: a committed licence always has its scan.
-    while let Some(done) = archive.join_next().await {
+    Ok(IssuedChunk { signed, archive })
+}
+
+/// A chunk's licences, signed and rendered, with their scans and PDFs being archived.
+struct IssuedChunk {
+    signed: Vec<Signed>,
+    archive: tokio::task::JoinSet<std::result::Result<(), crate::blobs::BlobError>>,
+}
+
+/// Finishes a chunk: waits for its archive — a committed licence always has its scan and PDF —
+/// then commits its licences and row outcomes in one transaction.
+async fn commit(
+    app: Arc<App>,
+    batch_id: String,
+    rows: Vec<BatchRow>,
+    mut chunk: IssuedChunk,
+    last_line: u64,
+    clock: Arc<Clock>,
+) -> Result<Vec<RowResult>> {
+    let archiving = Instant::now();
+    while let Some(done) = chunk.archive.join_next().await {
         done.map_err(|e| AppError::State(format!("archiving: {e}")))??;
     }
     clock.add(Stage::Archive, archiving);
-    Ok(signed)
+    let new: Vec<NewLicence<'_>> = chunk
+        .signed
+        .iter()
+        .map(|i| NewLicence {
+            number: &i.version.record.number,
+            holder_id: i.version.record.holder.id.as_str(),
+            version: &i.version,
+            audit: &i.audit,
+        })
+        .collect();
+    let committing = Instant::now();
+    let results = app
+        .store
+        .commit_batch_chunk(&batch_id, &new, &rows, last_line)
+        .await?;
+    clock.add(Stage::Commit, committing);
+    Ok(results)
+}
+
+async fn joined(handle: tokio::task::JoinHandle<Result<Vec<RowResult>>>) -> Result<Vec<RowResult>> {
+    handle
+        .await
+        .map_err(|e| AppError::State(format!("committing a chunk: {e}")))?
+}
+
+fn tally(counts: &mut Counts, results: &[RowResult]) {
+    for r in results {
+        counts.done += 1;
+        match r.outcome.as_str() {
+            "issued" => counts.issued += 1,
+            "skipped" => counts.skipped += 1,
+            _ => counts.rejected += 1,
+        }
+    }
 }
 
 /// Runs CPU-bound work (rayon, every core) off the async threads.
