@@ -6,8 +6,9 @@
 //! (fields, duplicates, department, then scans on every core), numbers already converted are
 //! skipped, serials and status indexes are reserved in a few statements, every good row is signed
 //! and rendered on every core, scans and PDFs are archived, and the chunk's licences and row
-//! outcomes commit in one transaction. A run killed at any moment therefore leaves each row
-//! converted once or not at all, and a rerun skips what is done and carries on.
+//! outcomes commit in one transaction (while the next chunk renders; commits stay in line order).
+//! A run killed at any moment therefore leaves each row converted once or not at all, and a rerun
+//! skips what is done and carries on.
 
 pub mod job;
 pub mod manifest;
@@ -285,17 +286,7 @@ async fn run(
     progress.advanced(&counts);
 
     if batch.all_or_nothing && batch.done_line <= 1 {
-        let mut checker = Checker::new(app, actor, &root, clock);
-        let mut rejected = 0;
-        for chunk in chunks(open()?) {
-            let (rows, _) = checker.check(&chunk?).await?;
-            let bad: Vec<BatchRow> = rows
-                .into_iter()
-                .filter(|r| matches!(r.outcome, BatchRowOutcome::Rejected { .. }))
-                .collect();
-            rejected += bad.len();
-            app.store.commit_batch_chunk(batch_id, &[], &bad, 1).await?;
-        }
+        let rejected = reject_bad_rows(app, actor, batch_id, &root, open()?, clock).await?;
         if rejected > 0 {
             return Ok(RunEnd {
                 encoding,
@@ -363,6 +354,30 @@ async fn run(
         rows: row_count,
         refusal: None,
     })
+}
+
+/// `--all-or-nothing`'s first pass: checks every row without issuing any, records the rejected
+/// ones, and returns how many there were.
+async fn reject_bad_rows(
+    app: &Arc<App>,
+    actor: &Actor,
+    batch_id: &str,
+    root: &Path,
+    manifest: Manifest,
+    clock: &Arc<Clock>,
+) -> Result<usize> {
+    let mut checker = Checker::new(app, actor, root, clock);
+    let mut rejected = 0;
+    for chunk in chunks(manifest) {
+        let (rows, _) = checker.check(&chunk?).await?;
+        let bad: Vec<BatchRow> = rows
+            .into_iter()
+            .filter(|r| matches!(r.outcome, BatchRowOutcome::Rejected { .. }))
+            .collect();
+        rejected += bad.len();
+        app.store.commit_batch_chunk(batch_id, &[], &bad, 1).await?;
+    }
+    Ok(rejected)
 }
 
 /// The manifest's rows in chunks; a row the CSV reader cannot read ends the run.
