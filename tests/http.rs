@@ -146,16 +146,7 @@ async fn the_audit_trail_shows_who_did_what_from_where_including_refusals() {
         .await
         .unwrap();
 
-    let audit: Value = s
-        .client
-        .get(s.url("/api/v1/audit?limit=50"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = s.get_json("/api/v1/audit?limit=50", Some(&admin)).await;
     let records = audit["records"].as_array().unwrap();
     let find = |action: &str, outcome_prefix: &str| {
         records
@@ -177,16 +168,9 @@ async fn the_audit_trail_shows_who_did_what_from_where_including_refusals() {
     find("http.post", "refused: unauthenticated");
 
     // Filters narrow the trail.
-    let only: Value = s
-        .client
-        .get(s.url("/api/v1/audit?action=licence.revoke"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let only = s
+        .get_json("/api/v1/audit?action=licence.revoke", Some(&admin))
+        .await;
     assert!(only["records"]
         .as_array()
         .unwrap()
@@ -331,15 +315,7 @@ async fn public_verification_is_rate_limited_per_client() {
 #[tokio::test]
 async fn trust_list_status_lists_health_and_metrics_are_public() {
     let s = TestServer::start().await;
-    let trust: Value = s
-        .client
-        .get(s.url("/.well-known/elicence/trust.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let trust = s.get_json("/.well-known/elicence/trust.json", None).await;
     assert_eq!(trust["signers"].as_array().unwrap().len(), 3);
     assert!(trust["roots"][0]
         .as_str()
@@ -361,15 +337,7 @@ async fn trust_list_status_lists_health_and_metrics_are_public() {
     let (parsed, _) = elicence::signing::status_list::StatusList::parse_signed(&bytes).unwrap();
     assert_eq!(parsed.issuer.as_str(), MARKET_BUREAU);
 
-    let health: Value = s
-        .client
-        .get(s.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = s.get_json("/healthz", None).await;
     assert_eq!(health["status"], "ok");
     s.client
         .post(s.url("/api/v1/verify"))
