@@ -51,7 +51,7 @@ struct FileSettings {
     library_url: Option<String>,
     library_secret: Option<String>,
     templates_dir: Option<PathBuf>,
-    status_list_max_age_seconds: Option<i64>,
+    status_list_max_age_seconds: Option<u64>,
     blob_store: Option<String>,
     max_scan_bytes: Option<u64>,
     max_manifest_rows: Option<u64>,
@@ -109,26 +109,27 @@ impl Settings {
                 name: "ELICENCE_VERIFY_BASE",
                 reason: e.to_string(),
             })?;
-        let positive = |name: &'static str, file_value: Option<u64>, default: u64| match pick(
-            name,
-            file_value.map(|n| n.to_string()),
-        ) {
-            Some(s) => s
-                .parse()
-                .ok()
-                .filter(|&n: &u64| n > 0)
-                .ok_or(ConfigError::Value {
-                    name,
-                    reason: format!("{s:?} is not a positive whole number"),
-                }),
-            None => Ok(default),
-        };
-        let max_age = positive(
+        // A whole number from the environment or the file, at least `least`.
+        let whole =
+            |name: &'static str, file_value: Option<u64>, default: u64, least: u64| match pick(
+                name,
+                file_value.map(|n| n.to_string()),
+            ) {
+                Some(s) => s
+                    .parse()
+                    .ok()
+                    .filter(|&n: &u64| n >= least)
+                    .ok_or(ConfigError::Value {
+                        name,
+                        reason: format!("{s:?} is not a whole number of at least {least}"),
+                    }),
+                None => Ok(default),
+            };
+        let max_age = whole(
             "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
-            from_file
-                .status_list_max_age_seconds
-                .map(|n| n.max(0) as u64),
+            from_file.status_list_max_age_seconds,
             crate::verify::DEFAULT_MAX_STATUS_AGE_SECONDS as u64,
+            1,
         )? as i64;
         // Several instances share PostgreSQL, so by default they share blobs through it too.
         let blob_store = match pick("ELICENCE_BLOB_STORE", from_file.blob_store).as_deref() {
@@ -143,31 +144,31 @@ impl Settings {
                 })
             }
         };
-        let max_scan_bytes = positive(
+        let max_scan_bytes = whole(
             "ELICENCE_MAX_SCAN_BYTES",
             from_file.max_scan_bytes,
             10 << 20,
+            1,
         )?;
-        let max_manifest_rows = positive(
+        let max_manifest_rows = whole(
             "ELICENCE_MAX_MANIFEST_ROWS",
             from_file.max_manifest_rows,
             200_000,
+            1,
         )?;
-        let max_upload_bytes = positive(
+        let max_upload_bytes = whole(
             "ELICENCE_MAX_UPLOAD_BYTES",
             from_file.max_upload_bytes,
             1 << 30,
+            1,
         )?;
-        let verify_cache_seconds = match pick(
+        // 0 turns the verification cache off.
+        let verify_cache_seconds = whole(
             "ELICENCE_VERIFY_CACHE_SECONDS",
-            from_file.verify_cache_seconds.map(|n| n.to_string()),
-        ) {
-            Some(s) => s.parse().map_err(|_| ConfigError::Value {
-                name: "ELICENCE_VERIFY_CACHE_SECONDS",
-                reason: format!("{s:?} is not a whole number of seconds"),
-            })?,
-            None => 2,
-        };
+            from_file.verify_cache_seconds,
+            2,
+            0,
+        )?;
         Ok(Settings {
             keys_dir: pick(
                 "ELICENCE_KEYS_DIR",
