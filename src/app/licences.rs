@@ -137,9 +137,20 @@ impl App {
         let licence_type = self
             .type_at(&row.key.type_code, full.directory_version)
             .await?;
+        self.render(&licence_type, &full, &stored.qr_token, &stored.identifier)
+    }
+
+    /// Renders a version's record and QR token with the type as it was when it was issued.
+    fn render(
+        &self,
+        licence_type: &LicenceType,
+        full: &FullRecord,
+        qr_token: &[u8],
+        identifier: &str,
+    ) -> Result<Vec<u8>> {
         self.renderer
-            .render(&licence_type, &full, &self.qr_text(&stored.qr_token))
-            .map_err(|e| AppError::State(format!("rendering {}: {e}", stored.identifier)))
+            .render(licence_type, full, &self.qr_text(qr_token))
+            .map_err(|e| AppError::State(format!("rendering {identifier}: {e}")))
     }
 
     /// A licence type as the directory defined it at `directory_version`.
@@ -222,9 +233,12 @@ impl App {
     ) -> Result<Vec<u8>> {
         let full = FullRecord::from_signed(&version.full_record)
             .map_err(|e| AppError::State(format!("{}: {e}", version.id)))?;
-        self.renderer
-            .render(licence_type, &full, &self.qr_text(&version.qr_token))
-            .map_err(|e| AppError::State(format!("rendering {}: {e}", version.id)))
+        self.render(
+            licence_type,
+            &full,
+            &version.qr_token,
+            &version.id.to_string(),
+        )
     }
 
     /// Amends (变更) a licence: a new version with changed holder name or fields.

@@ -241,7 +241,7 @@ impl App {
 
     /// Runs a write as `entry`, appending a refused or failed attempt to the audit trail (a
     /// successful write appends its own record in the same transaction as the write).
-    async fn audited<T>(
+    pub(crate) async fn audited<T>(
         &self,
         entry: Entry,
         write: impl AsyncFnOnce(&Entry) -> Result<T>,

@@ -25,29 +25,27 @@ pub async fn submit(
     zip: &[u8],
     all_or_nothing: bool,
 ) -> Result<BatchRecord> {
-    let entry = actor.entry("batch.submit", "upload");
-    let result = async {
-        may_convert(actor)?;
-        check_zip(
-            zip,
-            app.settings.max_scan_bytes,
-            app.settings.max_manifest_rows,
-        )?;
-        let id = create(app, actor, all_or_nothing, Some(zip)).await?;
-        let audit = crate::audit::Entry {
-            target: id.clone(),
-            detail: format!("{} bytes", zip.len()),
-            ..entry.clone()
-        };
-        app.store.append_audit(&audit).await?;
-        app.store
-            .batch(&id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("batch {id}")))
-    }
-    .await;
-    app.audit_failure(entry, &result).await;
-    let job = result?;
+    let job = app
+        .audited(actor.entry("batch.submit", "upload"), async |entry| {
+            may_convert(actor)?;
+            check_zip(
+                zip,
+                app.settings.max_scan_bytes,
+                app.settings.max_manifest_rows,
+            )?;
+            let id = create(app, actor, all_or_nothing, Some(zip)).await?;
+            let audit = crate::audit::Entry {
+                target: id.clone(),
+                detail: format!("{} bytes", zip.len()),
+                ..entry.clone()
+            };
+            app.store.append_audit(&audit).await?;
+            app.store
+                .batch(&id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("batch {id}")))
+        })
+        .await?;
     tokio::spawn(run(app.clone(), job.id.clone()));
     Ok(job)
 }

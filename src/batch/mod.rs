@@ -479,16 +479,12 @@ impl<'a> Checker<'a> {
             .licence_type(&type_code)
             .map_err(|e| err("type_code", e.to_string()))?;
         if let Err(refusal) = self.actor.authorise(Role::Clerk, &licence_type.issuer.uscc) {
+            let reason = refusal.to_string();
             if self.refused.insert(type_code.to_string()) {
                 let entry = self.actor.entry("batch.convert", type_code.as_str());
-                self.app
-                    .audit_failure(
-                        entry,
-                        &Err::<(), _>(AppError::Forbidden(refusal.to_string())),
-                    )
-                    .await;
+                self.app.audit_failure(entry, &Err::<(), _>(refusal)).await;
             }
-            return Err(err("type_code", refusal.to_string()));
+            return Err(err("type_code", reason));
         }
         let number = row.get("number");
         if number.is_empty() {
