@@ -139,8 +139,8 @@ pub fn write(
     expected.write_record(["line", "kind", "column"])?;
     // One mark of the seed in every number, so two sample batches do not collide.
     let mark = format!("{:04X}", options.seed % 0x10000);
-    // (type code, number) of the good rows so far: what a duplicate repeats.
-    let mut good_numbers: Vec<(String, String)> = Vec::new();
+    // The last good row's number of each type: what a duplicate repeats.
+    let mut last_good_number: std::collections::HashMap<String, String> = Default::default();
     let mut written = Written {
         rows: 0,
         bad_rows: 0,
@@ -169,12 +169,12 @@ pub fn write(
             let mut scan = Some(scan_name);
             if bad {
                 let mut pick = written.bad_rows as usize % BAD_KINDS.len();
-                let repeatable = good_numbers.iter().any(|(c, _)| c == t.code.as_str());
-                if BAD_KINDS[pick].0 == "duplicate_number" && !repeatable {
+                let earlier = last_good_number.get(t.code.as_str());
+                if BAD_KINDS[pick].0 == "duplicate_number" && earlier.is_none() {
                     pick += 1;
                 }
                 let (kind, blamed) = BAD_KINDS[pick];
-                let blamed = break_row(kind, t, &columns, &mut row, &good_numbers, out, options)?
+                let blamed = break_row(kind, t, &columns, &mut row, earlier, out, options)?
                     .unwrap_or_else(|| blamed.to_string());
                 if kind.starts_with("scan_") {
                     scan = None;
@@ -182,7 +182,8 @@ pub fn write(
                 expected.write_record([line.to_string().as_str(), kind, &blamed])?;
                 written.bad_rows += 1;
             } else {
-                good_numbers.push((t.code.to_string(), row[column(&columns, "number")].clone()));
+                last_good_number
+                    .insert(t.code.to_string(), row[column(&columns, "number")].clone());
             }
             if let Some(name) = scan {
                 drawings.push((name, t, row.clone(), columns.clone()));
@@ -275,7 +276,7 @@ fn break_row(
     t: &LicenceType,
     columns: &[String],
     row: &mut Vec<String>,
-    good_numbers: &[(String, String)],
+    earlier_number: Option<&String>,
     out: &Path,
     options: &Options,
 ) -> anyhow::Result<Option<String>> {
@@ -319,12 +320,9 @@ fn break_row(
             file.set_len(options.max_scan_bytes + 1)?;
         }
         "duplicate_number" => {
-            let (_, number) = good_numbers
-                .iter()
-                .rev()
-                .find(|(code, _)| code == t.code.as_str())
-                .expect("the caller picks this kind only after a good row of the type");
-            row[at("number")] = number.clone();
+            row[at("number")] = earlier_number
+                .expect("the caller picks this kind only after a good row of the type")
+                .clone();
         }
         "number_empty" => row[at("number")].clear(),
         "value_not_allowed" => {
