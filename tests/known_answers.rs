@@ -139,3 +139,28 @@ fn status_list_matches_its_vector() {
     list.superseded.set(42);
     check("status_list.cose.hex", &hex(&list.sign(&key(), &KID)));
 }
+
+/// A layout's PDF is a promise (docs/DESIGN.md, "Stability"): the vector version renders to the
+/// same bytes under every layout the repository ships, for as long as it ships it. A renderer
+/// change that moves these hashes needs a new layout, not a new vector.
+#[test]
+fn every_layout_renders_the_vector_version_to_its_committed_bytes() {
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let directory = elicence::directory::Directory::load(&templates.join("directory")).unwrap();
+    let renderer = elicence::render::Renderer::load(&templates, &directory).unwrap();
+    let v = vector_version();
+    let full = FullRecord::from_signed(&v.full_record).unwrap();
+    let text = qr::qr_text("HTTPS://ZZ.EXAMPLE.GOV.CN", &v.qr_token);
+    let mut licence_type = directory.get(&v.id.key.type_code).unwrap().clone();
+    for layout in ["standard"] {
+        licence_type.template = layout.to_string();
+        let pdf = renderer.render(&licence_type, &full, &text).unwrap();
+        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/licences");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join(format!("vector-{layout}.pdf")), &pdf).unwrap();
+        check(
+            &format!("licence.{layout}.pdf.sha256"),
+            &hex(&elicence::hash::sha256(&pdf)),
+        );
+    }
+}
