@@ -330,6 +330,25 @@ pub async fn render(
             Ok(())
         }),
     )?;
+    // Every layout shipped, the directory's own and those earlier licences still render with.
+    for (layout, generation) in renderer.layouts() {
+        let jobs: Vec<_> = jobs
+            .iter()
+            .map(|(licence_type, full, qr_text)| {
+                let mut licence_type = licence_type.clone();
+                licence_type.template = layout.to_string();
+                (licence_type, full, qr_text)
+            })
+            .collect();
+        measure(
+            &format!("{layout} (renderer {generation})"),
+            Box::new(move |n| {
+                let (licence_type, full, qr_text) = &jobs[n % jobs.len()];
+                std::hint::black_box(renderer.render(licence_type, full, qr_text)?);
+                Ok(())
+            }),
+        )?;
+    }
     Ok((reports, sizes))
 }
 

@@ -38,8 +38,8 @@ fn write(name: &str, pdf: &[u8]) -> PathBuf {
     path
 }
 
-/// Fails unless every word pdftotext finds lies inside the page's border (A4: 595 × 842 pt,
-/// border 12 mm = 34 pt from each edge).
+/// Fails unless every word pdftotext finds lies inside the page's inner border line (A4: 595 ×
+/// 842 pt; the line runs 14.2 mm = 40.25 pt from each edge, 0.6 pt wide).
 fn assert_inside_border(pdf: &Path) {
     let html = tool("pdftotext", &["-bbox", pdf.to_str().unwrap(), "-"]);
     let number = |attr: &str, word: &str| -> f32 {
@@ -52,7 +52,7 @@ fn assert_inside_border(pdf: &Path) {
         let (x0, x1) = (number("xMin", word), number("xMax", word));
         let (y0, y1) = (number("yMin", word), number("yMax", word));
         assert!(
-            x0 >= 34.0 && x1 <= 561.0 && y0 >= 34.0 && y1 <= 808.0,
+            x0 >= 40.6 && x1 <= 554.7 && y0 >= 40.6 && y1 <= 801.3,
             "{}: outside the border: {word}",
             pdf.display()
         );
@@ -93,29 +93,7 @@ async fn every_sample_type_renders_a_checked_pdf_whose_qr_decodes_to_the_qr_text
         record.holder.name = format!("{}（堃喆昇珺玥赟䶮𠮷）", record.holder.name);
         let issued = t.app.issue(&actor, code, &record, None).await.unwrap();
         let pdf = t.app.pdf(&actor, &issued.id, None).await.unwrap();
-        assert!(pdf.len() < 80_000, "{name}: {} bytes", pdf.len());
-        let path = write(name, &pdf);
-        let file = path.to_str().unwrap();
-
-        assert_eq!(
-            decode_qr(&path),
-            issued.qr_text,
-            "{name}: the QR code carries the QR text"
-        );
-        tool("qpdf", &["--check", file]);
-        let fonts = tool("pdffonts", &[file]);
-        let font_line = fonts.lines().nth(2).unwrap_or_default();
-        assert!(
-            font_line.contains("NotoSansCJK") && font_line.contains("+"),
-            "{name}: {fonts}"
-        );
-        let columns: Vec<&str> = font_line.split_whitespace().collect();
-        assert_eq!(
-            &columns[columns.len() - 5..columns.len() - 2],
-            ["yes", "yes", "yes"],
-            "{name}: embedded, subset, unicode: {fonts}"
-        );
-        let text = tool("pdftotext", &["-layout", file, "-"]);
+        let text = check_with_readers(name, &pdf, &issued.qr_text);
         assert!(
             text.contains("堃喆昇珺玥赟䶮𠮷"),
             "{name}: rare characters extract: {text}"
@@ -124,11 +102,112 @@ async fn every_sample_type_renders_a_checked_pdf_whose_qr_decodes_to_the_qr_text
             text.contains(&format!("PDF-{name}")),
             "{name}: the number is printed"
         );
-        assert!(text.contains("扫码核验"));
-        let pages = tool("qpdf", &["--show-npages", file]);
-        assert_eq!(pages.trim(), "1");
-        assert_inside_border(&path);
     }
+}
+
+/// What a reader's tools say of a licence PDF: its QR decodes (at 150 dpi) to the QR text,
+/// qpdf finds no error, one page, the font is embedded, subset and mapped to Unicode, and every
+/// word lies inside the border. Returns the text pdftotext extracts.
+fn check_with_readers(name: &str, pdf: &[u8], qr_text: &str) -> String {
+    assert!(pdf.len() < 50_000, "{name}: {} bytes", pdf.len());
+    let path = write(name, pdf);
+    let file = path.to_str().unwrap();
+    assert_eq!(
+        decode_qr(&path),
+        qr_text,
+        "{name}: the QR code carries the QR text"
+    );
+    tool("qpdf", &["--check", file]);
+    let fonts = tool("pdffonts", &[file]);
+    let font_line = fonts.lines().nth(2).unwrap_or_default();
+    assert!(
+        font_line.contains("NotoSansCJK") && font_line.contains("+"),
+        "{name}: {fonts}"
+    );
+    let columns: Vec<&str> = font_line.split_whitespace().collect();
+    assert_eq!(
+        &columns[columns.len() - 5..columns.len() - 2],
+        ["yes", "yes", "yes"],
+        "{name}: embedded, subset, unicode: {fonts}"
+    );
+    let pages = tool("qpdf", &["--show-npages", file]);
+    assert_eq!(pages.trim(), "1");
+    assert_inside_border(&path);
+    let text = tool("pdftotext", &["-layout", file, "-"]);
+    assert!(text.contains("扫码核验"), "{name}: {text}");
+    text
+}
+
+/// Whether renderer 2 drew the file: it writes the QR code as a form XObject.
+fn drawn_by_renderer_2(pdf: &[u8]) -> bool {
+    let path = write("renderer-probe", pdf);
+    let expanded = tool(
+        "qpdf",
+        &[
+            "--qdf",
+            "--object-streams=disable",
+            path.to_str().unwrap(),
+            "-",
+        ],
+    );
+    expanded.contains("/Subtype /Form")
+}
+
+/// A templates folder like the shipped one whose directory names the `standard` layout
+/// (renderer 1), as the directory did before `standard-v2`.
+fn templates_before_v2(dir: &Path) -> PathBuf {
+    let templates = dir.join("templates-before-v2");
+    std::fs::create_dir_all(templates.join("directory")).unwrap();
+    for entry in std::fs::read_dir(templates_dir().join("directory")).unwrap() {
+        let file = entry.unwrap().path();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("template = \"standard-v2\""));
+        std::fs::write(
+            templates.join("directory").join(file.file_name().unwrap()),
+            text.replace("template = \"standard-v2\"", "template = \"standard\""),
+        )
+        .unwrap();
+    }
+    for shared in ["layouts", "fonts"] {
+        std::os::unix::fs::symlink(templates_dir().join(shared), templates.join(shared)).unwrap();
+    }
+    templates
+}
+
+#[tokio::test]
+async fn a_licence_keeps_rendering_with_the_layout_it_was_issued_under() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(dir.path()).await;
+    let actor = Actor::local_operator();
+    let mut before = settings(dir.path(), &database.url);
+    before.templates_dir = templates_before_v2(dir.path());
+    let old = elicence::app::App::open(before).await.unwrap();
+    let issued = old
+        .issue(&actor, FOOD, &sample(&old, FOOD, "PDF-GEN-1"), None)
+        .await
+        .unwrap();
+    let first = old.pdf(&actor, &issued.id, None).await.unwrap();
+    assert!(!drawn_by_renderer_2(&first));
+    check_with_readers("renderer-1", &first, &issued.qr_text);
+
+    // The directory moves to `standard-v2`: the licence issued before renders as it did, an
+    // amendment signed now renders with renderer 2.
+    let app = elicence::app::App::open(settings(dir.path(), &database.url))
+        .await
+        .unwrap();
+    assert_eq!(app.pdf(&actor, &issued.id, None).await.unwrap(), first);
+    let change = elicence::app::Amendment {
+        holder_name: Some("新名称餐饮有限公司".into()),
+        ..Default::default()
+    };
+    let amended = app
+        .amend(&actor, &issued.licence_id, &change)
+        .await
+        .unwrap();
+    let second = app.pdf(&actor, &amended.id, None).await.unwrap();
+    assert!(drawn_by_renderer_2(&second));
+    let text = check_with_readers("renderer-2", &second, &amended.qr_text);
+    assert!(text.contains("新名称餐饮有限公司"), "{text}");
 }
 
 #[tokio::test]

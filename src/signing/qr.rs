@@ -142,13 +142,16 @@ fn symbol(bits: Bits) -> Option<QrSymbol> {
 /// alike, 2×2 blocks alike, finder-like 1:1:3:1:1 patterns with light on one side, and the
 /// dark/light balance.
 fn penalty(dark: &[bool], width: usize) -> i32 {
-    let rows: Vec<&[bool]> = dark.chunks(width).collect();
-    let columns: Vec<Vec<bool>> = (0..width)
-        .map(|x| rows.iter().map(|row| row[x]).collect())
-        .collect();
-    let mut score: i32 = rows.iter().copied().map(line_penalty).sum();
-    score += columns.iter().map(|c| line_penalty(c)).sum::<i32>();
-    for pair in rows.windows(2) {
+    let mut columns = vec![false; dark.len()];
+    for (i, &module) in dark.iter().enumerate() {
+        columns[(i % width) * width + i / width] = module;
+    }
+    let mut score: i32 = dark
+        .chunks(width)
+        .chain(columns.chunks(width))
+        .map(line_penalty)
+        .sum();
+    for pair in dark.chunks(width).collect::<Vec<_>>().windows(2) {
         let (upper, lower) = (pair[0], pair[1]);
         for x in 0..width - 1 {
             let c = upper[x];
@@ -163,13 +166,15 @@ fn penalty(dark: &[bool], width: usize) -> i32 {
 
 /// The penalties of one row or column: runs of five or more alike (length − 2 each), and
 /// dark-light-dark-dark-dark-light-dark with four light modules (or the edge) before or after
-/// (40 each).
+/// (40 each). One pass, the last seven modules kept as bits.
 fn line_penalty(line: &[bool]) -> i32 {
-    const FINDER: [bool; 7] = [true, false, true, true, true, false, true];
+    const FINDER: u32 = 0b101_1101;
+    let light = |modules: &[bool]| modules.iter().all(|&m| !m);
     let mut score = 0;
-    let mut run = 1;
-    for j in 1..=line.len() {
-        if j < line.len() && line[j] == line[j - 1] {
+    let mut run = 0;
+    let mut window = 0u32;
+    for (j, &module) in line.iter().enumerate() {
+        if j > 0 && module == line[j - 1] {
             run += 1;
         } else {
             if run >= 5 {
@@ -177,17 +182,18 @@ fn line_penalty(line: &[bool]) -> i32 {
             }
             run = 1;
         }
+        window = (window << 1 | u32::from(module)) & 0x7F;
+        if j >= 6 && window == FINDER {
+            let start = j - 6;
+            let before = light(&line[start.saturating_sub(4)..start]);
+            let after = light(&line[j + 1..(j + 5).min(line.len())]);
+            if before || after {
+                score += 40;
+            }
+        }
     }
-    for j in 0..line.len().saturating_sub(6) {
-        if line[j..j + 7] != FINDER {
-            continue;
-        }
-        let light = |k: &bool| !k;
-        let before = line[j.saturating_sub(4)..j].iter().all(light);
-        let after = line[j + 7..(j + 11).min(line.len())].iter().all(light);
-        if before || after {
-            score += 40;
-        }
+    if run >= 5 {
+        score += run - 2;
     }
     score
 }
