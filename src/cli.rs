@@ -137,7 +137,11 @@ pub enum KeysCommand {
         department: String,
     },
     /// Revoke a signer certificate: what it signed verifies as `signer_revoked`.
-    Revoke { kid: String },
+    Revoke {
+        /// The key id (base64url, so it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -1090,4 +1094,19 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AppError>
 
 fn write_file(path: &Path, data: &[u8]) -> Result<(), AppError> {
     std::fs::write(path, data).map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn a_key_id_beginning_with_a_hyphen_is_a_key_id_not_an_option() {
+        let cli = Cli::try_parse_from(["elicence", "keys", "revoke", "-PeT2umUePs"]).unwrap();
+        let Command::Keys(KeysCommand::Revoke { kid }) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(kid, "-PeT2umUePs");
+    }
 }
