@@ -35,15 +35,15 @@ pub enum RenderError {
     Overflow,
     #[error("QR code: {0}")]
     Qr(#[from] qr::QrError),
-    #[error("embedding the font: {0}")]
-    Subset(String),
+    #[error("writing the PDF: {0}")]
+    Write(String),
 }
 
 /// A layout file (`templates/layouts/{name}.toml`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layout {
-    /// The renderer generation that draws this layout: 1 or 2 (`templates/layouts/standard.toml`).
+    /// The renderer that draws this layout: 1 or 2 (`templates/layouts/standard.toml`).
     pub renderer: u8,
     pub page_width: f32,
     pub page_height: f32,
@@ -175,7 +175,7 @@ impl Renderer {
         })
     }
 
-    /// The layouts loaded, with the renderer generation that draws each.
+    /// The layouts loaded, with the renderer that draws each.
     pub fn layouts(&self) -> impl Iterator<Item = (&str, u8)> {
         self.layouts
             .iter()
@@ -183,7 +183,7 @@ impl Renderer {
     }
 
     /// The glyph of `c` and its advance in font units, remembered: the font's own lookup scans
-    /// its cmap's 20,000 groups one by one, and breaking lines asks thousands of times a page.
+    /// its cmap's 2,500 groups one by one, and breaking lines asks thousands of times a page.
     fn glyph(&self, c: char) -> Option<(u16, u16)> {
         self.glyphs
             .get_or_insert_with(&c, || {
@@ -304,7 +304,7 @@ impl Renderer {
     }
 
     /// Writes a composed page as PDF bytes (subsetting the font, compressing the streams) with
-    /// the renderer generation its layout names.
+    /// the renderer its layout names.
     pub fn save(&self, page: Composed, full: &FullRecord) -> Result<Vec<u8>, RenderError> {
         let id = full.claims.cti.to_string();
         let doc = document(full, &id);
@@ -314,7 +314,7 @@ impl Renderer {
         }
     }
 
-    /// Generation 1: printpdf subsets the font (parsing it again for every page), writes the
+    /// Renderer 1: printpdf subsets the font (parsing it again for every page), writes the
     /// file, and its streams are deflated afterwards.
     fn save_subset_by_printpdf(&self, mut doc: PdfDocument, page: Composed, id: &str) -> Vec<u8> {
         doc.resources
@@ -336,7 +336,7 @@ impl Renderer {
         }
     }
 
-    /// Generation 2: printpdf lays out the document; the font is subset here, once per page
+    /// Renderer 2: printpdf lays out the document; the font is subset here, once per page
     /// with `subsetter` from bytes parsed at start-up, and written as a CID-keyed CFF
     /// (Type0, Identity-H, with /W and /ToUnicode).
     fn save_subset_once(
@@ -367,7 +367,7 @@ impl Renderer {
         );
         let mut out = Vec::with_capacity(48 * 1024);
         pdf.save_to(&mut out)
-            .map_err(|e| RenderError::Subset(format!("writing the PDF: {e}")))?;
+            .map_err(|e| RenderError::Write(e.to_string()))?;
         Ok(out)
     }
 
@@ -379,9 +379,9 @@ impl Renderer {
         glyphs: &PageGlyphs,
     ) -> Result<lopdf::ObjectId, RenderError> {
         let program = subsetter::subset(&self.font_bytes, 0, &glyphs.remapper)
-            .map_err(|e| RenderError::Subset(format!("{e:?}")))?;
+            .map_err(|e| RenderError::Write(format!("subsetting the font: {e:?}")))?;
         let cff = printpdf::extract_cid_keyed_cff(&program, 0)
-            .ok_or_else(|| RenderError::Subset("the subset is not a CID-keyed CFF font".into()))?;
+            .ok_or_else(|| RenderError::Write("the font subset is not a CID-keyed CFF".into()))?;
         let metrics = &self.font.pdf_font_metrics;
         let per_em = f32::from(metrics.units_per_em.max(1));
         let scaled = |units: f32| Object::Integer((units * 1000.0 / per_em).round() as i64);
@@ -500,7 +500,7 @@ fn load_layouts(folder: &Path) -> Result<BTreeMap<String, Layout>, RenderError> 
     Ok(layouts)
 }
 
-/// The glyphs a generation-2 page shows, numbered in order of first use: code `n` is the `n`-th
+/// The glyphs a renderer-2 page shows, numbered in order of first use: code `n` is the `n`-th
 /// distinct glyph (the subset's glyph id and, the subset being CID-keyed with an identity
 /// charset, its CID too); code 0 stays `.notdef`.
 #[derive(Default)]
@@ -564,7 +564,7 @@ fn page_resources<'a>(
     pdf: &'a mut lopdf::Document,
     kind: &[u8],
 ) -> Result<&'a mut lopdf::Dictionary, RenderError> {
-    let missing = |what: &str| RenderError::Subset(format!("printpdf wrote no {what}"));
+    let missing = |what: &str| RenderError::Write(format!("printpdf wrote no {what}"));
     let page = *pdf
         .get_pages()
         .values()
