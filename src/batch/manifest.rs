@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use encoding_rs::Encoding;
 use encoding_rs_io::DecodeReaderBytesBuilder;
@@ -26,10 +26,10 @@ pub struct ManifestError {
 }
 
 pub struct Manifest {
-    /// `UTF-8` or `GB18030`, as detected.
-    pub encoding: &'static str,
+    decoder: &'static Encoding,
     columns: Vec<String>,
-    records: csv::StringRecordsIntoIter<Box<dyn Read + Send>>,
+    records: csv::StringRecordsIntoIter<Box<dyn Read + Send + Sync>>,
+    path: PathBuf,
     file: String,
 }
 
@@ -56,15 +56,42 @@ impl Manifest {
     /// Opens `path`, detects its encoding and checks its header: the standard columns all present,
     /// every other column a field key of some licence type, no column twice.
     pub fn open(path: &Path, directory: &Directory) -> Result<Manifest, ManifestError> {
+        let encoding = detect_encoding(path).map_err(|e| ManifestError {
+            file: path.display().to_string(),
+            line: 0,
+            reason: e.to_string(),
+        })?;
+        Manifest::open_as(path, encoding, directory)
+    }
+
+    /// The same file from its first row again, read with the encoding detected when it was
+    /// opened (detecting reads the whole file).
+    pub fn reopen(&self, directory: &Directory) -> Result<Manifest, ManifestError> {
+        Manifest::open_as(&self.path, self.decoder, directory)
+    }
+
+    /// `UTF-8` or `GB18030`, as detected.
+    pub fn encoding(&self) -> &'static str {
+        if self.decoder == encoding_rs::UTF_8 {
+            "UTF-8"
+        } else {
+            self.decoder.name()
+        }
+    }
+
+    fn open_as(
+        path: &Path,
+        encoding: &'static Encoding,
+        directory: &Directory,
+    ) -> Result<Manifest, ManifestError> {
         let file = path.display().to_string();
         let fail = |line: u64, reason: String| ManifestError {
             file: file.clone(),
             line,
             reason,
         };
-        let encoding = detect_encoding(path).map_err(|e| fail(0, e.to_string()))?;
         let raw = File::open(path).map_err(|e| fail(0, e.to_string()))?;
-        let decoded: Box<dyn Read + Send> = Box::new(BufReader::new(
+        let decoded: Box<dyn Read + Send + Sync> = Box::new(BufReader::new(
             DecodeReaderBytesBuilder::new()
                 .encoding(Some(encoding))
                 .build(BufReader::with_capacity(1 << 16, raw)),
@@ -79,13 +106,10 @@ impl Manifest {
         let columns: Vec<String> = header.iter().map(|c| c.trim().to_string()).collect();
         check_header(&columns, directory).map_err(|reason| fail(1, reason))?;
         Ok(Manifest {
-            encoding: if encoding == encoding_rs::UTF_8 {
-                "UTF-8"
-            } else {
-                encoding.name()
-            },
+            decoder: encoding,
             columns,
             records: reader.into_records(),
+            path: path.to_path_buf(),
             file,
         })
     }

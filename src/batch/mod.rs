@@ -257,11 +257,15 @@ async fn run(
         .canonicalize()
         .map_err(|e| AppError::BadInput(format!("batch {}: {e}", dir.display())))?;
     let manifest_path = root.join("manifest.csv");
-    let open = || {
-        Manifest::open(&manifest_path, &app.directory)
+    let manifest = Manifest::open(&manifest_path, &app.directory)
+        .map_err(|e| AppError::BadInput(e.to_string()))?;
+    // Later passes read the file again with the encoding detected once.
+    let again = || {
+        manifest
+            .reopen(&app.directory)
             .map_err(|e| AppError::BadInput(e.to_string()))
     };
-    let row_count = open()?.count() as u64;
+    let row_count = again()?.count() as u64;
     if row_count > app.settings.max_manifest_rows {
         return Err(AppError::BadInput(format!(
             "{}: {row_count} rows, over the limit of {}",
@@ -274,8 +278,7 @@ async fn run(
         .batch(batch_id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("batch {batch_id}")))?;
-    let manifest = open()?;
-    let encoding = manifest.encoding.to_string();
+    let encoding = manifest.encoding().to_string();
     progress.started(batch_id, row_count, &encoding);
     let mut counts = Counts {
         done: batch.issued + batch.skipped + batch.rejected,
@@ -286,7 +289,7 @@ async fn run(
     progress.advanced(&counts);
 
     if batch.all_or_nothing && batch.done_line <= 1 {
-        let rejected = reject_bad_rows(app, actor, batch_id, &root, open()?, clock).await?;
+        let rejected = reject_bad_rows(app, actor, batch_id, &root, again()?, clock).await?;
         if rejected > 0 {
             return Ok(RunEnd {
                 encoding,
