@@ -127,8 +127,6 @@ pub struct Renderer {
     font: Arc<ParsedFont>,
     /// Glyph and advance of each character asked for (see `glyph`).
     glyphs: quick_cache::sync::Cache<char, Option<(u16, u16)>>,
-    /// The font file, which renderer 2 subsets from.
-    font_bytes: Vec<u8>,
     layouts: BTreeMap<String, Layout>,
 }
 
@@ -170,7 +168,6 @@ impl Renderer {
         Ok(Renderer {
             glyphs: quick_cache::sync::Cache::new(GLYPH_CACHE_SIZE),
             font: Arc::new(font),
-            font_bytes: bytes,
             layouts,
         })
     }
@@ -378,7 +375,12 @@ impl Renderer {
         font: &FontId,
         glyphs: &PageGlyphs,
     ) -> Result<lopdf::ObjectId, RenderError> {
-        let program = subsetter::subset(&self.font_bytes, 0, &glyphs.remapper)
+        // The bytes the font was parsed from, which printpdf's face keeps.
+        let source = self
+            .font
+            .source_bytes()
+            .ok_or_else(|| RenderError::Write("the font's bytes were not kept".into()))?;
+        let program = subsetter::subset(source.as_slice(), 0, &glyphs.remapper)
             .map_err(|e| RenderError::Write(format!("subsetting the font: {e:?}")))?;
         let cff = printpdf::extract_cid_keyed_cff(&program, 0)
             .ok_or_else(|| RenderError::Write("the font subset is not a CID-keyed CFF".into()))?;
