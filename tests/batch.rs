@@ -385,13 +385,7 @@ async fn post_batch(s: &TestServer, token: Option<&str>, body: Vec<u8>) -> reqwe
         .post(s.url("/api/v1/batches"))
         .header("content-type", "application/zip")
         .body(body);
-    match token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    }
-    .send()
-    .await
-    .unwrap()
+    with_token(request, token).send().await.unwrap()
 }
 
 /// Posts a batch, polls its job until done; returns its location and last answer.

@@ -157,6 +157,17 @@ pub fn sample(app: &App, type_code: &str, number: &str) -> RecordInput {
     record
 }
 
+/// `request` with `token` as its bearer credential, if there is one.
+pub fn with_token(
+    request: reqwest::RequestBuilder,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
 /// A running HTTP service on a random local port, over a fresh application.
 pub struct TestServer {
     pub t: TestApp,
@@ -210,17 +221,13 @@ impl TestServer {
 
     /// GETs `path` (with `token`, if any) and reads the answer as JSON.
     pub async fn get_json(&self, path: &str, token: Option<&str>) -> serde_json::Value {
-        let request = self.client.get(self.url(path));
-        match token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        with_token(self.client.get(self.url(path)), token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// A token for `department` (None: no department) with `roles`.
