@@ -18,6 +18,8 @@ pub enum ApiError {
     /// A request the framework could not read (bad JSON, wrong content type, too large …).
     Request(StatusCode, String),
     NoRoute,
+    /// A handler panicked: a defect of ours, answered without detail (the log has the message).
+    Panicked,
 }
 
 impl From<AppError> for ApiError {
@@ -100,6 +102,10 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Request(status, message) => (status, body("bad_request", &message)),
             ApiError::NoRoute => (StatusCode::NOT_FOUND, body("no_route", "no such route")),
+            ApiError::Panicked => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                body("internal", "internal error; it has been logged"),
+            ),
         };
         (status, Json(body)).into_response()
     }

@@ -33,6 +33,7 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; 10],
     latency_count: AtomicU64,
     latency_micros_sum: AtomicU64,
+    panics: AtomicU64,
 }
 
 impl Metrics {
@@ -46,6 +47,11 @@ impl Metrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_micros_sum
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// A handler panicked (answered 500): always a defect to look into.
+    pub fn record_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_verification(&self, outcome: Outcome) {
@@ -102,6 +108,11 @@ impl Metrics {
             get(&self.latency_micros_sum) as f64 / 1e6
         );
         let _ = writeln!(out, "elicence_http_request_duration_seconds_count {total}");
+        out.push_str(
+            "# HELP elicence_http_panics_total Requests whose handler panicked (answered 500).\n",
+        );
+        out.push_str("# TYPE elicence_http_panics_total counter\n");
+        let _ = writeln!(out, "elicence_http_panics_total {}", get(&self.panics));
         out
     }
 }

@@ -17,10 +17,11 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, St
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::{Actor, App};
 use error::ApiError;
@@ -46,7 +47,7 @@ impl Default for HttpOptions {
 
 pub struct ServerState {
     pub app: Arc<App>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     verify_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
@@ -66,7 +67,7 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
     let max_upload = usize::try_from(app.settings.max_upload_bytes).unwrap_or(usize::MAX);
     let state = Arc::new(ServerState {
         app,
-        metrics: Metrics::default(),
+        metrics: Arc::new(Metrics::default()),
         verify_limiter: options
             .verify_per_minute
             .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
@@ -93,31 +94,47 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/batches/{id}", get(api::batch))
         .route("/feed", get(api::feed))
         .route("/openapi.json", get(api::openapi));
-    Router::new()
+    let routes = Router::new()
         .nest("/api/v1", api)
         .route("/V/{b32}", get(api::verification_page))
         .route("/.well-known/elicence/trust.json", get(api::trust_list))
         .route("/healthz", get(api::health))
         .route("/metrics", get(api::metrics))
         .fallback(|| async { ApiError::NoRoute })
-        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    let metrics = state.metrics.clone();
+    guarded(routes.with_state(state), metrics)
+}
+
+/// Wraps the routes in what every request passes through: a panic in a handler answers 500 (and
+/// is counted and logged) instead of dropping the connection, and every answer is counted.
+fn guarded(routes: Router, metrics: Arc<Metrics>) -> Router {
+    let on_panic = {
+        let metrics = metrics.clone();
+        move |panic: Box<dyn std::any::Any + Send>| {
+            metrics.record_panic();
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            tracing::error!(panic = message, "a request handler panicked");
+            ApiError::Panicked.into_response()
+        }
+    };
+    routes
+        .layer(CatchPanicLayer::custom(on_panic))
+        .layer(middleware::from_fn_with_state(metrics, count_requests))
 }
 
 async fn count_requests(
-    State(state): State<SharedState>,
+    State(metrics): State<Arc<Metrics>>,
     request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
-    state
-        .metrics
-        .record_request(response.status().as_u16(), started.elapsed());
+    metrics.record_request(response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -230,5 +247,46 @@ impl FromRequestParts<SharedState> for Caller {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_is_counted() {
+        let metrics = Arc::new(Metrics::default());
+        let routes = Router::new().route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("index out of range");
+                }
+                "unreachable"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = axum::serve(listener, guarded(routes, metrics.clone()));
+        tokio::spawn(std::future::IntoFuture::into_future(server));
+
+        let response = reqwest::get(format!("http://{address}/boom"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("index out of range"), "{body}");
+
+        let exposition = metrics.render();
+        assert!(
+            exposition.contains("elicence_http_panics_total 1\n"),
+            "{exposition}"
+        );
+        assert!(
+            exposition.contains("elicence_http_requests_total{class=\"5xx\"} 1\n"),
+            "{exposition}"
+        );
     }
 }
