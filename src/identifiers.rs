@@ -224,17 +224,10 @@ impl TypeCode {
     pub fn parse(input: &str) -> Result<Self, IdError> {
         const WHAT: &str = "licence type code";
         check_length(WHAT, input, 21)?;
+        // Only ASCII may follow, so that the byte slices below cut between characters.
+        reject_bad_character(WHAT, input, |_, c| c.is_ascii_alphanumeric())?;
         Uscc::parse(&input[..18])?;
-        if let Some((i, c)) = input[18..]
-            .char_indices()
-            .find(|(_, c)| !c.is_ascii_digit())
-        {
-            return Err(IdError::Character {
-                what: WHAT,
-                position: 19 + i,
-                found: c,
-            });
-        }
+        reject_bad_character(WHAT, input, |i, c| i < 18 || c.is_ascii_digit())?;
         Ok(Self(input.to_string()))
     }
 }
@@ -561,5 +554,22 @@ mod tests {
             TypeCode::parse("11100000000013338W03A"),
             Err(IdError::Character { position: 21, .. })
         ));
+    }
+
+    #[test]
+    fn non_ascii_anywhere_in_a_type_code_is_a_character_error_not_a_panic() {
+        for code in [
+            "00000000000000000ä000",
+            "11100000000013338W0ä2",
+            "ä1100000000013338W032",
+        ] {
+            assert!(
+                matches!(
+                    TypeCode::parse(code),
+                    Err(IdError::Character { found: 'ä', .. })
+                ),
+                "{code}"
+            );
+        }
     }
 }

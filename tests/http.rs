@@ -231,6 +231,39 @@ async fn malformed_requests_get_clear_4xx_errors_never_500() {
     assert_eq!(v["result"], "malformed");
 }
 
+/// Non-ASCII text where the service expects ASCII identifiers used to panic on byte slicing and
+/// drop the connection; every such request is now answered, and nothing panics.
+#[tokio::test]
+async fn non_ascii_where_ascii_is_expected_is_answered_never_a_panic() {
+    let s = TestServer::start().await;
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let c = &s.client;
+    let bad_code = "00000000000000000ä000";
+    let bad_id = format!("1.2.156.3005.2.{bad_code}.11330122MB0000001M.1.001.A");
+    let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        ("directory type", c.get(s.url(&format!("/api/v1/directory/{bad_code}")))),
+        ("verify identifier", c.post(s.url("/api/v1/verify")).json(&json!({ "input": bad_id }))),
+        ("verify text", c.post(s.url("/api/v1/verify")).json(&json!({"input": "HTTPS://X/V/ÄÖ名"}))),
+        ("licence", c.get(s.url(&format!("/api/v1/licences/{bad_id}"))).bearer_auth(&clerk)),
+        ("issue", c.post(s.url("/api/v1/licences")).bearer_auth(&clerk).json(&json!({"type_code": bad_code, "record": {"holder": {"name": "a", "id": "b"}}}))),
+        ("status list", c.get(s.url("/api/v1/status-lists/11330122MB00000ä1M/0"))),
+        ("page", c.get(s.url("/V/ÄÖ名"))),
+    ];
+    for (what, request) in cases {
+        let response = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(!status.is_server_error(), "{what}: {status} {body}");
+        if body.starts_with('{') {
+            let body: Value = serde_json::from_str(&body).unwrap();
+            let said = body["error"]["message"].as_str().or(body["message"].as_str());
+            assert!(said.is_some_and(|m| !m.is_empty()), "{what}: {body}");
+        }
+    }
+    let metrics = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("elicence_http_panics_total 0\n"), "{metrics}");
+}
+
 #[tokio::test]
 async fn the_page_and_the_api_answer_alike_and_show_only_public_data() {
     let s = TestServer::start().await;
