@@ -556,6 +556,47 @@ mod tests {
         ));
     }
 
+    /// Text an adversary or a spreadsheet might hand over: identifier characters mixed with
+    /// separators, lowercase, multi-byte characters and controls.
+    fn hostile_text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::prelude::any::<String>(),
+            "[0-9A-Z.xX]{0,80}",
+            "[0-9A-Zä名é\\.\u{0}\r\n -]{0,80}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn no_text_makes_an_identifier_parser_panic(text in hostile_text()) {
+            let _ = ResidentId::parse_on(&text, TODAY);
+            let _ = Uscc::parse(&text);
+            let _ = TypeCode::parse(&text);
+            let _ = LicenceRef::parse(&text);
+            let _ = LicenceRef::parse(&format!("{IDENTIFIER_PREFIX}.{text}"));
+            let _ = LicenceRef::parse(&format!("{IDENTIFIER_PREFIX}.{text}.11220000013544541J.1.001.F"));
+        }
+
+        #[test]
+        fn any_one_character_put_into_the_worked_example_is_refused_or_the_same(
+            position in 0..SPEC_EXAMPLE.len(),
+            c in proptest::prelude::any::<char>(),
+        ) {
+            let mut text: Vec<char> = SPEC_EXAMPLE.chars().collect();
+            text[position] = c;
+            let text: String = text.into_iter().collect();
+            match LicenceRef::parse(&text) {
+                Ok(parsed) => proptest::prop_assert_eq!(
+                    (text.as_str(), parsed),
+                    (SPEC_EXAMPLE, LicenceRef::parse(SPEC_EXAMPLE).unwrap())
+                ),
+                Err(e) => proptest::prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+
     #[test]
     fn non_ascii_anywhere_in_a_type_code_is_a_character_error_not_a_panic() {
         for code in [

@@ -446,6 +446,43 @@ mod tests {
         );
     }
 
+    /// A token cut short, lengthened, or spliced with arbitrary bytes: a rejection or a result
+    /// other than valid, never a panic.
+    #[test]
+    fn arbitrary_damage_to_a_token_is_never_valid_and_never_panics() {
+        use proptest::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let ring = ring(dir.path());
+        let trust = trust(&ring);
+        let good = token(&ring);
+        let damage = (
+            0..=good.len(),
+            0..=good.len(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        );
+        proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(1024))
+            .run(&damage, |(from, to, splice)| {
+                let (from, to) = (from.min(to), from.max(to));
+                let mut bad = good.clone();
+                bad.splice(from..to, splice);
+                prop_assume!(bad != good);
+                let result = match check_token(&bad, &trust) {
+                    Ok(a) => a.by_dates(IN_VALIDITY).result,
+                    Err(v) => v.result,
+                };
+                prop_assert_ne!(result, Outcome::Valid);
+                Ok(())
+            })
+            .unwrap();
+        let arbitrary = proptest::collection::vec(any::<u8>(), 0..512);
+        proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(1024))
+            .run(&arbitrary, |bytes| {
+                prop_assert!(check_token(&bytes, &trust).is_err());
+                Ok(())
+            })
+            .unwrap();
+    }
+
     #[test]
     fn a_token_signed_under_another_root_is_from_an_unknown_signer() {
         let ours = tempfile::tempdir().unwrap();

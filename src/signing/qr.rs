@@ -265,6 +265,22 @@ impl Line {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_token_or_a_clear_error_never_a_panic(text in proptest::prelude::any::<String>()) {
+            if let Err(e) = token_from_text(&text) {
+                proptest::prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn every_token_survives_its_qr_text(token in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..400)) {
+            let text = qr_text("HTTPS://ZZ.EXAMPLE.GOV.CN", &token);
+            proptest::prop_assert!(text.chars().all(|c| ALPHANUMERIC.contains(c)));
+            proptest::prop_assert_eq!(token_from_text(&text).unwrap(), token);
+        }
+    }
     use qrcode::QrCode;
 
     #[test]
