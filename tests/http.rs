@@ -241,27 +241,65 @@ async fn non_ascii_where_ascii_is_expected_is_answered_never_a_panic() {
     let bad_code = "00000000000000000ä000";
     let bad_id = format!("1.2.156.3005.2.{bad_code}.11330122MB0000001M.1.001.A");
     let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
-        ("directory type", c.get(s.url(&format!("/api/v1/directory/{bad_code}")))),
-        ("verify identifier", c.post(s.url("/api/v1/verify")).json(&json!({ "input": bad_id }))),
-        ("verify text", c.post(s.url("/api/v1/verify")).json(&json!({"input": "HTTPS://X/V/ÄÖ名"}))),
-        ("licence", c.get(s.url(&format!("/api/v1/licences/{bad_id}"))).bearer_auth(&clerk)),
-        ("issue", c.post(s.url("/api/v1/licences")).bearer_auth(&clerk).json(&json!({"type_code": bad_code, "record": {"holder": {"name": "a", "id": "b"}}}))),
-        ("status list", c.get(s.url("/api/v1/status-lists/11330122MB00000ä1M/0"))),
+        (
+            "directory type",
+            c.get(s.url(&format!("/api/v1/directory/{bad_code}"))),
+        ),
+        (
+            "verify identifier",
+            c.post(s.url("/api/v1/verify"))
+                .json(&json!({ "input": bad_id })),
+        ),
+        (
+            "verify text",
+            c.post(s.url("/api/v1/verify"))
+                .json(&json!({"input": "HTTPS://X/V/ÄÖ名"})),
+        ),
+        (
+            "licence",
+            c.get(s.url(&format!("/api/v1/licences/{bad_id}")))
+                .bearer_auth(&clerk),
+        ),
+        (
+            "issue",
+            c.post(s.url("/api/v1/licences")).bearer_auth(&clerk).json(
+                &json!({"type_code": bad_code, "record": {"holder": {"name": "a", "id": "b"}}}),
+            ),
+        ),
+        (
+            "status list",
+            c.get(s.url("/api/v1/status-lists/11330122MB00000ä1M/0")),
+        ),
         ("page", c.get(s.url("/V/ÄÖ名"))),
     ];
     for (what, request) in cases {
-        let response = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         let status = response.status();
         let body = response.text().await.unwrap();
         assert!(!status.is_server_error(), "{what}: {status} {body}");
         if body.starts_with('{') {
             let body: Value = serde_json::from_str(&body).unwrap();
-            let said = body["error"]["message"].as_str().or(body["message"].as_str());
+            let said = body["error"]["message"]
+                .as_str()
+                .or(body["message"].as_str());
             assert!(said.is_some_and(|m| !m.is_empty()), "{what}: {body}");
         }
     }
-    let metrics = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("elicence_http_panics_total 0\n"), "{metrics}");
+    let metrics = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("elicence_http_panics_total 0\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
