@@ -310,7 +310,7 @@ fn default_limit() -> i64 {
     100
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(("actor" = Option<String>, Query,), ("action" = Option<String>, Query,), ("target" = Option<String>, Query,), ("since" = Option<String>, Query, description = "RFC 3339, inclusive"), ("until" = Option<String>, Query, description = "RFC 3339, exclusive"), ("after" = Option<i64>, Query, description = "Records after this seq"), ("limit" = Option<i64>, Query,)), responses((status = 200, description = "`records` (hash-chained) and `next`", body = Vec<crate::audit::Record>), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(("actor" = Option<String>, Query,), ("action" = Option<String>, Query,), ("target" = Option<String>, Query,), ("since" = Option<String>, Query, description = "RFC 3339, inclusive"), ("until" = Option<String>, Query, description = "RFC 3339, exclusive"), ("after" = Option<i64>, Query, description = "Records after this seq"), ("limit" = Option<i64>, Query,)), responses((status = 200, description = "A page of the hash-chained trail", body = AuditPage), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn audit(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -322,7 +322,15 @@ pub async fn audit(
         .audit_records(&actor, &q.filter, q.after, q.limit)
         .await?;
     let next = records.last().map_or(q.after, |r| r.seq);
-    Ok(Json(serde_json::json!({"records": records, "next": next})))
+    Ok(Json(AuditPage { records, next }))
+}
+
+/// A page of the audit trail.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+pub struct AuditPage {
+    records: Vec<crate::audit::Record>,
+    /// The seq to ask for next (`after`).
+    next: i64,
 }
 
 #[derive(utoipa::IntoParams, Deserialize)]
@@ -334,7 +342,7 @@ pub struct BatchOptions {
 }
 
 /// `POST /api/v1/batches`: a zip with `manifest.csv` and its scans; 202 with the queued job.
-#[utoipa::path(post, path = "/api/v1/batches", tag = "batches", security(("bearer" = [])), params(BatchOptions), request_body(content = Vec<u8>, content_type = "application/zip", description = "A zip with manifest.csv and the scans it names"), responses((status = 202, description = "Queued: `batch`, with a Location to poll", body = crate::store::BatchRecord), (status = 413, description = "Over the upload limit", body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/batches", tag = "batches", security(("bearer" = [])), params(BatchOptions), request_body(content = ZipFile, content_type = "application/zip", description = "A zip with manifest.csv and the scans it names"), responses((status = 202, description = "Queued, with a Location to poll", body = BatchQueued), (status = 413, description = "Over the upload limit", body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn submit_batch(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -348,8 +356,20 @@ pub async fn submit_batch(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(serde_json::json!({ "batch": job })),
+        Json(BatchQueued { batch: job }),
     ))
+}
+
+/// A zip archive, sent as the raw request body.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct ZipFile(Vec<u8>);
+
+/// A batch accepted for conversion.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+pub struct BatchQueued {
+    batch: crate::store::BatchRecord,
 }
 
 #[derive(utoipa::IntoParams, Deserialize)]
@@ -363,7 +383,7 @@ pub struct BatchRowsQuery {
 }
 
 /// `GET /api/v1/batches/{id}`: a job's progress and a page of its row outcomes.
-#[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "batches", security(("bearer" = [])), params(("id" = String, Path, description = "Batch id"), BatchRowsQuery), responses((status = 200, description = "`batch` (progress), `rows` (outcomes after `after_line`) and `next_after_line`", body = Vec<crate::store::RowResult>), (status = 404, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/batches/{id}", tag = "batches", security(("bearer" = [])), params(("id" = String, Path, description = "Batch id"), BatchRowsQuery), responses((status = 200, description = "The job's progress and a page of its row outcomes", body = BatchStatus), (status = 404, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
 pub async fn batch(
     State(state): State<SharedState>,
     Caller(actor): Caller,
@@ -373,10 +393,22 @@ pub async fn batch(
     let Query(q) = query?;
     let (job, rows) =
         crate::batch::job::status(&state.app, &actor, &id, q.after_line, q.limit).await?;
-    let next = rows.last().map_or(q.after_line, |r| r.line);
-    Ok(Json(
-        serde_json::json!({"batch": job, "rows": rows, "next_after_line": next}),
-    ))
+    let next_after_line = rows.last().map_or(q.after_line, |r| r.line);
+    Ok(Json(BatchStatus {
+        batch: job,
+        rows,
+        next_after_line,
+    }))
+}
+
+/// A conversion job's progress and a page of its row outcomes.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+pub struct BatchStatus {
+    batch: crate::store::BatchRecord,
+    /// Outcomes of the rows after `after_line`, in line order.
+    rows: Vec<crate::store::RowResult>,
+    /// The line to ask for next (`after_line`).
+    next_after_line: u64,
 }
 
 #[derive(utoipa::IntoParams, Deserialize)]
