@@ -328,6 +328,52 @@ async fn status_changes_are_events_that_change_what_verification_answers() {
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
 }
 
+/// A library that checks continuity must see 1, 2, 3 … (SPEC §8): a change that loses a race
+/// must not use up a seq, on PostgreSQL as on SQLite.
+#[tokio::test]
+async fn a_lost_race_leaves_no_gap_in_event_seqs() {
+    let t = TestApp::new().await;
+    let issued = t
+        .app
+        .issue(&operator(), FOOD, &sample(&t.app, FOOD, "JY-GAP"), None)
+        .await
+        .unwrap();
+    let stale = t.app.find(&issued.licence_id).await.unwrap();
+    let entry = operator().entry("licence.status", &issued.licence_id);
+    t.app
+        .store
+        .append_status(&stale, EventKind::Suspended, Some("a"), &entry)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let lost = t
+            .app
+            .store
+            .append_status(&stale, EventKind::Revoked, Some("b"), &entry)
+            .await;
+        assert!(
+            matches!(lost, Err(elicence::store::StoreError::Conflict)),
+            "{lost:?}"
+        );
+    }
+    let fresh = t.app.find(&issued.licence_id).await.unwrap();
+    t.app
+        .store
+        .append_status(&fresh, EventKind::Reinstated, Some("c"), &entry)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = t
+        .app
+        .show(&operator(), &issued.licence_id, None)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+}
+
 #[tokio::test]
 async fn concurrent_changes_to_one_licence_never_both_land() {
     let t = TestApp::new().await;

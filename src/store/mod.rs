@@ -1020,19 +1020,34 @@ async fn insert_versions(
     Ok(())
 }
 
+/// The seq the next event takes: one past the highest, so that seqs have no gaps (SPEC §8). A
+/// PostgreSQL sequence would hand out numbers that a rolled-back insert then never uses. Called
+/// only under the event-order lock (SQLite's write lock, PostgreSQL's advisory lock), so no
+/// two transactions can take the same number.
+async fn next_event_seq(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64> {
+    Ok(
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM events")
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("next")?,
+    )
+}
+
 /// The `issued` events of new licences, one statement; their seqs by licence.
 async fn insert_issued_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     new: &[(i64, &NewLicence<'_>, &String)],
 ) -> Result<std::collections::HashMap<i64, i64>> {
+    let first_seq = next_event_seq(tx).await?;
     let sql = format!(
-        "INSERT INTO events (licence, licence_id, change_no, version, kind, at, reason, actor)
+        "INSERT INTO events (seq, licence, licence_id, change_no, version, kind, at, reason, actor)
          VALUES {} RETURNING seq, licence",
-        placeholders(new.len(), 8)
+        placeholders(new.len(), 9)
     );
     let mut query = sqlx::query(&sql);
-    for (pk, licence, at) in new {
+    for (seq, (pk, licence, at)) in (first_seq..).zip(new) {
         query = query
+            .bind(seq)
             .bind(*pk)
             .bind(licence.version.id.key.to_string())
             .bind(1_i64)
@@ -1061,10 +1076,12 @@ async fn insert_event(
     reason: Option<&str>,
     actor: &str,
 ) -> Result<i64> {
+    let seq = next_event_seq(tx).await?;
     Ok(sqlx::query(
-        "INSERT INTO events (licence, licence_id, change_no, version, kind, at, reason, actor)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
+        "INSERT INTO events (seq, licence, licence_id, change_no, version, kind, at, reason, actor)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
     )
+    .bind(seq)
     .bind(licence_pk)
     .bind(key.to_string())
     .bind(change_no)
