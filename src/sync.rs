@@ -291,6 +291,14 @@ impl Pusher {
                 break;
             }
         }
+        if let Err(e) = self
+            .app
+            .store
+            .release_push_lease(&self.url, &self.holder)
+            .await
+        {
+            tracing::warn!(error = %e, "could not hand the push lease back; it runs out by itself");
+        }
         tracing::info!("push stopped");
     }
 }

@@ -231,6 +231,17 @@ async fn the_worker_run_by_serve_delivers_and_stops_on_shutdown() {
         .await
         .unwrap()
         .unwrap();
+
+    // A worker that stopped cleanly handed its lease back: the next process (a restarted
+    // serve, another instance) delivers at once instead of waiting for the lease to run out.
+    make_events(&t.app, 2, "AFTER-STOP").await;
+    let next = Pusher::new(t.app.clone(), &url, SECRET);
+    let step = next.step().await.unwrap();
+    assert!(
+        matches!(step, Step::Delivered { .. }),
+        "the stopped worker still holds the lease: {step:?}"
+    );
+    assert_eq!(library.arrivals.lock().unwrap().clone(), all_seqs(&t).await);
 }
 
 #[test]

@@ -673,6 +673,22 @@ impl Store {
         Ok(last)
     }
 
+    /// Hands `holder`'s lease of `target` back (at a clean stop), so that the next process or
+    /// another instance delivers at once instead of waiting for the lease to run out.
+    pub async fn release_push_lease(&self, target: &str, holder: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE push_state SET lease_holder = '', lease_until = 0
+             WHERE target = $1 AND lease_holder = $2",
+        )
+        .bind(target)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records that everything up to `seq` was delivered to `target`, if `holder` still holds
     /// the lease; false when it lost it (another instance delivers now).
     pub async fn record_pushed(&self, target: &str, holder: &str, seq: i64) -> Result<bool> {
