@@ -241,7 +241,8 @@ async fn the_worker_run_by_serve_delivers_and_stops_on_shutdown() {
         matches!(step, Step::Delivered { .. }),
         "the stopped worker still holds the lease: {step:?}"
     );
-    assert_eq!(library.arrivals.lock().unwrap().clone(), all_seqs(&t).await);
+    let expected = all_seqs(&t).await;
+    assert_eq!(library.arrivals.lock().unwrap().clone(), expected);
 }
 
 #[test]
