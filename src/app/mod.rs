@@ -275,6 +275,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::BadInput(_) => "bad_input",
             AppError::Store(StoreError::Conflict) => "conflict",
+            AppError::Store(StoreError::Full) => "store_full",
             AppError::Store(_) => "store",
             AppError::Keys(_) => "keys",
             AppError::Directory(_) => "directory",

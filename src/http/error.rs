@@ -48,7 +48,9 @@ pub fn status_of(e: &AppError) -> StatusCode {
         AppError::Duplicate { .. } | AppError::State(_) => StatusCode::CONFLICT,
         AppError::Store(StoreError::Conflict) => StatusCode::CONFLICT,
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-        AppError::Keys(KeyError::NoActiveSigner(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        AppError::Keys(KeyError::NoActiveSigner(_)) | AppError::Store(StoreError::Full) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         AppError::Store(_)
         | AppError::Keys(_)
         | AppError::Directory(_)
@@ -83,10 +85,13 @@ impl IntoResponse for ApiError {
         let (status, body) = match self {
             ApiError::App(e) => {
                 let status = status_of(&e);
-                if status.is_server_error() {
+                if status == StatusCode::INTERNAL_SERVER_ERROR {
                     tracing::error!(error = %e, "request failed");
                     (status, body(e.code(), "internal error; it has been logged"))
                 } else {
+                    if status.is_server_error() {
+                        tracing::error!(error = %e, "request refused: the service cannot write");
+                    }
                     (status, e.to_json())
                 }
             }

@@ -40,7 +40,11 @@ pub enum Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    #[error(
+        "the database's disk is full: writes are refused until space is freed (reads still work)"
+    )]
+    Full,
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
@@ -51,6 +55,19 @@ pub enum StoreError {
     Conflict,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Names a full disk as such (SQLite's SQLITE_FULL, PostgreSQL's disk_full), so that the
+    /// caller hears the real cause rather than a database error code.
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("13" | "53100")) => {
+                StoreError::Full
+            }
+            _ => StoreError::Database(e),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -154,10 +171,7 @@ impl Store {
                 (reader, writer)
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .connect(url)
-                    .await?;
+                let pool = pool_options().max_connections(16).connect(url).await?;
                 (pool.clone(), pool)
             }
         };
@@ -1121,8 +1135,18 @@ fn conflict_on_unique(e: StoreError) -> StoreError {
     }
 }
 
+/// Pool options both backends share: a connection that comes back from a failed transaction
+/// still counting itself inside it is replaced, not reused. SQLite rolls a transaction back by
+/// itself on "database or disk is full"; the ROLLBACK sqlx then sends fails, and the connection
+/// believed itself in a transaction for good, so every later write failed until a restart.
+fn pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new().before_acquire(|conn, _| {
+        Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+    })
+}
+
 async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
-    Ok(AnyPoolOptions::new()
+    Ok(pool_options()
         .max_connections(connections)
         .after_connect(|conn, _| {
             Box::pin(async move {
