@@ -405,3 +405,67 @@ async fn every_role_and_department_gets_what_the_table_says_on_every_route_and_i
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
 }
+
+#[tokio::test]
+async fn token_create_at_the_command_line_refuses_a_library_token_with_a_department() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(dir.path()).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_elicence"))
+        .args([
+            "token",
+            "create",
+            "--roles",
+            "library",
+            "--department",
+            MARKET_BUREAU,
+        ])
+        .env("ELICENCE_DATA_DIR", dir.path().join("data"))
+        .env("ELICENCE_KEYS_DIR", dir.path().join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env("ELICENCE_DATABASE_URL", &database.url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("department: a library token belongs to the city library"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "no token may be printed");
+    let pool = raw_pool(&database.url).await;
+    let tokens: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tokens, 0);
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn refused_reads_of_the_feed_and_the_audit_trail_are_audited() {
+    let s = TestServer::start().await;
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    for path in ["/api/v1/feed", "/api/v1/audit"] {
+        let response = with_token(s.client.get(s.url(path)), Some(&clerk))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+    }
+    let admin = elicence::app::Actor::local_operator();
+    let records =
+        s.t.app
+            .audit_records(&admin, &Default::default(), 0, 1000)
+            .await
+            .unwrap();
+    for action in ["feed.read", "audit.read"] {
+        let refused = records
+            .iter()
+            .find(|r| r.action == action)
+            .unwrap_or_else(|| panic!("no {action} record in {records:#?}"));
+        assert_eq!(refused.outcome, "refused: forbidden");
+        assert_eq!(refused.department.as_deref(), Some(MARKET_BUREAU));
+        assert!(refused.actor.starts_with("token:"));
+    }
+}
