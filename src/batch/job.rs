@@ -61,7 +61,8 @@ pub async fn status(
     let scope = permissions::scope(actor, Action::ReadBatch)?;
     let not_found = || AppError::NotFound(format!("batch {id}"));
     let job = app.store.batch(id).await?.ok_or_else(not_found)?;
-    // Another department's job (or a department-less operator's) is answered as if it did not exist.
+    // Another department's job, or a department-less operator's, is answered as if it did not
+    // exist.
     let department = job.department.as_deref().and_then(|d| Uscc::parse(d).ok());
     if !scope.covers(department.as_ref()) {
         return Err(not_found());
