@@ -4,6 +4,10 @@
 //!
 //! Successful licence writes append their record in the same transaction as the write; refused and
 //! failed attempts append theirs on their own.
+//!
+//! Each record belongs to a department, or to the whole service (SPEC §10: a department's admin
+//! reads its own department's records only): a licence write to the licence's department, a
+//! token's or key's creation to that department, anything else to the acting token's department.
 
 use serde::Serialize;
 
@@ -23,6 +27,8 @@ pub struct Entry {
     /// `ok`, `refused: …` (authorisation) or `failed: …` (anything else).
     pub outcome: String,
     pub detail: String,
+    /// The department (USCC) the record belongs to; None: the whole service's.
+    pub department: Option<String>,
 }
 
 impl Entry {
@@ -34,6 +40,15 @@ impl Entry {
             target: target.to_string(),
             outcome: "ok".into(),
             detail: String::new(),
+            department: None,
+        }
+    }
+
+    /// The same record, belonging to `department` (the one whose licence, key or token it is).
+    pub fn of_department(self, department: &crate::identifiers::Uscc) -> Entry {
+        Entry {
+            department: Some(department.to_string()),
+            ..self
         }
     }
 }
@@ -49,16 +64,21 @@ pub struct Record {
     pub target: String,
     pub outcome: String,
     pub detail: String,
+    /// The department (USCC) the record belongs to; null: the whole service's.
+    pub department: Option<String>,
     pub prev_hash: String,
     pub hash: String,
 }
 
 /// The hash of a record: SHA-256 over the JSON array of the previous hash and every field, so no
-/// choice of field contents can make two different records hash alike.
+/// choice of field contents can make two different records hash alike. The department, when the
+/// record has one, is the array's last element: records written before departments were recorded
+/// keep their hashes, and adding, changing or removing a department breaks the chain.
 pub fn record_hash(prev_hash: &str, at: &str, e: &Entry) -> String {
-    let fields = [
+    let mut fields = vec![
         prev_hash, at, &e.actor, &e.source, &e.action, &e.target, &e.outcome, &e.detail,
     ];
+    fields.extend(e.department.as_deref());
     crate::hash::sha256_hex(
         serde_json::to_string(&fields)
             .expect("strings serialise")
@@ -105,6 +125,7 @@ pub fn verify_chain(records: impl IntoIterator<Item = Record>) -> ChainReport {
             target: r.target.clone(),
             outcome: r.outcome.clone(),
             detail: r.detail.clone(),
+            department: r.department.clone(),
         };
         if record_hash(&r.prev_hash, &r.at, &entry) != r.hash {
             return ChainReport {
@@ -133,7 +154,9 @@ mod tests {
         let mut prev = GENESIS.to_string();
         (0..n)
             .map(|i| {
-                let e = Entry::new("clerk", "127.0.0.1", "licence.issue", &format!("L{i}"));
+                let mut e = Entry::new("clerk", "127.0.0.1", "licence.issue", &format!("L{i}"));
+                // Older records have no department; newer ones do.
+                e.department = (i % 2 == 1).then(|| "11330122MB0000001M".to_string());
                 let at = format!("2026-11-29T12:00:{i:02}Z");
                 let hash = record_hash(&prev, &at, &e);
                 let r = Record {
@@ -145,6 +168,7 @@ mod tests {
                     target: e.target,
                     outcome: e.outcome,
                     detail: e.detail,
+                    department: e.department,
                     prev_hash: prev.clone(),
                     hash: hash.clone(),
                 };
@@ -170,5 +194,38 @@ mod tests {
         let broken = verify_chain(removed).first_break.unwrap();
         assert_eq!(broken.seq, 3);
         assert!(broken.reason.contains("does not link"));
+    }
+
+    #[test]
+    fn moving_a_record_to_another_department_or_to_none_breaks_the_chain() {
+        let good = chain(4);
+        let mut moved = good.clone();
+        moved[1].department = Some("11330122MB0000002Q".into());
+        assert_eq!(verify_chain(moved).first_break.unwrap().seq, 2);
+        let mut hidden = good.clone();
+        hidden[1].department = None;
+        assert_eq!(verify_chain(hidden).first_break.unwrap().seq, 2);
+        let mut claimed = good;
+        claimed[0].department = Some("11330122MB0000001M".into());
+        assert_eq!(verify_chain(claimed).first_break.unwrap().seq, 1);
+    }
+
+    #[test]
+    fn a_record_without_a_department_hashes_as_records_always_have() {
+        let e = Entry::new("clerk", "127.0.0.1", "licence.issue", "L");
+        let fields = [
+            GENESIS,
+            "2026-11-29T12:00:00Z",
+            "clerk",
+            "127.0.0.1",
+            "licence.issue",
+            "L",
+            "ok",
+            "",
+        ];
+        assert_eq!(
+            record_hash(GENESIS, "2026-11-29T12:00:00Z", &e),
+            crate::hash::sha256_hex(serde_json::to_string(&fields).unwrap().as_bytes())
+        );
     }
 }

@@ -5,7 +5,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::app::{Actor, App, AppError, Role};
+use crate::app::{Action, Actor, App, AppError, Role};
 use crate::directory::HolderKind;
 use crate::licence::EventKind;
 use crate::signing::claims::FullRecord;
@@ -74,22 +74,16 @@ pub fn metadata(full: &FullRecord, issuer_name: &str) -> Map<String, Value> {
 impl App {
     /// Events with seq greater than `after`, at most `limit` (library and admin tokens).
     pub async fn feed(&self, actor: &Actor, after: i64, limit: i64) -> Result<FeedPage, AppError> {
-        if !actor
-            .roles
-            .iter()
-            .any(|r| matches!(r, Role::Library | Role::Admin))
-        {
-            return Err(AppError::Forbidden(format!(
-                "{} may not read the feed",
-                actor.name
-            )));
-        }
+        // A department's token reads its own department's events; the city library reads all.
+        let scope = self
+            .scope_audited(actor, Action::ReadFeed, "feed.read", "feed")
+            .await?;
         if after < 0 {
             return Err(AppError::BadInput("after: must be 0 or a seq".into()));
         }
         let rows = self
             .store
-            .events_after(after, limit.clamp(1, MAX_PAGE))
+            .events_after(after, limit.clamp(1, MAX_PAGE), scope.department())
             .await?;
         let mut events = Vec::with_capacity(rows.len());
         for (event, full_record) in rows {

@@ -423,7 +423,7 @@ async fn a_zip_posted_over_http_is_converted_as_a_job_and_polled() {
     let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
 
     assert_eq!(post_batch(&s, None, zip.clone()).await.status(), 401);
-    let library = s.token(Some(MARKET_BUREAU), &[Role::Library]).await;
+    let library = s.token(None, &[Role::Library]).await;
     assert_eq!(
         post_batch(&s, Some(&library), zip.clone()).await.status(),
         403

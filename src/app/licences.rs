@@ -42,7 +42,7 @@ impl App {
         scan: Option<String>,
     ) -> Result<Issued> {
         let licence_type = self.type_of(type_code)?;
-        actor.authorise(Role::Clerk, &licence_type.issuer.uscc)?;
+        permissions::check(actor, Action::IssueLicence, Some(&licence_type.issuer.uscc))?;
         let serial = self
             .store
             .reserve_serials(&licence_type.code, &licence_type.issuer.uscc, 1)
@@ -348,7 +348,11 @@ impl App {
     ) -> Result<(LicenceRow, &LicenceType, StoredVersion)> {
         let row = self.find(licence).await?;
         let licence_type = self.licence_type(&row.key.type_code)?;
-        actor.authorise(Role::Officer, &licence_type.issuer.uscc)?;
+        permissions::check(
+            actor,
+            Action::ChangeLicence,
+            Some(&licence_type.issuer.uscc),
+        )?;
         match row.standing {
             Standing::Active => {}
             Standing::Suspended => {
@@ -432,7 +436,11 @@ impl App {
     ) -> Result<EventView> {
         let row = self.find(licence).await?;
         let licence_type = self.licence_type(&row.key.type_code)?;
-        actor.authorise(Role::Officer, &licence_type.issuer.uscc)?;
+        permissions::check(
+            actor,
+            Action::ChangeLicence,
+            Some(&licence_type.issuer.uscc),
+        )?;
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         let allowed = match (kind, row.standing) {
             (EventKind::Suspended, Standing::Active) => Ok(()),
@@ -487,7 +495,7 @@ impl App {
     /// The licence a reference names, when `actor` may read it (a refusal is audited).
     async fn readable(&self, actor: &Actor, reference: &str) -> Result<LicenceRow> {
         let row = self.find(reference).await?;
-        let allowed = actor.authorise_read(&row.key.issuer);
+        let allowed = permissions::check(actor, Action::ReadLicence, Some(&row.key.issuer));
         if allowed.is_err() {
             self.audit_failure(actor.entry("licence.read", &row.key.to_string()), &allowed)
                 .await;

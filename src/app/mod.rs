@@ -1,15 +1,18 @@
 //! The application: settings, store, directory and keys put together, and every operation the CLI
 //! and the HTTP API offer — one function per operation, so both call the same code. The
 //! operations live by job: `licences` (issue, change, read, PDF), `verification` (trust, status
-//! lists, online verification), `tokens` (API tokens and the audit trail).
+//! lists, online verification), `tokens` (API tokens and the audit trail); `permissions` is the
+//! one check of who may do what that every operation asks.
 //!
 //! Data flows one way: input → validate → licence version → sign → store (→ render, publish).
 
 mod licences;
+pub mod permissions;
 mod tokens;
 mod verification;
 mod views;
 
+pub use permissions::{Action, Scope};
 pub use views::{Amendment, EventView, HolderView, Issued, LicenceView, Renewal, VersionView};
 
 use std::sync::{Arc, RwLock};
@@ -86,44 +89,12 @@ impl Actor {
         }
     }
 
-    /// An audit record of this actor attempting `action` on `target`.
+    /// An audit record of this actor attempting `action` on `target`, in the actor's department
+    /// (a write on a department's licence, key or token names that department instead).
     pub fn entry(&self, action: &str, target: &str) -> Entry {
-        Entry::new(&self.name, &self.source, action, target)
-    }
-
-    /// May this actor read the full records of `department`'s licences? The library reads all;
-    /// a department's own tokens read their department's.
-    pub fn authorise_read(&self, department: &Uscc) -> Result<(), AppError> {
-        if self.roles.contains(&Role::Library) && self.department.is_none() {
-            return Ok(());
-        }
-        match &self.department {
-            Some(own) if own != department => Err(AppError::Forbidden(format!(
-                "{} belongs to department {own} and may not read licences of {department}",
-                self.name
-            ))),
-            _ if self.roles.is_empty() => {
-                Err(AppError::Forbidden(format!("{} has no role", self.name)))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Refuses unless the actor has `role` (or admin) and belongs to `department` (if scoped).
-    pub fn authorise(&self, role: Role, department: &Uscc) -> Result<(), AppError> {
-        let has_role = self.roles.contains(&role) || self.roles.contains(&Role::Admin);
-        if !has_role {
-            return Err(AppError::Forbidden(format!(
-                "{} lacks the {role:?} role",
-                self.name
-            )));
-        }
-        match &self.department {
-            Some(own) if own != department => Err(AppError::Forbidden(format!(
-                "{} belongs to department {own} and may not act for {department}",
-                self.name
-            ))),
-            _ => Ok(()),
+        Entry {
+            department: self.department.as_ref().map(Uscc::to_string),
+            ..Entry::new(&self.name, &self.source, action, target)
         }
     }
 }

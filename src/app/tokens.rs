@@ -30,12 +30,7 @@ impl App {
         department: Option<&str>,
         roles: &[Role],
     ) -> Result<(i64, String)> {
-        if !actor.roles.contains(&Role::Admin) || actor.department.is_some() {
-            return Err(AppError::Forbidden(format!(
-                "{} may not create tokens",
-                actor.name
-            )));
-        }
+        permissions::check(actor, Action::ManageTokens, None)?;
         let department = department.map(Uscc::parse).transpose()?;
         if let Some(d) = &department {
             if !self.directory.issuers().iter().any(|i| &i.uscc == d) {
@@ -56,6 +51,15 @@ impl App {
                 "department: clerk and officer tokens belong to a department".into(),
             ));
         }
+        // SPEC §10: the library role belongs to the city library, which has no department. A
+        // department's own reading is done with its clerk, officer or admin tokens.
+        if department.is_some() && roles.contains(&Role::Library) {
+            return Err(AppError::BadInput(
+                "department: a library token belongs to the city library, which has no \
+                 department; leave the department out"
+                    .into(),
+            ));
+        }
         let secret: [u8; 32] = rand::random();
         let token = format!("elt_{}", data_encoding::BASE64URL_NOPAD.encode(&secret));
         let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
@@ -68,7 +72,7 @@ impl App {
                 &crate::hash::sha256_hex(token.as_bytes()),
             )
             .await?;
-        let audit = Entry {
+        let mut audit = Entry {
             target: format!("token {id}"),
             detail: format!(
                 "{name}; roles {}; department {}",
@@ -77,6 +81,9 @@ impl App {
             ),
             ..entry.clone()
         };
+        if let Some(department) = &department {
+            audit = audit.of_department(department);
+        }
         self.store.append_audit(&audit).await?;
         Ok((id, token))
     }
@@ -84,12 +91,7 @@ impl App {
     pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<()> {
         let entry = actor.entry("token.revoke", &format!("token {id}"));
         let result = async {
-            if !actor.roles.contains(&Role::Admin) || actor.department.is_some() {
-                return Err(AppError::Forbidden(format!(
-                    "{} may not revoke tokens",
-                    actor.name
-                )));
-            }
+            permissions::check(actor, Action::ManageTokens, None)?;
             if !self.store.revoke_token(id).await? {
                 return Err(AppError::NotFound(format!("active token {id}")));
             }
@@ -156,15 +158,12 @@ impl App {
         after: i64,
         limit: i64,
     ) -> Result<Vec<crate::audit::Record>> {
-        if !actor.roles.contains(&Role::Admin) {
-            return Err(AppError::Forbidden(format!(
-                "{} may not read the audit trail",
-                actor.name
-            )));
-        }
+        let scope = self
+            .scope_audited(actor, Action::ReadAudit, "audit.read", "audit")
+            .await?;
         Ok(self
             .store
-            .audit_records(filter, after, limit.clamp(1, 1000))
+            .audit_records(filter, scope.department(), after, limit.clamp(1, 1000))
             .await?)
     }
 }

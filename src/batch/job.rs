@@ -11,7 +11,7 @@ use std::sync::Arc;
 use zip::ZipArchive;
 
 use super::{convert, create, Quiet};
-use crate::app::{Actor, App, AppError, Result, Role};
+use crate::app::{permissions, Action, Actor, App, AppError, Result, Role};
 use crate::identifiers::Uscc;
 use crate::store::{BatchRecord, RowResult};
 
@@ -27,7 +27,7 @@ pub async fn submit(
 ) -> Result<BatchRecord> {
     let job = app
         .audited(actor.entry("batch.submit", "upload"), async |entry| {
-            may_convert(actor)?;
+            permissions::scope(actor, Action::ConvertBatch)?;
             check_zip(
                 zip,
                 app.settings.max_scan_bytes,
@@ -58,31 +58,20 @@ pub async fn status(
     after_line: u64,
     limit: i64,
 ) -> Result<(BatchRecord, Vec<RowResult>)> {
+    let scope = permissions::scope(actor, Action::ReadBatch)?;
     let not_found = || AppError::NotFound(format!("batch {id}"));
     let job = app.store.batch(id).await?.ok_or_else(not_found)?;
-    match (&actor.department, &job.department) {
-        (None, _) => {}
-        (Some(own), Some(of_job)) if own.as_str() == of_job => {}
-        // Another department's job is answered as if it did not exist.
-        _ => return Err(not_found()),
+    // Another department's job, or a department-less operator's, is answered as if it did not
+    // exist.
+    let department = job.department.as_deref().and_then(|d| Uscc::parse(d).ok());
+    if !scope.covers(department.as_ref()) {
+        return Err(not_found());
     }
-    may_convert(actor)?;
     let rows = app
         .store
         .batch_rows(id, after_line, limit.clamp(1, 1000))
         .await?;
     Ok((job, rows))
-}
-
-fn may_convert(actor: &Actor) -> Result<()> {
-    if actor.roles.contains(&Role::Clerk) || actor.roles.contains(&Role::Admin) {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden(format!(
-            "{} lacks the Clerk role",
-            actor.name
-        )))
-    }
 }
 
 /// Takes up, now and every [`LEASE_SECONDS`] / 3 until `stop`, the jobs left queued or running

@@ -24,7 +24,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::app::{Actor, App, AppError, Result, Role};
+use crate::app::{permissions, Action, Actor, App, AppError, Result};
 use crate::audit::Entry;
 use crate::blobs::Blobs;
 use crate::identifiers::{LicenceKey, TypeCode};
@@ -481,7 +481,11 @@ impl<'a> Checker<'a> {
             .app
             .licence_type(&type_code)
             .map_err(|e| err("type_code", e.to_string()))?;
-        if let Err(refusal) = self.actor.authorise(Role::Clerk, &licence_type.issuer.uscc) {
+        if let Err(refusal) = permissions::check(
+            self.actor,
+            Action::ConvertBatch,
+            Some(&licence_type.issuer.uscc),
+        ) {
             let reason = refusal.to_string();
             if self.refused.insert(type_code.to_string()) {
                 let entry = self.actor.entry("batch.convert", type_code.as_str());

@@ -392,8 +392,13 @@ impl Store {
         } else {
             insert_versions(tx, &inserted).await?;
             let seqs = insert_issued_events(tx, &inserted).await?;
-            let audits: Vec<&Entry> = inserted.iter().map(|(_, new, _)| new.audit).collect();
-            self.append_audit_many_in(tx, &audits).await?;
+            // A licence write's audit record belongs to the licence's department.
+            let audits: Vec<Entry> = inserted
+                .iter()
+                .map(|(_, new, _)| new.audit.clone().of_department(&new.version.id.key.issuer))
+                .collect();
+            self.append_audit_many_in(tx, &audits.iter().collect::<Vec<_>>())
+                .await?;
             seqs
         };
         let mut outcomes = Vec::with_capacity(chunk.len());
@@ -444,7 +449,8 @@ impl Store {
         )
         .await
         .map_err(conflict_on_unique)?;
-        self.append_audit_in(&mut tx, audit).await?;
+        let audit = audit.clone().of_department(&licence.key.issuer);
+        self.append_audit_in(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -473,7 +479,8 @@ impl Store {
         )
         .await
         .map_err(conflict_on_unique)?;
-        self.append_audit_in(&mut tx, audit).await?;
+        let audit = audit.clone().of_department(&licence.key.issuer);
+        self.append_audit_in(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -516,12 +523,13 @@ impl Store {
             .transpose()?
             .unwrap_or_else(|| audit::GENESIS.to_string());
         let at = time_util::format_rfc3339(time_util::now());
-        // 9 parameters a record: 100 records a statement.
+        // 10 parameters a record: 100 records a statement.
         for chunk in entries.chunks(100) {
             let sql = format!(
-                "INSERT INTO audit (at, actor, source, action, target, outcome, detail, prev_hash, hash)
+                "INSERT INTO audit (at, actor, source, action, target, outcome, detail, department,
+                                    prev_hash, hash)
                  VALUES {}",
-                placeholders(chunk.len(), 9)
+                placeholders(chunk.len(), 10)
             );
             let mut query = sqlx::query(&sql);
             for entry in chunk {
@@ -534,6 +542,7 @@ impl Store {
                     .bind(entry.target.clone())
                     .bind(entry.outcome.clone())
                     .bind(entry.detail.clone())
+                    .bind(entry.department.clone())
                     .bind(std::mem::replace(&mut prev, hash.clone()))
                     .bind(hash);
             }
@@ -542,18 +551,23 @@ impl Store {
         Ok(())
     }
 
-    /// Audit records in seq order after `after`, filtered, at most `limit`.
+    /// Audit records in seq order after `after`, filtered, at most `limit`; only `department`'s
+    /// when one is given (a department's admin reads no other).
     pub async fn audit_records(
         &self,
         filter: &AuditFilter,
+        department: Option<&Uscc>,
         after: i64,
         limit: i64,
     ) -> Result<Vec<audit::Record>> {
         sqlx::query(
-            "SELECT seq, at, actor, source, action, target, outcome, detail, prev_hash, hash FROM audit
+            "SELECT seq, at, actor, source, action, target, outcome, detail, department, prev_hash,
+                    hash
+             FROM audit
              WHERE seq > $1
                AND ($2 = '' OR actor = $2) AND ($3 = '' OR action = $3) AND ($4 = '' OR target = $4)
                AND ($5 = '' OR at >= $5) AND ($6 = '' OR at < $6)
+               AND ($8 = '' OR department = $8)
              ORDER BY seq LIMIT $7",
         )
         .bind(after)
@@ -563,6 +577,7 @@ impl Store {
         .bind(filter.since.as_deref().unwrap_or(""))
         .bind(filter.until.as_deref().unwrap_or(""))
         .bind(limit)
+        .bind(department.map_or("", Uscc::as_str))
         .fetch_all(&self.reader)
         .await?
         .iter()
@@ -576,6 +591,7 @@ impl Store {
                 target: r.try_get("target")?,
                 outcome: r.try_get("outcome")?,
                 detail: r.try_get("detail")?,
+                department: r.try_get("department")?,
                 prev_hash: r.try_get("prev_hash")?,
                 hash: r.try_get("hash")?,
             })
@@ -589,7 +605,7 @@ impl Store {
         let mut after = 0;
         loop {
             let page = self
-                .audit_records(&AuditFilter::default(), after, 10_000)
+                .audit_records(&AuditFilter::default(), None, after, 10_000)
                 .await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
@@ -811,14 +827,21 @@ impl Store {
     /// Events with seq greater than `after`, in seq order, at most `limit`, each with the full
     /// record of the version it concerns (the feed, SPEC §8). Seqs are assigned in commit order
     /// (see the module comment), so what this returns is never overtaken by a late commit.
-    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<(EventRow, Vec<u8>)>> {
+    /// With `issuer`, only that department's licences' events (its own feed).
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: i64,
+        issuer: Option<&Uscc>,
+    ) -> Result<Vec<(EventRow, Vec<u8>)>> {
         sqlx::query(
             "SELECT e.seq, e.licence_id, e.version, e.kind, e.at, e.reason, e.actor, v.full_record
              FROM events e JOIN versions v ON v.licence = e.licence AND v.version = e.version
-             WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
+             WHERE e.seq > $1 AND ($3 = '' OR v.issuer = $3) ORDER BY e.seq LIMIT $2",
         )
         .bind(after)
         .bind(limit)
+        .bind(issuer.map_or("", Uscc::as_str))
         .fetch_all(&self.reader)
         .await?
         .iter()
