@@ -33,12 +33,12 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 status=0
-PYTHONPATH=$root/tools SCHEMATHESIS_HOOKS=api_check_hooks "$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+(cd "$work" && PYTHONPATH=$root/tools SCHEMATHESIS_HOOKS=api_check_hooks "$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
     --url "http://127.0.0.1:$port" \
     --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
     --max-time "$seconds" --workers 2 --request-timeout 10 \
-    --suppress-health-check all --no-color || status=$?
+    --suppress-health-check all --no-color) || status=$?
 if grep -q "panicked" "$work/serve.log"; then
     echo "api-check: the service panicked:" >&2
     grep -A3 "panicked" "$work/serve.log" >&2
