@@ -65,9 +65,29 @@ pub enum ConfigError {
     File { path: String, reason: String },
     #[error("{name}: {reason}")]
     Value { name: &'static str, reason: String },
+    #[error("data folder {path}: {reason}")]
+    DataDir { path: String, reason: String },
 }
 
 impl Settings {
+    /// Makes the data folder if it is missing and closes it to everyone but its owner (0700):
+    /// it holds personal data (the SQLite database, scans, PDFs, reports, batches in progress).
+    /// An existing folder is tightened too, whatever the umask made it.
+    pub fn prepare_data_dir(&self) -> Result<(), ConfigError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.data_dir)
+            .and_then(|()| {
+                std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| ConfigError::DataDir {
+                path: self.data_dir.display().to_string(),
+                reason: e.to_string(),
+            })
+    }
+
     /// Loads settings from the optional file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         Self::load_from(file, |name| std::env::var(name).ok())

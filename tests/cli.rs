@@ -409,3 +409,19 @@ async fn output_into_a_closed_pipe_ends_quietly_with_the_commands_own_exit_code(
     let out = run_into_a_closed_pipe(&cli, &["licence", "show", "nonsense"], true);
     assert_eq!(code(&out), 1);
 }
+
+#[tokio::test]
+async fn the_data_folder_is_0700_and_the_sqlite_database_0600_even_if_they_were_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let cli = Cli::new().await;
+    let data = cli.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cli.ok(&["directory", "list"]);
+    assert_eq!(mode(&data), 0o700);
+    if !postgres_requested() {
+        assert_eq!(mode(&data.join("elicence.sqlite")), 0o600);
+    }
+}
