@@ -425,3 +425,32 @@ async fn the_data_folder_is_0700_and_the_sqlite_database_0600_even_if_they_were_
         assert_eq!(mode(&data.join("elicence.sqlite")), 0o600);
     }
 }
+
+#[tokio::test]
+async fn a_database_password_never_reaches_the_terminal_or_the_log() {
+    let cli = Cli::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_elicence"))
+        .args(["directory", "list"])
+        .env("ELICENCE_DATA_DIR", cli.dir.path().join("data"))
+        .env("ELICENCE_KEYS_DIR", cli.dir.path().join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env(
+            "ELICENCE_DATABASE_URL",
+            "mysql://el:hunter2-s3cr3t@db.example/el",
+        )
+        .env("ELICENCE_LIBRARY_SECRET", "hunter2-s3cr3t")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(
+        printed.contains("mysql://el:***@db.example/el"),
+        "{printed}"
+    );
+}

@@ -181,6 +181,24 @@ async fn the_audit_trail_shows_who_did_what_from_where_including_refusals() {
 }
 
 #[tokio::test]
+async fn a_wrong_bearer_token_is_neither_echoed_nor_recorded() {
+    let s = TestServer::start().await;
+    let admin = s.token(None, &[Role::Admin]).await;
+    let wrong = "elt_hunter2-s3cr3t-token";
+    let refused = post(&s, wrong, "/api/v1/licences", json!({})).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let body = refused.text().await.unwrap();
+    assert!(!body.contains("hunter2"), "{body}");
+    let audit = s.get_json("/api/v1/audit?limit=50", Some(&admin)).await;
+    let records = audit["records"].to_string();
+    assert!(records.contains("unknown or revoked token"), "{records}");
+    assert!(
+        !records.contains("hunter2") && !records.contains(&admin),
+        "{records}"
+    );
+}
+
+#[tokio::test]
 async fn malformed_requests_get_clear_4xx_errors_never_500() {
     let s = TestServer::start().await;
     let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;

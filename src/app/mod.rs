@@ -186,7 +186,7 @@ impl App {
         settings
             .prepare_data_dir()
             .map_err(|e| AppError::Config(e.to_string()))?;
-        let store = Store::open(&settings.database_url).await?;
+        let store = Store::open(settings.database_url.expose()).await?;
         let directory_version = store
             .record_directory(&directory.digest, &directory.to_json())
             .await?;

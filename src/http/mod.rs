@@ -133,7 +133,9 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let pusher = match (&app.settings.library_url, &app.settings.library_secret) {
         (Some(url), Some(secret)) => {
-            let pusher = crate::sync::Pusher::new(app.clone(), url, secret.as_bytes());
+            use secrecy::ExposeSecret;
+            let pusher =
+                crate::sync::Pusher::new(app.clone(), url, secret.expose_secret().as_bytes());
             Some(tokio::spawn(pusher.run(stopped)))
         }
         (Some(_), None) => {

@@ -43,8 +43,11 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The URL with its password masked.
     #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
     Url(String),
+    #[error("the database file {0}")]
+    File(String),
     #[error(
         "the licence was changed by someone else at the same moment; look at it again and retry"
     )]
@@ -140,7 +143,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(StoreError::Url(url.to_string()));
+            return Err(StoreError::Url(crate::config::mask_password(url)));
         };
         let (reader, writer) = match backend {
             Backend::Sqlite => {
@@ -1183,5 +1186,15 @@ mod tests {
         assert_eq!(mode(&fresh), 0o600);
         assert_eq!(mode(fresh.parent().unwrap()), 0o700, "a folder made for it");
         store.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_database_url_is_named_without_its_password() {
+        let Err(err) = Store::open("mysql://el:hunter2-s3cr3t@db.example/el").await else {
+            panic!("a MySQL URL opened");
+        };
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("mysql://el:***@db.example/el"), "{text}");
     }
 }
