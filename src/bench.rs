@@ -209,6 +209,7 @@ pub async fn verify_http(
         Arc::new(app),
         crate::http::HttpOptions {
             verify_per_minute: None,
+            ..Default::default()
         },
     );
     let server = tokio::spawn(async move {

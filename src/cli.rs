@@ -432,6 +432,7 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
             let app = App::open(settings).await?;
             let options = crate::http::HttpOptions {
                 verify_per_minute: std::num::NonZeroU32::new(verify_per_minute),
+                trusted_proxies: app.settings.trusted_proxies.clone(),
             };
             crate::http::serve(app, options)
                 .await

@@ -33,6 +33,8 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// How long online verification may trust what it read of the register (0: not at all).
     pub verify_cache_seconds: u64,
+    /// Load balancers whose `X-Forwarded-For` names the client (addresses or CIDR blocks).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,7 @@ struct FileSettings {
     max_manifest_rows: Option<u64>,
     max_upload_bytes: Option<u64>,
     verify_cache_seconds: Option<u64>,
+    trusted_proxies: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +261,13 @@ impl Settings {
             2,
             0,
         )?;
+        let trusted_proxies = parse_trusted_proxies(
+            &pick("ELICENCE_TRUSTED_PROXIES", from_file.trusted_proxies).unwrap_or_default(),
+        )
+        .map_err(|reason| ConfigError::Value {
+            name: "ELICENCE_TRUSTED_PROXIES",
+            reason,
+        })?;
         Ok(Settings {
             keys_dir: pick(
                 "ELICENCE_KEYS_DIR",
@@ -284,8 +294,23 @@ impl Settings {
             max_manifest_rows,
             max_upload_bytes,
             verify_cache_seconds,
+            trusted_proxies,
         })
     }
+}
+
+/// Parses the trusted proxies setting: addresses and CIDR blocks, separated by commas.
+pub fn parse_trusted_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{entry:?} is neither an IP address nor a CIDR block"))
+        })
+        .collect()
 }
 
 /// The keys whose values never appear in a message.

@@ -3,26 +3,30 @@
 //! command line makes.
 
 mod api;
+pub mod client;
 pub mod error;
 mod metrics;
 pub mod openapi;
 mod page;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::header::{AUTHORIZATION, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 
 use crate::app::{Actor, App};
+pub use client::Client;
+use client::{RateLimited, VerifyLimiter};
 use error::ApiError;
 use metrics::Metrics;
 
@@ -34,12 +38,15 @@ pub const MAX_JSON_BODY: usize = 256 * 1024;
 pub struct HttpOptions {
     /// Public verifications per client address per minute; None switches the limit off.
     pub verify_per_minute: Option<NonZeroU32>,
+    /// Proxies whose `X-Forwarded-For` names the client (`ELICENCE_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             verify_per_minute: NonZeroU32::new(600),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -47,17 +54,18 @@ impl Default for HttpOptions {
 pub struct ServerState {
     pub app: Arc<App>,
     metrics: Metrics,
-    verify_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    verify_limiter: Option<VerifyLimiter>,
+    trusted_proxies: Vec<IpNet>,
 }
 
 pub type SharedState = Arc<ServerState>;
 
 impl ServerState {
     /// Counts a public verification against the client's allowance.
-    fn check_verify_rate(&self, client: IpAddr) -> Result<(), ApiError> {
+    fn check_verify_rate(&self, Client(client): &Client) -> Result<(), RateLimited> {
         match &self.verify_limiter {
-            Some(limiter) if limiter.check_key(&client).is_err() => Err(ApiError::RateLimited),
-            _ => Ok(()),
+            Some(limiter) => limiter.check(*client),
+            None => Ok(()),
         }
     }
 }
@@ -67,9 +75,8 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
     let state = Arc::new(ServerState {
         app,
         metrics: Metrics::default(),
-        verify_limiter: options
-            .verify_per_minute
-            .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+        verify_limiter: options.verify_per_minute.map(VerifyLimiter::per_minute),
+        trusted_proxies: options.trusted_proxies,
     });
     let api = Router::new()
         .route("/directory", get(api::directory))
@@ -101,11 +108,21 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/metrics", get(api::metrics))
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// Headers every answer carries: no content-type sniffing (an error body is never taken for a
+/// page), and no Referer sent on from the verification page, whose URL carries a licence token.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
 }
 
 async fn count_requests(
@@ -175,22 +192,6 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing requests in flight");
-}
-
-/// The client's address (what the audit trail records as "from where").
-pub struct Client(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        Ok(Client(ip))
-    }
 }
 
 /// The caller of a protected route, from its bearer token. A missing or unknown token is refused
