@@ -103,7 +103,7 @@ pub async fn scratch_app(
             .map(|(_, v)| v.clone())
     })?;
     if let Some(url) = database_url {
-        settings.database_url = url.to_string();
+        settings.database_url = crate::config::DatabaseUrl::new(url);
     }
     Ok(App::open(settings).await?)
 }
@@ -209,6 +209,7 @@ pub async fn verify_http(
         Arc::new(app),
         crate::http::HttpOptions {
             verify_per_minute: None,
+            ..Default::default()
         },
     );
     let server = tokio::spawn(async move {

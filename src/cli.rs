@@ -16,6 +16,45 @@ use crate::signing::trust::TrustStore;
 use crate::time_util;
 use crate::verify::{self, Outcome, Verification};
 
+/// Prints a line of a command's output on standard output.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::output_line(format_args!($($arg)*)) };
+}
+
+/// Prints a line of messages (errors, progress) on standard error.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::cli::message_line(format_args!($($arg)*)) };
+}
+
+/// Writes one line of output. A reader that has gone (`elicence verify … | head -1`) is no
+/// error: the rest of the output is dropped and the command finishes with its own exit code,
+/// which for `verify` and `convert` says what happened (`println!` would panic). SIGPIPE stays
+/// ignored, as Rust sets it, rather than reset to its default: the same process serves HTTP and
+/// talks to PostgreSQL, where a signal must not kill it. Any other failure to write output
+/// (a full disk) is an error: the output would be incomplete.
+pub(crate) fn output_line(line: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    match write_line(&mut out, line) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            errln!("error: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+        _ => {}
+    }
+}
+
+/// Writes one line of messages; when even standard error cannot take it, there is no one left
+/// to tell.
+pub(crate) fn message_line(line: std::fmt::Arguments) {
+    let _ = write_line(&mut std::io::stderr().lock(), line);
+}
+
+fn write_line(out: &mut impl std::io::Write, line: std::fmt::Arguments) -> std::io::Result<()> {
+    out.write_fmt(line)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "elicence",
@@ -305,12 +344,12 @@ pub async fn run(cli: Cli) -> i32 {
         Ok(code) => code,
         Err(e) => {
             if json {
-                println!("{}", e.to_json());
+                outln!("{}", e.to_json());
             }
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             if let AppError::Invalid(errors) = &e {
                 for error in &errors.0 {
-                    eprintln!("  - {error}");
+                    errln!("  - {error}");
                 }
             }
             1
@@ -343,7 +382,7 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         }
         Command::Bench(command) => bench(&settings, command, json).await,
         Command::Openapi => {
-            println!("{}", crate::http::openapi::document());
+            outln!("{}", crate::http::openapi::document());
             Ok(0)
         }
         Command::SampleBatch {
@@ -393,6 +432,7 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
             let app = App::open(settings).await?;
             let options = crate::http::HttpOptions {
                 verify_per_minute: std::num::NonZeroU32::new(verify_per_minute),
+                trusted_proxies: app.settings.trusted_proxies.clone(),
             };
             crate::http::serve(app, options)
                 .await
@@ -586,7 +626,7 @@ impl ConsoleProgress {
 
 impl crate::batch::Progress for ConsoleProgress {
     fn started(&self, batch_id: &str, rows: u64, encoding: &str) {
-        eprintln!("batch {batch_id}: {rows} rows, manifest in {encoding}");
+        errln!("batch {batch_id}: {rows} rows, manifest in {encoding}");
         match &self.bar {
             Some(bar) => bar.set_length(rows),
             None => self.plain.lock().expect("progress").rows = rows,
@@ -613,9 +653,10 @@ impl crate::batch::Progress for ConsoleProgress {
             let seconds = (now - plain.started).as_secs_f64().max(1e-3);
             let rate = c.done as f64 / seconds;
             let eta = (plain.rows.saturating_sub(c.done)) as f64 / rate.max(1e-3);
-            eprintln!(
+            errln!(
                 "{}/{} rows, {rate:.0} rows/s, ETA {eta:.0} s ({message})",
-                c.done, plain.rows
+                c.done,
+                plain.rows
             );
         }
     }
@@ -846,7 +887,7 @@ async fn directory(
             let t = app.licence_type(&code)?;
             if example {
                 let record = example_record(t);
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&record).expect("serialises")
                 );
@@ -960,7 +1001,7 @@ async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result
             let (reports, sizes) = crate::bench::render(&app, count).await.map_err(failed)?;
             for (name, bytes) in &sizes {
                 if !json {
-                    println!("{name:<28} {bytes:>7} bytes");
+                    outln!("{name:<28} {bytes:>7} bytes");
                 }
             }
             reports
@@ -1077,12 +1118,12 @@ fn report_verification(v: &Verification, json: bool) -> i32 {
 
 fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(value).expect("results serialise")
         );
     } else {
-        println!("{}", human());
+        outln!("{}", human());
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::signing::qr;
@@ -13,12 +14,13 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub keys_dir: PathBuf,
     /// `sqlite:…` or `postgres://…`; the SQLite file in the data dir by default.
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub listen: String,
     /// The public URL put in QR codes, uppercase (QR alphanumeric mode).
     pub verify_base: String,
     pub library_url: Option<String>,
-    pub library_secret: Option<String>,
+    /// The HMAC key of push deliveries: never printed (its Debug says `[REDACTED]`).
+    pub library_secret: Option<SecretString>,
     /// Where the licence directory and the PDF layouts are.
     pub templates_dir: PathBuf,
     /// How old a cached status list may be before offline verification calls it stale.
@@ -31,6 +33,8 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     /// How long online verification may trust what it read of the register (0: not at all).
     pub verify_cache_seconds: u64,
+    /// Load balancers whose `X-Forwarded-For` names the client (addresses or CIDR blocks).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +43,72 @@ pub enum BlobStoreKind {
     Database,
 }
 
+/// A database URL, which may carry a password: Debug and Display show it masked
+/// (`postgres://user:***@host/db`); only [`DatabaseUrl::expose`] gives the whole text, to connect.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> DatabaseUrl {
+        DatabaseUrl(SecretString::from(url.into()))
+    }
+
+    /// The URL with its password, for the database driver only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.expose().starts_with("sqlite:")
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&mask_password(self.expose()))
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// `url` with the password of its user part, and a `password=` query parameter, replaced by
+/// `***`: what may be shown of a URL in messages and logs.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// The TOML file's keys: the same names as the environment variables, lowercase, without the prefix.
-#[derive(Debug, Default, Deserialize)]
+/// (No Debug: it holds the secrets in the clear.)
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     data_dir: Option<PathBuf>,
@@ -57,6 +125,7 @@ struct FileSettings {
     max_manifest_rows: Option<u64>,
     max_upload_bytes: Option<u64>,
     verify_cache_seconds: Option<u64>,
+    trusted_proxies: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +134,29 @@ pub enum ConfigError {
     File { path: String, reason: String },
     #[error("{name}: {reason}")]
     Value { name: &'static str, reason: String },
+    #[error("data folder {path}: {reason}")]
+    DataDir { path: String, reason: String },
 }
 
 impl Settings {
+    /// Makes the data folder if it is missing and closes it to everyone but its owner (0700):
+    /// it holds personal data (the SQLite database, scans, PDFs, reports, batches in progress).
+    /// An existing folder is tightened too, whatever the umask made it.
+    pub fn prepare_data_dir(&self) -> Result<(), ConfigError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.data_dir)
+            .and_then(|()| {
+                std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| ConfigError::DataDir {
+                path: self.data_dir.display().to_string(),
+                reason: e.to_string(),
+            })
+    }
+
     /// Loads settings from the optional file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
         Self::load_from(file, |name| std::env::var(name).ok())
@@ -84,9 +173,9 @@ impl Settings {
                     path: path.display().to_string(),
                     reason: e.to_string(),
                 })?;
-                toml::from_str(&text).map_err(|e| ConfigError::File {
+                parse_file(&text).map_err(|reason| ConfigError::File {
                     path: path.display().to_string(),
-                    reason: e.to_string(),
+                    reason,
                 })?
             }
             None => FileSettings::default(),
@@ -98,8 +187,11 @@ impl Settings {
         )
         .unwrap_or_else(|| "data".into())
         .into();
-        let database_url = pick("ELICENCE_DATABASE_URL", from_file.database_url)
-            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("elicence.sqlite").display()));
+        let database_url = DatabaseUrl::new(
+            pick("ELICENCE_DATABASE_URL", from_file.database_url).unwrap_or_else(|| {
+                format!("sqlite:{}", data_dir.join("elicence.sqlite").display())
+            }),
+        );
         let listen =
             pick("ELICENCE_LISTEN", from_file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
         let verify_base = pick("ELICENCE_VERIFY_BASE", from_file.verify_base)
@@ -135,7 +227,7 @@ impl Settings {
         let blob_store = match pick("ELICENCE_BLOB_STORE", from_file.blob_store).as_deref() {
             Some("folder") => BlobStoreKind::Folder,
             Some("database") => BlobStoreKind::Database,
-            None if database_url.starts_with("sqlite:") => BlobStoreKind::Folder,
+            None if database_url.is_sqlite() => BlobStoreKind::Folder,
             None => BlobStoreKind::Database,
             Some(other) => {
                 return Err(ConfigError::Value {
@@ -169,6 +261,13 @@ impl Settings {
             2,
             0,
         )?;
+        let trusted_proxies = parse_trusted_proxies(
+            &pick("ELICENCE_TRUSTED_PROXIES", from_file.trusted_proxies).unwrap_or_default(),
+        )
+        .map_err(|reason| ConfigError::Value {
+            name: "ELICENCE_TRUSTED_PROXIES",
+            reason,
+        })?;
         Ok(Settings {
             keys_dir: pick(
                 "ELICENCE_KEYS_DIR",
@@ -187,15 +286,66 @@ impl Settings {
             listen,
             verify_base,
             library_url: pick("ELICENCE_LIBRARY_URL", from_file.library_url),
-            library_secret: pick("ELICENCE_LIBRARY_SECRET", from_file.library_secret),
+            library_secret: pick("ELICENCE_LIBRARY_SECRET", from_file.library_secret)
+                .map(SecretString::from),
             status_list_max_age_seconds: max_age,
             blob_store,
             max_scan_bytes,
             max_manifest_rows,
             max_upload_bytes,
             verify_cache_seconds,
+            trusted_proxies,
         })
     }
+}
+
+/// Parses the trusted proxies setting: addresses and CIDR blocks, separated by commas.
+pub fn parse_trusted_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{entry:?} is neither an IP address nor a CIDR block"))
+        })
+        .collect()
+}
+
+/// The keys whose values never appear in a message.
+const SECRET_KEYS: [&str; 2] = ["library_secret", "database_url"];
+
+/// Reads the settings file. Its errors name line and column but never quote the file: toml's
+/// own message shows the offending line, which may hold `library_secret` or a database
+/// password, and serde's names the value it found where another type belongs, so the secret
+/// keys' values are masked out of it.
+fn parse_file(text: &str) -> Result<FileSettings, String> {
+    let table: toml::Table = text.parse().map_err(|e| describe(text, &e, &[]))?;
+    let secrets: Vec<String> = SECRET_KEYS
+        .iter()
+        .filter_map(|key| table.get(*key))
+        .map(|value| match value.as_str() {
+            Some(text) => text.to_string(),
+            None => value.to_string(),
+        })
+        .filter(|secret| !secret.is_empty())
+        .collect();
+    toml::from_str(text).map_err(|e| describe(text, &e, &secrets))
+}
+
+fn describe(text: &str, e: &toml::de::Error, secrets: &[String]) -> String {
+    let mut reason = e.message().trim().to_string();
+    for secret in secrets {
+        reason = reason.replace(secret.as_str(), "***");
+    }
+    let Some(span) = e.span() else {
+        return reason;
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("line {line}, column {column}: {reason}")
 }
 
 #[cfg(test)]
@@ -206,7 +356,7 @@ mod tests {
     #[test]
     fn defaults_need_no_file_and_env_overrides_the_file() {
         let none = Settings::load_from(None, |_| None).unwrap();
-        assert_eq!(none.database_url, "sqlite:data/elicence.sqlite");
+        assert_eq!(none.database_url.expose(), "sqlite:data/elicence.sqlite");
         assert_eq!(none.verify_base, "HTTP://127.0.0.1:8080");
         assert_eq!(none.keys_dir, PathBuf::from("keys"));
 
@@ -219,12 +369,81 @@ mod tests {
         ]
         .into();
         let s = Settings::load_from(Some(&file), |k| env.get(k).map(|v| v.to_string())).unwrap();
-        assert_eq!(s.database_url, "sqlite:/srv/el/elicence.sqlite");
+        assert_eq!(s.database_url.expose(), "sqlite:/srv/el/elicence.sqlite");
         assert_eq!(s.listen, "127.0.0.1:7000");
         assert_eq!(s.verify_base, "HTTPS://ZZ.EXAMPLE.GOV.CN");
 
         std::fs::write(&file, "colour = 1\n").unwrap();
         let err = Settings::load_from(Some(&file), |_| None).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_toml_error_names_its_line_but_never_quotes_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("elicence.toml");
+        for (text, line) in [
+            // A syntax error on the secret's line.
+            (
+                "listen = \"0.0.0.0:9000\"\nlibrary_secret = \"hunter2-s3cr3t\" x\n",
+                2,
+            ),
+            // A secret of the wrong type: serde quotes the value it found.
+            ("\nlibrary_secret = 420042004200\n", 2),
+            ("database_url = 420042004200\n", 1),
+            (
+                "database_url = \"postgres://el:hunter2-s3cr3t@db/el\"\ncolour = 1\n",
+                2,
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = Settings::load_from(Some(&file), |_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !err.contains("hunter2") && !err.contains("420042004200"),
+                "{err}"
+            );
+            assert!(err.contains(&format!("line {line}")), "{err}");
+        }
+    }
+
+    #[test]
+    fn settings_as_debugged_show_neither_the_library_secret_nor_the_database_password() {
+        let env: HashMap<&str, &str> = [
+            ("ELICENCE_LIBRARY_SECRET", "hunter2-s3cr3t"),
+            (
+                "ELICENCE_DATABASE_URL",
+                "postgres://el:hunter2-s3cr3t@db.example:5432/el",
+            ),
+        ]
+        .into();
+        let s = Settings::load_from(None, |k| env.get(k).map(|v| v.to_string())).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("postgres://el:***@db.example:5432/el"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_masked_url_keeps_everything_but_the_password() {
+        for (url, shown) in [
+            (
+                "postgres://el:pw@db:5432/el",
+                "postgres://el:***@db:5432/el",
+            ),
+            ("postgres://el@db/el", "postgres://el@db/el"),
+            (
+                "postgres://db/el?user=el&password=pw",
+                "postgres://db/el?user=el&password=***",
+            ),
+            ("postgres://el:p@ss@db/el", "postgres://el:***@db/el"),
+            ("sqlite:data/elicence.sqlite", "sqlite:data/elicence.sqlite"),
+        ] {
+            assert_eq!(mask_password(url), shown);
+            assert_eq!(DatabaseUrl::new(url).to_string(), shown);
+        }
     }
 }

@@ -359,3 +359,98 @@ async fn tokens_are_printed_once_and_stored_only_as_hashes() {
     );
     pool.close().await;
 }
+
+/// Runs `args` with standard output (and, with `close_stderr`, standard error too) a pipe whose
+/// reading end is already closed, as `elicence … | head -1` leaves it once `head` has its line.
+fn run_into_a_closed_pipe(cli: &Cli, args: &[&str], close_stderr: bool) -> Output {
+    use std::process::Stdio;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_elicence"));
+    command
+        .args(args)
+        .env("ELICENCE_DATA_DIR", cli.dir.path().join("data"))
+        .env("ELICENCE_KEYS_DIR", cli.dir.path().join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env("ELICENCE_DATABASE_URL", &cli.database.url)
+        .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    drop(child.stdout.take());
+    if close_stderr {
+        drop(child.stderr.take());
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[tokio::test]
+async fn output_into_a_closed_pipe_ends_quietly_with_the_commands_own_exit_code() {
+    let cli = Cli::new().await;
+    let (id, qr_text) = cli.issue_example(FOOD);
+    let out = run_into_a_closed_pipe(&cli, &["verify", &qr_text], false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(code(&out), 0, "valid stays exit 0: {stderr}");
+    cli.ok(&["licence", "revoke", &id, "--reason", "吊销许可"]);
+    let out = run_into_a_closed_pipe(&cli, &["verify", &qr_text, "--json"], false);
+    assert_eq!(code(&out), 2, "revoked stays exit 2");
+    for args in [
+        &["openapi"][..],
+        &["directory", "list"],
+        &["audit", "verify"],
+    ] {
+        let out = run_into_a_closed_pipe(&cli, args, false);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 0, "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    // An error message into a closed pipe: still exit 1, no panic (exit 101).
+    let out = run_into_a_closed_pipe(&cli, &["licence", "show", "nonsense"], true);
+    assert_eq!(code(&out), 1);
+}
+
+#[tokio::test]
+async fn the_data_folder_is_0700_and_the_sqlite_database_0600_even_if_they_were_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let cli = Cli::new().await;
+    let data = cli.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    cli.ok(&["directory", "list"]);
+    assert_eq!(mode(&data), 0o700);
+    if !postgres_requested() {
+        assert_eq!(mode(&data.join("elicence.sqlite")), 0o600);
+    }
+}
+
+#[tokio::test]
+async fn a_database_password_never_reaches_the_terminal_or_the_log() {
+    let cli = Cli::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_elicence"))
+        .args(["directory", "list"])
+        .env("ELICENCE_DATA_DIR", cli.dir.path().join("data"))
+        .env("ELICENCE_KEYS_DIR", cli.dir.path().join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env(
+            "ELICENCE_DATABASE_URL",
+            "mysql://el:hunter2-s3cr3t@db.example/el",
+        )
+        .env("ELICENCE_LIBRARY_SECRET", "hunter2-s3cr3t")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(
+        printed.contains("mysql://el:***@db.example/el"),
+        "{printed}"
+    );
+}

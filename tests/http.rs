@@ -181,6 +181,24 @@ async fn the_audit_trail_shows_who_did_what_from_where_including_refusals() {
 }
 
 #[tokio::test]
+async fn a_wrong_bearer_token_is_neither_echoed_nor_recorded() {
+    let s = TestServer::start().await;
+    let admin = s.token(None, &[Role::Admin]).await;
+    let wrong = "elt_hunter2-s3cr3t-token";
+    let refused = post(&s, wrong, "/api/v1/licences", json!({})).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let body = refused.text().await.unwrap();
+    assert!(!body.contains("hunter2"), "{body}");
+    let audit = s.get_json("/api/v1/audit?limit=50", Some(&admin)).await;
+    let records = audit["records"].to_string();
+    assert!(records.contains("unknown or revoked token"), "{records}");
+    assert!(
+        !records.contains("hunter2") && !records.contains(&admin),
+        "{records}"
+    );
+}
+
+#[tokio::test]
 async fn malformed_requests_get_clear_4xx_errors_never_500() {
     let s = TestServer::start().await;
     let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
@@ -363,10 +381,7 @@ async fn the_page_and_the_api_answer_alike_and_show_only_public_data() {
 
 #[tokio::test]
 async fn public_verification_is_rate_limited_per_client() {
-    let s = TestServer::start_with(elicence::http::HttpOptions {
-        verify_per_minute: std::num::NonZeroU32::new(3),
-    })
-    .await;
+    let s = start_behind_proxy(&[], 3).await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
         let r = s
@@ -379,8 +394,157 @@ async fn public_verification_is_rate_limited_per_client() {
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let api = s
+        .client
+        .post(s.url("/api/v1/verify"))
+        .json(&json!({"input": "AAAA"}))
+        .send()
+        .await
+        .unwrap();
+    let wait: u64 = api.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
     let page = s.client.get(s.url("/V/AAAA")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = page.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("核验过于频繁") && html.contains(&format!("{wait} 秒")),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn a_link_that_is_not_base32_gets_a_chinese_404_page_and_every_answer_is_hardened() {
+    let s = TestServer::start().await;
+    let missing = s.client.get(s.url("/V/hello-world!")).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(missing.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(missing.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    let html = missing.text().await.unwrap();
+    assert!(
+        html.contains("lang=\"zh-CN\"") && html.contains("无法识别"),
+        "{html}"
+    );
+
+    let clerk = s.token(Some(CONSTRUCTION_BUREAU), &[Role::Clerk]).await;
+    let issued: Value = s
+        .issue(&clerk, PERMIT, "330122202600009")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b32 = issued["qr_text"]
+        .as_str()
+        .unwrap()
+        .rsplit_once("/V/")
+        .unwrap()
+        .1
+        .to_string();
+    for path in [
+        format!("/V/{b32}"),
+        "/V/hello-world!".into(),
+        "/healthz".into(),
+        "/.well-known/elicence/trust.json".into(),
+        "/api/v1/no-such-thing".into(),
+        "/api/v1/licences".into(),
+    ] {
+        let r = s.client.get(s.url(&path)).send().await.unwrap();
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer", "{path}");
+    }
+    let page = s
+        .client
+        .get(s.url(&format!("/V/{b32}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+}
+
+/// A service behind a load balancer at 127.0.0.1 (where the tests connect from), or not.
+async fn start_behind_proxy(trusted: &[&str], verify_per_minute: u32) -> TestServer {
+    TestServer::start_with(elicence::http::HttpOptions {
+        verify_per_minute: std::num::NonZeroU32::new(verify_per_minute),
+        trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
+    })
+    .await
+}
+
+/// The "from where" the audit trail recorded for a request without a token that came through
+/// `forwarded_for`.
+async fn recorded_source(s: &TestServer, forwarded_for: &str) -> String {
+    let refused = s
+        .client
+        .post(s.url("/api/v1/licences"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let records =
+        s.t.app
+            .store
+            .audit_records(&Default::default(), None, 0, 100)
+            .await
+            .unwrap();
+    records.last().unwrap().source.clone()
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_only_from_a_trusted_proxy() {
+    let direct = start_behind_proxy(&[], 0).await;
+    assert_eq!(recorded_source(&direct, "198.51.100.7").await, "127.0.0.1");
+
+    let proxied = start_behind_proxy(&["127.0.0.0/8", "10.0.0.0/8"], 1).await;
+    // The client may forge entries on the left; each trusted proxy appends whom it heard from.
+    assert_eq!(
+        recorded_source(&proxied, "203.0.113.9, 198.51.100.7, 10.1.2.3").await,
+        "198.51.100.7"
+    );
+    // Each client behind the proxy has its own allowance.
+    let verify = |client: &'static str| {
+        proxied
+            .client
+            .get(proxied.url("/V/AAAA"))
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    assert_eq!(
+        verify("198.51.100.7").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        verify("198.51.100.7").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        verify("198.51.100.8").await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

@@ -154,7 +154,10 @@ impl App {
     /// ring (a development root made on first start, loudly).
     pub async fn open(settings: Settings) -> Result<App> {
         let directory = Directory::load(&settings.templates_dir.join("directory"))?;
-        let store = Store::open(&settings.database_url).await?;
+        settings
+            .prepare_data_dir()
+            .map_err(|e| AppError::Config(e.to_string()))?;
+        let store = Store::open(settings.database_url.expose()).await?;
         let directory_version = store
             .record_directory(&directory.digest, &directory.to_json())
             .await?;

@@ -226,41 +226,55 @@ pub struct VerifyRequest {
 #[utoipa::path(post, path = "/api/v1/verify", tag = "verification", request_body = VerifyRequest, responses((status = 200, description = "The verification result (SPEC §7), whatever it is", body = crate::verify::Verification), (status = 400, body = crate::http::error::ErrorBody), (status = 429, description = "Rate limited", body = crate::http::error::ErrorBody)))]
 pub async fn verify(
     State(state): State<SharedState>,
-    Client(client): Client,
+    client: Client,
     Body(request): Body<VerifyRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    state.check_verify_rate(client)?;
+    state.check_verify_rate(&client)?;
     let verification = state.app.verify(&request.input).await?;
     state.metrics.record_verification(verification.result);
     Ok(Json(verification))
 }
 
-#[utoipa::path(get, path = "/V/{b32}", tag = "verification", params(("b32" = String, Path, description = "The base32 part of a QR text")), responses((status = 200, description = "The public verification page (HTML, Chinese)", content_type = "text/html")))]
+#[utoipa::path(get, path = "/V/{b32}", tag = "verification", params(("b32" = String, Path, description = "The base32 part of a QR text")), responses((status = 200, description = "The public verification page (HTML, Chinese)", content_type = "text/html"), (status = 404, description = "The code is not base32: a Chinese page saying the link is wrong", content_type = "text/html"), (status = 429, description = "Rate limited: a Chinese page, with Retry-After", content_type = "text/html")))]
 pub async fn verification_page(
     State(state): State<SharedState>,
-    Client(client): Client,
+    client: Client,
     Path(b32): Path<String>,
 ) -> ApiResult<Response> {
-    state.check_verify_rate(client)?;
-    let verification = match crate::signing::qr::token_from_text(&b32) {
-        Ok(token) => state.app.verify_token(&token).await?,
-        Err(e) => {
-            crate::verify::Verification::failed(crate::verify::Outcome::Malformed, e.to_string())
-        }
+    if let Err(limited) = state.check_verify_rate(&client) {
+        let seconds = limited.retry_after_seconds;
+        let mut response = page_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            page::too_many_requests(seconds),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, seconds.into());
+        return Ok(response);
+    }
+    let Ok(token) = crate::signing::qr::token_from_text(&b32) else {
+        return Ok(page_response(StatusCode::NOT_FOUND, page::not_found()));
     };
+    let verification = state.app.verify_token(&token).await?;
     state.metrics.record_verification(verification.result);
-    let html = page::render(&verification).into_string();
-    Ok((
+    Ok(page_response(StatusCode::OK, page::render(&verification)))
+}
+
+/// A page of the phone's verification: never cached (the status changes), nothing loaded from
+/// anywhere, never framed by another site.
+fn page_response(status: StatusCode, page: maud::Markup) -> Response {
+    (
+        status,
         [
             (header::CACHE_CONTROL, "no-store"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'",
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
             ),
         ],
-        Html(html),
+        Html(page.into_string()),
     )
-        .into_response())
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/.well-known/elicence/trust.json", tag = "verification", responses((status = 200, body = crate::signing::trust::TrustList)))]

@@ -14,7 +14,8 @@ use crate::store::StoreError;
 pub enum ApiError {
     App(AppError),
     Unauthenticated(String),
-    RateLimited,
+    /// Too many public verifications from one client; it may try again after this many seconds.
+    RateLimited(u64),
     /// A request the framework could not read (bad JSON, wrong content type, too large …).
     Request(StatusCode, String),
     NoRoute,
@@ -25,6 +26,12 @@ pub enum ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         ApiError::App(e)
+    }
+}
+
+impl From<super::client::RateLimited> for ApiError {
+    fn from(r: super::client::RateLimited) -> Self {
+        ApiError::RateLimited(r.retry_after_seconds)
     }
 }
 
@@ -82,6 +89,10 @@ fn body(code: &str, message: &str) -> serde_json::Value {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::RateLimited(seconds) => Some(*seconds),
+            _ => None,
+        };
         let (status, body) = match self {
             ApiError::App(e) => {
                 let status = status_of(&e);
@@ -98,11 +109,11 @@ impl IntoResponse for ApiError {
             ApiError::Unauthenticated(message) => {
                 (StatusCode::UNAUTHORIZED, body("unauthenticated", &message))
             }
-            ApiError::RateLimited => (
+            ApiError::RateLimited(seconds) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 body(
                     "rate_limited",
-                    "too many verifications from this address; wait a minute",
+                    &format!("too many verifications from this address; retry in {seconds} s"),
                 ),
             ),
             ApiError::Request(status, message) => (status, body("bad_request", &message)),
@@ -112,6 +123,12 @@ impl IntoResponse for ApiError {
                 body("internal", "internal error; it has been logged"),
             ),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -3,27 +3,31 @@
 //! command line makes.
 
 mod api;
+pub mod client;
 pub mod error;
 mod metrics;
 pub mod openapi;
 mod page;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::header::{AUTHORIZATION, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::app::{Actor, App};
+pub use client::Client;
+use client::{RateLimited, VerifyLimiter};
 use error::ApiError;
 use metrics::Metrics;
 
@@ -35,12 +39,15 @@ pub const MAX_JSON_BODY: usize = 256 * 1024;
 pub struct HttpOptions {
     /// Public verifications per client address per minute; None switches the limit off.
     pub verify_per_minute: Option<NonZeroU32>,
+    /// Proxies whose `X-Forwarded-For` names the client (`ELICENCE_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             verify_per_minute: NonZeroU32::new(600),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -48,17 +55,18 @@ impl Default for HttpOptions {
 pub struct ServerState {
     pub app: Arc<App>,
     metrics: Arc<Metrics>,
-    verify_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    verify_limiter: Option<VerifyLimiter>,
+    trusted_proxies: Vec<IpNet>,
 }
 
 pub type SharedState = Arc<ServerState>;
 
 impl ServerState {
     /// Counts a public verification against the client's allowance.
-    fn check_verify_rate(&self, client: IpAddr) -> Result<(), ApiError> {
+    fn check_verify_rate(&self, Client(client): &Client) -> Result<(), RateLimited> {
         match &self.verify_limiter {
-            Some(limiter) if limiter.check_key(&client).is_err() => Err(ApiError::RateLimited),
-            _ => Ok(()),
+            Some(limiter) => limiter.check(*client),
+            None => Ok(()),
         }
     }
 }
@@ -68,9 +76,8 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
     let state = Arc::new(ServerState {
         app,
         metrics: Arc::new(Metrics::default()),
-        verify_limiter: options
-            .verify_per_minute
-            .map(|n| RateLimiter::keyed(Quota::per_minute(n))),
+        verify_limiter: options.verify_per_minute.map(VerifyLimiter::per_minute),
+        trusted_proxies: options.trusted_proxies,
     });
     let api = Router::new()
         .route("/directory", get(api::directory))
@@ -107,7 +114,8 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
 }
 
 /// Wraps the routes in what every request passes through: a panic in a handler answers 500 (and
-/// is counted and logged) instead of dropping the connection, and every answer is counted.
+/// is counted and logged) instead of dropping the connection, every answer carries the security
+/// headers, and every answer is counted.
 fn guarded(routes: Router, metrics: Arc<Metrics>) -> Router {
     let on_panic = {
         let metrics = metrics.clone();
@@ -124,7 +132,17 @@ fn guarded(routes: Router, metrics: Arc<Metrics>) -> Router {
     };
     routes
         .layer(CatchPanicLayer::custom(on_panic))
+        .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn_with_state(metrics, count_requests))
+}
+
+/// Headers every answer carries: no content-type sniffing (an error body is never taken for a
+/// page), and no Referer sent on from the verification page, whose URL carries a licence token.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
 }
 
 async fn count_requests(
@@ -150,7 +168,9 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let pusher = match (&app.settings.library_url, &app.settings.library_secret) {
         (Some(url), Some(secret)) => {
-            let pusher = crate::sync::Pusher::new(app.clone(), url, secret.as_bytes());
+            use secrecy::ExposeSecret;
+            let pusher =
+                crate::sync::Pusher::new(app.clone(), url, secret.expose_secret().as_bytes());
             Some(tokio::spawn(pusher.run(stopped)))
         }
         (Some(_), None) => {
@@ -190,22 +210,6 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down: finishing requests in flight");
-}
-
-/// The client's address (what the audit trail records as "from where").
-pub struct Client(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        Ok(Client(ip))
-    }
 }
 
 /// The caller of a protected route, from its bearer token. A missing or unknown token is refused

@@ -1,6 +1,7 @@
 //! The verification page `/V/{B32}` (SPEC §7): what a phone camera opens. A mobile page in
 //! Chinese, a clear green 有效 or red 无效 with the reason, public fields only, the holder id
-//! masked. No JavaScript, nothing loaded from other hosts; maud escapes every value.
+//! masked. No JavaScript, nothing loaded from other hosts; maud escapes every value. A link whose
+//! code is not base32 gets a Chinese 404 page, a client over the limit a Chinese 429 page.
 
 use maud::{html, Markup, DOCTYPE};
 
@@ -43,10 +44,8 @@ fn headline(v: &Verification) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-/// Renders the page for a verification result.
-pub fn render(v: &Verification) -> Markup {
-    let (class, mark, word) = headline(v);
-    let checked_at = time_util::now().to_offset(time_util::CST);
+/// The frame of every page: the coloured headline (`class`, `mark`, `word`, `line`) over `main`.
+fn frame(class: &str, mark: &str, word: &str, line: &str, result: &str, main: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="zh-CN" {
@@ -58,49 +57,93 @@ pub fn render(v: &Verification) -> Markup {
                 style { (maud::PreEscaped(STYLE)) }
             }
             body {
-                header class={ "state " (class) } data-result=(v.result.as_str()) {
+                header class={ "state " (class) } data-result=(result) {
                     div class="mark" { (mark) }
                     h1 { (word) }
-                    p { (v.result.label_zh()) }
+                    p { (line) }
                 }
-                main {
-                    @if let Some(l) = &v.licence {
-                        section class="card" {
-                            h2 { (l.name) }
-                            dl {
-                                @if let Some(number) = &l.number { dt { "证照编号" } dd { (number) } }
-                                dt { "持证主体" } dd { (l.holder_name) }
-                                dt { "证件号码" } dd { (l.holder_id) }
-                                dt { "有效期" }
-                                dd {
-                                    (chinese_date(&l.valid_from)) " 至 "
-                                    @match &l.valid_until { Some(u) => (chinese_date(u)), None => "长期" }
-                                }
-                                @for f in &l.fields { dt { (f.label) } dd { (f.value) } }
-                                @if let Some(d) = &v.department { dt { "发证机关" } dd { (d.name) } }
-                                dt { "签发日期" } dd { (chinese_date(&l.issued_at[..10])) }
-                                dt { "版本" }
-                                dd {
-                                    "第 " (l.version) " 版"
-                                    @if let Some(c) = &v.current {
-                                        @if c.version != l.version { "（当前为第 " (c.version) " 版）" }
-                                    }
-                                }
-                            }
-                        }
-                    } @else {
-                        section class="card" {
-                            h2 { "无法核验" }
-                            p { "此二维码不是本县签发的有效电子证照，或已被篡改。请向持证人或发证机关核实。" }
-                        }
-                    }
-                    p class="note" {
-                        "核验时间 " (checked_at.date()) " " (format!("{:02}:{:02}", checked_at.hour(), checked_at.minute())) "（北京时间）"
-                        @if let Some(l) = &v.licence { br; "证照标识 " (l.id) }
-                        @if let Some(kid) = &v.kid { br; "签名证书 " (kid) }
-                    }
-                }
+                main { (main) }
             }
         }
     }
+}
+
+/// The page for a link whose code is not base32 at all: no QR code of a licence opens it (404).
+pub fn not_found() -> Markup {
+    let main = html! {
+        section class="card" {
+            h2 { "无法识别此核验链接" }
+            p { "链接中的核验码不完整或有误。请直接用手机相机扫描证照上的二维码，或向发证机关核实。" }
+        }
+    };
+    frame("bad", "?", "无法识别", "核验链接有误", "not_found", main)
+}
+
+/// The page for a client over the verification limit (429).
+pub fn too_many_requests(retry_after_seconds: u64) -> Markup {
+    let main = html! {
+        section class="card" {
+            h2 { "核验过于频繁" }
+            p { "此网络的核验次数过多，请在 " (retry_after_seconds) " 秒后再试。" }
+        }
+    };
+    frame(
+        "bad",
+        "…",
+        "请稍后再试",
+        "核验过于频繁",
+        "rate_limited",
+        main,
+    )
+}
+
+/// Renders the page for a verification result.
+pub fn render(v: &Verification) -> Markup {
+    let (class, mark, word) = headline(v);
+    let checked_at = time_util::now().to_offset(time_util::CST);
+    let main = html! {
+        @if let Some(l) = &v.licence {
+            section class="card" {
+                h2 { (l.name) }
+                dl {
+                    @if let Some(number) = &l.number { dt { "证照编号" } dd { (number) } }
+                    dt { "持证主体" } dd { (l.holder_name) }
+                    dt { "证件号码" } dd { (l.holder_id) }
+                    dt { "有效期" }
+                    dd {
+                        (chinese_date(&l.valid_from)) " 至 "
+                        @match &l.valid_until { Some(u) => (chinese_date(u)), None => "长期" }
+                    }
+                    @for f in &l.fields { dt { (f.label) } dd { (f.value) } }
+                    @if let Some(d) = &v.department { dt { "发证机关" } dd { (d.name) } }
+                    dt { "签发日期" } dd { (chinese_date(&l.issued_at[..10])) }
+                    dt { "版本" }
+                    dd {
+                        "第 " (l.version) " 版"
+                        @if let Some(c) = &v.current {
+                            @if c.version != l.version { "（当前为第 " (c.version) " 版）" }
+                        }
+                    }
+                }
+            }
+        } @else {
+            section class="card" {
+                h2 { "无法核验" }
+                p { "此二维码不是本县签发的有效电子证照，或已被篡改。请向持证人或发证机关核实。" }
+            }
+        }
+        p class="note" {
+            "核验时间 " (checked_at.date()) " " (format!("{:02}:{:02}", checked_at.hour(), checked_at.minute())) "（北京时间）"
+            @if let Some(l) = &v.licence { br; "证照标识 " (l.id) }
+            @if let Some(kid) = &v.kid { br; "签名证书 " (kid) }
+        }
+    };
+    frame(
+        class,
+        mark,
+        word,
+        v.result.label_zh(),
+        v.result.as_str(),
+        main,
+    )
 }

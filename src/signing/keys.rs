@@ -380,17 +380,24 @@ fn write_private(path: &Path, text: &str) -> Result<(), KeyError> {
 
 /// Writes to a temporary file created with `mode` and renames it into place, so a crash never
 /// leaves half a key file and a private key is never readable by others, not even for a moment.
+/// A temporary file left by an interrupted write is removed, not reused: it would keep its own
+/// mode, and whoever opened it meanwhile would read the key. The mode is set on the open file
+/// as well, since the umask narrows the mode a file is created with.
 fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("tmp");
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(file_error(&tmp, e)),
+        _ => {}
+    }
     let mut file = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
         .map_err(|e| file_error(&tmp, e))?;
-    file.write_all(data)
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .and_then(|_| file.write_all(data))
         .and_then(|_| file.sync_all())
         .map_err(|e| file_error(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| file_error(path, e))
@@ -459,6 +466,22 @@ mod tests {
         );
         assert_eq!(a.0.verifying_key(), b.0.verifying_key());
         assert_eq!(again.trust_list().version, ring.trust_list().version);
+    }
+
+    #[test]
+    fn a_private_key_written_over_a_leftover_world_readable_temp_file_is_still_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        // A temporary file left by an interrupted write, readable by everyone.
+        let leftover = dir.path().join("root.key.tmp");
+        fs::write(&leftover, "stale").unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o644)).unwrap();
+        KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
+        let key = dir.path().join("root.key.pem");
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!leftover.exists());
     }
 
     #[test]

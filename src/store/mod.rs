@@ -47,8 +47,11 @@ pub enum StoreError {
     Full,
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The URL with its password masked.
     #[error("unsupported database URL {0:?}: use sqlite:PATH or postgres://…")]
     Url(String),
+    #[error("the database file {0}")]
+    File(String),
     #[error(
         "the licence was changed by someone else at the same moment; look at it again and retry"
     )]
@@ -157,7 +160,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
-            return Err(StoreError::Url(url.to_string()));
+            return Err(StoreError::Url(crate::config::mask_password(url)));
         };
         let (reader, writer) = match backend {
             Backend::Sqlite => {
@@ -1184,8 +1187,12 @@ async fn sqlite_pool(url: &str, connections: u32) -> Result<AnyPool> {
 }
 
 /// sqlx opens SQLite files read-write but does not create them (without `mode=rwc`): make the
-/// folder and the file so a fresh checkout starts with no setup.
+/// folder and the file so a fresh checkout starts with no setup. The file holds unmasked personal
+/// data, so it is made 0600 whatever the umask and whatever mode it had before, and so are its
+/// `-wal` and `-shm` files when they exist (SQLite gives the ones it creates the database's
+/// mode). A folder made for it is 0700; an existing one is the operator's.
 fn create_sqlite_file(url: &str) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
@@ -1194,13 +1201,80 @@ fn create_sqlite_file(url: &str) -> Result<()> {
         return Ok(());
     }
     let path = Path::new(path);
+    let file_error =
+        |path: &Path, e: std::io::Error| StoreError::Url(format!("{}: {e}", path.display()));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| StoreError::Url(format!("{}: {e}", parent.display())))?;
+        if !parent.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .and_then(|()| set_mode(parent, 0o700))
+                .map_err(|e| file_error(parent, e))?;
+        }
     }
-    if !path.exists() {
-        std::fs::File::create(path)
-            .map_err(|e| StoreError::Url(format!("{}: {e}", path.display())))?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| file_error(path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        match set_mode(&file, 0o600) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(file_error(&file, e)),
+            _ => {}
+        }
     }
     Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_database_and_its_wal_and_shm_files_are_0600_even_if_it_was_0644() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("elicence.sqlite");
+        std::fs::write(&file, b"").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(&format!("sqlite:{}", file.display()))
+            .await
+            .unwrap();
+        store.record_directory("digest", "{}").await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+        store.close().await;
+
+        let fresh = dir.path().join("new").join("elicence.sqlite");
+        let store = Store::open(&format!("sqlite:{}", fresh.display()))
+            .await
+            .unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        assert_eq!(mode(fresh.parent().unwrap()), 0o700, "a folder made for it");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_database_url_is_named_without_its_password() {
+        let Err(err) = Store::open("mysql://el:hunter2-s3cr3t@db.example/el").await else {
+            panic!("a MySQL URL opened");
+        };
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("mysql://el:***@db.example/el"), "{text}");
+    }
 }

@@ -179,6 +179,7 @@ impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(elicence::http::HttpOptions {
             verify_per_minute: None,
+            ..Default::default()
         })
         .await
     }
