@@ -246,7 +246,11 @@ impl Pusher {
                 })
             }
             Ok(r) => Ok(Step::Failed(format!("library answered {}", r.status()))),
-            Err(e) => Ok(Step::Failed(format!("library unreachable: {e}"))),
+            // reqwest's error names the URL, which may carry credentials: say only what failed.
+            Err(e) => Ok(Step::Failed(format!(
+                "library unreachable: {}",
+                e.without_url()
+            ))),
         }
     }
 
@@ -254,7 +258,8 @@ impl Pusher {
     /// with exponential backoff and jitter while the library fails.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut failures: u32 = 0;
-        tracing::info!(url = %self.url, holder = %self.holder, "pushing change events to the city library");
+        let url = crate::config::mask_password(&self.url);
+        tracing::info!(%url, holder = %self.holder, "pushing change events to the city library");
         loop {
             let pause = match self.step().await {
                 Ok(Step::Delivered { .. }) => {

@@ -252,3 +252,17 @@ fn backoff_doubles_up_to_a_minute_with_jitter() {
     assert!((500..=750).contains(&ms(2)));
     assert!((60_000..=90_000).contains(&ms(20)));
 }
+
+#[tokio::test]
+async fn an_unreachable_library_is_reported_without_the_credentials_in_its_url() {
+    let t = TestApp::new().await;
+    make_events(&t.app, 1, "CRED").await;
+    // Nothing listens on port 9 of loopback: the request fails at once.
+    let pusher = Pusher::new(t.app.clone(), "http://city:hunter2@127.0.0.1:9", SECRET);
+    let step = pusher.step().await.unwrap();
+    let Step::Failed(reason) = step else {
+        panic!("{step:?}")
+    };
+    assert!(reason.contains("unreachable"), "{reason}");
+    assert!(!reason.contains("hunter2"), "{reason}");
+}
