@@ -246,11 +246,7 @@ impl Pusher {
                 })
             }
             Ok(r) => Ok(Step::Failed(format!("library answered {}", r.status()))),
-            // reqwest's error names the URL, which may carry credentials: say only what failed.
-            Err(e) => Ok(Step::Failed(format!(
-                "library unreachable: {}",
-                e.without_url()
-            ))),
+            Err(e) => Ok(Step::Failed(format!("library unreachable: {e}"))),
         }
     }
 
