@@ -392,7 +392,10 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
         if file.is_symlink() {
             return Err(bad(format!("{name:?} is a link; a batch holds files only")));
         }
-        if file.enclosed_name().is_none() {
+        // Judged on the raw name too: the zip reader would quietly drop a leading '/'.
+        if file.enclosed_name().is_none()
+            || within_batch(Path::new(&name.replace('\\', "/"))).is_none()
+        {
             return Err(bad(format!("{name:?} would be written outside the batch")));
         }
         let limit = if name == "manifest.csv" {
