@@ -433,3 +433,29 @@ async fn jobs_over_the_limit_wait_queued_until_one_ends() {
     }
     panic!("the jobs did not finish");
 }
+
+#[tokio::test]
+async fn the_command_line_refuses_a_folder_whose_manifest_has_a_line_over_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(dir.path()).await;
+    let batch = dir.path().join("batch");
+    std::fs::create_dir(&batch).unwrap();
+    let manifest = format!("type_code,number\n{}\n", "x".repeat(201));
+    std::fs::write(batch.join("manifest.csv"), manifest).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_elicence"))
+        .args(["convert", batch.to_str().unwrap()])
+        .env("ELICENCE_DATA_DIR", dir.path().join("data"))
+        .env("ELICENCE_KEYS_DIR", dir.path().join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env("ELICENCE_DATABASE_URL", &database.url)
+        .env("ELICENCE_MAX_MANIFEST_LINE_BYTES", "200")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("manifest.csv line 2 is longer than the limit of 200 bytes"),
+        "{stderr}"
+    );
+}

@@ -81,6 +81,19 @@ pub fn check_manifest_lines(manifest: impl Read, limit: u64) -> Result<(), Check
     }
 }
 
+/// Checks the line lengths of a batch folder's `manifest.csv` before it is converted (a missing
+/// manifest is left for the conversion to report).
+pub fn check_folder_manifest(
+    batch: &std::path::Path,
+    limit: u64,
+) -> Result<(), crate::app::AppError> {
+    match std::fs::File::open(batch.join("manifest.csv")) {
+        Ok(file) => check_manifest_lines(file, limit)
+            .map_err(|e| crate::app::AppError::BadInput(e.to_string())),
+        Err(_) => Ok(()),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error(transparent)]
