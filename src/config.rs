@@ -186,10 +186,12 @@ impl Settings {
             64 << 10,
             1,
         )?;
+        // A job renders on every core already: a second at once would only share them (and
+        // double the memory).
         let max_concurrent_jobs = whole(
             "ELICENCE_MAX_CONCURRENT_JOBS",
             from_file.max_concurrent_jobs,
-            2,
+            1,
             1,
         )?;
         let upload_retention_seconds = whole(

@@ -52,6 +52,7 @@ where
             let upload = receive(app, body).await?;
             let size = upload.as_file().metadata().map_err(io_error)?.len();
             let limits = UploadLimits::of(app);
+            let _unpacking = app.jobs.unpacking.acquire().await;
             let upload = tokio::task::spawn_blocking(move || {
                 check_zip(upload.as_file(), &limits).map(|_| upload)
             })
@@ -172,6 +173,9 @@ fn may_convert(actor: &Actor) -> Result<()> {
 pub struct JobSlots {
     running: tokio::sync::Semaphore,
     started: Mutex<HashSet<String>>,
+    /// One zip is read at a time (checked on upload or extracted by a job): the zip reader holds
+    /// all of a zip's entry metadata, tens of MB for a batch of 100,000 rows.
+    unpacking: tokio::sync::Semaphore,
 }
 
 impl JobSlots {
@@ -179,6 +183,7 @@ impl JobSlots {
         JobSlots {
             running: tokio::sync::Semaphore::new(usize::try_from(max_running).unwrap_or(1).max(1)),
             started: Mutex::new(HashSet::new()),
+            unpacking: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -319,9 +324,12 @@ async fn run_leased(app: &Arc<App>, id: &str, work: &Path) -> Result<()> {
         .await?
         .ok_or_else(|| AppError::State(format!("batch {id}: the upload {key} is missing")))?;
     let (dir, limits, extracting) = (work.to_path_buf(), UploadLimits::of(app), app.clone());
-    tokio::task::spawn_blocking(move || extract(&zip, &dir, &limits, &extracting.directory))
-        .await
-        .map_err(|e| AppError::State(e.to_string()))??;
+    {
+        let _unpacking = app.jobs.unpacking.acquire().await;
+        tokio::task::spawn_blocking(move || extract(&zip, &dir, &limits, &extracting.directory))
+            .await
+            .map_err(|e| AppError::State(e.to_string()))??;
+    }
     let actor = job_actor(&job)?;
     convert(app, &actor, id, work, &Quiet).await?;
     Ok(())
@@ -339,6 +347,53 @@ fn job_actor(job: &BatchRecord) -> Result<Actor> {
 
 /// The largest manifest a zip may carry.
 const MAX_MANIFEST_BYTES: u64 = 512 << 20;
+
+/// The folder entries a zip may have beside a file per manifest row.
+const MAX_FOLDERS: u64 = 1000;
+
+/// The largest entry count claimed by any end-of-central-directory record the zip reader could
+/// use (those in the last 64 KiB + 22 bytes, and the ZIP64 records they point at), read before
+/// the reader takes in the central directory.
+fn declared_entries(zip: &File) -> std::io::Result<u64> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut zip = BufReader::new(zip);
+    let length = zip.seek(std::io::SeekFrom::End(0))?;
+    let start = length.saturating_sub(22 + (1 << 16));
+    zip.seek(std::io::SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    zip.read_to_end(&mut tail)?;
+    let le = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |n, &b| (n << 8) | u64::from(b))
+    };
+    let mut most = 0;
+    for at in (0..tail.len().saturating_sub(21)).filter(|&at| tail[at..].starts_with(b"PK\x05\x06"))
+    {
+        let count = le(&tail[at + 10..at + 12]);
+        let count = if count != 0xFFFF {
+            count
+        } else {
+            // ZIP64: the locator just before the record says where the ZIP64 record is.
+            let locator = at
+                .checked_sub(20)
+                .map(|l| &tail[l..l + 20])
+                .filter(|l| l.starts_with(b"PK\x06\x07"))
+                .ok_or_else(|| invalid("a ZIP64 end record without its locator"))?;
+            let mut record = [0u8; 56];
+            zip.seek(std::io::SeekFrom::Start(le(&locator[8..16])))?;
+            zip.read_exact(&mut record)?;
+            if !record.starts_with(b"PK\x06\x06") {
+                return Err(invalid("a ZIP64 locator pointing nowhere"));
+            }
+            le(&record[32..40])
+        };
+        most = most.max(count);
+    }
+    Ok(most)
+}
 
 /// What an uploaded zip may hold, from the settings.
 #[derive(Debug, Clone, Copy)]
@@ -370,10 +425,21 @@ fn bad(reason: String) -> AppError {
 /// bytes; all of them together expanding to no more than the limit; and every entry read to its
 /// end, so that its size and CRC are proven and the manifest's lines measured.
 fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
+    // The zip reader holds every entry's metadata (~400 bytes each): count them first.
+    let most = limits.rows + MAX_FOLDERS;
+    let too_many = |entries: u64| {
+        bad(format!(
+            "{entries} entries is too many: at most {most} (a scan per manifest row, and folders)"
+        ))
+    };
+    let declared = declared_entries(zip).map_err(|e| bad(format!("not a readable zip: {e}")))?;
+    if declared > most {
+        return Err(too_many(declared));
+    }
     let mut archive = ZipArchive::new(BufReader::new(zip))
         .map_err(|e| bad(format!("not a readable zip: {e}")))?;
-    if archive.len() as u64 > 2 * limits.rows + 16 {
-        return Err(bad(format!("{} entries is too many", archive.len())));
+    if archive.len() as u64 > most {
+        return Err(too_many(archive.len() as u64));
     }
     // Entries sharing their compressed bytes expand a small zip many times over.
     if archive
@@ -590,6 +656,23 @@ mod tests {
         let mut many = many;
         many.push(("manifest.csv", b"x"));
         assert!(refused(zip_of(&many)).contains("over the limit of 1000 bytes"));
+    }
+
+    #[test]
+    fn the_entry_count_is_judged_from_the_end_record_before_the_zip_is_read() {
+        let mut zip = zip_of(&[("manifest.csv", b"x"), ("scans/a.png", b"png")]);
+        assert_eq!(declared_entries(&zip).unwrap(), 2);
+        // Claim 60,000 entries (the central directory still holds 2).
+        let end = zip.seek(std::io::SeekFrom::End(-22)).unwrap();
+        for at in [8, 10] {
+            zip.seek(std::io::SeekFrom::Start(end + at)).unwrap();
+            zip.write_all(&60_000u16.to_le_bytes()).unwrap();
+        }
+        let refused = check_zip(&zip, &LIMITS).unwrap_err().to_string();
+        assert!(
+            refused.contains("60000 entries is too many: at most 1010"),
+            "{refused}"
+        );
     }
 
     #[test]
