@@ -52,10 +52,15 @@ directory = b"".join(records + extra)
 tail = bytearray(data[eocd:])
 struct.pack_into("<HHI", tail, 8, len(records) + len(extra), len(records) + len(extra), len(directory))
 open(f"{work}/overlap.zip", "wb").write(data[:start] + directory + bytes(tail))
-# 400,000 tiny entries: the central directory alone is what the reader must hold.
+# 400,000 empty entries: refused from the end record, before the central directory is read.
 with zipfile.ZipFile(f"{work}/many.zip", "w", zipfile.ZIP_STORED) as z:
     z.writestr("manifest.csv", header)
     for i in range(400_000):
+        z.writestr(f"scans/{i:06}.png", b"")
+# The most entries allowed (a scan per row of the default 200,000, and 1,000 folders).
+with zipfile.ZipFile(f"{work}/most.zip", "w", zipfile.ZIP_STORED) as z:
+    z.writestr("manifest.csv", header)
+    for i in range(200_999):
         z.writestr(f"scans/{i:06}.png", b"")
 # A manifest that is one 496 MiB line, deflated to ~500 KB.
 with zipfile.ZipFile(f"{work}/longline.zip", "w", zipfile.ZIP_DEFLATED) as z:
@@ -72,7 +77,12 @@ echo "server pid $server, idle RSS $(awk '/VmRSS/ {print $2/1024 " MB"}' /proc/$
 
 peak() { awk '/VmHWM/ {printf "%.0f MB", $2/1024}' /proc/$server/status; }
 reset_peak() { echo 5 >/proc/$server/clear_refs; }
-stored() { du -sm "$ELICENCE_DATA_DIR" | cut -f1; }
+stored() { # the data folder, and on PostgreSQL the upload parts in the database
+    echo -n "data folder $(du -sm "$ELICENCE_DATA_DIR" 2>/dev/null | cut -f1 || echo 0) MB"
+    case "${ELICENCE_DATABASE_URL:-}" in postgres*)
+        echo -n ", $(psql -tA "$ELICENCE_DATABASE_URL" -c 'SELECT count(*) FROM blob_parts') upload parts in the database";;
+    esac
+}
 
 wait_job() { # polls the job at $1 until it ends
     while :; do
@@ -94,9 +104,9 @@ s.settimeout(5)
 print(s.recv(100).split(b"\r\n")[0].decode())
 EOF
 )
-echo "declared 1 GiB + 1, headers only: $answer; peak $(peak); data folder $(stored) MB"
+echo "declared 1 GiB + 1, headers only: $answer; peak $(peak); $(stored)"
 
-for case in big bomb overlap many longline; do
+for case in big bomb overlap many longline most; do
     reset_peak
     size=$(du -m "$work/$case.zip" | cut -f1)
     start=$(date +%s.%N)
@@ -111,6 +121,6 @@ for case in big bomb overlap many longline; do
     else
         line="$line ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["message"][:90])' "$work/answer.json"))"
     fi
-    echo "$line; peak $(peak); data folder $(stored) MB"
+    echo "$line; peak $(peak); $(stored)"
 done
 echo "server peak over the whole run is the largest of the above"

@@ -52,12 +52,14 @@ where
             let upload = receive(app, body).await?;
             let size = upload.as_file().metadata().map_err(io_error)?.len();
             let limits = UploadLimits::of(app);
-            let _unpacking = app.jobs.unpacking.acquire().await;
-            let upload = tokio::task::spawn_blocking(move || {
-                check_zip(upload.as_file(), &limits).map(|_| upload)
-            })
-            .await
-            .map_err(|e| AppError::State(e.to_string()))??;
+            let upload = {
+                let _unpacking = app.jobs.unpacking.acquire().await;
+                tokio::task::spawn_blocking(move || {
+                    check_zip(upload.as_file(), &limits).map(|_| upload)
+                })
+                .await
+                .map_err(|e| AppError::State(e.to_string()))??
+            };
             let id = create_with_upload(app, actor, all_or_nothing, Some(upload)).await?;
             let audit = crate::audit::Entry {
                 target: id.clone(),
