@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Peak memory and disk of `elicence serve` (release build) while hostile and large batches are
-# uploaded (issue #12, item 4): a body declaring 1 GiB + 1, a ~1 GB zip that is accepted and
-# converted, a zip bomb (3 GB of zeros in ~3 MB), entries sharing one 10 MiB stream, a
-# 400,000-entry zip and a manifest that is one 496 MiB line. For each it prints the answer, the
-# server's peak RSS during that upload (VmHWM, reset before each through /proc/PID/clear_refs)
-# and what the data folder holds afterwards.
+# uploaded (issue #12, item 4): a body declaring 1 GiB + 1, 1 GiB + 1 streamed without a length,
+# a 1.07 GB zip that is accepted and converted, a zip bomb (3 GB of zeros in ~3 MB), 10,000
+# entries sharing one 10 MiB stream, a 400,000-entry zip, a manifest that is one 496 MiB line and
+# a zip with the most entries allowed (201,000). For each it prints the answer, the server's peak
+# RSS during that upload (VmHWM, reset before each through /proc/PID/clear_refs) and what the
+# data folder (and, on PostgreSQL, the blob_parts table) holds afterwards.
 #
 #   tools/upload-rss.sh            (SQLite, blobs in a folder)
 #   tools/upload-rss.sh postgres://postgres@127.0.0.1:5432/rss   (blobs in the database; the
@@ -24,10 +25,11 @@ python3 - "$work" <<'EOF'
 import os, struct, sys, zipfile
 work = sys.argv[1]
 header = b"type_code,number,holder_name,holder_id,valid_from,valid_until,scan\n"
-# ~1 GB that is a good batch: a header-only manifest and 100 stored scans of random bytes.
+# Just under 1 GiB that is a good batch: a header-only manifest and 107 stored scans of random
+# bytes (1.07 GB).
 with zipfile.ZipFile(f"{work}/big.zip", "w", zipfile.ZIP_STORED) as z:
     z.writestr("manifest.csv", header)
-    for i in range(100):
+    for i in range(107):
         z.writestr(f"scans/{i:03}.png", os.urandom(10_000_000))
 # A bomb: 300 entries of 10 MiB of zeros, deflated (each under the scan limit).
 zeros = bytes(10 << 20)
@@ -105,6 +107,12 @@ print(s.recv(100).split(b"\r\n")[0].decode())
 EOF
 )
 echo "declared 1 GiB + 1, headers only: $answer; peak $(peak); $(stored)"
+
+reset_peak
+code=$(head -c $(((1 << 30) + 1)) /dev/zero | curl -s -o /dev/null -w '%{http_code}' \
+    -H "Authorization: Bearer $token" -H 'content-type: application/zip' \
+    -X POST -T - "$base/api/v1/batches" || true)
+echo "1 GiB + 1 streamed without a length: $code; peak $(peak); $(stored)"
 
 for case in big bomb overlap many longline most; do
     reset_peak
