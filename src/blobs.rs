@@ -1,9 +1,11 @@
 //! The blob store (SPEC §11): archived scans (content-addressed by SHA-256) and rendered PDFs,
 //! behind one interface. A folder under the data dir by default; the database itself when several
-//! instances share PostgreSQL, so that every instance sees every blob.
+//! instances share PostgreSQL, so that every instance sees every blob. Large blobs (uploaded
+//! batches) go in and out through files, never whole in memory: on the database in parts of
+//! [`PART_BYTES`].
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 
 use crate::store::{Store, StoreError};
 
@@ -16,6 +18,9 @@ pub enum BlobError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// The size of the parts a large blob is kept in on the database.
+pub const PART_BYTES: usize = 1 << 20;
 
 /// Where blobs live.
 #[derive(Clone)]
@@ -80,6 +85,107 @@ impl Blobs {
                 Err(e) => Err(e.into()),
             },
             Blobs::Database(store) => Ok(store.blob(key).await?),
+        }
+    }
+}
+
+impl Blobs {
+    /// Stores the whole of `file` (a finished temporary file) under `key`: moved into place in a
+    /// folder, copied in parts of [`PART_BYTES`] into the database.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        file: tempfile::NamedTempFile,
+    ) -> Result<(), BlobError> {
+        check_key(key)?;
+        match self {
+            Blobs::Folder(root) => {
+                let path = root.join(key);
+                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    std::fs::create_dir_all(path.parent().expect("keys have a folder"))?;
+                    file.as_file().sync_data()?;
+                    // Renamed when the temporary file is on the same file system, else copied.
+                    if let Err(e) = file.persist(&path) {
+                        let mut aside = tempfile::NamedTempFile::new_in(
+                            path.parent().expect("keys have a folder"),
+                        )?;
+                        let mut from = e.file.reopen()?;
+                        std::io::copy(&mut from, &mut aside)?;
+                        aside.as_file().sync_data()?;
+                        aside.persist(&path).map_err(|e| e.error)?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
+                Ok(())
+            }
+            Blobs::Database(store) => {
+                let (parts, received) = tokio::sync::mpsc::channel(2);
+                let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    let mut from = file.reopen()?;
+                    // At least one part, even when empty, so that an empty blob is there.
+                    for index in 0.. {
+                        let mut part = Vec::with_capacity(PART_BYTES);
+                        (&mut from).take(PART_BYTES as u64).read_to_end(&mut part)?;
+                        if (part.is_empty() && index > 0) || parts.blocking_send(part).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                });
+                let stored = store.put_blob_parts(key, received).await;
+                reader
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))??;
+                Ok(stored?)
+            }
+        }
+    }
+
+    /// Opens a blob stored with [`Blobs::put_file`] for reading: the file itself in a folder, a
+    /// copy in an unnamed temporary file under `scratch` from the database.
+    pub async fn open(
+        &self,
+        key: &str,
+        scratch: &Path,
+    ) -> Result<Option<std::fs::File>, BlobError> {
+        check_key(key)?;
+        match self {
+            Blobs::Folder(root) => match std::fs::File::open(root.join(key)) {
+                Ok(file) => Ok(Some(file)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Blobs::Database(store) => {
+                std::fs::create_dir_all(scratch)?;
+                let mut copy = tempfile::tempfile_in(scratch)?;
+                let mut part = 0;
+                while let Some(bytes) = store.blob_part(key, part).await? {
+                    copy =
+                        tokio::task::spawn_blocking(move || copy.write_all(&bytes).map(|()| copy))
+                            .await
+                            .map_err(|e| std::io::Error::other(e.to_string()))??;
+                    part += 1;
+                }
+                if part == 0 {
+                    return Ok(None);
+                }
+                copy.rewind()?;
+                Ok(Some(copy))
+            }
+        }
+    }
+
+    /// Removes a blob; nothing happens when it is not there.
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        check_key(key)?;
+        match self {
+            Blobs::Folder(root) => match tokio::fs::remove_file(root.join(key)).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+            Blobs::Database(store) => Ok(store.delete_blob(key).await?),
         }
     }
 }

@@ -31,6 +31,14 @@ pub struct Settings {
     pub max_scan_bytes: u64,
     pub max_manifest_rows: u64,
     pub max_upload_bytes: u64,
+    /// Limits on an uploaded zip beyond its own size: what all its entries expand to together,
+    /// and the longest line its manifest may have (a one-line manifest would be read whole).
+    pub max_expanded_bytes: u64,
+    pub max_manifest_line_bytes: u64,
+    /// How many conversion jobs one process runs at once; the rest wait, queued.
+    pub max_concurrent_jobs: u64,
+    /// How long an uploaded zip is kept after its job ends (0: deleted at once).
+    pub upload_retention_seconds: u64,
     /// How long online verification may trust what it read of the register (0: not at all).
     pub verify_cache_seconds: u64,
     /// Load balancers whose `X-Forwarded-For` names the client (addresses or CIDR blocks).
@@ -124,6 +132,10 @@ struct FileSettings {
     max_scan_bytes: Option<u64>,
     max_manifest_rows: Option<u64>,
     max_upload_bytes: Option<u64>,
+    max_expanded_bytes: Option<u64>,
+    max_manifest_line_bytes: Option<u64>,
+    max_concurrent_jobs: Option<u64>,
+    upload_retention_seconds: Option<u64>,
     verify_cache_seconds: Option<u64>,
     trusted_proxies: Option<String>,
 }
@@ -254,6 +266,32 @@ impl Settings {
             1 << 30,
             1,
         )?;
+        let max_expanded_bytes = whole(
+            "ELICENCE_MAX_EXPANDED_BYTES",
+            from_file.max_expanded_bytes,
+            2 << 30,
+            1,
+        )?;
+        let max_manifest_line_bytes = whole(
+            "ELICENCE_MAX_MANIFEST_LINE_BYTES",
+            from_file.max_manifest_line_bytes,
+            64 << 10,
+            1,
+        )?;
+        // A job renders on every core already: a second at once would only share them (and
+        // double the memory).
+        let max_concurrent_jobs = whole(
+            "ELICENCE_MAX_CONCURRENT_JOBS",
+            from_file.max_concurrent_jobs,
+            1,
+            1,
+        )?;
+        let upload_retention_seconds = whole(
+            "ELICENCE_UPLOAD_RETENTION_SECONDS",
+            from_file.upload_retention_seconds,
+            0,
+            0,
+        )?;
         // 0 turns the verification cache off.
         let verify_cache_seconds = whole(
             "ELICENCE_VERIFY_CACHE_SECONDS",
@@ -293,6 +331,10 @@ impl Settings {
             max_scan_bytes,
             max_manifest_rows,
             max_upload_bytes,
+            max_expanded_bytes,
+            max_manifest_line_bytes,
+            max_concurrent_jobs,
+            upload_retention_seconds,
             verify_cache_seconds,
             trusted_proxies,
         })

@@ -359,9 +359,12 @@ impl Fixture {
                 .audit_records(actor, &Default::default(), 0, 1000)
                 .await
                 .map(drop),
-            Op::SubmitBatch => elicence::batch::job::submit(app, actor, b"not a zip", false)
-                .await
-                .map(drop),
+            Op::SubmitBatch => {
+                let body = futures_util::stream::iter([Ok::<_, std::io::Error>(b"not a zip")]);
+                elicence::batch::job::submit(app, actor, None, body, false)
+                    .await
+                    .map(drop)
+            }
             Op::BatchStatus => elicence::batch::job::status(app, actor, &self.job, 0, 10)
                 .await
                 .map(drop),

@@ -121,6 +121,9 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     BadInput(String),
+    /// Input over a size limit (an upload larger than allowed).
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -147,6 +150,8 @@ pub struct App {
     /// The trust list as verification uses it, rebuilt whenever the keys change.
     trust: RwLock<Arc<TrustStore>>,
     verify_cache: VerifyCache,
+    /// Conversion jobs started by this process, and how many may run at once.
+    pub jobs: crate::batch::job::JobSlots,
 }
 
 impl App {
@@ -175,6 +180,7 @@ impl App {
         let verify_cache = VerifyCache::new(std::time::Duration::from_secs(
             settings.verify_cache_seconds,
         ));
+        let jobs = crate::batch::job::JobSlots::new(settings.max_concurrent_jobs);
         let blobs = match settings.blob_store {
             BlobStoreKind::Folder => Blobs::Folder(settings.data_dir.join("blobs")),
             BlobStoreKind::Database => Blobs::Database(store.clone()),
@@ -187,6 +193,7 @@ impl App {
             directory_version,
             renderer,
             verify_cache,
+            jobs,
             keys: RwLock::new(keys),
             trust: RwLock::new(trust),
         })
@@ -248,6 +255,7 @@ impl AppError {
             AppError::State(_) => "invalid_state",
             AppError::Forbidden(_) => "forbidden",
             AppError::BadInput(_) => "bad_input",
+            AppError::TooLarge(_) => "too_large",
             AppError::Store(StoreError::Conflict) => "conflict",
             AppError::Store(StoreError::Full) => "store_full",
             AppError::Store(_) => "store",

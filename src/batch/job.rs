@@ -1,42 +1,69 @@
-//! Conversion jobs posted over HTTP (`POST /api/v1/batches`, a zip): the zip is checked at once
-//! (so a bad upload is a 400 that changes nothing), kept in the blob store, and converted in the
-//! background by the same code as the command line. A job whose process died is taken up again
-//! when its lease runs out — at the next start, or by another instance — and carries on after the
-//! last line it committed.
+//! Conversion jobs posted over HTTP (`POST /api/v1/batches`, a zip): the upload streams to a
+//! temporary file (never whole in memory; refused once over the size limit, or at once when its
+//! declared length is), is checked completely — names, sizes, what it expands to, CRCs, manifest
+//! line lengths — so that a bad upload is a 400 that keeps nothing, then kept in the blob store
+//! and converted in the background by the same code as the command line, at most
+//! `max_concurrent_jobs` at a time. A job whose process died is taken up again when its lease
+//! runs out — at the next start, or by another instance — and carries on after the last line it
+//! committed. An upload is deleted once its job has ended (and the retention time has passed).
 
-use std::io::{Cursor, Read};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use futures_util::{Stream, StreamExt};
 use zip::ZipArchive;
 
-use super::{convert, create, Quiet};
+use super::limits::LineLengths;
+use super::manifest::Manifest;
+use super::{convert, create_with_upload, Quiet};
 use crate::app::{permissions, Action, Actor, App, AppError, Result, Role};
+use crate::directory::Directory;
 use crate::identifiers::Uscc;
 use crate::store::{BatchRecord, RowResult};
+use crate::time_util;
 
 /// How long a running job's lease lasts; it is renewed at a third of that.
 const LEASE_SECONDS: i64 = 60;
 
-/// Checks an uploaded zip, records the job and starts it. Returns the job as queued.
-pub async fn submit(
+/// Receives an uploaded zip (`body`, in pieces; `declared_length` is what the client said it
+/// would send), checks it, records the job and starts it. Returns the job as queued.
+pub async fn submit<B, E>(
     app: &Arc<App>,
     actor: &Actor,
-    zip: &[u8],
+    declared_length: Option<u64>,
+    body: impl Stream<Item = std::result::Result<B, E>> + Unpin,
     all_or_nothing: bool,
-) -> Result<BatchRecord> {
+) -> Result<BatchRecord>
+where
+    B: AsRef<[u8]>,
+    E: Display,
+{
     let job = app
         .audited(actor.entry("batch.submit", "upload"), async |entry| {
             permissions::scope(actor, Action::ConvertBatch)?;
-            check_zip(
-                zip,
-                app.settings.max_scan_bytes,
-                app.settings.max_manifest_rows,
-            )?;
-            let id = create(app, actor, all_or_nothing, Some(zip)).await?;
+            let limit = app.settings.max_upload_bytes;
+            if let Some(length) = declared_length.filter(|&n| n > limit) {
+                return Err(too_large(length, limit));
+            }
+            let upload = receive(app, body).await?;
+            let size = upload.as_file().metadata().map_err(io_error)?.len();
+            let limits = UploadLimits::of(app);
+            let upload = {
+                let _unpacking = app.jobs.unpacking.acquire().await;
+                tokio::task::spawn_blocking(move || {
+                    check_zip(upload.as_file(), &limits).map(|_| upload)
+                })
+                .await
+                .map_err(|e| AppError::State(e.to_string()))??
+            };
+            let id = create_with_upload(app, actor, all_or_nothing, Some(upload)).await?;
             let audit = crate::audit::Entry {
                 target: id.clone(),
-                detail: format!("{} bytes", zip.len()),
+                detail: format!("{size} bytes"),
                 ..entry.clone()
             };
             app.store.append_audit(&audit).await?;
@@ -46,8 +73,66 @@ pub async fn submit(
                 .ok_or_else(|| AppError::NotFound(format!("batch {id}")))
         })
         .await?;
-    tokio::spawn(run(app.clone(), job.id.clone()));
+    start(app, job.id.clone());
     Ok(job)
+}
+
+fn too_large(length: u64, limit: u64) -> AppError {
+    AppError::TooLarge(format!(
+        "the upload is {length} bytes or more, over the limit of {limit} bytes"
+    ))
+}
+
+fn io_error(e: std::io::Error) -> AppError {
+    AppError::Config(format!("keeping an upload: {e}"))
+}
+
+/// Where uploads are written while they arrive and are checked.
+pub(crate) fn incoming_dir(app: &App) -> PathBuf {
+    app.settings.data_dir.join("incoming")
+}
+
+/// Writes `body` to a temporary file (deleted when dropped) in pieces of a MiB, refusing it as
+/// soon as it passes the upload limit.
+async fn receive<B: AsRef<[u8]>, E: Display>(
+    app: &App,
+    mut body: impl Stream<Item = std::result::Result<B, E>> + Unpin,
+) -> Result<tempfile::NamedTempFile> {
+    const PIECE: usize = 1 << 20;
+    let limit = app.settings.max_upload_bytes;
+    let dir = incoming_dir(app);
+    std::fs::create_dir_all(&dir).map_err(io_error)?;
+    let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(io_error)?;
+    let mut received: u64 = 0;
+    let mut piece = Vec::with_capacity(PIECE);
+    let mut end = false;
+    while !end {
+        match body.next().await {
+            Some(Ok(bytes)) => {
+                let bytes = bytes.as_ref();
+                received += bytes.len() as u64;
+                if received > limit {
+                    return Err(too_large(received, limit));
+                }
+                piece.extend_from_slice(bytes);
+            }
+            Some(Err(e)) => {
+                return Err(AppError::BadInput(format!("the upload broke off: {e}")));
+            }
+            None => end = true,
+        }
+        if piece.len() >= PIECE || (end && !piece.is_empty()) {
+            (file, piece) = tokio::task::spawn_blocking(move || {
+                file.write_all(&piece)?;
+                piece.clear();
+                Ok::<_, std::io::Error>((file, piece))
+            })
+            .await
+            .map_err(|e| AppError::State(e.to_string()))?
+            .map_err(io_error)?;
+        }
+    }
+    Ok(file)
 }
 
 /// A job and a page of its row outcomes after `after_line`, for its own department (or an admin).
@@ -74,13 +159,59 @@ pub async fn status(
     Ok((job, rows))
 }
 
+/// The jobs this process has started: at most `max_concurrent_jobs` run at once, the others
+/// wait (still `queued`); none is started twice.
+pub struct JobSlots {
+    running: tokio::sync::Semaphore,
+    started: Mutex<HashSet<String>>,
+    /// One zip is read at a time (checked on upload or extracted by a job): the zip reader holds
+    /// all of a zip's entry metadata, tens of MB for a batch of 100,000 rows.
+    unpacking: tokio::sync::Semaphore,
+}
+
+impl JobSlots {
+    pub fn new(max_running: u64) -> JobSlots {
+        JobSlots {
+            running: tokio::sync::Semaphore::new(usize::try_from(max_running).unwrap_or(1).max(1)),
+            started: Mutex::new(HashSet::new()),
+            unpacking: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    fn started(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.started
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Runs job `id` in the background once a slot is free (unless this process has it already),
+/// then deletes the uploads whose time is up.
+pub fn start(app: &Arc<App>, id: String) {
+    if !app.jobs.started().insert(id.clone()) {
+        return;
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Ok(_slot) = app.jobs.running.acquire().await {
+            run(app.clone(), id.clone()).await;
+        }
+        app.jobs.started().remove(&id);
+        forget_finished_uploads(&app).await;
+    });
+}
+
 /// Takes up, now and every [`LEASE_SECONDS`] / 3 until `stop`, the jobs left queued or running
-/// by a process that is gone (this one before a restart, or another instance).
+/// by a process that is gone (this one before a restart, or another instance), and deletes the
+/// uploads of jobs that ended longer ago than the retention time.
 pub async fn supervise(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(LEASE_SECONDS as u64 / 3));
     loop {
         tokio::select! {
-            _ = tick.tick() => resume_all(app.clone()).await,
+            _ = tick.tick() => {
+                resume_all(app.clone()).await;
+                forget_finished_uploads(&app).await;
+            }
             _ = stop.changed() => return,
         }
     }
@@ -92,10 +223,38 @@ pub async fn resume_all(app: Arc<App>) {
         Ok(ids) => {
             for id in ids {
                 tracing::info!(batch = %id, "resuming a conversion job");
-                tokio::spawn(run(app.clone(), id));
+                start(&app, id);
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot list conversion jobs to resume"),
+    }
+}
+
+/// Deletes the upload of every job that ended at least `upload_retention_seconds` ago.
+pub async fn forget_finished_uploads(app: &App) {
+    let finished = match app.store.finished_uploads().await {
+        Ok(finished) => finished,
+        Err(e) => return tracing::error!(error = %e, "cannot list finished uploads"),
+    };
+    let keep = time::Duration::seconds(
+        i64::try_from(app.settings.upload_retention_seconds).unwrap_or(i64::MAX),
+    );
+    let now = time_util::now();
+    for (id, key, finished_at) in finished {
+        let ended = time::OffsetDateTime::parse(
+            &finished_at,
+            &time::format_description::well_known::Rfc3339,
+        );
+        if ended.is_ok_and(|ended| ended.saturating_add(keep) > now) {
+            continue;
+        }
+        let deleted = match app.blobs.delete(&key).await {
+            Ok(()) => app.store.forget_upload(&id).await.map_err(AppError::from),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = deleted {
+            tracing::error!(batch = %id, error = %e, "cannot delete a finished job's upload");
+        }
     }
 }
 
@@ -149,16 +308,19 @@ async fn run_leased(app: &Arc<App>, id: &str, work: &Path) -> Result<()> {
         .upload
         .clone()
         .ok_or_else(|| AppError::State(format!("batch {id} has no upload")))?;
+    let scratch = app.settings.data_dir.join("work");
     let zip = app
         .blobs
-        .get(&key)
+        .open(&key, &scratch)
         .await?
         .ok_or_else(|| AppError::State(format!("batch {id}: the upload {key} is missing")))?;
-    let dir = work.to_path_buf();
-    let (max_scan, max_rows) = (app.settings.max_scan_bytes, app.settings.max_manifest_rows);
-    tokio::task::spawn_blocking(move || extract(&zip, &dir, max_scan, max_rows))
-        .await
-        .map_err(|e| AppError::State(e.to_string()))??;
+    let (dir, limits, extracting) = (work.to_path_buf(), UploadLimits::of(app), app.clone());
+    {
+        let _unpacking = app.jobs.unpacking.acquire().await;
+        tokio::task::spawn_blocking(move || extract(&zip, &dir, &limits, &extracting.directory))
+            .await
+            .map_err(|e| AppError::State(e.to_string()))??;
+    }
     let actor = job_actor(&job)?;
     convert(app, &actor, id, work, &Quiet).await?;
     Ok(())
@@ -177,32 +339,127 @@ fn job_actor(job: &BatchRecord) -> Result<Actor> {
 /// The largest manifest a zip may carry.
 const MAX_MANIFEST_BYTES: u64 = 512 << 20;
 
-/// Checks a zip without extracting it: readable, `manifest.csv` at its root, every entry a plain
-/// file or folder with a name inside the batch, scans within the size limit.
-fn check_zip(zip: &[u8], max_scan: u64, max_rows: u64) -> Result<()> {
-    let bad = |reason: String| AppError::BadInput(format!("the uploaded batch: {reason}"));
-    let mut archive =
-        ZipArchive::new(Cursor::new(zip)).map_err(|e| bad(format!("not a readable zip: {e}")))?;
-    if archive.len() as u64 > 2 * max_rows + 16 {
-        return Err(bad(format!("{} entries is too many", archive.len())));
+/// The folder entries a zip may have beside a file per manifest row.
+const MAX_FOLDERS: u64 = 1000;
+
+/// The largest entry count claimed by any end-of-central-directory record the zip reader could
+/// use (those in the last 64 KiB + 22 bytes, and the ZIP64 records they point at), read before
+/// the reader takes in the central directory.
+fn declared_entries(zip: &File) -> std::io::Result<u64> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut zip = BufReader::new(zip);
+    let length = zip.seek(std::io::SeekFrom::End(0))?;
+    let start = length.saturating_sub(22 + (1 << 16));
+    zip.seek(std::io::SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    zip.read_to_end(&mut tail)?;
+    let le = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |n, &b| (n << 8) | u64::from(b))
+    };
+    let mut most = 0;
+    for at in (0..tail.len().saturating_sub(21)).filter(|&at| tail[at..].starts_with(b"PK\x05\x06"))
+    {
+        let count = le(&tail[at + 10..at + 12]);
+        let count = if count != 0xFFFF {
+            count
+        } else {
+            // ZIP64: the locator just before the record says where the ZIP64 record is.
+            let locator = at
+                .checked_sub(20)
+                .map(|l| &tail[l..l + 20])
+                .filter(|l| l.starts_with(b"PK\x06\x07"))
+                .ok_or_else(|| invalid("a ZIP64 end record without its locator"))?;
+            let mut record = [0u8; 56];
+            zip.seek(std::io::SeekFrom::Start(le(&locator[8..16])))?;
+            zip.read_exact(&mut record)?;
+            if !record.starts_with(b"PK\x06\x06") {
+                return Err(invalid("a ZIP64 locator pointing nowhere"));
+            }
+            le(&record[32..40])
+        };
+        most = most.max(count);
+    }
+    Ok(most)
+}
+
+/// What an uploaded zip may hold, from the settings.
+#[derive(Debug, Clone, Copy)]
+struct UploadLimits {
+    scan: u64,
+    rows: u64,
+    expanded: u64,
+    manifest_line: u64,
+}
+
+impl UploadLimits {
+    fn of(app: &App) -> UploadLimits {
+        let s = &app.settings;
+        UploadLimits {
+            scan: s.max_scan_bytes,
+            rows: s.max_manifest_rows,
+            expanded: s.max_expanded_bytes,
+            manifest_line: s.max_manifest_line_bytes,
+        }
+    }
+}
+
+fn bad(reason: String) -> AppError {
+    AppError::BadInput(format!("the uploaded batch: {reason}"))
+}
+
+/// Checks a zip completely, writing nothing: readable; `manifest.csv` at its root; every entry
+/// a plain file or folder named inside the batch, within its size limit; no two entries sharing
+/// bytes; all of them together expanding to no more than the limit; and every entry read to its
+/// end, so that its size and CRC are proven and the manifest's lines measured.
+fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
+    // The zip reader holds every entry's metadata (~400 bytes each): count them first.
+    let most = limits.rows + MAX_FOLDERS;
+    let too_many = |entries: u64| {
+        bad(format!(
+            "{entries} entries is too many: at most {most} (a scan per manifest row, and folders)"
+        ))
+    };
+    let declared = declared_entries(zip).map_err(|e| bad(format!("not a readable zip: {e}")))?;
+    if declared > most {
+        return Err(too_many(declared));
+    }
+    let mut archive = ZipArchive::new(BufReader::new(zip))
+        .map_err(|e| bad(format!("not a readable zip: {e}")))?;
+    if archive.len() as u64 > most {
+        return Err(too_many(archive.len() as u64));
+    }
+    // Entries sharing their compressed bytes expand a small zip many times over.
+    if archive
+        .has_overlapping_entries()
+        .map_err(|e| bad(format!("not a readable zip: {e}")))?
+    {
+        return Err(bad("two entries share the same bytes of the zip".into()));
     }
     let mut manifest = false;
+    let mut expanded: u64 = 0;
     for i in 0..archive.len() {
         let file = archive
-            .by_index(i)
+            .by_index_raw(i)
             .map_err(|e| bad(format!("entry {i}: {e}")))?;
         let name = String::from_utf8_lossy(file.name_raw()).into_owned();
         if file.is_symlink() {
             return Err(bad(format!("{name:?} is a link; a batch holds files only")));
         }
-        if file.enclosed_name().is_none() {
+        // Judged on the raw name too: the zip reader would quietly drop a leading '/'.
+        if file.enclosed_name().is_none()
+            || within_batch(Path::new(&name.replace('\\', "/"))).is_none()
+        {
             return Err(bad(format!("{name:?} would be written outside the batch")));
         }
         let limit = if name == "manifest.csv" {
             manifest = true;
             MAX_MANIFEST_BYTES
         } else {
-            max_scan
+            limits.scan
         };
         if file.size() > limit {
             return Err(bad(format!(
@@ -210,59 +467,144 @@ fn check_zip(zip: &[u8], max_scan: u64, max_rows: u64) -> Result<()> {
                 file.size()
             )));
         }
+        expanded = expanded.saturating_add(file.size());
     }
     if !manifest {
         return Err(bad("it has no manifest.csv at its root".into()));
     }
-    Ok(())
-}
-
-/// Extracts a checked zip into `dir` (emptied first), reading no more of an entry than its
-/// header declares (a zip that lies about sizes is refused).
-fn extract(zip: &[u8], dir: &Path, max_scan: u64, max_rows: u64) -> Result<()> {
-    check_zip(zip, max_scan, max_rows)?;
-    let io = |e: std::io::Error| AppError::Config(format!("extracting a batch: {e}"));
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut archive = ZipArchive::new(Cursor::new(zip))
-        .map_err(|e| AppError::BadInput(format!("the uploaded batch: {e}")))?;
+    if expanded > limits.expanded {
+        return Err(bad(format!(
+            "its entries expand to {expanded} bytes, over the limit of {} bytes",
+            limits.expanded
+        )));
+    }
     for i in 0..archive.len() {
         let mut file = archive
             .by_index(i)
-            .map_err(|e| AppError::BadInput(format!("the uploaded batch: entry {i}: {e}")))?;
-        let relative: PathBuf = file.enclosed_name().expect("checked above");
-        let path = dir.join(relative);
+            .map_err(|e| bad(format!("entry {i}: {e}")))?;
         if file.is_dir() {
-            std::fs::create_dir_all(&path).map_err(io)?;
             continue;
         }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        let declared = file.size();
-        let mut bytes = Vec::with_capacity(declared as usize);
-        (&mut file)
-            .take(declared + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| AppError::BadInput(format!("the uploaded batch: {e}")))?;
-        if bytes.len() as u64 != declared {
-            return Err(AppError::BadInput(format!(
-                "the uploaded batch: {:?} is not the size its header declares",
-                String::from_utf8_lossy(file.name_raw())
-            )));
-        }
-        std::fs::write(&path, bytes).map_err(io)?;
+        let mut lines =
+            (file.name_raw() == b"manifest.csv").then(|| LineLengths::new(limits.manifest_line));
+        copy_entry(&mut file, &mut std::io::sink(), lines.as_mut())?;
     }
     Ok(())
+}
+
+/// Copies an entry to `out`, reading no more than its header declares and to its end (where the
+/// zip reader compares the CRC), measuring lines on the way when `lines` is given.
+fn copy_entry<R: Read>(
+    file: &mut zip::read::ZipFile<'_, R>,
+    out: &mut impl Write,
+    mut lines: Option<&mut LineLengths>,
+) -> Result<()> {
+    let name = String::from_utf8_lossy(file.name_raw()).into_owned();
+    let declared = file.size();
+    let damaged = |e: &dyn Display| bad(format!("{name:?} is damaged: {e}"));
+    let mut buffer = vec![0; 64 << 10];
+    let mut copied: u64 = 0;
+    let mut limited = file.take(declared + 1);
+    loop {
+        let n = limited.read(&mut buffer).map_err(|e| damaged(&e))?;
+        if n == 0 {
+            break;
+        }
+        copied += n as u64;
+        if let Some(lines) = lines.as_deref_mut() {
+            lines.feed(&buffer[..n]).map_err(|e| bad(e.to_string()))?;
+        }
+        out.write_all(&buffer[..n])
+            .map_err(|e| AppError::Config(format!("extracting a batch: {e}")))?;
+    }
+    if copied != declared {
+        return Err(bad(format!("{name:?} is not the size its header declares")));
+    }
+    Ok(())
+}
+
+/// Extracts a checked zip into `dir` (emptied first): the manifest, then only the entries its
+/// rows name as scans (anything else in the zip is left packed).
+fn extract(zip: &File, dir: &Path, limits: &UploadLimits, directory: &Directory) -> Result<()> {
+    check_zip(zip, limits)?;
+    let io = |e: std::io::Error| AppError::Config(format!("extracting a batch: {e}"));
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut reader = BufReader::new(zip);
+    reader.rewind().map_err(io)?;
+    let mut archive = ZipArchive::new(reader).map_err(|e| bad(e.to_string()))?;
+    // Each file entry by its path inside the batch.
+    let mut files = std::collections::HashMap::new();
+    for i in 0..archive.len() {
+        let file = archive.by_index_raw(i).map_err(|e| bad(e.to_string()))?;
+        if let Some(path) = file.enclosed_name().and_then(|p| within_batch(&p)) {
+            if !file.is_dir() {
+                files.insert(path, i);
+            }
+        }
+    }
+    let manifest = PathBuf::from("manifest.csv");
+    let wanted = files.get(&manifest).copied();
+    extract_entry(&mut archive, wanted, &dir.join(&manifest))?;
+    for scan in scans_named(&dir.join(&manifest), directory) {
+        // A scan not in the zip is reported on its row by the conversion.
+        if let Some(&index) = files.get(&scan) {
+            extract_entry(&mut archive, Some(index), &dir.join(&scan))?;
+        }
+    }
+    Ok(())
+}
+
+fn extract_entry<R: Read + Seek>(
+    archive: &mut ZipArchive<R>,
+    index: Option<usize>,
+    to: &Path,
+) -> Result<()> {
+    let io = |e: std::io::Error| AppError::Config(format!("extracting a batch: {e}"));
+    let index = index.ok_or_else(|| bad("it has no manifest.csv at its root".into()))?;
+    let mut file = archive
+        .by_index(index)
+        .map_err(|e| bad(format!("entry {index}: {e}")))?;
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut out = std::io::BufWriter::new(File::create(to).map_err(io)?);
+    copy_entry(&mut file, &mut out, None)?;
+    out.flush().map_err(io)
+}
+
+/// The scans the manifest's rows name, as paths inside the batch (a name that would leave it is
+/// left out: its row is rejected when converted). A manifest that cannot be read names none; the
+/// conversion reports why.
+fn scans_named(manifest: &Path, directory: &Directory) -> HashSet<PathBuf> {
+    let Ok(rows) = Manifest::open(manifest, directory) else {
+        return HashSet::new();
+    };
+    rows.map_while(|row| row.ok())
+        .filter_map(|row| within_batch(Path::new(row.get("scan"))))
+        .collect()
+}
+
+/// `path` as plain names below the batch folder (`.` dropped); None when it has `..`, a root or
+/// a prefix.
+fn within_batch(path: &Path) -> Option<PathBuf> {
+    let mut inside = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(name) => inside.push(name),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!inside.as_os_str().is_empty()).then_some(inside)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
-    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = Cursor::new(Vec::new());
+    fn zip_of(entries: &[(&str, &[u8])]) -> File {
+        let mut out = tempfile::tempfile().unwrap();
         let mut zip = zip::ZipWriter::new(&mut out);
         for (name, bytes) in entries {
             zip.start_file(*name, zip::write::SimpleFileOptions::default())
@@ -270,14 +612,22 @@ mod tests {
             zip.write_all(bytes).unwrap();
         }
         zip.finish().unwrap();
-        out.into_inner()
+        out.rewind().unwrap();
+        out
     }
+
+    const LIMITS: UploadLimits = UploadLimits {
+        scan: 100,
+        rows: 10,
+        expanded: 1000,
+        manifest_line: 80,
+    };
 
     #[test]
     fn uploads_that_escape_lack_a_manifest_or_are_too_large_are_refused() {
         let fine = zip_of(&[("manifest.csv", b"x"), ("scans/a.png", b"png")]);
-        check_zip(&fine, 100, 10).unwrap();
-        let refused = |zip: Vec<u8>| check_zip(&zip, 100, 10).unwrap_err().to_string();
+        check_zip(&fine, &LIMITS).unwrap();
+        let refused = |zip: File| check_zip(&zip, &LIMITS).unwrap_err().to_string();
         assert!(
             refused(zip_of(&[("manifest.csv", b"x"), ("../evil", b"x")]))
                 .contains("outside the batch")
@@ -287,13 +637,56 @@ mod tests {
             refused(zip_of(&[("manifest.csv", b"x"), ("big.png", &[0; 101])]))
                 .contains("over the limit of 100")
         );
-        assert!(refused(b"not a zip".to_vec()).contains("not a readable zip"));
+        let mut not_a_zip = tempfile::tempfile().unwrap();
+        not_a_zip.write_all(b"not a zip").unwrap();
+        assert!(refused(not_a_zip).contains("not a readable zip"));
+        let many: Vec<(String, &[u8])> = (0..11)
+            .map(|i| (format!("{i}.png"), &[0u8; 99][..]))
+            .collect();
+        let many: Vec<(&str, &[u8])> = many.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+        let mut many = many;
+        many.push(("manifest.csv", b"x"));
+        assert!(refused(zip_of(&many)).contains("over the limit of 1000 bytes"));
+    }
 
-        let dir = tempfile::tempdir().unwrap();
-        extract(&fine, &dir.path().join("b"), 100, 10).unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join("b/scans/a.png")).unwrap(),
-            b"png"
+    #[test]
+    fn the_entry_count_is_judged_from_the_end_record_before_the_zip_is_read() {
+        let mut zip = zip_of(&[("manifest.csv", b"x"), ("scans/a.png", b"png")]);
+        assert_eq!(declared_entries(&zip).unwrap(), 2);
+        // Claim 60,000 entries (the central directory still holds 2).
+        let end = zip.seek(std::io::SeekFrom::End(-22)).unwrap();
+        for at in [8, 10] {
+            zip.seek(std::io::SeekFrom::Start(end + at)).unwrap();
+            zip.write_all(&60_000u16.to_le_bytes()).unwrap();
+        }
+        let refused = check_zip(&zip, &LIMITS).unwrap_err().to_string();
+        assert!(
+            refused.contains("60000 entries is too many: at most 1010"),
+            "{refused}"
         );
+    }
+
+    #[test]
+    fn only_the_manifest_and_the_scans_it_names_are_extracted() {
+        let directory =
+            Directory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/directory"))
+                .unwrap();
+        let header = super::super::manifest::STANDARD_COLUMNS.join(",");
+        let manifest = format!(
+            "{header}\n11100000000013338W032,A1,甲,x,2026-01-01,,./scans/a.png\n\
+             11100000000013338W032,A2,乙,x,2026-01-01,,../scans/b.png\n"
+        );
+        let zip = zip_of(&[
+            ("manifest.csv", manifest.as_bytes()),
+            ("scans/a.png", b"png"),
+            ("scans/b.png", b"png"),
+            ("other/c.png", b"png"),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let batch = dir.path().join("b");
+        extract(&zip, &batch, &LIMITS, &directory).unwrap();
+        assert_eq!(std::fs::read(batch.join("scans/a.png")).unwrap(), b"png");
+        assert!(!batch.join("scans/b.png").exists());
+        assert!(!batch.join("other").exists());
     }
 }

@@ -11,6 +11,7 @@
 //! skips what is done and carries on.
 
 pub mod job;
+pub mod limits;
 pub mod manifest;
 pub mod report;
 pub mod sample;
@@ -130,11 +131,33 @@ pub async fn create(
     all_or_nothing: bool,
     upload: Option<&[u8]>,
 ) -> Result<String> {
-    let id = new_batch_id();
-    let upload_key = match upload {
+    let upload = match upload {
         Some(zip) => {
+            let dir = job::incoming_dir(app);
+            let io = |e: std::io::Error| AppError::Config(format!("keeping an upload: {e}"));
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+            std::io::Write::write_all(&mut file, zip).map_err(io)?;
+            Some(file)
+        }
+        None => None,
+    };
+    create_with_upload(app, actor, all_or_nothing, upload).await
+}
+
+/// [`create`] with the upload (if any) in a temporary file, which goes into the blob store.
+pub async fn create_with_upload(
+    app: &App,
+    actor: &Actor,
+    all_or_nothing: bool,
+    upload: Option<tempfile::NamedTempFile>,
+) -> Result<String> {
+    let id = new_batch_id();
+    let queued = upload.is_some();
+    let upload_key = match upload {
+        Some(file) => {
             let key = Blobs::upload_key(&id);
-            app.blobs.put(&key, zip).await?;
+            app.blobs.put_file(&key, file).await?;
             Some(key)
         }
         None => None,
@@ -150,11 +173,7 @@ pub async fn create(
             roles: &roles.join(","),
             upload: upload_key.as_deref(),
             all_or_nothing,
-            state: if upload.is_some() {
-                "queued"
-            } else {
-                "running"
-            },
+            state: if queued { "queued" } else { "running" },
         })
         .await?;
     Ok(id)

@@ -361,11 +361,22 @@ pub async fn submit_batch(
     State(state): State<SharedState>,
     Caller(actor): Caller,
     query: Result<Query<BatchOptions>, axum::extract::rejection::QueryRejection>,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> ApiResult<impl IntoResponse> {
     let Query(options) = query?;
-    let zip = body.map_err(|r| ApiError::Request(r.status(), r.body_text()))?;
-    let job = crate::batch::job::submit(&state.app, &actor, &zip, options.all_or_nothing).await?;
+    // Streamed, not collected: the zip goes to a file as it arrives.
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let job = crate::batch::job::submit(
+        &state.app,
+        &actor,
+        declared_length,
+        body.into_data_stream(),
+        options.all_or_nothing,
+    )
+    .await?;
     let location = format!("/api/v1/batches/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,

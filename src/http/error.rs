@@ -55,6 +55,7 @@ pub fn status_of(e: &AppError) -> StatusCode {
         AppError::Duplicate { .. } | AppError::State(_) => StatusCode::CONFLICT,
         AppError::Store(StoreError::Conflict) => StatusCode::CONFLICT,
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+        AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         AppError::Keys(KeyError::NoActiveSigner(_)) | AppError::Store(StoreError::Full) => {
             StatusCode::SERVICE_UNAVAILABLE
         }

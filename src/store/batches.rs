@@ -246,6 +246,36 @@ impl Store {
         Ok(results)
     }
 
+    /// Finished HTTP jobs that still keep their upload: (id, upload key, when they finished).
+    pub async fn finished_uploads(&self) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, upload, finished_at FROM batches
+             WHERE state IN ('done', 'failed') AND upload IS NOT NULL AND finished_at IS NOT NULL",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("upload")?,
+                    r.try_get("finished_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records that a job's upload was deleted.
+    pub async fn forget_upload(&self, id: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE batches SET upload = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Ends a batch: `done`, or `failed` with the reason.
     pub async fn finish_batch(&self, id: &str, state: &str, error: Option<&str>) -> Result<()> {
         let mut tx = self.begin_write().await?;
@@ -331,6 +361,52 @@ impl Store {
         .bind(time_util::format_rfc3339(time_util::now()))
         .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores a blob in the parts `parts` yields (in order), all in one transaction, so that a
+    /// reader sees the whole blob or nothing; the parts are never all in memory at once.
+    pub async fn put_blob_parts(
+        &self,
+        key: &str,
+        mut parts: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let mut part: i64 = 0;
+        while let Some(bytes) = parts.recv().await {
+            sqlx::query("INSERT INTO blob_parts (key, part, bytes) VALUES ($1, $2, $3)")
+                .bind(key)
+                .bind(part)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+            part += 1;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Part `part` (from 0) of a blob stored in parts; None past its last part.
+    pub async fn blob_part(&self, key: &str, part: i64) -> Result<Option<Vec<u8>>> {
+        sqlx::query("SELECT bytes FROM blob_parts WHERE key = $1 AND part = $2")
+            .bind(key)
+            .bind(part)
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| r.try_get("bytes").map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Removes a blob, whole or in parts (nothing when it is not there).
+    pub async fn delete_blob(&self, key: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM blob_parts WHERE key = $1",
+            "DELETE FROM blobs WHERE key = $1",
+        ] {
+            sqlx::query(sql).bind(key).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
