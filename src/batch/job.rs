@@ -623,6 +623,48 @@ mod tests {
         manifest_line: 80,
     };
 
+    /// Bytes of a small valid upload, to damage.
+    fn valid_upload() -> Vec<u8> {
+        let mut zip = zip_of(&[
+            ("manifest.csv", b"type_code,number\r\n1,2\r\n"),
+            ("scans/a.png", &[7; 60]),
+        ]);
+        let mut bytes = Vec::new();
+        zip.read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    fn check_bytes(bytes: &[u8]) -> Result<()> {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        file.rewind().unwrap();
+        check_zip(&file, &LIMITS)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+        /// A hostile client's zip — any bytes, or a valid upload cut, overwritten or spliced —
+        /// is checked without a panic: passed, or refused naming the uploaded batch.
+        #[test]
+        fn no_damage_to_an_upload_makes_the_zip_check_panic(
+            from in 0usize..400,
+            to in 0usize..400,
+            splice in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            arbitrary in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        ) {
+            let good = valid_upload();
+            let (from, to) = (from.min(to).min(good.len()), from.max(to).min(good.len()));
+            let mut damaged = good.clone();
+            damaged.splice(from..to, splice);
+            for bytes in [damaged, arbitrary] {
+                if let Err(e) = check_bytes(&bytes) {
+                    proptest::prop_assert!(e.to_string().starts_with("the uploaded batch"), "{e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn uploads_that_escape_lack_a_manifest_or_are_too_large_are_refused() {
         let fine = zip_of(&[("manifest.csv", b"x"), ("scans/a.png", b"png")]);
