@@ -504,3 +504,62 @@ async fn a_job_left_queued_by_a_dead_process_is_taken_up_and_finished() {
     let job = restarted.store.batch(&id).await.unwrap().unwrap();
     assert_eq!((job.state.as_str(), job.issued), ("done", 10));
 }
+
+/// Rewrites a sample's manifest with CRLF line endings, as Excel and WPS save it.
+fn to_crlf(dir: &Path) {
+    let manifest = dir.join("manifest.csv");
+    let lf = std::fs::read_to_string(&manifest).unwrap();
+    assert!(!lf.contains('\r'));
+    std::fs::write(&manifest, lf.replace('\n', "\r\n")).unwrap();
+}
+
+/// Every row has its outcome, at lines 2 to `rows + 1`, and the bad rows are rejected at theirs.
+fn assert_rows_at_true_lines(
+    rows: &[(u64, String)],
+    count: u64,
+    expected: &[(u64, String, String)],
+) {
+    let lines: Vec<u64> = rows.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, (2..count + 2).collect::<Vec<_>>());
+    let rejected: Vec<u64> = rows
+        .iter()
+        .filter(|(_, outcome)| outcome == "rejected")
+        .map(|(line, _)| *line)
+        .collect();
+    let bad: Vec<u64> = expected.iter().map(|(line, _, _)| *line).collect();
+    assert_eq!(rejected, bad);
+}
+
+#[tokio::test]
+async fn a_crlf_manifest_ends_every_row_at_its_true_line() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 20, 0.2, 71, false);
+    let expected = expected_rejections(&dir);
+    to_crlf(&dir);
+    let (summary, rows) = convert(&t.app, &dir, false).await;
+    let outcomes: Vec<(u64, String)> = rows.iter().map(|r| (r.line, r.outcome.clone())).collect();
+    assert_rows_at_true_lines(&outcomes, 20, &expected);
+    assert_eq!(summary.counts.done, 20);
+}
+
+#[tokio::test]
+async fn a_crlf_manifest_posted_over_http_ends_every_row_at_its_true_line() {
+    let s = TestServer::start().await;
+    let dir = write_sample_of(&s.t.app, s.t.dir.path(), 12, 0.2, 72, false, &[FOOD]);
+    let expected = expected_rejections(&dir);
+    to_crlf(&dir);
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let (_, job) = post_and_wait(&s, &clerk, zip_dir(&dir)).await;
+    let outcomes: Vec<(u64, String)> = job["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_rows_at_true_lines(&outcomes, 12, &expected);
+}
