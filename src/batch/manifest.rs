@@ -448,3 +448,108 @@ mod line_tests {
         assert_eq!(rows_of(blank_first.as_bytes()), numbered(&[(4, "A1")]));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every record of `bytes`, read as the conversion reads a manifest.
+    fn read_all(bytes: &[u8]) -> Vec<Record> {
+        let encoding = detect_encoding(bytes).unwrap();
+        Records::decoding(std::io::Cursor::new(bytes.to_vec()), encoding)
+            .collect::<std::io::Result<_>>()
+            .unwrap()
+    }
+
+    /// Line breaks as a text editor counts them: CRLF, LF or a lone CR.
+    fn line_breaks(text: &str) -> u64 {
+        text.replace("\r\n", "\n")
+            .chars()
+            .filter(|&c| c == '\n' || c == '\r')
+            .count() as u64
+    }
+
+    /// What goes into cells: plain text, Chinese (one character outside the BMP), and everything
+    /// CSV must quote.
+    fn cell() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "a", "Z", "7", " ", "张", "三", "𠀀", "é", "=", ",", "\"", "\n", "\r\n", "\r",
+        ]);
+        prop::collection::vec(pieces, 0..6).prop_map(|p| p.concat())
+    }
+
+    fn quoted(cell: &str, always: bool) -> String {
+        if always || cell.contains([',', '"', '\r', '\n']) {
+            format!("\"{}\"", cell.replace('"', "\"\""))
+        } else {
+            cell.to_string()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+            let records = read_all(&bytes);
+            let lines: Vec<u64> = records.iter().map(|r| r.line).collect();
+            prop_assert!(lines.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
+        }
+
+        #[test]
+        fn csv_like_text_never_panics(
+            pieces in prop::collection::vec(
+                prop::sample::select(vec![
+                    "a", ",", "\"", "\r", "\n", "\r\n", "张", " ", "\u{feff}", "\"\"", "=",
+                ]),
+                0..80,
+            ),
+            gb18030 in any::<bool>(),
+        ) {
+            let text = pieces.concat();
+            let bytes = if gb18030 {
+                encoding_rs::GB18030.encode(&text).0.into_owned()
+            } else {
+                text.into_bytes()
+            };
+            let records = read_all(&bytes);
+            let lines: Vec<u64> = records.iter().map(|r| r.line).collect();
+            prop_assert!(lines.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
+        }
+
+        #[test]
+        fn every_row_of_a_valid_manifest_comes_out_once_at_its_line(
+            rows in prop::collection::vec(prop::collection::vec(cell(), 3), 0..12),
+            crlf in any::<bool>(),
+            bom in any::<bool>(),
+            gb18030 in any::<bool>(),
+            final_newline in any::<bool>(),
+            quote_all in any::<bool>(),
+        ) {
+            // The header has Chinese, so a GB18030 manifest is never valid UTF-8 by chance.
+            let header = vec!["a".to_string(), "名称".to_string(), "c".to_string()];
+            let ending = if crlf { "\r\n" } else { "\n" };
+            let mut text = String::new();
+            let mut expected = Vec::new();
+            for cells in std::iter::once(&header).chain(&rows) {
+                expected.push(Record { line: line_breaks(&text) + 1, cells: cells.clone() });
+                let line: Vec<String> = cells.iter().map(|c| quoted(c, quote_all)).collect();
+                text.push_str(&line.join(","));
+                text.push_str(ending);
+            }
+            if !final_newline {
+                text.truncate(text.len() - ending.len());
+            }
+            if bom {
+                text.insert(0, '\u{feff}');
+            }
+            let bytes = if gb18030 {
+                encoding_rs::GB18030.encode(&text).0.into_owned()
+            } else {
+                text.into_bytes()
+            };
+            prop_assert_eq!(read_all(&bytes), expected);
+        }
+    }
+}
