@@ -563,3 +563,49 @@ async fn a_crlf_manifest_posted_over_http_ends_every_row_at_its_true_line() {
         .collect();
     assert_rows_at_true_lines(&outcomes, 12, &expected);
 }
+
+#[tokio::test]
+async fn report_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 3, 0.0, 81, false);
+    let manifest = dir.join("manifest.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut cells = |line: usize, column: usize, value: &str| {
+        let mut row: Vec<&str> = lines[line - 1].split(',').collect();
+        row[column] = value;
+        lines[line - 1] = row.join(",");
+    };
+    cells(2, 1, "=1+2");
+    cells(3, 0, "@SUM(1)");
+    cells(4, 1, "-3+cmd");
+    std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
+    let (summary, _) = convert(&t.app, &dir, false).await;
+    let base = t.dir.path().join("report");
+    let (csv_path, json_path) = batch::report::write(&t.app, &summary, &base).await.unwrap();
+
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let csv_rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let cell = |line: &str, column: usize| {
+        let row = csv_rows.iter().find(|r| &r[0] == line).unwrap();
+        row[column].to_string()
+    };
+    assert_eq!(cell("2", 3), "'=1+2");
+    assert_eq!(cell("3", 2), "'@SUM(1)");
+    assert_eq!(cell("4", 3), "'-3+cmd");
+    for row in &csv_rows {
+        for value in row.iter() {
+            assert!(
+                !value.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{row:?}"
+            );
+        }
+    }
+    // The JSON report keeps the values as they were.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json_path).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["number"], "=1+2");
+    assert_eq!(rows[1]["type_code"], "@SUM(1)");
+    assert_eq!(rows[2]["number"], "-3+cmd");
+}
