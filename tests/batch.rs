@@ -609,3 +609,44 @@ async fn report_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text() 
     assert_eq!(rows[1]["type_code"], "@SUM(1)");
     assert_eq!(rows[2]["number"], "-3+cmd");
 }
+
+#[tokio::test]
+async fn a_conversion_that_fails_exits_1_with_the_reason_and_still_writes_its_report() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 3, 0.0, 91, false);
+    let manifest = dir.join("manifest.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    // The header loses its scan column: nothing can be converted.
+    std::fs::write(&manifest, text.replacen(",scan", ",scans", 1)).unwrap();
+    let data = t.dir.path().join("data");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_elicence"))
+        .args(["convert", dir.to_str().unwrap()])
+        .env("ELICENCE_DATA_DIR", &data)
+        .env("ELICENCE_KEYS_DIR", t.dir.path().join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env("ELICENCE_DATABASE_URL", &t.database_url)
+        .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let reason = "line 1: column \"scan\" is missing";
+    assert!(stderr.contains(reason), "{stderr}");
+    let reports: Vec<PathBuf> = std::fs::read_dir(data.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let json = reports
+        .iter()
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert_eq!(report["summary"]["state"], "failed");
+    assert!(report["summary"]["error"]
+        .as_str()
+        .unwrap()
+        .contains(reason));
+    assert!(reports
+        .iter()
+        .any(|p| p.extension().is_some_and(|x| x == "csv")));
+}

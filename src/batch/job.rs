@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use zip::ZipArchive;
 
-use super::{convert, create, Quiet};
+use super::{convert, create, failing_on_panic, Quiet};
 use crate::app::{permissions, Action, Actor, App, AppError, Result, Role};
 use crate::identifiers::Uscc;
 use crate::store::{BatchRecord, RowResult};
@@ -127,7 +127,9 @@ pub async fn run(app: Arc<App>, id: String) {
         })
     };
     let work = app.settings.data_dir.join("work").join(&id);
-    let outcome = run_leased(&app, &id, &work).await;
+    // A panic anywhere in the job (the conversion catches its own) must still stop the renewer
+    // and fail the job, or it would stay `running`, its lease renewed for ever.
+    let outcome = failing_on_panic("the conversion job", run_leased(&app, &id, &work)).await;
     renewer.abort();
     if let Err(e) = &outcome {
         tracing::error!(batch = %id, error = %e, "conversion job failed");
