@@ -650,3 +650,25 @@ async fn a_conversion_that_fails_exits_1_with_the_reason_and_still_writes_its_re
         .iter()
         .any(|p| p.extension().is_some_and(|x| x == "csv")));
 }
+
+#[tokio::test]
+async fn a_type_code_with_a_non_ascii_character_is_rejected_at_its_line() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 3, 0.0, 92, false);
+    let manifest = dir.join("manifest.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut row: Vec<&str> = lines[2].split(',').collect();
+    row[0] = "00000000000000000ä000";
+    lines[2] = row.join(",");
+    std::fs::write(&manifest, lines.join("\r\n") + "\r\n").unwrap();
+    let (summary, rows) = convert(&t.app, &dir, false).await;
+    assert_eq!(summary.state, "done");
+    let rejected: Vec<(u64, Option<&str>)> = rows
+        .iter()
+        .filter(|r| r.outcome == "rejected")
+        .map(|r| (r.line, r.column.as_deref()))
+        .collect();
+    assert_eq!(rejected, [(3, Some("type_code"))]);
+    assert_eq!(summary.counts.issued, 2);
+}
