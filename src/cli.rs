@@ -552,9 +552,19 @@ async fn convert(
     crate::batch::limits::check_folder_manifest(batch, app.settings.max_manifest_line_bytes)?;
     let id = crate::batch::create(app, &actor, all_or_nothing, None).await?;
     let progress = ConsoleProgress::new();
-    let summary = crate::batch::convert(app, &actor, &id, batch, &progress).await?;
+    let converted = crate::batch::convert(app, &actor, &id, batch, &progress).await;
     progress.finish();
     let base = report.unwrap_or_else(|| crate::batch::default_report_base(app, &id));
+    let summary = match converted {
+        Ok(summary) => summary,
+        Err(error) => {
+            // The rows committed before the error still get their report.
+            let summary = crate::batch::stored_summary(app, &id).await?;
+            let (csv, json_report) = crate::batch::report::write(app, &summary, &base).await?;
+            eprintln!("report: {} and {}", csv.display(), json_report.display());
+            return Err(error);
+        }
+    };
     let (csv, json_report) = crate::batch::report::write(app, &summary, &base).await?;
     print(json, &summary, || {
         format!(

@@ -504,3 +504,171 @@ async fn a_job_left_queued_by_a_dead_process_is_taken_up_and_finished() {
     let job = restarted.store.batch(&id).await.unwrap().unwrap();
     assert_eq!((job.state.as_str(), job.issued), ("done", 10));
 }
+
+/// Rewrites a sample's manifest with CRLF line endings, as Excel and WPS save it.
+fn to_crlf(dir: &Path) {
+    let manifest = dir.join("manifest.csv");
+    let lf = std::fs::read_to_string(&manifest).unwrap();
+    assert!(!lf.contains('\r'));
+    std::fs::write(&manifest, lf.replace('\n', "\r\n")).unwrap();
+}
+
+/// Every row has its outcome, at lines 2 to `rows + 1`, and the bad rows are rejected at theirs.
+fn assert_rows_at_true_lines(
+    rows: &[(u64, String)],
+    count: u64,
+    expected: &[(u64, String, String)],
+) {
+    let lines: Vec<u64> = rows.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, (2..count + 2).collect::<Vec<_>>());
+    let rejected: Vec<u64> = rows
+        .iter()
+        .filter(|(_, outcome)| outcome == "rejected")
+        .map(|(line, _)| *line)
+        .collect();
+    let bad: Vec<u64> = expected.iter().map(|(line, _, _)| *line).collect();
+    assert_eq!(rejected, bad);
+}
+
+#[tokio::test]
+async fn a_crlf_manifest_ends_every_row_at_its_true_line() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 20, 0.2, 71, false);
+    let expected = expected_rejections(&dir);
+    to_crlf(&dir);
+    let (summary, rows) = convert(&t.app, &dir, false).await;
+    let outcomes: Vec<(u64, String)> = rows.iter().map(|r| (r.line, r.outcome.clone())).collect();
+    assert_rows_at_true_lines(&outcomes, 20, &expected);
+    assert_eq!(summary.counts.done, 20);
+}
+
+#[tokio::test]
+async fn a_crlf_manifest_posted_over_http_ends_every_row_at_its_true_line() {
+    let s = TestServer::start().await;
+    let dir = write_sample_of(&s.t.app, s.t.dir.path(), 12, 0.2, 72, false, &[FOOD]);
+    let expected = expected_rejections(&dir);
+    to_crlf(&dir);
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let (_, job) = post_and_wait(&s, &clerk, zip_dir(&dir)).await;
+    let outcomes: Vec<(u64, String)> = job["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_rows_at_true_lines(&outcomes, 12, &expected);
+}
+
+#[tokio::test]
+async fn report_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 3, 0.0, 81, false);
+    let manifest = dir.join("manifest.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut cells = |line: usize, column: usize, value: &str| {
+        let mut row: Vec<&str> = lines[line - 1].split(',').collect();
+        row[column] = value;
+        lines[line - 1] = row.join(",");
+    };
+    cells(2, 1, "=1+2");
+    cells(3, 0, "@SUM(1)");
+    cells(4, 1, "-3+cmd");
+    std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
+    let (summary, _) = convert(&t.app, &dir, false).await;
+    let base = t.dir.path().join("report");
+    let (csv_path, json_path) = batch::report::write(&t.app, &summary, &base).await.unwrap();
+
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let csv_rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let cell = |line: &str, column: usize| {
+        let row = csv_rows.iter().find(|r| &r[0] == line).unwrap();
+        row[column].to_string()
+    };
+    assert_eq!(cell("2", 3), "'=1+2");
+    assert_eq!(cell("3", 2), "'@SUM(1)");
+    assert_eq!(cell("4", 3), "'-3+cmd");
+    for row in &csv_rows {
+        for value in row.iter() {
+            assert!(
+                !value.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{row:?}"
+            );
+        }
+    }
+    // The JSON report keeps the values as they were.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json_path).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["number"], "=1+2");
+    assert_eq!(rows[1]["type_code"], "@SUM(1)");
+    assert_eq!(rows[2]["number"], "-3+cmd");
+}
+
+#[tokio::test]
+async fn a_conversion_that_fails_exits_1_with_the_reason_and_still_writes_its_report() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 3, 0.0, 91, false);
+    let manifest = dir.join("manifest.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    // The header loses its scan column: nothing can be converted.
+    std::fs::write(&manifest, text.replacen(",scan", ",scans", 1)).unwrap();
+    let data = t.dir.path().join("data");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_elicence"))
+        .args(["convert", dir.to_str().unwrap()])
+        .env("ELICENCE_DATA_DIR", &data)
+        .env("ELICENCE_KEYS_DIR", t.dir.path().join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env("ELICENCE_DATABASE_URL", &t.database_url)
+        .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let reason = "line 1: column \"scan\" is missing";
+    assert!(stderr.contains(reason), "{stderr}");
+    let reports: Vec<PathBuf> = std::fs::read_dir(data.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let json = reports
+        .iter()
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    assert_eq!(report["summary"]["state"], "failed");
+    assert!(report["summary"]["error"]
+        .as_str()
+        .unwrap()
+        .contains(reason));
+    assert!(reports
+        .iter()
+        .any(|p| p.extension().is_some_and(|x| x == "csv")));
+}
+
+#[tokio::test]
+async fn a_type_code_with_a_non_ascii_character_is_rejected_at_its_line() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 3, 0.0, 92, false);
+    let manifest = dir.join("manifest.csv");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut row: Vec<&str> = lines[2].split(',').collect();
+    row[0] = "00000000000000000ä000";
+    lines[2] = row.join(",");
+    std::fs::write(&manifest, lines.join("\r\n") + "\r\n").unwrap();
+    let (summary, rows) = convert(&t.app, &dir, false).await;
+    assert_eq!(summary.state, "done");
+    let rejected: Vec<(u64, Option<&str>)> = rows
+        .iter()
+        .filter(|r| r.outcome == "rejected")
+        .map(|r| (r.line, r.column.as_deref()))
+        .collect();
+    assert_eq!(rejected, [(3, Some("type_code"))]);
+    assert_eq!(summary.counts.issued, 2);
+}

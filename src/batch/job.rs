@@ -19,7 +19,7 @@ use zip::ZipArchive;
 
 use super::limits::LineLengths;
 use super::manifest::Manifest;
-use super::{convert, create_with_upload, Quiet};
+use super::{convert, create_with_upload, failing_on_panic, Quiet};
 use crate::app::{permissions, Action, Actor, App, AppError, Result, Role};
 use crate::directory::Directory;
 use crate::identifiers::Uscc;
@@ -286,7 +286,9 @@ pub async fn run(app: Arc<App>, id: String) {
         })
     };
     let work = app.settings.data_dir.join("work").join(&id);
-    let outcome = run_leased(&app, &id, &work).await;
+    // A panic anywhere in the job (the conversion catches its own) must still stop the renewer
+    // and fail the job, or it would stay `running`, its lease renewed for ever.
+    let outcome = failing_on_panic("the conversion job", run_leased(&app, &id, &work)).await;
     renewer.abort();
     if let Err(e) = &outcome {
         tracing::error!(batch = %id, error = %e, "conversion job failed");

@@ -13,6 +13,7 @@
 pub mod job;
 pub mod limits;
 pub mod manifest;
+mod panics;
 pub mod report;
 pub mod sample;
 mod scans;
@@ -33,6 +34,7 @@ use crate::licence::{validate, HolderInput, LicenceVersion, Record, RecordInput}
 use crate::store::{BatchRow, BatchRowOutcome, NewBatch, NewLicence, RowResult};
 use crate::time_util;
 use manifest::{Manifest, ManifestRow, STANDARD_COLUMNS};
+pub(crate) use panics::failing_on_panic;
 
 /// Rows checked, signed, rendered and committed together.
 pub const CHUNK_ROWS: usize = 256;
@@ -54,6 +56,18 @@ pub struct Counts {
     pub issued: u64,
     pub skipped: u64,
     pub rejected: u64,
+}
+
+impl Counts {
+    /// The outcomes a batch has committed, by any run of it.
+    fn of(batch: &crate::store::BatchRecord) -> Counts {
+        Counts {
+            done: batch.issued + batch.skipped + batch.rejected,
+            issued: batch.issued,
+            skipped: batch.skipped,
+            rejected: batch.rejected,
+        }
+    }
 }
 
 /// Where a run's time went, in milliseconds summed over rows: the parallel stages (scans, sign,
@@ -206,7 +220,11 @@ pub async fn convert(
     let started = Instant::now();
     let entry = actor.entry("batch.convert", batch_id);
     let clock = Arc::new(Clock::default());
-    let result = run(app, actor, batch_id, dir, progress, &clock).await;
+    let result = failing_on_panic(
+        "the conversion",
+        run(app, actor, batch_id, dir, progress, &clock),
+    )
+    .await;
     let (state, error) = match &result {
         Ok(end) if end.refusal.is_none() => ("done", None),
         Ok(end) => ("failed", end.refusal.clone()),
@@ -215,17 +233,7 @@ pub async fn convert(
     app.store
         .finish_batch(batch_id, state, error.as_deref())
         .await?;
-    let batch = app
-        .store
-        .batch(batch_id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("batch {batch_id}")))?;
-    let counts = Counts {
-        done: batch.issued + batch.skipped + batch.rejected,
-        issued: batch.issued,
-        skipped: batch.skipped,
-        rejected: batch.rejected,
-    };
+    let counts = Counts::of(&stored_batch(app, batch_id).await?);
     let audit = Entry {
         outcome: if state == "done" { "ok" } else { "failed" }.into(),
         detail: format!(
@@ -252,6 +260,30 @@ pub async fn convert(
         stages: clock.stages(),
         error,
     })
+}
+
+/// How run `batch_id` stands in the store, for the report of a run that stopped on an error
+/// (its encoding and row count are the run's to learn: empty, and the rows with an outcome).
+pub async fn stored_summary(app: &App, batch_id: &str) -> Result<Summary> {
+    let batch = stored_batch(app, batch_id).await?;
+    let counts = Counts::of(&batch);
+    Ok(Summary {
+        batch_id: batch.id,
+        state: batch.state,
+        encoding: String::new(),
+        rows: counts.done,
+        counts,
+        seconds: 0.0,
+        stages: Stages::default(),
+        error: batch.error,
+    })
+}
+
+async fn stored_batch(app: &App, batch_id: &str) -> Result<crate::store::BatchRecord> {
+    app.store
+        .batch(batch_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("batch {batch_id}")))
 }
 
 /// How a run ended without an error.
@@ -292,19 +324,10 @@ async fn run(
             app.settings.max_manifest_rows
         )));
     }
-    let batch = app
-        .store
-        .batch(batch_id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("batch {batch_id}")))?;
+    let batch = stored_batch(app, batch_id).await?;
     let encoding = manifest.encoding().to_string();
     progress.started(batch_id, row_count, &encoding);
-    let mut counts = Counts {
-        done: batch.issued + batch.skipped + batch.rejected,
-        issued: batch.issued,
-        skipped: batch.skipped,
-        rejected: batch.rejected,
-    };
+    let mut counts = Counts::of(&batch);
     progress.advanced(&counts);
 
     if batch.all_or_nothing && batch.done_line <= 1 {
@@ -326,7 +349,9 @@ async fn run(
     let mut committing: Option<tokio::task::JoinHandle<Result<Vec<RowResult>>>> = None;
     let mut outcome = Ok(());
     for chunk in chunks(manifest) {
-        let step = async {
+        // A panic checking or issuing this chunk still lets the chunk before finish committing,
+        // so the batch fails with every row before the chunk committed.
+        let step = failing_on_panic("the conversion", async {
             let chunk: Vec<ManifestRow> = chunk?
                 .into_iter()
                 .filter(|row| row.line > batch.done_line)
@@ -337,7 +362,7 @@ async fn run(
             let (mut rows, pending) = checker.check(&chunk).await?;
             let issued = issue(app, actor, batch_id, &mut rows, pending, clock).await?;
             Ok(Some((rows, issued, last_line)))
-        }
+        })
         .await;
         let previous = committing.take();
         let committed = match previous {

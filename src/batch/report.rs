@@ -2,7 +2,11 @@
 //! from; UTF-8 with a BOM so spreadsheet software reads the Chinese right) and as JSON (the API's
 //! shape). Read from the store a page at a time, so a 100,000-row report needs no more memory
 //! than a page.
+//!
+//! A CSV cell a spreadsheet would run as a formula is written as text (see [`spreadsheet_text`]);
+//! the JSON keeps every value as it was.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -46,16 +50,18 @@ pub async fn write(app: &App, summary: &Summary, base: &Path) -> Result<(PathBuf
     loop {
         let page = app.store.batch_rows(&summary.batch_id, after, PAGE).await?;
         for row in &page {
-            csv.write_record([
-                row.line.to_string().as_str(),
+            let line = row.line.to_string();
+            let cells = [
+                line.as_str(),
                 &row.outcome,
                 &row.type_code,
                 &row.number,
                 row.licence_id.as_deref().unwrap_or(""),
                 row.column.as_deref().unwrap_or(""),
                 row.reason.as_deref().unwrap_or(""),
-            ])
-            .map_err(|e| io(e.into()))?;
+            ];
+            csv.write_record(cells.map(spreadsheet_text).iter().map(|c| c.as_bytes()))
+                .map_err(|e| io(e.into()))?;
             if !first {
                 json.write_all(b",").map_err(io)?;
             }
@@ -71,4 +77,30 @@ pub async fn write(app: &App, summary: &Summary, base: &Path) -> Result<(PathBuf
     json.flush().map_err(io)?;
     csv.flush().map_err(io)?;
     Ok((csv_path, json_path))
+}
+
+/// A cell as a spreadsheet shows it: one that starts like a formula (`=`, `+`, `-`, `@`, or a tab
+/// or carriage return before one, as OWASP's "CSV injection" guidance lists) gets a leading `'`,
+/// so Excel, WPS and LibreOffice show it as text instead of running it.
+pub fn spreadsheet_text(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_text;
+
+    #[test]
+    fn cells_that_start_like_formulas_become_text_and_others_stay() {
+        for formula in ["=1+2", "+1", "-3", "@SUM(A1)", "\t=1", "\r=1"] {
+            assert_eq!(spreadsheet_text(formula), format!("'{formula}"));
+        }
+        for plain in ["", "12", "张三", "a=b", " =1", "'=1"] {
+            assert_eq!(spreadsheet_text(plain), plain);
+        }
+    }
 }
