@@ -134,6 +134,9 @@ pub enum AppError {
     Config(String),
     #[error(transparent)]
     Blob(#[from] crate::blobs::BlobError),
+    /// A defect of ours (a panic caught, a worker lost): a 500, never the client's fault.
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -263,6 +266,7 @@ impl AppError {
             AppError::Directory(_) => "directory",
             AppError::Config(_) => "config",
             AppError::Blob(_) => "blob_store",
+            AppError::Internal(_) => "internal",
         }
     }
 

@@ -23,6 +23,7 @@ use super::{convert, create_with_upload, failing_on_panic, Quiet};
 use crate::app::{permissions, Action, Actor, App, AppError, Result, Role};
 use crate::directory::Directory;
 use crate::identifiers::Uscc;
+use crate::panics::joined;
 use crate::store::{BatchRecord, RowResult};
 use crate::time_util;
 
@@ -54,11 +55,10 @@ where
             let limits = UploadLimits::of(app);
             let upload = {
                 let _unpacking = app.jobs.unpacking.acquire().await;
-                tokio::task::spawn_blocking(move || {
+                joined(tokio::task::spawn_blocking(move || {
                     check_zip(upload.as_file(), &limits).map(|_| upload)
-                })
-                .await
-                .map_err(|e| AppError::State(e.to_string()))??
+                }))
+                .await??
             };
             let id = create_with_upload(app, actor, all_or_nothing, Some(upload)).await?;
             let audit = crate::audit::Entry {
@@ -122,13 +122,12 @@ async fn receive<B: AsRef<[u8]>, E: Display>(
             None => end = true,
         }
         if piece.len() >= PIECE || (end && !piece.is_empty()) {
-            (file, piece) = tokio::task::spawn_blocking(move || {
+            (file, piece) = joined(tokio::task::spawn_blocking(move || {
                 file.write_all(&piece)?;
                 piece.clear();
                 Ok::<_, std::io::Error>((file, piece))
-            })
-            .await
-            .map_err(|e| AppError::State(e.to_string()))?
+            }))
+            .await?
             .map_err(io_error)?;
         }
     }
@@ -319,9 +318,10 @@ async fn run_leased(app: &Arc<App>, id: &str, work: &Path) -> Result<()> {
     let (dir, limits, extracting) = (work.to_path_buf(), UploadLimits::of(app), app.clone());
     {
         let _unpacking = app.jobs.unpacking.acquire().await;
-        tokio::task::spawn_blocking(move || extract(&zip, &dir, &limits, &extracting.directory))
-            .await
-            .map_err(|e| AppError::State(e.to_string()))??;
+        joined(tokio::task::spawn_blocking(move || {
+            extract(&zip, &dir, &limits, &extracting.directory)
+        }))
+        .await??;
     }
     let actor = job_actor(&job)?;
     convert(app, &actor, id, work, &Quiet).await?;

@@ -13,7 +13,6 @@
 pub mod job;
 pub mod limits;
 pub mod manifest;
-mod panics;
 pub mod report;
 pub mod sample;
 mod scans;
@@ -31,10 +30,10 @@ use crate::audit::Entry;
 use crate::blobs::Blobs;
 use crate::identifiers::{LicenceKey, TypeCode};
 use crate::licence::{validate, HolderInput, LicenceVersion, Record, RecordInput};
+pub(crate) use crate::panics::failing_on_panic;
 use crate::store::{BatchRow, BatchRowOutcome, NewBatch, NewLicence, RowResult};
 use crate::time_util;
 use manifest::{Manifest, ManifestRow, STANDARD_COLUMNS};
-pub(crate) use panics::failing_on_panic;
 
 /// Rows checked, signed, rendered and committed together.
 pub const CHUNK_ROWS: usize = 256;
@@ -859,9 +858,7 @@ fn tally(counts: &mut Counts, results: &[RowResult]) {
 
 /// Runs CPU-bound work (rayon, every core) off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| AppError::State(format!("a conversion worker failed: {e}")))
+    crate::panics::joined(tokio::task::spawn_blocking(work)).await
 }
 
 /// Where the command line writes a run's report unless told: `data/reports/{batch id}`.

@@ -63,7 +63,8 @@ pub fn status_of(e: &AppError) -> StatusCode {
         | AppError::Keys(_)
         | AppError::Directory(_)
         | AppError::Config(_)
-        | AppError::Blob(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        | AppError::Blob(_)
+        | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -113,6 +113,13 @@ impl Metrics {
         );
         out.push_str("# TYPE elicence_http_panics_total counter\n");
         let _ = writeln!(out, "elicence_http_panics_total {}", get(&self.panics));
+        out.push_str("# HELP elicence_conversion_panics_total Conversions (and their workers) stopped by a panic.\n");
+        out.push_str("# TYPE elicence_conversion_panics_total counter\n");
+        let _ = writeln!(
+            out,
+            "elicence_conversion_panics_total {}",
+            crate::panics::caught()
+        );
         out
     }
 }

@@ -118,11 +118,7 @@ fn guarded(routes: Router, metrics: Arc<Metrics>) -> Router {
         let metrics = metrics.clone();
         move |panic: Box<dyn std::any::Any + Send>| {
             metrics.record_panic();
-            let message = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(no message)");
+            let message = crate::panics::panic_message(&*panic);
             tracing::error!(panic = message, "a request handler panicked");
             ApiError::Panicked.into_response()
         }
