@@ -89,14 +89,22 @@ pub fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
+    // The user part runs to the last '@': a password may hold an unencoded '/', '?' or '#'.
+    // An '@' in the query instead makes this hide the host too: too much, never too little.
+    let (user_info, rest) = match rest.rsplit_once('@') {
+        Some((user_info, after)) if !user_info.split(':').next().unwrap_or("").contains('/') => {
+            (Some(user_info), after)
+        }
+        _ => (None, rest),
+    };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
+    let (host, tail) = rest.split_at(authority_end);
+    let authority = match user_info {
+        Some(user_info) => match user_info.split_once(':') {
             Some((user, _password)) => format!("{user}:***@{host}"),
-            None => authority.to_string(),
+            None => format!("{user_info}@{host}"),
         },
-        None => authority.to_string(),
+        None => host.to_string(),
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -482,6 +490,8 @@ mod tests {
                 "postgres://db/el?user=el&password=***",
             ),
             ("postgres://el:p@ss@db/el", "postgres://el:***@db/el"),
+            ("postgres://el:pa/ss?w#rd@db/el", "postgres://el:***@db/el"),
+            ("sqlite:///srv/a@b.sqlite", "sqlite:///srv/a@b.sqlite"),
             ("sqlite:data/elicence.sqlite", "sqlite:data/elicence.sqlite"),
         ] {
             assert_eq!(mask_password(url), shown);

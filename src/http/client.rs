@@ -68,7 +68,19 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
     client
 }
 
-/// Public verifications per client address per minute.
+/// Whose allowance a verification counts against: the IPv4 address, or the /64 network of an
+/// IPv6 address — one subscriber's line gets a whole /64 and could take a fresh address per
+/// request (and grow the limiter's map by one each time).
+fn allowance_of(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into())
+        }
+        other => other,
+    }
+}
+
+/// Public verifications per client address (IPv6: per /64) per minute.
 pub struct VerifyLimiter {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     checks: AtomicU64,
@@ -98,12 +110,14 @@ impl VerifyLimiter {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
         }
-        self.limiter.check_key(&client).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.limiter.clock().now());
-            RateLimited {
-                retry_after_seconds: whole_seconds_after(wait),
-            }
-        })
+        self.limiter
+            .check_key(&allowance_of(client))
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.limiter.clock().now());
+                RateLimited {
+                    retry_after_seconds: whole_seconds_after(wait),
+                }
+            })
     }
 
     /// How many addresses the limiter remembers.
@@ -171,6 +185,25 @@ mod tests {
         );
         assert!(crate::config::parse_trusted_proxies("10.0.0.0/33").is_err());
         assert!(crate::config::parse_trusted_proxies("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_ipv6_network_shares_one_allowance_and_ipv4_addresses_have_their_own() {
+        let limiter = VerifyLimiter::per_minute(NonZeroU32::new(2).unwrap());
+        let in_one_64 = |host: u16| IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, host]);
+        limiter.check(in_one_64(1)).unwrap();
+        limiter.check(in_one_64(2)).unwrap();
+        assert!(
+            limiter.check(in_one_64(3)).is_err(),
+            "a fresh address in the same /64"
+        );
+        limiter
+            .check(IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]))
+            .unwrap();
+        for last in 1..=3 {
+            limiter.check(IpAddr::from([192, 0, 2, last])).unwrap();
+        }
+        assert_eq!(limiter.remembered(), 5);
     }
 
     #[test]
