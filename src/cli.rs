@@ -558,10 +558,17 @@ async fn convert(
     let summary = match converted {
         Ok(summary) => summary,
         Err(error) => {
-            // The rows committed before the error still get their report.
-            let summary = crate::batch::stored_summary(app, &id).await?;
-            let (csv, json_report) = crate::batch::report::write(app, &summary, &base).await?;
-            eprintln!("report: {} and {}", csv.display(), json_report.display());
+            // The rows committed before the error still get their report; failing to write it
+            // must not hide the error that stopped the conversion.
+            match crate::batch::stored_summary(app, &id).await {
+                Ok(summary) => match crate::batch::report::write(app, &summary, &base).await {
+                    Ok((csv, json_report)) => {
+                        errln!("report: {} and {}", csv.display(), json_report.display())
+                    }
+                    Err(e) => errln!("no report could be written: {e}"),
+                },
+                Err(e) => errln!("no report could be written: {e}"),
+            }
             return Err(error);
         }
     };

@@ -472,3 +472,37 @@ async fn refused_reads_of_the_feed_and_the_audit_trail_are_audited() {
         assert!(refused.actor.starts_with("token:"));
     }
 }
+
+#[tokio::test]
+async fn another_departments_job_reads_as_absent_and_the_attempt_is_audited() {
+    let s = TestServer::start().await;
+    let market_clerk = elicence::app::Actor {
+        department: Some(elicence::identifiers::Uscc::parse(MARKET_BUREAU).unwrap()),
+        ..elicence::app::Actor::local_operator()
+    };
+    let job = elicence::batch::create(&s.t.app, &market_clerk, false, None)
+        .await
+        .unwrap();
+    let other = s.token(Some(CONSTRUCTION_BUREAU), &[Role::Clerk]).await;
+    let response = with_token(
+        s.client.get(s.url(&format!("/api/v1/batches/{job}"))),
+        Some(&other),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 404);
+    let admin = elicence::app::Actor::local_operator();
+    let records =
+        s.t.app
+            .audit_records(&admin, &Default::default(), 0, 1000)
+            .await
+            .unwrap();
+    let refused = records
+        .iter()
+        .find(|r| r.action == "batch.read")
+        .unwrap_or_else(|| panic!("no batch.read record in {records:#?}"));
+    assert_eq!(refused.outcome, "refused: forbidden");
+    assert_eq!(refused.target, job);
+    assert_eq!(refused.department.as_deref(), Some(CONSTRUCTION_BUREAU));
+}

@@ -142,13 +142,21 @@ pub async fn status(
     after_line: u64,
     limit: i64,
 ) -> Result<(BatchRecord, Vec<RowResult>)> {
-    let scope = permissions::scope(actor, Action::ReadBatch)?;
+    let scope = app
+        .scope_audited(actor, Action::ReadBatch, "batch.read", id)
+        .await?;
     let not_found = || AppError::NotFound(format!("batch {id}"));
     let job = app.store.batch(id).await?.ok_or_else(not_found)?;
     // Another department's job, or a department-less operator's, is answered as if it did not
-    // exist.
+    // exist; the attempt is recorded like every refusal.
     let department = job.department.as_deref().and_then(|d| Uscc::parse(d).ok());
     if !scope.covers(department.as_ref()) {
+        let refused: Result<()> = Err(AppError::Forbidden(format!(
+            "{} may not read another department's conversion job",
+            actor.name
+        )));
+        app.audit_failure(actor.entry("batch.read", id), &refused)
+            .await;
         return Err(not_found());
     }
     let rows = app
