@@ -577,7 +577,8 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
     {
         return Err(bad("two entries share the same bytes of the zip".into()));
     }
-    let mut manifest = false;
+    let mut manifest = None;
+    let mut paths = std::collections::HashMap::new();
     let mut expanded: u64 = 0;
     for i in 0..archive.len() {
         let file = archive
@@ -588,13 +589,18 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
             return Err(bad(format!("{name:?} is a link; a batch holds files only")));
         }
         // Judged on the raw name too: the zip reader would quietly drop a leading '/'.
-        if file.enclosed_name().is_none()
-            || within_batch(Path::new(&name.replace('\\', "/"))).is_none()
-        {
-            return Err(bad(format!("{name:?} would be written outside the batch")));
+        let path = file
+            .enclosed_name()
+            .and_then(|_| within_batch(Path::new(&name.replace('\\', "/"))))
+            .ok_or_else(|| bad(format!("{name:?} would be written outside the batch")))?;
+        // The extraction takes the last entry with a path: two would let one pass unchecked.
+        if let Some(first) = paths.insert(path.clone(), name.clone()) {
+            return Err(bad(format!(
+                "{first:?} and {name:?} are the same path in the batch"
+            )));
         }
-        let limit = if name == "manifest.csv" {
-            manifest = true;
+        let limit = if path == Path::new("manifest.csv") {
+            manifest = Some(i);
             MAX_MANIFEST_BYTES
         } else {
             limits.scan
@@ -607,7 +613,7 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
         }
         expanded = expanded.saturating_add(file.size());
     }
-    if !manifest {
+    if manifest.is_none() {
         return Err(bad("it has no manifest.csv at its root".into()));
     }
     if expanded > limits.expanded {
@@ -623,8 +629,7 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
         if file.is_dir() {
             continue;
         }
-        let mut lines =
-            (file.name_raw() == b"manifest.csv").then(|| LineLengths::new(limits.manifest_line));
+        let mut lines = (manifest == Some(i)).then(|| LineLengths::new(limits.manifest_line));
         copy_entry(&mut file, &mut std::io::sink(), lines.as_mut())?;
     }
     Ok(())
@@ -940,6 +945,27 @@ mod tests {
             ),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn two_entries_naming_the_same_path_are_refused_naming_both() {
+        // The second would be the one extracted, checked only as a scan.
+        let long_lines = "x".repeat(90);
+        let refused = check_zip(
+            &zip_of(&[
+                ("manifest.csv", b"type_code\n"),
+                ("./manifest.csv", long_lines.as_bytes()),
+            ]),
+            &LIMITS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.contains("\"manifest.csv\" and \"./manifest.csv\" are the same path"),
+            "{refused}"
+        );
+        // Alone, it is the manifest, as the extraction takes it.
+        check_zip(&zip_of(&[("./manifest.csv", b"x")]), &LIMITS).unwrap();
     }
 
     #[test]
