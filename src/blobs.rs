@@ -120,26 +120,7 @@ impl Blobs {
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
                 Ok(())
             }
-            Blobs::Database(store) => {
-                let (parts, received) = tokio::sync::mpsc::channel(2);
-                let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    let mut from = file.reopen()?;
-                    // At least one part, even when empty, so that an empty blob is there.
-                    for index in 0.. {
-                        let mut part = Vec::with_capacity(PART_BYTES);
-                        (&mut from).take(PART_BYTES as u64).read_to_end(&mut part)?;
-                        if (part.is_empty() && index > 0) || parts.blocking_send(part).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(())
-                });
-                let stored = store.put_blob_parts(key, received).await;
-                reader
-                    .await
-                    .map_err(|e| std::io::Error::other(e.to_string()))??;
-                Ok(stored?)
-            }
+            Blobs::Database(store) => Ok(put_parts(store, key, file.reopen()?).await?),
         }
     }
 
@@ -190,6 +171,40 @@ impl Blobs {
     }
 }
 
+/// Stores all that `from` reads under `key` on the database, in parts of [`PART_BYTES`], in one
+/// transaction.
+async fn put_parts(
+    store: &Store,
+    key: &str,
+    mut from: impl Read + Send + 'static,
+) -> Result<(), BlobError> {
+    let (parts, received) = tokio::sync::mpsc::channel(2);
+    let reader = tokio::task::spawn_blocking(move || {
+        // At least one part, even when empty, so that an empty blob is there.
+        for index in 0.. {
+            let mut part = Vec::with_capacity(PART_BYTES);
+            match (&mut from).take(PART_BYTES as u64).read_to_end(&mut part) {
+                Ok(_) if part.is_empty() && index > 0 => break,
+                Ok(_) => {
+                    if parts.blocking_send(Ok(part)).is_err() {
+                        break;
+                    }
+                }
+                // Sent too, so that the parts written so far are not committed.
+                Err(e) => {
+                    let _ = parts.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let stored = store.put_blob_parts(key, received).await;
+    reader
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(stored?)
+}
+
 fn check_key(key: &str) -> Result<(), BlobError> {
     let fine = !key.is_empty()
         && !key.starts_with('/')
@@ -209,6 +224,37 @@ fn check_key(key: &str) -> Result<(), BlobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads `good` bytes, then fails.
+    struct BreaksAfter {
+        good: usize,
+    }
+
+    impl Read for BreaksAfter {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            if self.good == 0 {
+                return Err(std::io::Error::other("the disk failed"));
+            }
+            let n = buffer.len().min(self.good);
+            buffer[..n].fill(7);
+            self.good -= n;
+            Ok(n)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_error_mid_blob_commits_none_of_it_on_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("db.sqlite").display());
+        let store = Store::open(&url).await.unwrap();
+        let key = Blobs::upload_key("broken");
+        let broken = BreaksAfter {
+            good: PART_BYTES + 10,
+        };
+        assert!(put_parts(&store, &key, broken).await.is_err());
+        let blobs = Blobs::Database(store);
+        assert!(blobs.open(&key, dir.path()).await.unwrap().is_none());
+    }
 
     #[tokio::test]
     async fn a_folder_blob_reads_back_and_bad_keys_are_refused() {

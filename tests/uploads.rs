@@ -460,3 +460,19 @@ async fn the_command_line_refuses_a_folder_whose_manifest_has_a_line_over_the_li
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_upload_whose_job_cannot_be_recorded_is_not_kept() {
+    let s = Server::start(&[]).await;
+    let token = s.clerk().await;
+    let zip = sample_zip(&s.app, s.dir.path(), 2, 73);
+    // Recording the job fails once the upload is in the blob store.
+    let pool = raw_pool(&s.database_url).await;
+    sqlx::query("ALTER TABLE batches RENAME TO batches_gone")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (status, body) = s.post(&token, zip).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(s.stored_uploads().await, 0, "the upload was kept");
+}

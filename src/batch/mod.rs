@@ -177,7 +177,8 @@ pub async fn create_with_upload(
     };
     let roles: Vec<&str> = actor.roles.iter().map(|r| r.as_str()).collect();
     let department = actor.department.as_ref().map(|d| d.to_string());
-    app.store
+    let recorded = app
+        .store
         .create_batch(&NewBatch {
             id: &id,
             actor: &actor.name,
@@ -188,7 +189,14 @@ pub async fn create_with_upload(
             all_or_nothing,
             state: if queued { "queued" } else { "running" },
         })
-        .await?;
+        .await;
+    if let (Err(_), Some(key)) = (&recorded, &upload_key) {
+        // No job refers to the upload: it would never be deleted.
+        if let Err(e) = app.blobs.delete(key).await {
+            tracing::error!(batch = %id, error = %e, "cannot delete the upload of an unrecorded job");
+        }
+    }
+    recorded?;
     Ok(id)
 }
 

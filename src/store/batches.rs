@@ -370,11 +370,13 @@ impl Store {
     pub async fn put_blob_parts(
         &self,
         key: &str,
-        mut parts: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        mut parts: tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let mut part: i64 = 0;
         while let Some(bytes) = parts.recv().await {
+            // The blob could not be read to its end: roll back what was written of it.
+            let bytes = bytes.map_err(|e| StoreError::Unreadable(e.to_string()))?;
             sqlx::query("INSERT INTO blob_parts (key, part, bytes) VALUES ($1, $2, $3)")
                 .bind(key)
                 .bind(part)

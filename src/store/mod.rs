@@ -58,6 +58,9 @@ pub enum StoreError {
     Conflict,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A large blob could not be read to its end while it was stored in parts.
+    #[error("reading a blob to store: {0}")]
+    Unreadable(String),
 }
 
 impl From<sqlx::Error> for StoreError {
