@@ -371,6 +371,22 @@ async fn a_manifest_line_over_the_limit_is_refused_naming_the_line() {
 }
 
 #[tokio::test]
+async fn a_quoted_cell_running_over_many_short_lines_is_refused_naming_its_first_line() {
+    let s = Server::start(&[("ELICENCE_MAX_MANIFEST_LINE_BYTES", "200")]).await;
+    let manifest = format!(
+        "type_code,number\r\nshort,1\r\nt,\"{}\"\r\n",
+        "ab\r\n".repeat(100)
+    );
+    let zip = deflated(&[("manifest.csv", manifest.as_bytes())]);
+    s.refused(
+        zip,
+        "manifest.csv line 3: the row starting there runs over several lines (a quoted cell) \
+         and is longer than the limit of 200 bytes",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn an_upload_is_deleted_when_its_job_ends_unless_kept_for_a_while() {
     let s = Server::start(&[]).await;
     let token = s.clerk().await;

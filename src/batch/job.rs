@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::{Stream, StreamExt};
 use zip::ZipArchive;
 
-use super::limits::LineLengths;
+use super::limits::ManifestRows;
 use super::manifest::Manifest;
 use super::{convert, create_with_upload, failing_on_panic, Quiet};
 use crate::app::{permissions, Action, Actor, App, AppError, Result, Role};
@@ -637,7 +637,7 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
         if file.is_dir() {
             continue;
         }
-        let mut lines = (manifest == Some(i)).then(|| LineLengths::new(limits.manifest_line));
+        let mut lines = (manifest == Some(i)).then(|| ManifestRows::new(limits.manifest_line));
         copy_entry(&mut file, &mut std::io::sink(), lines.as_mut())?;
     }
     Ok(())
@@ -648,7 +648,7 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
 fn copy_entry<R: Read>(
     file: &mut zip::read::ZipFile<'_, R>,
     out: &mut impl Write,
-    mut lines: Option<&mut LineLengths>,
+    mut lines: Option<&mut ManifestRows>,
 ) -> Result<()> {
     let name = String::from_utf8_lossy(file.name_raw()).into_owned();
     let declared = file.size();
@@ -663,7 +663,9 @@ fn copy_entry<R: Read>(
         }
         copied += n as u64;
         if let Some(lines) = lines.as_deref_mut() {
-            lines.feed(&buffer[..n]).map_err(|e| bad(e.to_string()))?;
+            lines
+                .measure(&buffer[..n])
+                .map_err(|e| bad(e.to_string()))?;
         }
         out.write_all(&buffer[..n])
             .map_err(|e| AppError::Config(format!("extracting a batch: {e}")))?;
@@ -697,7 +699,7 @@ fn extract(zip: &File, dir: &Path, limits: &UploadLimits, directory: &Directory)
     let manifest = PathBuf::from("manifest.csv");
     let wanted = files.get(&manifest).copied();
     extract_entry(&mut archive, wanted, &dir.join(&manifest))?;
-    for scan in scans_named(&dir.join(&manifest), directory) {
+    for scan in scans_named(&dir.join(&manifest), directory, limits.manifest_line) {
         // A scan not in the zip is reported on its row by the conversion.
         if let Some(&index) = files.get(&scan) {
             extract_entry(&mut archive, Some(index), &dir.join(&scan))?;
@@ -727,8 +729,8 @@ fn extract_entry<R: Read + Seek>(
 /// The scans the manifest's rows name, as paths inside the batch (a name that would leave it is
 /// left out: its row is rejected when converted). A manifest that cannot be read names none; the
 /// conversion reports why.
-fn scans_named(manifest: &Path, directory: &Directory) -> HashSet<PathBuf> {
-    let Ok(rows) = Manifest::open(manifest, directory) else {
+fn scans_named(manifest: &Path, directory: &Directory, row_limit: u64) -> HashSet<PathBuf> {
+    let Ok(rows) = Manifest::open(manifest, directory, row_limit) else {
         return HashSet::new();
     };
     rows.map_while(|row| row.ok())

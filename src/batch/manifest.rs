@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use encoding_rs::Encoding;
-use encoding_rs_io::DecodeReaderBytesBuilder;
 
+use super::limits::ManifestRows;
 use crate::directory::Directory;
 
 /// The columns every manifest has, before the field columns: the record keys the licence itself
@@ -28,8 +28,9 @@ pub struct ManifestError {
 pub struct Manifest {
     decoder: &'static Encoding,
     columns: Vec<String>,
-    records: Records<Box<dyn BufRead + Send + Sync>>,
+    records: Records<BufReader<File>>,
     path: PathBuf,
+    row_limit: u64,
     file: String,
 }
 
@@ -54,8 +55,13 @@ impl ManifestRow {
 
 impl Manifest {
     /// Opens `path`, detects its encoding and checks its header: the standard columns all present,
-    /// every other column a field key of some licence type, no column twice.
-    pub fn open(path: &Path, directory: &Directory) -> Result<Manifest, ManifestError> {
+    /// every other column a field key of some licence type, no column twice. A row longer than
+    /// `row_limit` bytes of the file ends the reading with an error naming its line.
+    pub fn open(
+        path: &Path,
+        directory: &Directory,
+        row_limit: u64,
+    ) -> Result<Manifest, ManifestError> {
         let encoding = File::open(path)
             .and_then(detect_encoding)
             .map_err(|e| ManifestError {
@@ -63,13 +69,13 @@ impl Manifest {
                 line: 0,
                 reason: e.to_string(),
             })?;
-        Manifest::open_as(path, encoding, directory)
+        Manifest::open_as(path, encoding, directory, row_limit)
     }
 
     /// The same file from its first row again, read with the encoding detected when it was
     /// opened (detecting reads the whole file).
     pub fn reopen(&self, directory: &Directory) -> Result<Manifest, ManifestError> {
-        Manifest::open_as(&self.path, self.decoder, directory)
+        Manifest::open_as(&self.path, self.decoder, directory, self.row_limit)
     }
 
     /// `UTF-8` or `GB18030`, as detected.
@@ -85,6 +91,7 @@ impl Manifest {
         path: &Path,
         encoding: &'static Encoding,
         directory: &Directory,
+        row_limit: u64,
     ) -> Result<Manifest, ManifestError> {
         let file = path.display().to_string();
         let fail = |line: u64, reason: String| ManifestError {
@@ -93,13 +100,13 @@ impl Manifest {
             reason,
         };
         let raw = File::open(path).map_err(|e| fail(0, e.to_string()))?;
-        let mut records = Records::decoding(raw, encoding);
+        let mut records = Records::new(BufReader::with_capacity(1 << 16, raw), encoding, row_limit);
         let header = match records.next() {
             Some(Ok(header)) => header,
             Some(Err(e)) => {
                 return Err(fail(
-                    records.line(),
-                    format!("the header row cannot be read: {e}"),
+                    e.line,
+                    format!("the header row cannot be read: {}", e.reason),
                 ))
             }
             None => return Err(fail(1, "the file is empty: it has no header row".into())),
@@ -111,6 +118,7 @@ impl Manifest {
             columns,
             records,
             path: path.to_path_buf(),
+            row_limit,
             file,
         })
     }
@@ -125,8 +133,8 @@ impl Iterator for Manifest {
             Err(e) => {
                 return Some(Err(ManifestError {
                     file: self.file.clone(),
-                    line: self.records.line(),
-                    reason: e.to_string(),
+                    line: e.line,
+                    reason: e.reason,
                 }));
             }
         };
@@ -158,72 +166,69 @@ pub(crate) struct Record {
     pub cells: Vec<String>,
 }
 
+/// Why the records stop: the line and what is wrong there. Nothing is read after it.
+#[derive(Debug)]
+pub(crate) struct RecordError {
+    pub line: u64,
+    pub reason: String,
+}
+
 /// CSV records (RFC 4180, as `csv_core` reads them) with their true line numbers.
 ///
 /// The `csv` crate's positions are not line numbers a clerk can use: a record's position is taken
 /// before the previous record's terminator is fully consumed, so after a CRLF (what Excel and
 /// WPS save) every row is reported one line early, and blank lines before a record are counted
-/// to the record before. Here the line breaks csv_core would skip between records are skipped
-/// first, so the line of a record's first byte is known; every consumed byte is counted, a line
-/// break being `\r\n`, `\n` or a lone `\r` (the terminators csv_core accepts).
+/// to the record before. [`ManifestRows`] skips the line breaks between records first, so the
+/// line of a record's first byte is known, and refuses a record over the limit before it grows
+/// further. The file's bytes are split as they are (the bytes CSV gives meaning to are ASCII, which
+/// neither UTF-8 nor GB18030 uses inside a character) and each cell is decoded on its own, so
+/// the limit counts the file's bytes, as the upload check does.
 pub(crate) struct Records<R> {
     input: R,
-    parser: csv_core::Reader,
-    breaks: LineBreaks,
+    encoding: &'static Encoding,
+    rows: ManifestRows,
     fields: Vec<u8>,
     ends: Vec<usize>,
     first: bool,
-}
-
-impl Records<Box<dyn BufRead + Send + Sync>> {
-    /// The records of `raw`, decoded from `encoding` to UTF-8 as they are read.
-    pub(crate) fn decoding(
-        raw: impl Read + Send + Sync + 'static,
-        encoding: &'static Encoding,
-    ) -> Self {
-        let decoded = BufReader::with_capacity(
-            1 << 16,
-            DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding))
-                .build(BufReader::with_capacity(1 << 16, raw)),
-        );
-        Records::new(Box::new(decoded))
-    }
+    failed: bool,
 }
 
 impl<R: BufRead> Records<R> {
-    pub(crate) fn new(input: R) -> Self {
+    pub(crate) fn new(input: R, encoding: &'static Encoding, row_limit: u64) -> Self {
         Records {
             input,
-            parser: csv_core::Reader::new(),
-            breaks: LineBreaks::default(),
+            encoding,
+            rows: ManifestRows::new(row_limit),
             fields: vec![0; 1024],
             ends: vec![0; 64],
             first: true,
+            failed: false,
         }
     }
 
-    /// The line the reader is on.
-    pub(crate) fn line(&self) -> u64 {
-        self.breaks.count + 1
-    }
-
-    fn read(&mut self) -> std::io::Result<Option<Record>> {
-        if !self.skip_line_breaks()? {
-            return Ok(None);
+    fn read(&mut self) -> Result<Option<Record>, RecordError> {
+        let io = |rows: &ManifestRows, e: std::io::Error| RecordError {
+            line: rows.line(),
+            reason: e.to_string(),
+        };
+        if std::mem::take(&mut self.first) {
+            self.skip_byte_order_mark().map_err(|e| io(&self.rows, e))?;
         }
-        let line = self.line();
         let (mut filled, mut ended) = (0, 0);
-        loop {
-            let input = self.input.fill_buf()?;
-            let (result, read, written, ends) =
-                self.parser
-                    .read_record(input, &mut self.fields[filled..], &mut self.ends[ended..]);
-            self.breaks.count_in(&input[..read]);
-            self.input.consume(read);
-            filled += written;
-            ended += ends;
-            match result {
+        let line = loop {
+            let input = self.input.fill_buf().map_err(|e| io(&self.rows, e))?;
+            let step = self
+                .rows
+                .read_record(input, &mut self.fields[filled..], &mut self.ends[ended..])
+                .map_err(|e| RecordError {
+                    line: e.line,
+                    reason: e.reason().trim_start_matches([' ', ':']).to_string(),
+                })?;
+            let line = self.rows.row_line();
+            self.input.consume(step.read);
+            filled += step.written;
+            ended += step.ends;
+            match step.result {
                 csv_core::ReadRecordResult::InputEmpty => {}
                 csv_core::ReadRecordResult::OutputFull => {
                     self.fields.resize(self.fields.len() * 2, 0)
@@ -231,75 +236,46 @@ impl<R: BufRead> Records<R> {
                 csv_core::ReadRecordResult::OutputEndsFull => {
                     self.ends.resize(self.ends.len() * 2, 0)
                 }
-                csv_core::ReadRecordResult::Record => break,
+                csv_core::ReadRecordResult::Record => break line,
                 csv_core::ReadRecordResult::End => return Ok(None),
             }
-        }
+        };
         let mut start = 0;
         let mut cells = Vec::with_capacity(ended);
         for &end in &self.ends[..ended] {
-            // The input was decoded to UTF-8 and fields split only at ASCII bytes.
-            cells.push(String::from_utf8_lossy(&self.fields[start..end]).into_owned());
+            let (cell, _) = self
+                .encoding
+                .decode_without_bom_handling(&self.fields[start..end]);
+            cells.push(cell.into_owned());
             start = end;
-        }
-        if std::mem::take(&mut self.first) {
-            // A byte order mark (UTF-8's, or GB18030's decoded) is not part of the first column.
-            if let Some(cell) = cells.first_mut() {
-                if let Some(rest) = cell.strip_prefix('\u{feff}') {
-                    *cell = rest.to_string();
-                }
-            }
         }
         Ok(Some(Record { line, cells }))
     }
+}
 
-    /// Skips the line breaks before a record (blank lines, the `\n` of a CRLF), as csv_core
-    /// would; false at the end of the input.
-    fn skip_line_breaks(&mut self) -> std::io::Result<bool> {
-        loop {
-            let input = self.input.fill_buf()?;
-            if input.is_empty() {
-                return Ok(false);
-            }
-            let breaks = input
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
-            let more = breaks < input.len();
-            self.breaks.count_in(&input[..breaks]);
-            self.input.consume(breaks);
-            if more {
-                return Ok(true);
-            }
+impl<R: BufRead> Records<R> {
+    /// A byte order mark (UTF-8's or GB18030's) is not part of the first cell, and must not stop
+    /// a quote after it from opening a quoted cell.
+    fn skip_byte_order_mark(&mut self) -> std::io::Result<()> {
+        let start = self.input.fill_buf()?;
+        let marks: [&[u8]; 2] = [b"\xEF\xBB\xBF", b"\x84\x31\x95\x33"];
+        if let Some(mark) = marks.iter().find(|mark| start.starts_with(mark)) {
+            self.input.consume(mark.len());
         }
+        Ok(())
     }
 }
 
 impl<R: BufRead> Iterator for Records<R> {
-    type Item = std::io::Result<Record>;
+    type Item = Result<Record, RecordError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.read().transpose()
-    }
-}
-
-/// Counts line breaks in bytes read in pieces: `\r\n` is one, even split between two pieces.
-#[derive(Default)]
-struct LineBreaks {
-    count: u64,
-    after_cr: bool,
-}
-
-impl LineBreaks {
-    fn count_in(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            match b {
-                b'\r' => self.count += 1,
-                b'\n' if !self.after_cr => self.count += 1,
-                _ => {}
-            }
-            self.after_cr = b == b'\r';
+        if self.failed {
+            return None;
         }
+        let next = self.read().transpose();
+        self.failed = matches!(next, Some(Err(_)));
+        next
     }
 }
 
@@ -404,7 +380,7 @@ mod line_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manifest.csv");
         std::fs::write(&path, bytes).unwrap();
-        Manifest::open(&path, &directory)
+        Manifest::open(&path, &directory, 64 << 10)
             .unwrap()
             .map(|row| {
                 let row = row.unwrap();
@@ -450,6 +426,45 @@ mod line_tests {
 }
 
 #[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn a_quoted_cell_growing_over_many_lines_stops_the_reading_at_the_line_it_starts_on() {
+        let directory = Directory::load(Path::new("templates/directory")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.csv");
+        let header = "type_code,number,holder_name,holder_id,valid_from,valid_until,scan";
+        // Every physical line is short; the quoted cell opened on line 3 never closes.
+        let manifest = format!(
+            "{header}\nt,A1,n,i,f,u,s\nt,A2,\"{}",
+            "short\n".repeat(2000)
+        );
+        std::fs::write(&path, manifest).unwrap();
+        let mut rows = Manifest::open(&path, &directory, 1000).unwrap();
+        assert_eq!(rows.next().unwrap().unwrap().line, 2);
+        let error = rows.next().unwrap().err().unwrap();
+        assert_eq!(error.line, 3);
+        assert!(
+            error.reason.contains("limit of 1000 bytes"),
+            "{}",
+            error.reason
+        );
+        assert!(rows.next().is_none(), "nothing is read after the error");
+        // A long row in a GB18030 file counts the file's bytes (2 a character), not UTF-8's 3.
+        let chinese = format!("{header}\rt,A1,{},i,f,u,s\r", "张".repeat(400));
+        let (gb, _, _) = encoding_rs::GB18030.encode(&chinese);
+        std::fs::write(&path, &gb).unwrap();
+        let rows: Vec<_> = Manifest::open(&path, &directory, 820).unwrap().collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].as_ref().unwrap().get("holder_name"),
+            "张".repeat(400)
+        );
+    }
+}
+
+#[cfg(test)]
 mod properties {
     use super::*;
     use proptest::prelude::*;
@@ -457,8 +472,8 @@ mod properties {
     /// Every record of `bytes`, read as the conversion reads a manifest.
     fn read_all(bytes: &[u8]) -> Vec<Record> {
         let encoding = detect_encoding(bytes).unwrap();
-        Records::decoding(std::io::Cursor::new(bytes.to_vec()), encoding)
-            .collect::<std::io::Result<_>>()
+        Records::new(bytes, encoding, u64::MAX)
+            .collect::<Result<_, _>>()
             .unwrap()
     }
 

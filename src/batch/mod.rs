@@ -315,8 +315,12 @@ async fn run(
         .canonicalize()
         .map_err(|e| AppError::BadInput(format!("batch {}: {e}", dir.display())))?;
     let manifest_path = root.join("manifest.csv");
-    let manifest = Manifest::open(&manifest_path, &app.directory)
-        .map_err(|e| AppError::BadInput(e.to_string()))?;
+    let manifest = Manifest::open(
+        &manifest_path,
+        &app.directory,
+        app.settings.max_manifest_line_bytes,
+    )
+    .map_err(|e| AppError::BadInput(e.to_string()))?;
     // Later passes read the file again with the encoding detected once.
     let again = || {
         manifest

@@ -79,9 +79,10 @@ pub async fn write(app: &App, summary: &Summary, base: &Path) -> Result<(PathBuf
     Ok((csv_path, json_path))
 }
 
-/// A cell as a spreadsheet shows it: one that starts like a formula (`=`, `+`, `-`, `@`, or a tab
-/// or carriage return before one, as OWASP's "CSV injection" guidance lists) gets a leading `'`,
-/// so Excel, WPS and LibreOffice show it as text instead of running it.
+/// A cell as a spreadsheet shows it: one that starts with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return (the characters OWASP's "CSV injection" guidance lists; a tab or CR is quoted whatever
+/// follows it) gets a leading `'`, so Excel, WPS and LibreOffice show it as text instead of
+/// running it.
 pub fn spreadsheet_text(cell: &str) -> Cow<'_, str> {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         Cow::Owned(format!("'{cell}"))
