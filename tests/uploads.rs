@@ -396,9 +396,18 @@ async fn an_upload_is_deleted_when_its_job_ends_unless_kept_for_a_while() {
     let id = body["batch"]["id"].as_str().unwrap();
     let job = s.wait_until_ended(&token, id).await;
     assert_eq!((&job["state"], &job["issued"]), (&"done".into(), &3.into()));
-    // The job's own clean-up runs just after it ends.
+    // The job's own clean-up runs just after it ends: it deletes the upload, then forgets it.
     for _ in 0..100 {
-        if s.stored_uploads().await == 0 {
+        let forgotten = s
+            .app
+            .store
+            .batch(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .upload
+            .is_none();
+        if s.stored_uploads().await == 0 && forgotten {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
