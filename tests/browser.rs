@@ -68,13 +68,7 @@ async fn the_page_says_valid_then_revoked_and_refuses_a_forgery_in_chromium() {
         .json()
         .await
         .unwrap();
-    let b32 = issued["qr_text"]
-        .as_str()
-        .unwrap()
-        .rsplit_once("/V/")
-        .unwrap()
-        .1
-        .to_string();
+    let b32 = qr_b32(&issued);
     let page = s.url(&format!("/V/{b32}"));
 
     let dom = open(&page, "valid").await;

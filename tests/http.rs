@@ -331,7 +331,7 @@ async fn the_page_and_the_api_answer_alike_and_show_only_public_data() {
         .await
         .unwrap();
     let qr = issued["qr_text"].as_str().unwrap();
-    let b32 = qr.rsplit_once("/V/").unwrap().1;
+    let b32 = qr_b32(&issued);
     let page = s
         .client
         .get(s.url(&format!("/V/{b32}")))
@@ -452,13 +452,7 @@ async fn a_link_that_is_not_base32_gets_a_chinese_404_page_and_every_answer_is_h
         .json()
         .await
         .unwrap();
-    let b32 = issued["qr_text"]
-        .as_str()
-        .unwrap()
-        .rsplit_once("/V/")
-        .unwrap()
-        .1
-        .to_string();
+    let b32 = qr_b32(&issued);
     for path in [
         format!("/V/{b32}"),
         "/V/hello-world!".into(),

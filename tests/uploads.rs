@@ -47,23 +47,14 @@ impl Server {
         })
         .unwrap();
         let app = Arc::new(App::open(settings).await.unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = elicence::http::router(
+        let base = serve(
             app.clone(),
             elicence::http::HttpOptions {
                 verify_per_minute: None,
                 ..Default::default()
             },
-        );
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        )
+        .await;
         Server {
             app,
             base,

@@ -168,6 +168,34 @@ pub fn with_token(
     }
 }
 
+/// Serves `app` on a random local port, as `serve` does (with client addresses); returns its
+/// base URL.
+pub async fn serve(app: Arc<App>, options: elicence::http::HttpOptions) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = elicence::http::router(app, options);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    base
+}
+
+/// The base32 part of the QR text in an issue answer (`/V/{B32}` is the page it opens).
+pub fn qr_b32(issued: &serde_json::Value) -> String {
+    let qr = issued["qr_text"]
+        .as_str()
+        .expect("an issue answer has qr_text");
+    qr.rsplit_once("/V/")
+        .expect("a QR text has /V/")
+        .1
+        .to_string()
+}
+
 /// A running HTTP service on a random local port, over a fresh application.
 pub struct TestServer {
     pub t: TestApp,
@@ -186,17 +214,7 @@ impl TestServer {
 
     pub async fn start_with(options: elicence::http::HttpOptions) -> TestServer {
         let t = TestApp::new().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = elicence::http::router(t.app.clone(), options);
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let base = serve(t.app.clone(), options).await;
         TestServer {
             t,
             base,
