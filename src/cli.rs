@@ -550,7 +550,7 @@ async fn convert(
 ) -> Result<i32, AppError> {
     let actor = Actor::local_operator();
     crate::batch::limits::check_folder_manifest(batch, app.settings.max_manifest_line_bytes)?;
-    let id = crate::batch::create(app, &actor, all_or_nothing, None).await?;
+    let id = crate::batch::create(app, &actor, all_or_nothing).await?;
     let progress = ConsoleProgress::new();
     let converted = crate::batch::convert(app, &actor, &id, batch, &progress).await;
     progress.finish();

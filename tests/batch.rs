@@ -51,9 +51,7 @@ fn write_sample_of(
 
 async fn convert(app: &Arc<App>, dir: &Path, all_or_nothing: bool) -> (Summary, Vec<RowResult>) {
     let actor = Actor::local_operator();
-    let id = batch::create(app, &actor, all_or_nothing, None)
-        .await
-        .unwrap();
+    let id = batch::create(app, &actor, all_or_nothing).await.unwrap();
     let summary = batch::convert(app, &actor, &id, dir, &Quiet).await.unwrap();
     let rows = app.store.batch_rows(&id, 0, 100_000).await.unwrap();
     (summary, rows)
@@ -486,7 +484,9 @@ async fn a_job_left_queued_by_a_dead_process_is_taken_up_and_finished() {
     let dir = write_sample(&t.app, t.dir.path(), 10, 0.0, 61, false);
     let actor = Actor::local_operator();
     // Recorded and stored, but the process "died" before it started the job.
-    let id = batch::create(&t.app, &actor, false, Some(&zip_dir(&dir)))
+    let mut upload = tempfile::NamedTempFile::new_in(t.dir.path()).unwrap();
+    std::io::Write::write_all(&mut upload, &zip_dir(&dir)).unwrap();
+    let id = batch::create_with_upload(&t.app, &actor, false, Some(upload))
         .await
         .unwrap();
     assert_eq!(

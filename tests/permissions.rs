@@ -232,7 +232,7 @@ impl Fixture {
             department: Some(elicence::identifiers::Uscc::parse(MARKET_BUREAU).unwrap()),
             roles: vec![Role::Clerk],
         };
-        let job = elicence::batch::create(&s.t.app, &clerk, false, None)
+        let job = elicence::batch::create(&s.t.app, &clerk, false)
             .await
             .unwrap();
         Fixture { s, licence, job }
@@ -480,7 +480,7 @@ async fn another_departments_job_reads_as_absent_and_the_attempt_is_audited() {
         department: Some(elicence::identifiers::Uscc::parse(MARKET_BUREAU).unwrap()),
         ..elicence::app::Actor::local_operator()
     };
-    let job = elicence::batch::create(&s.t.app, &market_clerk, false, None)
+    let job = elicence::batch::create(&s.t.app, &market_clerk, false)
         .await
         .unwrap();
     let other = s.token(Some(CONSTRUCTION_BUREAU), &[Role::Clerk]).await;

@@ -88,7 +88,7 @@ fn io_error(e: std::io::Error) -> AppError {
 }
 
 /// Where uploads are written while they arrive and are checked.
-pub(crate) fn incoming_dir(app: &App) -> PathBuf {
+fn incoming_dir(app: &App) -> PathBuf {
     app.settings.data_dir.join("incoming")
 }
 

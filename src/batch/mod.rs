@@ -135,30 +135,15 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
-/// Records a new conversion run of `actor` and returns its id. An HTTP job brings its zip, kept
-/// in the blob store first so that a job that exists can always be run again; it starts queued.
-/// The command line's runs start running.
-pub async fn create(
-    app: &App,
-    actor: &Actor,
-    all_or_nothing: bool,
-    upload: Option<&[u8]>,
-) -> Result<String> {
-    let upload = match upload {
-        Some(zip) => {
-            let dir = job::incoming_dir(app);
-            let io = |e: std::io::Error| AppError::Config(format!("keeping an upload: {e}"));
-            std::fs::create_dir_all(&dir).map_err(io)?;
-            let mut file = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-            std::io::Write::write_all(&mut file, zip).map_err(io)?;
-            Some(file)
-        }
-        None => None,
-    };
-    create_with_upload(app, actor, all_or_nothing, upload).await
+/// Records a new conversion run of `actor` on a folder (the command line's) and returns its id;
+/// it starts running.
+pub async fn create(app: &App, actor: &Actor, all_or_nothing: bool) -> Result<String> {
+    create_with_upload(app, actor, all_or_nothing, None).await
 }
 
-/// [`create`] with the upload (if any) in a temporary file, which goes into the blob store.
+/// Records a new conversion run and returns its id. An HTTP job brings its zip in a temporary
+/// file, kept in the blob store first so that a job that exists can always be run again; it
+/// starts queued. Without an upload this is [`create`].
 pub async fn create_with_upload(
     app: &App,
     actor: &Actor,
