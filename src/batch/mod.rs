@@ -222,9 +222,20 @@ pub async fn convert(
         Ok(end) => ("failed", end.refusal.clone()),
         Err(e) => ("failed", Some(e.to_string())),
     };
-    app.store
+    if let Err(e) = app
+        .store
         .finish_batch(batch_id, state, error.as_deref())
-        .await?;
+        .await
+    {
+        // The run cannot be marked ended (a full disk): its record is kept until writes work.
+        let failed = Entry {
+            outcome: "failed: store".into(),
+            detail: format!("the run could not be marked {state}: {e}"),
+            ..entry
+        };
+        app.append_audit_or_hold(failed).await;
+        return Err(e.into());
+    }
     let counts = Counts::of(&stored_batch(app, batch_id).await?);
     let audit = Entry {
         outcome: if state == "done" { "ok" } else { "failed" }.into(),
@@ -240,7 +251,7 @@ pub async fn convert(
         ),
         ..entry
     };
-    app.store.append_audit(&audit).await?;
+    app.append_audit_or_hold(audit).await;
     let end = result?;
     Ok(Summary {
         batch_id: batch_id.to_string(),
