@@ -269,6 +269,7 @@ impl AppError {
             AppError::TooLarge(_) => "too_large",
             AppError::Store(StoreError::Conflict) => "conflict",
             AppError::Store(StoreError::Full) => "store_full",
+            AppError::Store(StoreError::LeaseLost(_)) => "lease_lost",
             AppError::Store(_) => "store",
             AppError::Keys(_) => "keys",
             AppError::Directory(_) => "directory",

@@ -56,6 +56,10 @@ pub enum StoreError {
         "the licence was changed by someone else at the same moment; look at it again and retry"
     )]
     Conflict,
+    /// A conversion run's lease was taken by another process (this one stalled past it) or
+    /// the run has ended: this process may no longer commit to it.
+    #[error("batch {0}: this process no longer holds the run (another took it up, or it ended)")]
+    LeaseLost(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// A large blob could not be read to its end while it was stored in parts.
