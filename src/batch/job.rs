@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::{Stream, StreamExt};
 use zip::ZipArchive;
 
+use super::lease::{Lease, LEASE_SECONDS};
 use super::limits::ManifestRows;
 use super::manifest::Manifest;
 use super::{convert, create_with_upload, failing_on_panic, Quiet};
@@ -26,9 +27,6 @@ use crate::identifiers::Uscc;
 use crate::panics::joined;
 use crate::store::{BatchRecord, RowResult};
 use crate::time_util;
-
-/// How long a running job's lease lasts; it is renewed at a third of that.
-const LEASE_SECONDS: i64 = 60;
 
 /// Receives an uploaded zip (`body`, in pieces; `declared_length` is what the client said it
 /// would send), checks it, records the job and starts it. Returns the job as queued.
@@ -60,7 +58,7 @@ where
                 }))
                 .await??
             };
-            let id = create_with_upload(app, actor, all_or_nothing, Some(upload)).await?;
+            let id = create_with_upload(app, actor, all_or_nothing, upload).await?;
             let audit = crate::audit::Entry {
                 target: id.clone(),
                 detail: format!("{size} bytes"),
@@ -216,11 +214,28 @@ pub async fn supervise(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<boo
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                interrupt_abandoned_runs(&app).await;
                 resume_all(app.clone()).await;
                 forget_finished_uploads(&app).await;
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Marks `interrupted` the folder runs whose `convert` process died (SPEC §9).
+pub async fn interrupt_abandoned_runs(app: &App) {
+    match app
+        .store
+        .interrupt_abandoned_runs(super::lease::holder_is_gone)
+        .await
+    {
+        Ok(runs) => {
+            for run in runs {
+                tracing::warn!(batch = %run.id, actor = run.actor, "a conversion run was interrupted: its process stopped");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot mark interrupted conversion runs"),
     }
 }
 
@@ -267,47 +282,31 @@ pub async fn forget_finished_uploads(app: &App) {
 
 /// Runs a job under a lease (so one process at a time runs it), then cleans up its work folder.
 pub async fn run(app: Arc<App>, id: String) {
-    let holder = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
-    match app.store.lease_batch(&id, &holder, LEASE_SECONDS).await {
-        Ok(true) => {}
-        Ok(false) => return,
+    let lease = match Lease::take(&app, &id).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return,
         Err(e) => {
             tracing::error!(batch = %id, error = %e, "cannot lease a conversion job");
             return;
         }
-    }
-    let renewer = {
-        let (app, id, holder) = (app.clone(), id.clone(), holder.clone());
-        tokio::spawn(async move {
-            let mut tick =
-                tokio::time::interval(std::time::Duration::from_secs(LEASE_SECONDS as u64 / 3));
-            loop {
-                tick.tick().await;
-                if !matches!(
-                    app.store.lease_batch(&id, &holder, LEASE_SECONDS).await,
-                    Ok(true)
-                ) {
-                    break;
-                }
-            }
-        })
     };
     let work = app.settings.data_dir.join("work").join(&id);
-    // A panic anywhere in the job (the conversion catches its own) must still stop the renewer
+    // A panic anywhere in the job (the conversion catches its own) must still end the lease
     // and fail the job, or it would stay `running`, its lease renewed for ever.
-    let outcome = failing_on_panic("the conversion job", run_leased(&app, &id, &work)).await;
-    renewer.abort();
+    let outcome = failing_on_panic("the conversion job", run_leased(&app, &lease, &work)).await;
     if let Err(e) = &outcome {
         tracing::error!(batch = %id, error = %e, "conversion job failed");
         let _ = app
             .store
-            .finish_batch(&id, "failed", Some(&e.to_string()))
+            .finish_batch(&id, lease.holder(), "failed", Some(&e.to_string()))
             .await;
     }
+    drop(lease);
     let _ = std::fs::remove_dir_all(&work);
 }
 
-async fn run_leased(app: &Arc<App>, id: &str, work: &Path) -> Result<()> {
+async fn run_leased(app: &Arc<App>, lease: &Lease, work: &Path) -> Result<()> {
+    let id = lease.batch_id();
     let job = app
         .store
         .batch(id)
@@ -332,7 +331,7 @@ async fn run_leased(app: &Arc<App>, id: &str, work: &Path) -> Result<()> {
         .await??;
     }
     let actor = job_actor(&job)?;
-    convert(app, &actor, id, work, &Quiet).await?;
+    convert(app, &actor, lease, work, &Quiet).await?;
     Ok(())
 }
 
