@@ -967,6 +967,15 @@ fn describe_type(t: &LicenceType) -> String {
             }
         ));
     }
+    for rule in &t.rules {
+        let words = t
+            .field(&rule.field)
+            .map_or(rule.must_be.symbol(), |f| rule.must_be.words(f.field_type));
+        lines.push(format!(
+            "  rule: {} must be {words} {}",
+            rule.field, rule.other
+        ));
+    }
     lines.join("\n")
 }
 

@@ -746,3 +746,37 @@ async fn a_type_code_with_a_non_ascii_character_is_rejected_at_its_line() {
     assert_eq!(rejected, [(3, Some("type_code"))]);
     assert_eq!(summary.counts.issued, 2);
 }
+
+#[tokio::test]
+async fn a_permit_row_completed_before_it_starts_is_rejected_naming_both_fields() {
+    let t = TestApp::new().await;
+    // Generated permits keep the rule (completion after start); one is then broken by hand.
+    let dir = write_sample_of(&t.app, t.dir.path(), 3, 0.0, 61, false, &[PERMIT]);
+    let manifest = dir.join("manifest.csv");
+    let mut reader = csv::Reader::from_path(&manifest).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let mut rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    let start = rows[1][at("planned_start")].clone();
+    rows[1][at("planned_completion")] = start.clone();
+    let mut writer = csv::Writer::from_path(&manifest).unwrap();
+    writer.write_record(&header).unwrap();
+    for row in &rows {
+        writer.write_record(row).unwrap();
+    }
+    writer.flush().unwrap();
+
+    let (summary, rows) = convert(&t.app, &dir, false).await;
+    assert_eq!((summary.counts.issued, summary.counts.rejected), (2, 1));
+    let broken = rows.iter().find(|r| r.line == 3).unwrap();
+    assert_eq!(broken.outcome, "rejected");
+    assert_eq!(broken.column.as_deref(), Some("planned_completion"));
+    let reason = broken.reason.as_deref().unwrap();
+    assert_eq!(
+        reason,
+        format!("合同竣工日期 {start} must be after 合同开工日期 (fields.planned_start) {start}")
+    );
+}

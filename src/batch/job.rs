@@ -561,8 +561,9 @@ fn bad(reason: String) -> AppError {
     AppError::BadInput(format!("the uploaded batch: {reason}"))
 }
 
-/// Checks a zip completely, writing nothing: readable; `manifest.csv` at its root; every entry
-/// a plain file or folder named inside the batch, within its size limit; no two entries sharing
+/// Checks a zip completely, writing nothing: readable; `manifest.csv` at its root, within its
+/// size limit (a scan's limit is its row's concern); every entry a plain file or folder named
+/// inside the batch; no two entries sharing
 /// bytes; all of them together expanding to no more than the limit; and every entry read to its
 /// end, so that its size and CRC are proven and the manifest's lines measured.
 fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
@@ -606,17 +607,16 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
                 "{first:?} and {name:?} are the same path in the batch"
             )));
         }
-        let limit = if path == Path::new("manifest.csv") {
+        // A scan over its limit is its row's failure, as on a folder (the extraction leaves it
+        // packed); what protects memory and disk is the bound on all entries together below.
+        if path == Path::new("manifest.csv") {
             manifest = Some(i);
-            MAX_MANIFEST_BYTES
-        } else {
-            limits.scan
-        };
-        if file.size() > limit {
-            return Err(bad(format!(
-                "{name:?} is {} bytes, over the limit of {limit}",
-                file.size()
-            )));
+            if file.size() > MAX_MANIFEST_BYTES {
+                return Err(bad(format!(
+                    "{name:?} is {} bytes, over the limit of {MAX_MANIFEST_BYTES}",
+                    file.size()
+                )));
+            }
         }
         expanded = expanded.saturating_add(file.size());
     }
@@ -697,20 +697,29 @@ fn extract(zip: &File, dir: &Path, limits: &UploadLimits, directory: &Directory)
     }
     let manifest = PathBuf::from("manifest.csv");
     let wanted = files.get(&manifest).copied();
-    extract_entry(&mut archive, wanted, &dir.join(&manifest))?;
+    extract_entry(
+        &mut archive,
+        wanted,
+        &dir.join(&manifest),
+        MAX_MANIFEST_BYTES,
+    )?;
     for scan in scans_named(&dir.join(&manifest), directory, limits.manifest_line) {
         // A scan not in the zip is reported on its row by the conversion.
         if let Some(&index) = files.get(&scan) {
-            extract_entry(&mut archive, Some(index), &dir.join(&scan))?;
+            extract_entry(&mut archive, Some(index), &dir.join(&scan), limits.scan)?;
         }
     }
     Ok(())
 }
 
+/// Writes entry `index` to `to`. An entry over `limit` bytes is not unpacked: a sparse file of
+/// its size (checked against its CRC by [`check_zip`]) stands in for it, so the conversion
+/// rejects its row by the same size check as on a folder, naming the size, at no cost in disk.
 fn extract_entry<R: Read + Seek>(
     archive: &mut ZipArchive<R>,
     index: Option<usize>,
     to: &Path,
+    limit: u64,
 ) -> Result<()> {
     let io = |e: std::io::Error| AppError::Config(format!("extracting a batch: {e}"));
     let index = index.ok_or_else(|| bad("it has no manifest.csv at its root".into()))?;
@@ -720,7 +729,11 @@ fn extract_entry<R: Read + Seek>(
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    let mut out = std::io::BufWriter::new(File::create(to).map_err(io)?);
+    let out = File::create(to).map_err(io)?;
+    if file.size() > limit {
+        return out.set_len(file.size()).map_err(io);
+    }
+    let mut out = std::io::BufWriter::new(out);
     copy_entry(&mut file, &mut out, None)?;
     out.flush().map_err(io)
 }
@@ -827,10 +840,6 @@ mod tests {
                 .contains("outside the batch")
         );
         assert!(refused(zip_of(&[("scans/a.png", b"x")])).contains("no manifest.csv"));
-        assert!(
-            refused(zip_of(&[("manifest.csv", b"x"), ("big.png", &[0; 101])]))
-                .contains("over the limit of 100")
-        );
         let mut not_a_zip = tempfile::tempfile().unwrap();
         not_a_zip.write_all(b"not a zip").unwrap();
         assert!(refused(not_a_zip).contains("not a readable zip"));
@@ -999,5 +1008,45 @@ mod tests {
         assert_eq!(std::fs::read(batch.join("scans/a.png")).unwrap(), b"png");
         assert!(!batch.join("scans/b.png").exists());
         assert!(!batch.join("other").exists());
+    }
+
+    #[test]
+    fn a_scan_over_its_limit_passes_the_check_and_stands_in_by_its_size_only() {
+        let directory =
+            Directory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/directory"))
+                .unwrap();
+        let header = super::super::manifest::STANDARD_COLUMNS.join(",");
+        let manifest =
+            format!("{header}\n11100000000013338W032,A1,甲,x,2026-01-01,,scans/big.png\n");
+        let big = [0x89; 101]; // one byte over LIMITS.scan
+        let zip = zip_of(&[
+            ("manifest.csv", manifest.as_bytes()),
+            ("scans/big.png", &big),
+        ]);
+        check_zip(&zip, &LIMITS).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let batch = dir.path().join("b");
+        extract(&zip, &batch, &LIMITS, &directory).unwrap();
+        let stand_in = std::fs::read(batch.join("scans/big.png")).unwrap();
+        assert_eq!(
+            stand_in.len(),
+            101,
+            "the entry's size, for the row's reason"
+        );
+        assert!(
+            stand_in.iter().all(|&b| b == 0),
+            "its bytes are not unpacked"
+        );
+        // The bound on all entries together still refuses a zip, before anything is read.
+        let many = zip_of(&[
+            ("manifest.csv", b"x"),
+            ("a.png", &[0; 600]),
+            ("b.png", &[0; 600]),
+        ]);
+        let refused = check_zip(&many, &LIMITS).unwrap_err().to_string();
+        assert!(
+            refused.contains("over the limit of 1000 bytes"),
+            "{refused}"
+        );
     }
 }

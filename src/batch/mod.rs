@@ -30,7 +30,7 @@ use crate::app::{permissions, Action, Actor, App, AppError, Result};
 use crate::audit::Entry;
 use crate::blobs::Blobs;
 use crate::identifiers::{LicenceKey, TypeCode};
-use crate::licence::{validate, HolderInput, LicenceVersion, Record, RecordInput};
+use crate::licence::{Door, HolderInput, LicenceVersion, Record, RecordInput};
 pub(crate) use crate::panics::failing_on_panic;
 use crate::store::{BatchRow, BatchRowOutcome, NewBatch, NewLicence, RowResult};
 use crate::time_util;
@@ -564,18 +564,6 @@ impl<'a> Checker<'a> {
             return Err(err("type_code", reason));
         }
         let number = row.get("number");
-        if number.is_empty() {
-            return Err(err(
-                "number",
-                "is empty: a stock licence keeps the number printed on its paper original".into(),
-            ));
-        }
-        if row.get("valid_from").is_empty() {
-            return Err(err(
-                "valid_from",
-                "is empty: the date the paper licence took effect is needed".into(),
-            ));
-        }
         let mut fields = BTreeMap::new();
         for (column, value) in &row.cells {
             if STANDARD_COLUMNS.contains(&column.as_str()) || value.is_empty() {
@@ -601,20 +589,12 @@ impl<'a> Checker<'a> {
             fields,
         };
         let today = time_util::today_cst();
-        let record = validate(licence_type, &input, today, || number.to_string())
+        let record = self
+            .app
+            .check_record(licence_type, &input, Door::Conversion, today, || {
+                number.to_string()
+            })
             .map_err(|errors| invalid_row(&errors))?;
-        if let Err(AppError::Invalid(errors)) = self.app.check_printable(&record) {
-            return Err(invalid_row(&errors));
-        }
-        if let Some(until) = record.valid_until.filter(|&until| until < today) {
-            return Err(err(
-                "valid_until",
-                format!(
-                    "{} has passed: an expired licence is not converted",
-                    time_util::format_date(until)
-                ),
-            ));
-        }
         let key = (type_code.to_string(), record.number.clone());
         if let Some(first) = self.seen.get(&key) {
             return Err(err(
