@@ -551,7 +551,7 @@ async fn the_sample_batch_with_its_bad_rows_gives_the_same_rows_over_http_as_fro
     let from_folder = folder_side
         .app
         .store
-        .batch_rows(&id, 0, 1000)
+        .batch_rows(id.batch_id(), 0, 1000)
         .await
         .unwrap();
 
