@@ -916,10 +916,14 @@ impl Store {
         .bind(issuer.as_str())
         .fetch_all(&self.reader)
         .await?;
-        let start_rows = sqlx::query(&format!("{VERSION_STARTS} WHERE v.issuer = $1"))
-            .bind(issuer.as_str())
-            .fetch_all(&self.reader)
-            .await?;
+        // A licence with one version has nothing to be superseded by: only the others are read.
+        let start_rows = sqlx::query(&format!(
+            "{VERSION_STARTS} WHERE v.issuer = $1 AND EXISTS
+             (SELECT 1 FROM versions v2 WHERE v2.licence = v.licence AND v2.version = 2)"
+        ))
+        .bind(issuer.as_str())
+        .fetch_all(&self.reader)
+        .await?;
         let mut starts: std::collections::HashMap<i64, Vec<VersionStart>> = Default::default();
         for row in &start_rows {
             starts
