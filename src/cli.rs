@@ -706,7 +706,11 @@ async fn licence(
                             v.issued_at,
                             v.valid_from,
                             v.valid_until.as_deref().unwrap_or("permanent"),
-                            if v.superseded { "  (superseded)" } else { "" }
+                            match (v.superseded, v.validity) {
+                                (true, _) => "  (superseded)",
+                                (false, "not_yet_valid") => "  (pending)",
+                                _ => "",
+                            }
                         )
                     })
                     .collect::<Vec<_>>()
@@ -790,13 +794,28 @@ fn describe_licence(app: &App, view: &crate::app::LicenceView) -> String {
             if v.superseded { " (superseded)" } else { "" }
         ),
         format!("status    {} ({})", view.status.as_str(), v.validity),
+    ];
+    if view.in_effect_version != v.version {
+        out.push(format!("in effect version {}", view.in_effect_version));
+    }
+    if let Some(p) = &view.pending {
+        let what = match p.kind {
+            EventKind::Renewed => "renewal",
+            _ => "amendment",
+        };
+        out.push(format!(
+            "pending   {what} (version {}) from {}",
+            p.version, p.valid_from
+        ));
+    }
+    out.extend([
         format!("holder    {} {}", v.holder.name, v.holder.id),
         format!(
             "validity  {} .. {}",
             v.valid_from,
             v.valid_until.as_deref().unwrap_or("permanent")
         ),
-    ];
+    ]);
     if let Ok(code) = crate::identifiers::TypeCode::parse(&view.type_code) {
         if let Ok(t) = app.licence_type(&code) {
             for f in &t.fields {
@@ -1114,7 +1133,7 @@ fn report_verification(v: &Verification, json: bool) -> i32 {
         let mut lines = vec![format!(
             "{} ({}) — {}",
             v.result.as_str(),
-            v.result.label_zh(),
+            v.line_zh(),
             v.message
         )];
         if let Some(l) = &v.licence {
@@ -1136,6 +1155,14 @@ fn report_verification(v: &Verification, json: bool) -> i32 {
         }
         if let Some(c) = &v.current {
             lines.push(format!("now {} at version {}", c.status, c.version));
+            if let Some(p) = &c.pending {
+                lines.push(format!(
+                    "version {} ({}) takes effect on {}",
+                    p.version,
+                    p.kind.as_str(),
+                    p.valid_from
+                ));
+            }
         }
         lines.join("\n")
     });

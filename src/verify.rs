@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::identifiers::{Uscc, VersionId};
-use crate::licence::{timeliness, Timeliness};
+use crate::licence::{timeliness, EventKind, Timeliness, VersionStart};
 use crate::signing::claims::QrToken;
 use crate::signing::cose::Envelope;
 use crate::signing::status_list::{EntryStatus, StatusList};
@@ -101,8 +101,42 @@ pub struct Department {
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Current {
     pub status: String,
+    /// The version in effect today (a renewal made early is `pending` until it begins).
     pub version: u32,
     pub identifier: String,
+    /// The version that replaced the one scanned, when it is superseded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<Successor>,
+    /// A later version that has yet to take effect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Successor>,
+}
+
+/// A later version of the licence: how it came about and from when it is valid.
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
+pub struct Successor {
+    pub version: u32,
+    /// `renewed` (延续) or `amended` (变更).
+    pub kind: EventKind,
+    pub valid_from: String,
+}
+
+impl From<VersionStart> for Successor {
+    fn from(v: VersionStart) -> Successor {
+        Successor {
+            version: v.version,
+            kind: v.kind,
+            valid_from: time_util::format_date(v.valid_from),
+        }
+    }
+}
+
+/// What the online check says of a superseded version: renewed (延续) or amended (变更).
+pub fn superseded_message(by: EventKind) -> &'static str {
+    match by {
+        EventKind::Renewed => "证照已延续，此版本已被新版本替代",
+        _ => "证照已变更，此版本已被新版本替代",
+    }
 }
 
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
@@ -120,6 +154,22 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// The line under the page's headline: the result, and for a superseded version whether it
+    /// was renewed (已延续) or amended (已变更) when the online check knows.
+    pub fn line_zh(&self) -> String {
+        let by = self.current.as_ref().and_then(|c| c.superseded_by.as_ref());
+        match (self.result, by) {
+            (Outcome::Superseded, Some(by)) => {
+                let word = match by.kind {
+                    EventKind::Renewed => "已延续",
+                    _ => "已变更",
+                };
+                format!("{word}，此版本已被第 {} 版替代", by.version)
+            }
+            (result, _) => result.label_zh().to_string(),
+        }
+    }
+
     pub fn failed(result: Outcome, message: impl Into<String>) -> Verification {
         Verification {
             result,
@@ -311,7 +361,9 @@ pub fn verify_offline(
         EntryStatus::Revoked => return authentic.verification(Outcome::Revoked, "证照已注销"),
         EntryStatus::Suspended => return authentic.verification(Outcome::Suspended, "证照已暂停"),
         EntryStatus::Superseded => {
-            return authentic.verification(Outcome::Superseded, "证照已变更，此版本已被新版本替代")
+            // The list's bit says superseded, not how: renewal and amendment look alike here.
+            return authentic
+                .verification(Outcome::Superseded, "此版本已被新版本替代（已变更或延续）");
         }
         EntryStatus::Good => {}
     }

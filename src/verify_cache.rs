@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
 
-use crate::licence::Standing;
+use crate::licence::{Standing, Succession};
 use crate::verify::{Authentic, PublicField, Rejection};
 
 /// What the register says of one version, as verification shows it.
 pub struct Registered {
     pub number: String,
-    pub latest_version: u32,
+    /// When each version takes effect: which one is superseded is decided per request from the
+    /// date, so a cached entry never outlives a successor's first day.
+    pub succession: Succession,
     pub standing: Standing,
     /// Hex SHA-256 of the version's full-record payload (the token must name the same).
     pub payload_hash: String,
@@ -113,7 +115,7 @@ mod tests {
     fn entry(standing: Standing) -> Arc<Registered> {
         Arc::new(Registered {
             number: "N".into(),
-            latest_version: 1,
+            succession: Succession::default(),
             standing,
             payload_hash: String::new(),
             public_fields: Vec::new(),

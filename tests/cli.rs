@@ -476,3 +476,30 @@ async fn a_database_password_never_reaches_the_terminal_or_the_log() {
         "{printed}"
     );
 }
+
+#[tokio::test]
+async fn an_early_renewal_shows_as_pending_and_the_old_code_still_verifies() {
+    let cli = Cli::new().await;
+    let (id, qr_text) = cli.issue_example(FOOD);
+    let starts = elicence::time_util::format_date(
+        elicence::time_util::today_cst() + time::Duration::days(30),
+    );
+    cli.ok(&["licence", "renew", &id, "--valid-from", &starts]);
+    let shown = cli.ok(&["licence", "show", &id]);
+    assert!(
+        shown.contains(&format!("pending   renewal (version 2) from {starts}")),
+        "{shown}"
+    );
+    let latest = cli.ok(&["licence", "show", &id, "--version", "2"]);
+    assert!(latest.contains("in effect version 1"), "{latest}");
+    let versions = cli.ok(&["licence", "versions", &id]);
+    let marks: Vec<bool> = versions.lines().map(|l| l.ends_with("(pending)")).collect();
+    assert_eq!(marks, [false, true], "{versions}");
+    let out = cli.run(&["verify", &qr_text]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("version 2 (renewed) takes effect on {starts}")),
+        "{printed}"
+    );
+}

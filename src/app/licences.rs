@@ -7,7 +7,7 @@ use crate::directory::{Directory, LicenceType};
 use crate::identifiers::{LicenceKey, LicenceRef, TypeCode, VersionId};
 use crate::licence::{
     timeliness, validate, Door, EventKind, FieldValue, LicenceVersion, Record, RecordInput,
-    Standing, Timeliness, ValidationErrors,
+    Standing, Timeliness, ValidationErrors, VersionStart,
 };
 use crate::signing::claims::FullRecord;
 use crate::signing::{sign_version, Unsigned};
@@ -272,6 +272,7 @@ impl App {
         change: &Amendment,
     ) -> Result<Issued> {
         let (row, licence_type, latest) = self.changeable(actor, licence).await?;
+        self.refuse_amending_before_renewal(&row).await?;
         let full = latest.full()?;
         let mut input = record_input(&full.record);
         if let Some(name) = &change.holder_name {
@@ -303,6 +304,29 @@ impl App {
             change.reason.as_deref(),
         )
         .await
+    }
+
+    /// An amendment copies the latest version's validity, so one made while a renewal is pending
+    /// would only take effect with that renewal, leaving the old content in force until then;
+    /// one given the current version's validity instead would supersede the renewal for good.
+    /// Neither is what the holder asked for, so it is refused with the way out.
+    async fn refuse_amending_before_renewal(&self, row: &LicenceRow) -> Result<()> {
+        let today = time_util::today_cst();
+        let pending = self.store.succession(row.pk).await?.pending(today);
+        match pending {
+            Some(renewal) if renewal.kind == EventKind::Renewed => {
+                let starts = time_util::format_date(renewal.valid_from);
+                Err(AppError::State(format!(
+                    "version {} of {} is a renewal that takes effect on {starts}: an amendment \
+                     now would only take effect with it. Amend on or after {starts}, or first \
+                     renew again with valid_from {} to bring the renewal forward",
+                    renewal.version,
+                    row.key,
+                    time_util::format_date(today)
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Renews (延续) a licence: a new version with a new validity period.
@@ -553,6 +577,8 @@ impl App {
         let (row, stored) = self.readable_version(actor, reference, version).await?;
         let events = self.store.events_of(row.pk).await?;
         let licence_type = self.licence_type(&row.key.type_code)?;
+        let succession = self.store.succession(row.pk).await?;
+        let today = time_util::today_cst();
         Ok(LicenceView {
             licence_id: row.key.to_string(),
             type_code: row.key.type_code.to_string(),
@@ -560,7 +586,9 @@ impl App {
             number: row.number.clone(),
             status: row.standing,
             latest_version: row.latest_version,
-            version: self.version_view(&stored, row.latest_version)?,
+            in_effect_version: succession.in_effect(today),
+            pending: succession.pending(today).map(Into::into),
+            version: self.version_view(&stored, succession.superseded_by(stored.version, today))?,
             events: events.iter().map(EventView::from).collect(),
         })
     }
@@ -568,15 +596,21 @@ impl App {
     /// Every version of a licence, oldest first.
     pub async fn versions(&self, actor: &Actor, reference: &str) -> Result<Vec<VersionView>> {
         let row = self.readable(actor, reference).await?;
+        let succession = self.store.succession(row.pk).await?;
+        let today = time_util::today_cst();
         self.store
             .versions(row.pk)
             .await?
             .iter()
-            .map(|v| self.version_view(v, row.latest_version))
+            .map(|v| self.version_view(v, succession.superseded_by(v.version, today)))
             .collect()
     }
 
-    fn version_view(&self, stored: &StoredVersion, latest: u32) -> Result<VersionView> {
+    fn version_view(
+        &self,
+        stored: &StoredVersion,
+        superseded_by: Option<VersionStart>,
+    ) -> Result<VersionView> {
         let full = stored.full()?;
         let r = &full.record;
         let validity = match timeliness(r.valid_from, r.valid_until, time_util::now()) {
@@ -587,7 +621,7 @@ impl App {
         Ok(VersionView {
             id: stored.identifier.clone(),
             version: stored.version,
-            superseded: stored.version < latest,
+            superseded: superseded_by.is_some(),
             issued_at: time_util::format_rfc3339(time_util::from_unix(stored.issued_at)),
             validity,
             valid_from: time_util::format_date(r.valid_from),

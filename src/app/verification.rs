@@ -91,7 +91,9 @@ impl App {
             .store
             .status_entries(&issuer, lo, lo + LIST_LEN)
             .await?;
-        let mut list = StatusList::new(issuer.clone(), n, time_util::now().unix_timestamp());
+        let now = time_util::now();
+        let today = time_util::date_in_cst(now);
+        let mut list = StatusList::new(issuer.clone(), n, now.unix_timestamp());
         for e in entries {
             let bit = e.index - lo;
             match e.standing {
@@ -102,7 +104,7 @@ impl App {
                 }
                 Standing::Active => {}
             }
-            if e.version < e.latest_version {
+            if e.succession.superseded_by(e.version, today).is_some() {
                 list.superseded.set(bit);
             }
         }
@@ -158,22 +160,29 @@ impl App {
                 "the code does not match the registered record",
             ));
         }
-        let mut verification = match registered.standing {
-            Standing::Revoked => authentic.verification(Outcome::Revoked, "证照已注销"),
-            Standing::Suspended => authentic.verification(Outcome::Suspended, "证照已暂停"),
-            Standing::Active if id.version < registered.latest_version => {
-                authentic.verification(Outcome::Superseded, "证照已变更，此版本已被新版本替代")
+        let now = time_util::now();
+        let today = time_util::date_in_cst(now);
+        let succession = &registered.succession;
+        let superseded_by = succession.superseded_by(id.version, today);
+        let mut verification = match (registered.standing, superseded_by) {
+            (Standing::Revoked, _) => authentic.verification(Outcome::Revoked, "证照已注销"),
+            (Standing::Suspended, _) => authentic.verification(Outcome::Suspended, "证照已暂停"),
+            (Standing::Active, Some(by)) => {
+                authentic.verification(Outcome::Superseded, verify::superseded_message(by.kind))
             }
-            Standing::Active => authentic.by_dates(time_util::now().unix_timestamp()),
+            (Standing::Active, None) => authentic.by_dates(now.unix_timestamp()),
         };
         if let Some(licence) = &mut verification.licence {
             licence.fields = registered.public_fields.clone();
             licence.number = Some(registered.number.clone());
         }
+        let in_effect = succession.in_effect(today);
         verification.current = Some(Current {
             status: registered.standing.as_str().to_string(),
-            version: registered.latest_version,
-            identifier: id.key.version(registered.latest_version).to_string(),
+            version: in_effect,
+            identifier: id.key.version(in_effect).to_string(),
+            superseded_by: superseded_by.map(Into::into),
+            pending: succession.pending(today).map(Into::into),
         });
         Ok(verification)
     }
@@ -196,9 +205,10 @@ impl App {
         let full = FullRecord::from_signed(&full_record).map_err(|e| {
             AppError::Store(StoreError::Corrupt(format!("full record of {id}: {e}")))
         })?;
+        let succession = self.store.succession(row.licence_pk).await?;
         let registered = Arc::new(Registered {
             number: row.number,
-            latest_version: row.latest_version,
+            succession,
             standing: row.standing,
             payload_hash,
             public_fields: public_fields(&licence_type.fields, &full.record.fields),

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::licence::{EventKind, FieldValue, Standing};
 use crate::store::EventRow;
+use crate::verify::Successor;
 
 /// A version just created: its identifier and the text its QR code carries.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
@@ -27,6 +28,10 @@ pub struct LicenceView {
     pub number: String,
     pub status: Standing,
     pub latest_version: u32,
+    /// The version in effect today: below `latest_version` while a renewal made early is pending.
+    pub in_effect_version: u32,
+    /// A later version that has yet to take effect (a renewal made early), if any.
+    pub pending: Option<Successor>,
     pub version: VersionView,
     pub events: Vec<EventView>,
 }
@@ -35,6 +40,7 @@ pub struct LicenceView {
 pub struct VersionView {
     pub id: String,
     pub version: u32,
+    /// A later version has taken effect (a renewal still to begin does not supersede).
     pub superseded: bool,
     pub issued_at: String,
     /// `current`, `expired` or `not_yet_valid`, derived from the dates now.

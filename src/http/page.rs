@@ -5,6 +5,7 @@
 
 use maud::{html, Markup, DOCTYPE};
 
+use crate::licence::EventKind;
 use crate::time_util;
 use crate::verify::{Outcome, Verification};
 
@@ -124,6 +125,12 @@ pub fn render(v: &Verification) -> Markup {
                             @if c.version != l.version { "（当前为第 " (c.version) " 版）" }
                         }
                     }
+                    @if let Some(p) = v.current.as_ref().and_then(|c| c.pending.as_ref()) {
+                        @if p.version != l.version {
+                            dt { (pending_word(p.kind)) }
+                            dd { "第 " (p.version) " 版自 " (chinese_date(&p.valid_from)) "起生效" }
+                        }
+                    }
                 }
             }
         } @else {
@@ -138,12 +145,13 @@ pub fn render(v: &Verification) -> Markup {
             @if let Some(kid) = &v.kid { br; "签名证书 " (kid) }
         }
     };
-    frame(
-        class,
-        mark,
-        word,
-        v.result.label_zh(),
-        v.result.as_str(),
-        main,
-    )
+    frame(class, mark, word, &v.line_zh(), v.result.as_str(), main)
+}
+
+/// How the page names a version still to come: a renewal (已延续) or an amendment.
+fn pending_word(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Renewed => "已延续",
+        _ => "已变更",
+    }
 }

@@ -170,6 +170,64 @@ pub fn timeliness(valid_from: Date, valid_until: Option<Date>, at: OffsetDateTim
     }
 }
 
+/// When a version of a licence takes effect and how it came about (issued, amended, renewed):
+/// what deciding supersession needs to know of each version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionStart {
+    pub version: u32,
+    pub valid_from: Date,
+    pub kind: EventKind,
+}
+
+/// The versions of one licence by when they take effect. The one place that decides which
+/// version is in effect on a day and which are superseded (SPEC §4): a version is superseded
+/// once a *later* version's validity has begun, so a licence renewed early stays valid until
+/// its renewal starts, and a version that never took effect may be superseded by a later one
+/// that starts sooner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Succession {
+    /// Oldest first.
+    versions: Vec<VersionStart>,
+}
+
+impl Succession {
+    pub fn new(mut versions: Vec<VersionStart>) -> Succession {
+        versions.sort_by_key(|v| v.version);
+        Succession { versions }
+    }
+
+    /// The latest version that has taken effect on `today` (CST), if any has.
+    fn started(&self, today: Date) -> Option<&VersionStart> {
+        self.versions.iter().rev().find(|v| v.valid_from <= today)
+    }
+
+    /// The version that superseded `version` on `today`: the first later version whose validity
+    /// has begun, or None while `version` is still the newest in effect (or pending itself).
+    pub fn superseded_by(&self, version: u32, today: Date) -> Option<VersionStart> {
+        self.versions
+            .iter()
+            .find(|v| v.version > version && v.valid_from <= today)
+            .copied()
+    }
+
+    /// The version in effect on `today`: the latest that has begun, or the first version while
+    /// none has (it is then not yet valid by its dates).
+    pub fn in_effect(&self, today: Date) -> u32 {
+        self.started(today)
+            .or(self.versions.first())
+            .map_or(1, |v| v.version)
+    }
+
+    /// The next version after the one in effect that has yet to begin (a renewal made early).
+    pub fn pending(&self, today: Date) -> Option<VersionStart> {
+        let current = self.in_effect(today);
+        self.versions
+            .iter()
+            .find(|v| v.version > current && v.valid_from > today)
+            .copied()
+    }
+}
+
 /// One immutable, signed version of a licence as the store keeps it.
 #[derive(Debug, Clone)]
 pub struct LicenceVersion {
@@ -208,6 +266,63 @@ mod tests {
             Standing::after([Issued, Suspended, Revoked]),
             Standing::Revoked
         );
+    }
+
+    fn start(version: u32, valid_from: Date, kind: EventKind) -> VersionStart {
+        VersionStart {
+            version,
+            valid_from,
+            kind,
+        }
+    }
+
+    #[test]
+    fn an_early_renewal_supersedes_its_predecessor_only_once_it_begins() {
+        let renewal_day = date!(2031 - 01 - 01);
+        let succession = Succession::new(vec![
+            start(2, renewal_day, EventKind::Renewed),
+            start(1, date!(2026 - 01 - 01), EventKind::Issued),
+        ]);
+        let day_before = date!(2030 - 12 - 31);
+        assert_eq!(succession.superseded_by(1, day_before), None);
+        assert_eq!(succession.in_effect(day_before), 1);
+        assert_eq!(succession.pending(day_before).map(|v| v.version), Some(2));
+        let by = succession.superseded_by(1, renewal_day).unwrap();
+        assert_eq!((by.version, by.kind), (2, EventKind::Renewed));
+        assert_eq!(succession.in_effect(renewal_day), 2);
+        assert_eq!(succession.pending(renewal_day), None);
+        assert_eq!(succession.superseded_by(2, renewal_day), None);
+    }
+
+    #[test]
+    fn a_later_version_that_starts_sooner_supersedes_a_pending_one() {
+        let today = date!(2027 - 06 - 01);
+        let succession = Succession::new(vec![
+            start(1, date!(2026 - 01 - 01), EventKind::Issued),
+            start(2, date!(2031 - 01 - 01), EventKind::Renewed),
+            start(3, today, EventKind::Renewed),
+        ]);
+        assert_eq!(succession.superseded_by(1, today).unwrap().version, 3);
+        assert_eq!(succession.superseded_by(2, today).unwrap().version, 3);
+        assert_eq!(succession.in_effect(today), 3);
+        assert_eq!(succession.pending(today), None);
+    }
+
+    #[test]
+    fn an_amendment_takes_effect_at_once_and_a_first_version_may_be_pending_itself() {
+        let today = date!(2027 - 06 - 01);
+        let amended = Succession::new(vec![
+            start(1, date!(2026 - 01 - 01), EventKind::Issued),
+            start(2, date!(2026 - 01 - 01), EventKind::Amended),
+        ]);
+        assert_eq!(
+            amended.superseded_by(1, today).map(|v| v.kind),
+            Some(EventKind::Amended)
+        );
+        let future = Succession::new(vec![start(1, date!(2028 - 01 - 01), EventKind::Issued)]);
+        assert_eq!(future.in_effect(today), 1);
+        assert_eq!(future.pending(today), None);
+        assert_eq!(future.superseded_by(1, today), None);
     }
 
     #[test]

@@ -10,13 +10,14 @@
 //! from its last seq never skips an event that commits late.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::audit::{self, Entry};
 use crate::identifiers::{LicenceKey, TypeCode, Uscc};
-use crate::licence::{EventKind, LicenceVersion, Standing};
+use crate::licence::{EventKind, LicenceVersion, Standing, Succession, VersionStart};
 use crate::signing::claims::FullRecord;
 use crate::time_util;
 
@@ -799,16 +800,15 @@ impl Store {
         })
     }
 
-    /// What online verification needs of one version, in one round trip: the licence's number,
-    /// its latest version and standing, and the version's registered hash and full record.
+    /// What online verification needs of one version, in one round trip: the licence's number
+    /// and standing, and the version's registered hash and full record.
     pub async fn verification_row(
         &self,
         key: &LicenceKey,
         version: u32,
     ) -> Result<Option<VerificationRow>> {
         let row = sqlx::query(
-            "SELECT l.number, v.payload_hash, v.full_record,
-                    (SELECT MAX(v2.version) FROM versions v2 WHERE v2.licence = l.id) AS latest,
+            "SELECT l.id, l.number, v.payload_hash, v.full_record,
                     (SELECT e.kind FROM events e
                       WHERE e.licence = l.id AND e.kind IN ('suspended', 'reinstated', 'revoked')
                       ORDER BY e.change_no DESC LIMIT 1) AS last_status
@@ -828,8 +828,8 @@ impl Store {
         let payload_hash: Option<String> = row.try_get("payload_hash")?;
         let full_record: Option<Vec<u8>> = row.try_get("full_record")?;
         Ok(Some(VerificationRow {
+            licence_pk: row.try_get("id")?,
             number: row.try_get("number")?,
-            latest_version: row.try_get::<i64, _>("latest")? as u32,
             standing,
             version: payload_hash.zip(full_record),
         }))
@@ -899,8 +899,19 @@ impl Store {
         .transpose()
     }
 
+    /// When each version of one licence takes effect and how it came about.
+    pub async fn succession(&self, licence_pk: i64) -> Result<Succession> {
+        let rows = sqlx::query(&format!("{VERSION_STARTS} WHERE v.licence = $1"))
+            .bind(licence_pk)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(Succession::new(
+            rows.iter().map(version_start).collect::<Result<_>>()?,
+        ))
+    }
+
     /// For one issuer's status list `[lo, hi)`: each used index with its version, the licence's
-    /// latest version and the licence's status events (oldest first).
+    /// succession of versions and the licence's status events (oldest first).
     pub async fn status_entries(
         &self,
         issuer: &Uscc,
@@ -908,8 +919,7 @@ impl Store {
         hi: u64,
     ) -> Result<Vec<StatusEntry>> {
         let rows = sqlx::query(
-            "SELECT v.status_index, v.version, v.licence,
-                    (SELECT MAX(v2.version) FROM versions v2 WHERE v2.licence = v.licence) AS latest
+            "SELECT v.status_index, v.version, v.licence
              FROM versions v WHERE v.issuer = $1 AND v.status_index >= $2 AND v.status_index < $3",
         )
         .bind(issuer.as_str())
@@ -925,6 +935,25 @@ impl Store {
         .bind(issuer.as_str())
         .fetch_all(&self.reader)
         .await?;
+        // A licence with one version has nothing to be superseded by: only the others are read.
+        let start_rows = sqlx::query(&format!(
+            "{VERSION_STARTS} WHERE v.issuer = $1 AND EXISTS
+             (SELECT 1 FROM versions v2 WHERE v2.licence = v.licence AND v2.version = 2)"
+        ))
+        .bind(issuer.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        let mut starts: std::collections::HashMap<i64, Vec<VersionStart>> = Default::default();
+        for row in &start_rows {
+            starts
+                .entry(row.try_get("licence")?)
+                .or_default()
+                .push(version_start(row)?);
+        }
+        let successions: std::collections::HashMap<i64, Arc<Succession>> = starts
+            .into_iter()
+            .map(|(licence, versions)| (licence, Arc::new(Succession::new(versions))))
+            .collect();
         let mut status_events: std::collections::HashMap<i64, Vec<EventKind>> = Default::default();
         for row in &standing_rows {
             let kind: String = row.try_get("kind")?;
@@ -939,7 +968,7 @@ impl Store {
                 Ok(StatusEntry {
                     index: row.try_get::<i64, _>("status_index")? as u64,
                     version: row.try_get::<i64, _>("version")? as u32,
-                    latest_version: row.try_get::<i64, _>("latest")? as u32,
+                    succession: successions.get(&licence).cloned().unwrap_or_default(),
                     standing: Standing::after(
                         status_events.get(&licence).cloned().unwrap_or_default(),
                     ),
@@ -962,8 +991,8 @@ impl Store {
 /// A licence as online verification sees it (see [`Store::verification_row`]).
 #[derive(Debug, Clone)]
 pub struct VerificationRow {
+    pub licence_pk: i64,
     pub number: String,
-    pub latest_version: u32,
     pub standing: Standing,
     /// The asked-for version's payload hash and full record, when that version exists.
     pub version: Option<(String, Vec<u8>)>,
@@ -996,8 +1025,27 @@ pub struct TokenRow {
 pub struct StatusEntry {
     pub index: u64,
     pub version: u32,
-    pub latest_version: u32,
+    /// Every version of the entry's licence (shared by the entries of one licence).
+    pub succession: Arc<Succession>,
     pub standing: Standing,
+}
+
+/// Each version with the event that created it (issued, amended or renewed); callers add WHERE.
+const VERSION_STARTS: &str = "SELECT v.licence, v.version, v.valid_from, e.kind
+    FROM versions v JOIN events e ON e.licence = v.licence AND e.version = v.version
+     AND e.kind IN ('issued', 'amended', 'renewed')";
+
+fn version_start(row: &AnyRow) -> Result<VersionStart> {
+    let version = row.try_get::<i64, _>("version")? as u32;
+    let valid_from: String = row.try_get("valid_from")?;
+    let kind: String = row.try_get("kind")?;
+    Ok(VersionStart {
+        version,
+        valid_from: time_util::parse_date(&valid_from).ok_or_else(|| {
+            StoreError::Corrupt(format!("version {version}: valid_from {valid_from:?}"))
+        })?,
+        kind: parse_kind(&kind)?,
+    })
 }
 
 const VERSION_COLUMNS: &str =
