@@ -172,12 +172,14 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
         _ => None,
     };
     let jobs = tokio::spawn(crate::batch::job::supervise(app.clone(), stop.subscribe()));
+    let keys = tokio::spawn(app.clone().watch_keys(stop.subscribe()));
     let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = stop.send(true);
     let _ = jobs.await;
+    let _ = keys.await;
     if let Some(pusher) = pusher {
         let _ = pusher.await;
     }
