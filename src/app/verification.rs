@@ -84,10 +84,9 @@ impl App {
 
     /// Online verification of QR token bytes: the token's own checks, then the store's state.
     pub async fn verify_token(&self, token: &[u8]) -> Result<Verification> {
-        let trust = self.trust_store();
         let authentic = match self
             .verify_cache
-            .token(token, || verify::check_token(token, &trust))
+            .token(token, || verify::check_token(token, &self.trust_store()))
         {
             Ok(a) => a,
             Err(rejection) => return Ok(rejection.into()),
