@@ -1,11 +1,14 @@
 //! The key ring of a deployment (SPEC §5): a root CA and each department's Ed25519 signer
-//! certificates, kept under `keys/`. Private keys are written with mode 0600, never logged and never
-//! leave this module except as signatures. The public half becomes the trust list (`trust`).
+//! certificates. Key material lives in files under `keys/`; which signer is active, retired or
+//! revoked lives in the register (`store::signers`), and a ring is loaded from it
+//! (`app::signers`). Private keys are written with mode 0600, never logged and never leave this
+//! module except as signatures. The public half becomes the trust list (`trust`).
 //!
 //! Layout of `keys/`:
 //! - `root.crt.pem`, `root.key.pem` — the root CA;
 //! - `signers/{kid}.crt.pem`, `signers/{kid}.key.pem` — one pair per signer certificate;
-//! - `state.json` — each signer's department, status and revocation time, and the trust list version.
+//! - `state.json` — signer state from before the register held it: imported once into a register
+//!   with no signers, never written.
 
 use std::fs;
 use std::io::Write;
