@@ -139,7 +139,7 @@ pub async fn sign(app: &App, count: usize) -> anyhow::Result<Vec<Report>> {
     let row = app.find(&issued.licence_id).await?;
     let stored = app.store.version(row.pk, 1).await?.expect("just issued");
     let full = stored.full()?;
-    let keys = crate::signing::keys::KeyRing::open(&app.settings.keys_dir)?;
+    let keys = app.key_ring().await?;
     let (key, kid) = keys.signing_key(&full.claims.iss)?;
 
     let mut samples = Vec::with_capacity(count);

@@ -380,7 +380,7 @@ pub fn verify_offline(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::directory::Issuer;
     use crate::identifiers::{LicenceKey, TypeCode, Uscc};
@@ -392,7 +392,7 @@ mod tests {
 
     const ISSUER: &str = "11330122MB0000001M";
 
-    fn issuer() -> Issuer {
+    pub(crate) fn issuer() -> Issuer {
         Issuer {
             name: "示范县市场监督管理局".into(),
             uscc: Uscc::parse(ISSUER).unwrap(),
@@ -400,11 +400,11 @@ mod tests {
     }
 
     fn ring(dir: &std::path::Path) -> KeyRing {
-        KeyRing::open_or_init(dir, &[issuer()]).unwrap().0
+        KeyRing::for_tests(dir, &[issuer()])
     }
 
     /// A QR token for a licence valid 2024-01-01 .. 2028-12-31, index 77, signed by `ring`.
-    fn token(ring: &KeyRing) -> Vec<u8> {
+    pub(crate) fn token(ring: &KeyRing) -> Vec<u8> {
         let (key, kid) = ring.signing_key(&issuer().uscc).unwrap();
         let record = Record {
             number: "JY13301220000001".into(),
@@ -556,8 +556,7 @@ mod tests {
     #[test]
     fn two_signers_sharing_a_kid_are_both_tried() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ring = ring(dir.path());
-        ring.rotate(&issuer().uscc).unwrap();
+        let (ring, _) = ring(dir.path()).with_rotated(dir.path(), &issuer());
         let token = token(&ring); // signed by the new (second) signer
         let mut trust = trust(&ring);
         assert_eq!(trust.signer_count(), 2);
@@ -572,10 +571,10 @@ mod tests {
     #[test]
     fn a_signer_revoked_after_issue_makes_its_tokens_signer_revoked() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ring = ring(dir.path());
+        let ring = ring(dir.path());
         let token = token(&ring);
         let kid = ring.trust_list().signers[0].kid.clone();
-        ring.revoke(&kid).unwrap();
+        let ring = ring.with_revoked(dir.path(), &kid);
         // Decided before any status list is consulted.
         let v = verify_offline(&token, &trust(&ring), &[], 3600, IN_VALIDITY);
         assert_eq!(v.result, Outcome::SignerRevoked);
@@ -627,12 +626,12 @@ mod tests {
     #[test]
     fn a_status_list_signed_by_a_revoked_signer_is_not_believed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut ring = ring(dir.path());
+        let ring = ring(dir.path());
         let token = token(&ring); // by the first signer, retired below but still trusted
-        let second = ring.rotate(&issuer().uscc).unwrap();
+        let (ring, second) = ring.with_rotated(dir.path(), &issuer());
         let (key, kid) = ring.signing_key(&issuer().uscc).unwrap();
         let all_good = StatusList::new(issuer().uscc, 0, IN_VALIDITY).sign(key, &kid);
-        ring.revoke(&second).unwrap();
+        let ring = ring.with_revoked(dir.path(), &second);
         let lists = [StatusList::parse_signed(&all_good).unwrap()];
         let v = verify_offline(&token, &trust(&ring), &lists, 3600, IN_VALIDITY);
         assert_eq!(v.result, Outcome::Stale);

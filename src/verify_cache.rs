@@ -35,7 +35,9 @@ pub struct VerifyCache {
     ttl: Duration,
     /// Bumped by every licence change in this process: entries from before are stale.
     epoch: AtomicU64,
-    tokens: Cache<[u8; 32], Arc<Authentic>>,
+    /// Bumped by every change of the keys: a signature check begun before is not remembered.
+    trust_epoch: AtomicU64,
+    tokens: Cache<[u8; 32], (u64, Arc<Authentic>)>,
     register: Cache<String, (Instant, u64, Arc<Registered>)>,
 }
 
@@ -47,6 +49,7 @@ impl VerifyCache {
         VerifyCache {
             ttl,
             epoch: AtomicU64::new(0),
+            trust_epoch: AtomicU64::new(0),
             tokens: Cache::new(CAPACITY),
             register: Cache::new(CAPACITY),
         }
@@ -57,7 +60,9 @@ impl VerifyCache {
     }
 
     /// The authenticated token, checked by `check` unless these bytes were checked before under
-    /// the same trust list. Rejections are not kept (they are cheap to repeat and rare).
+    /// the same trust list. Rejections are not kept (they are cheap to repeat and rare). `check`
+    /// must take the trust store itself: the keys' epoch is read before it runs, so a check that
+    /// used a trust store replaced meanwhile is not remembered as if it used the new one.
     pub fn token(
         &self,
         bytes: &[u8],
@@ -67,16 +72,23 @@ impl VerifyCache {
             return check().map(Arc::new);
         }
         let key = crate::hash::sha256(bytes);
-        if let Some(hit) = self.tokens.get(&key) {
-            return Ok(hit);
+        let trust_epoch = self.trust_epoch.load(Ordering::Acquire);
+        if let Some((checked_at, hit)) = self.tokens.get(&key) {
+            if checked_at == trust_epoch {
+                return Ok(hit);
+            }
         }
         let authentic = Arc::new(check()?);
-        self.tokens.insert(key, authentic.clone());
+        if self.trust_epoch.load(Ordering::Acquire) == trust_epoch {
+            self.tokens.insert(key, (trust_epoch, authentic.clone()));
+        }
         Ok(authentic)
     }
 
-    /// The keys changed: every remembered signature check is void.
+    /// The keys changed (after the new trust store is in place): every remembered signature
+    /// check is void, and so is any check running now.
     pub fn trust_changed(&self) {
+        self.trust_epoch.fetch_add(1, Ordering::AcqRel);
         self.tokens.clear();
     }
 
@@ -143,5 +155,37 @@ mod tests {
         let off = VerifyCache::new(Duration::ZERO);
         off.keep("v4".into(), off.epoch(), entry(Standing::Active));
         assert!(off.registered("v4").is_none());
+    }
+
+    #[test]
+    fn a_signature_checked_while_the_keys_change_is_checked_again_next_time() {
+        use crate::signing::keys::KeyRing;
+        use crate::signing::trust::TrustStore;
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::for_tests(dir.path(), &[crate::verify::tests::issuer()]);
+        let token = crate::verify::tests::token(&ring);
+        let trust = TrustStore::new(&ring.trust_list(), None).unwrap();
+        let cache = VerifyCache::new(Duration::from_secs(2));
+        let checks = std::cell::Cell::new(0);
+        let check = || {
+            checks.set(checks.get() + 1);
+            crate::verify::check_token(&token, &trust)
+        };
+        // Another task reloads the keys while this check runs on the trust store it took before.
+        cache
+            .token(&token, || {
+                cache.trust_changed();
+                check()
+            })
+            .ok()
+            .unwrap();
+        cache.token(&token, check).ok().unwrap();
+        assert_eq!(checks.get(), 2, "not remembered from before the change");
+        cache.token(&token, check).ok().unwrap();
+        assert_eq!(
+            checks.get(),
+            2,
+            "remembered once checked under the new keys"
+        );
     }
 }

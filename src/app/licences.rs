@@ -209,6 +209,7 @@ impl App {
         prev: Option<String>,
     ) -> Result<LicenceVersion> {
         let issuer = &licence_type.issuer.uscc;
+        self.sync_keys().await?;
         let status_index = self.store.reserve_status_indexes(issuer, 1).await?[0];
         self.sign_reserved(licence_type, id, record, prev, status_index)
     }

@@ -9,6 +9,7 @@
 pub mod health;
 mod licences;
 pub mod permissions;
+mod signers;
 mod tokens;
 mod verification;
 mod views;
@@ -172,7 +173,8 @@ impl App {
         let directory_version = store
             .record_directory(&directory.digest, &directory.to_json())
             .await?;
-        let (keys, created) = KeyRing::open_or_init(&settings.keys_dir, &directory.issuers())?;
+        let (keys, created) =
+            signers::open_key_ring(&store, &settings.keys_dir, &directory.issuers()).await?;
         if created {
             tracing::warn!(
                 keys_dir = %settings.keys_dir.display(),

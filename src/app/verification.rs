@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::audit::Entry;
 use crate::directory::FieldDef;
 use crate::identifiers::{Uscc, VersionId};
 use crate::licence::{FieldValue, Standing};
@@ -28,56 +27,6 @@ impl App {
         self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Rebuilds the cached trust store after the key ring changed.
-    fn refresh_trust(&self) -> Result<()> {
-        let store = trust_store_of(&self.keys())?;
-        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
-        self.verify_cache.trust_changed();
-        Ok(())
-    }
-
-    pub async fn rotate_key(&self, actor: &Actor, department: &str) -> Result<String> {
-        self.audited(actor.entry("key.rotate", department), async |entry| {
-            self.rotate_key_audited(actor, entry, department).await
-        })
-        .await
-    }
-
-    async fn rotate_key_audited(
-        &self,
-        actor: &Actor,
-        entry: &Entry,
-        department: &str,
-    ) -> Result<String> {
-        let uscc = Uscc::parse(department)?;
-        permissions::check(actor, Action::ManageKeys, Some(&uscc))?;
-        let kid = self.keys_mut().rotate(&uscc)?;
-        self.refresh_trust()?;
-        let audit = Entry {
-            detail: format!("new signer {kid}"),
-            ..entry.clone()
-        }
-        .of_department(&uscc);
-        self.store.append_audit(&audit).await?;
-        Ok(kid)
-    }
-
-    pub async fn revoke_key(&self, actor: &Actor, kid: &str) -> Result<()> {
-        self.audited(actor.entry("key.revoke", kid), async |entry| {
-            self.revoke_key_audited(actor, entry, kid).await
-        })
-        .await
-    }
-
-    async fn revoke_key_audited(&self, actor: &Actor, entry: &Entry, kid: &str) -> Result<()> {
-        // A key is named by its kid alone, so revoking one is the whole service's business.
-        permissions::check(actor, Action::ManageKeys, None)?;
-        self.keys_mut().revoke(kid)?;
-        self.refresh_trust()?;
-        self.store.append_audit(entry).await?;
-        Ok(())
-    }
-
     /// Status list `n` of `issuer`, signed with the department's current key (SPEC §7).
     pub async fn status_list(&self, issuer: &str, n: u64) -> Result<Vec<u8>> {
         let issuer = Uscc::parse(issuer)?;
@@ -91,6 +40,7 @@ impl App {
             .store
             .status_entries(&issuer, lo, lo + LIST_LEN)
             .await?;
+        self.sync_keys().await?;
         let now = time_util::now();
         let today = time_util::date_in_cst(now);
         let mut list = StatusList::new(issuer.clone(), n, now.unix_timestamp());
@@ -136,10 +86,9 @@ impl App {
 
     /// Online verification of QR token bytes: the token's own checks, then the store's state.
     pub async fn verify_token(&self, token: &[u8]) -> Result<Verification> {
-        let trust = self.trust_store();
         let authentic = match self
             .verify_cache
-            .token(token, || verify::check_token(token, &trust))
+            .token(token, || verify::check_token(token, &self.trust_store()))
         {
             Ok(a) => a,
             Err(rejection) => return Ok(rejection.into()),

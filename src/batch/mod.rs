@@ -718,6 +718,8 @@ async fn issue(
     pending: Vec<Pending>,
     clock: &Arc<Clock>,
 ) -> Result<IssuedChunk> {
+    // Once a chunk: a rotation made meanwhile by any process signs the rest with the new key.
+    app.sync_keys().await?;
     let reserving = Instant::now();
     // Reservations: a serial range per type, status indexes per issuer.
     let mut serials: HashMap<TypeCode, u64> = HashMap::new();

@@ -174,6 +174,7 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     };
     let jobs = tokio::spawn(crate::batch::job::supervise(app.clone(), stop.subscribe()));
     let held_audit = tokio::spawn(append_held_audit(app.clone(), stop.subscribe()));
+    let keys = tokio::spawn(app.clone().watch_keys(stop.subscribe()));
     let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
@@ -181,6 +182,7 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = jobs.await;
     let _ = held_audit.await;
+    let _ = keys.await;
     if let Some(pusher) = pusher {
         let _ = pusher.await;
     }

@@ -1,11 +1,14 @@
 //! The key ring of a deployment (SPEC §5): a root CA and each department's Ed25519 signer
-//! certificates, kept under `keys/`. Private keys are written with mode 0600, never logged and never
-//! leave this module except as signatures. The public half becomes the trust list (`trust`).
+//! certificates. Key material lives in files under `keys/`; which signer is active, retired or
+//! revoked lives in the register (`store::signers`), and a ring is loaded from it
+//! (`app::signers`). Private keys are written with mode 0600, never logged and never leave this
+//! module except as signatures. The public half becomes the trust list (`trust`).
 //!
 //! Layout of `keys/`:
 //! - `root.crt.pem`, `root.key.pem` — the root CA;
 //! - `signers/{kid}.crt.pem`, `signers/{kid}.key.pem` — one pair per signer certificate;
-//! - `state.json` — each signer's department, status and revocation time, and the trust list version.
+//! - `state.json` — signer state from before the register held it: imported once into a register
+//!   with no signers, never written.
 
 use std::fs;
 use std::io::Write;
@@ -19,7 +22,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, KeyPair,
     KeyUsagePurpose, SerialNumber,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::Duration;
 
 use super::trust::{SignerStatus, TrustList, TrustedSigner};
@@ -43,7 +46,7 @@ pub const ORGANIZATION_IDENTIFIER: [u64; 4] = [2, 5, 4, 97];
 const ROOT_YEARS: i64 = 20;
 const SIGNER_YEARS: i64 = 5;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KeyError {
     #[error("keys: {path}: {reason}")]
     File { path: String, reason: String },
@@ -53,6 +56,19 @@ pub enum KeyError {
         "keys: no active signer for department {0}; run `elicence keys rotate --department {0}`"
     )]
     NoActiveSigner(Uscc),
+    /// The register names an active signer whose private key this host cannot read.
+    #[error(
+        "keys: the active signer {kid} cannot sign here: {path}: {reason} (every host needs the same keys/ folder)"
+    )]
+    UnusableKey {
+        kid: String,
+        path: String,
+        reason: String,
+    },
+    #[error("keys: signer {kid} in the register: {reason}")]
+    Register { kid: String, reason: String },
+    #[error("keys: {0:?} is not a kid (11 base64url characters or 16 hex digits)")]
+    MalformedKid(String),
     #[error("keys: no signer with kid {0}")]
     UnknownKid(String),
     #[error("keys: signer {0} is already revoked")]
@@ -70,8 +86,29 @@ fn generate_error(e: impl std::fmt::Display) -> KeyError {
     KeyError::Generate(e.to_string())
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SignerState {
+/// One signer certificate's state as the register keeps it (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerRecord {
+    /// Hex, as the key files are named.
+    pub kid: String,
+    pub department: String,
+    pub uscc: Uscc,
+    pub status: SignerStatus,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub certificate: String,
+}
+
+impl SignerRecord {
+    /// The kid as the trust list writes it (base64url).
+    pub fn kid_text(&self) -> String {
+        kid_text(&HEXLOWER.decode(self.kid.as_bytes()).unwrap_or_default())
+    }
+}
+
+/// A signer as `keys/state.json` listed it, before signer state moved to the register.
+#[derive(Debug, Clone, Deserialize)]
+struct LegacySigner {
     kid: String,
     department: String,
     uscc: Uscc,
@@ -80,26 +117,26 @@ struct SignerState {
     revoked_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct State {
-    /// Bumped on every change, so verifiers can tell a newer trust list.
+#[derive(Debug, Clone, Deserialize)]
+struct LegacyState {
     version: u64,
-    signers: Vec<SignerState>,
+    signers: Vec<LegacySigner>,
 }
 
-/// A signer certificate with its private key.
+/// A signer of the ring. Only an active signer's private key is read: it is the only one that
+/// signs, and a key not in memory cannot leak from it.
 struct Signer {
-    state: SignerState,
+    record: SignerRecord,
     kid: [u8; 8],
-    cert_pem: String,
-    key: SigningKey,
+    /// The private key of an active signer, or why it could not be read; None for the others.
+    key: Option<Result<SigningKey, KeyError>>,
 }
 
-/// Everything under `keys/`, loaded.
+/// The root certificate and the register's signers, with the active signers' private keys.
 pub struct KeyRing {
-    dir: PathBuf,
     root_pem: String,
-    state_version: u64,
+    /// The register's trust list version this ring was loaded at.
+    version: u64,
     signers: Vec<Signer>,
 }
 
@@ -115,28 +152,37 @@ pub fn kid_text(kid: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(kid)
 }
 
-impl KeyRing {
-    /// Opens the key ring under `dir`, creating a development root when there is none, and a signer
-    /// for every department of `issuers` that has no active one. Returns the ring and whether a
-    /// new root was made (the caller warns loudly: a development root is trusted by nobody else).
-    pub fn open_or_init(dir: &Path, issuers: &[Issuer]) -> Result<(KeyRing, bool), KeyError> {
-        let created = !dir.join("root.crt.pem").exists();
-        if created {
-            Self::init_root(dir)?;
-        }
-        let mut ring = Self::open(dir)?;
-        for issuer in issuers {
-            if ring.active_signer(&issuer.uscc).is_none() {
-                let kid = ring.add_signer(issuer)?;
-                if !created {
-                    tracing::warn!(department = %issuer.uscc, %kid, "department had no active signer: made one");
-                }
-            }
-        }
-        Ok((ring, created))
+/// The hex form (the key files' names, the register's key) of a kid written either way an
+/// operator may copy it: base64url as the trust list has it, or hex as the file names have it.
+pub fn kid_hex(text: &str) -> Result<String, KeyError> {
+    let bytes = if text.len() == 16 {
+        HEXLOWER.decode(text.to_ascii_lowercase().as_bytes()).ok()
+    } else {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()
+    };
+    match bytes {
+        Some(kid) if kid.len() == 8 => Ok(HEXLOWER.encode(&kid)),
+        _ => Err(KeyError::MalformedKid(text.to_string())),
     }
+}
 
-    fn init_root(dir: &Path) -> Result<(), KeyError> {
+fn signer_paths(dir: &Path, kid_hex: &str) -> (PathBuf, PathBuf) {
+    let signers = dir.join("signers");
+    (
+        signers.join(format!("{kid_hex}.crt.pem")),
+        signers.join(format!("{kid_hex}.key.pem")),
+    )
+}
+
+impl KeyRing {
+    /// Makes a development root CA under `dir` when there is none. Returns whether it did (the
+    /// caller warns loudly: a development root is trusted by nobody else).
+    pub fn ensure_root(dir: &Path) -> Result<bool, KeyError> {
+        if dir.join("root.crt.pem").exists() {
+            return Ok(false);
+        }
         fs::create_dir_all(dir.join("signers")).map_err(|e| file_error(dir, e))?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(generate_error)?;
         let mut params = CertificateParams::default();
@@ -151,63 +197,48 @@ impl KeyRing {
         let cert = params.self_signed(&key).map_err(generate_error)?;
         write_private(&dir.join("root.key.pem"), &key.serialize_pem())?;
         write_public(&dir.join("root.crt.pem"), &cert.pem())?;
-        let state = State {
-            version: 1,
-            signers: Vec::new(),
-        };
-        write_state(dir, &state)
+        Ok(true)
     }
 
-    /// Loads an existing key ring.
-    pub fn open(dir: &Path) -> Result<KeyRing, KeyError> {
+    /// The ring of the register's signers (`records`, in creation order) at trust list `version`:
+    /// each certificate checked against its kid, and the private key of each active signer read
+    /// from `dir`. A key that cannot be read does not stop the ring from loading — the trust list
+    /// must still change everywhere — but makes signing for that department a clear error.
+    pub fn load(dir: &Path, version: u64, records: Vec<SignerRecord>) -> Result<KeyRing, KeyError> {
         let root_pem = read(&dir.join("root.crt.pem"))?;
-        let state_path = dir.join("state.json");
-        let state: State =
-            serde_json::from_str(&read(&state_path)?).map_err(|e| file_error(&state_path, e))?;
-        let mut signers = Vec::new();
-        for entry in state.signers {
-            let cert_path = dir.join("signers").join(format!("{}.crt.pem", entry.kid));
-            let key_path = dir.join("signers").join(format!("{}.key.pem", entry.kid));
-            let cert_pem = read(&cert_path)?;
-            let der = pem_der(&cert_pem).map_err(|e| file_error(&cert_path, e))?;
+        let mut signers = Vec::with_capacity(records.len());
+        for record in records {
+            let register_error = |reason: String| KeyError::Register {
+                kid: record.kid.clone(),
+                reason,
+            };
+            let der = pem_der(&record.certificate).map_err(register_error)?;
             let kid = kid_of(&der);
-            if HEXLOWER.encode(&kid) != entry.kid {
-                return Err(file_error(&cert_path, "certificate does not match its kid"));
+            if HEXLOWER.encode(&kid) != record.kid {
+                return Err(register_error("certificate does not match its kid".into()));
             }
-            // The key file's content is never put into an error: only that it could not be read.
-            let key = SigningKey::from_pkcs8_pem(&read(&key_path)?)
-                .map_err(|_| file_error(&key_path, "not a PKCS#8 Ed25519 private key"))?;
-            signers.push(Signer {
-                state: entry,
-                kid,
-                cert_pem,
-                key,
-            });
+            let key =
+                (record.status == SignerStatus::Active).then(|| read_signing_key(dir, &record.kid));
+            if let Some(Err(e)) = &key {
+                tracing::error!(department = %record.uscc, error = %e, "an active signer's private key is unusable");
+            }
+            signers.push(Signer { record, kid, key });
         }
         Ok(KeyRing {
-            dir: dir.to_path_buf(),
             root_pem,
-            state_version: state.version,
+            version,
             signers,
         })
     }
 
-    fn save_state(&mut self) -> Result<(), KeyError> {
-        self.state_version += 1;
-        let state = State {
-            version: self.state_version,
-            signers: self.signers.iter().map(|s| s.state.clone()).collect(),
-        };
-        write_state(&self.dir, &state)
-    }
-
-    /// Issues a new signer certificate for `issuer` under the root; earlier active signers of the
-    /// department become `retired` (still valid for verification, no longer used to sign).
-    pub fn add_signer(&mut self, issuer: &Issuer) -> Result<String, KeyError> {
-        let root_key = KeyPair::from_pem(&read(&self.dir.join("root.key.pem"))?)
-            .map_err(|_| file_error(&self.dir.join("root.key.pem"), "not a private key"))?;
-        let root_params =
-            CertificateParams::from_ca_cert_pem(&self.root_pem).map_err(generate_error)?;
+    /// Issues a new signer certificate for `issuer` under the root and writes it, with its private
+    /// key, to `signers/`. Returns its state, `active`: the register makes it the department's
+    /// signer (and retires the one before) or refuses it.
+    pub fn make_signer(dir: &Path, issuer: &Issuer) -> Result<SignerRecord, KeyError> {
+        let root_pem = read(&dir.join("root.crt.pem"))?;
+        let root_key = KeyPair::from_pem(&read(&dir.join("root.key.pem"))?)
+            .map_err(|_| file_error(&dir.join("root.key.pem"), "not a private key"))?;
+        let root_params = CertificateParams::from_ca_cert_pem(&root_pem).map_err(generate_error)?;
         let root = root_params.self_signed(&root_key).map_err(generate_error)?;
 
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(generate_error)?;
@@ -243,86 +274,87 @@ impl KeyRing {
             .signed_by(&key, &root, &root_key)
             .map_err(generate_error)?;
 
-        let kid = kid_of(cert.der());
-        let kid_hex = HEXLOWER.encode(&kid);
-        let signers_dir = self.dir.join("signers");
+        let kid_hex = HEXLOWER.encode(&kid_of(cert.der()));
+        let signers_dir = dir.join("signers");
         fs::create_dir_all(&signers_dir).map_err(|e| file_error(&signers_dir, e))?;
-        let key_pem = key.serialize_pem();
-        write_private(&signers_dir.join(format!("{kid_hex}.key.pem")), &key_pem)?;
-        write_public(&signers_dir.join(format!("{kid_hex}.crt.pem")), &cert.pem())?;
-        let signing_key = SigningKey::from_pkcs8_pem(&key_pem)
-            .map_err(|_| KeyError::Generate("generated key does not load as Ed25519".into()))?;
-
-        for s in &mut self.signers {
-            if s.state.uscc == issuer.uscc && s.state.status == SignerStatus::Active {
-                s.state.status = SignerStatus::Retired;
-            }
-        }
-        self.signers.push(Signer {
-            state: SignerState {
-                kid: kid_hex,
-                department: issuer.name.clone(),
-                uscc: issuer.uscc.clone(),
-                status: SignerStatus::Active,
-                created_at: time_util::format_rfc3339(time_util::now()),
-                revoked_at: None,
-            },
-            kid,
-            cert_pem: cert.pem(),
-            key: signing_key,
-        });
-        self.save_state()?;
-        Ok(kid_text(&kid))
-    }
-
-    /// Rotates the department's key: a new signer becomes active, the old one retired.
-    pub fn rotate(&mut self, uscc: &Uscc) -> Result<String, KeyError> {
-        let department = self
-            .signers
-            .iter()
-            .rev()
-            .find(|s| &s.state.uscc == uscc)
-            .map(|s| s.state.department.clone())
-            .ok_or_else(|| KeyError::NoActiveSigner(uscc.clone()))?;
-        self.add_signer(&Issuer {
-            name: department,
-            uscc: uscc.clone(),
+        let (cert_path, key_path) = signer_paths(dir, &kid_hex);
+        write_private(&key_path, &key.serialize_pem())?;
+        write_public(&cert_path, &cert.pem())?;
+        Ok(SignerRecord {
+            kid: kid_hex,
+            department: issuer.name.clone(),
+            uscc: issuer.uscc.clone(),
+            status: SignerStatus::Active,
+            created_at: time_util::format_rfc3339(time_util::now()),
+            revoked_at: None,
+            certificate: cert.pem(),
         })
     }
 
-    /// Revokes a signer (kid as base64url or hex); licences it signed then verify as `signer_revoked`.
-    pub fn revoke(&mut self, kid: &str) -> Result<(), KeyError> {
-        let signer = self
-            .signers
-            .iter_mut()
-            .find(|s| kid_text(&s.kid) == kid || s.state.kid == kid)
-            .ok_or_else(|| KeyError::UnknownKid(kid.to_string()))?;
-        if signer.state.status == SignerStatus::Revoked {
-            return Err(KeyError::AlreadyRevoked(kid.to_string()));
+    /// Removes the files of a signer the register did not take (another process made the
+    /// department's signer first), so no unused private key is left lying about.
+    pub fn discard_signer(dir: &Path, kid_hex: &str) {
+        let (cert_path, key_path) = signer_paths(dir, kid_hex);
+        for path in [key_path, cert_path] {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove an unused signer file");
+            }
         }
-        signer.state.status = SignerStatus::Revoked;
-        signer.state.revoked_at = Some(time_util::format_rfc3339(time_util::now()));
-        self.save_state()
+    }
+
+    /// Signer state as `state.json` held it before the register did, with each certificate read
+    /// from `signers/`, and its trust list version. None when there is no such file.
+    pub fn legacy_state(dir: &Path) -> Result<Option<(u64, Vec<SignerRecord>)>, KeyError> {
+        let path = dir.join("state.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        let state: LegacyState =
+            serde_json::from_str(&read(&path)?).map_err(|e| file_error(&path, e))?;
+        let mut records = Vec::with_capacity(state.signers.len());
+        for s in state.signers {
+            let (cert_path, _) = signer_paths(dir, &s.kid);
+            records.push(SignerRecord {
+                certificate: read(&cert_path)?,
+                kid: s.kid,
+                department: s.department,
+                uscc: s.uscc,
+                status: s.status,
+                created_at: s.created_at,
+                revoked_at: s.revoked_at,
+            });
+        }
+        Ok(Some((state.version, records)))
+    }
+
+    /// The register's trust list version this ring reflects.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     fn active_signer(&self, uscc: &Uscc) -> Option<&Signer> {
         self.signers
             .iter()
             .rev()
-            .find(|s| &s.state.uscc == uscc && s.state.status == SignerStatus::Active)
+            .find(|s| &s.record.uscc == uscc && s.record.status == SignerStatus::Active)
     }
 
-    /// The newest active signing key of a department, and its kid.
+    /// The active signing key of a department, and its kid.
     pub fn signing_key(&self, uscc: &Uscc) -> Result<(&SigningKey, [u8; 8]), KeyError> {
-        self.active_signer(uscc)
-            .map(|s| (&s.key, s.kid))
-            .ok_or_else(|| KeyError::NoActiveSigner(uscc.clone()))
+        let signer = self
+            .active_signer(uscc)
+            .ok_or_else(|| KeyError::NoActiveSigner(uscc.clone()))?;
+        match &signer.key {
+            Some(Ok(key)) => Ok((key, signer.kid)),
+            Some(Err(unusable)) => Err(unusable.clone()),
+            None => Err(KeyError::NoActiveSigner(uscc.clone())),
+        }
     }
 
     /// The public trust list (SPEC §5).
     pub fn trust_list(&self) -> TrustList {
         TrustList {
-            version: self.state_version,
+            version: self.version,
             generated_at: time_util::format_rfc3339(time_util::now()),
             roots: vec![self.root_pem.clone()],
             signers: self
@@ -330,15 +362,29 @@ impl KeyRing {
                 .iter()
                 .map(|s| TrustedSigner {
                     kid: kid_text(&s.kid),
-                    department: s.state.department.clone(),
-                    uscc: s.state.uscc.to_string(),
-                    certificate: s.cert_pem.clone(),
-                    status: s.state.status,
-                    revoked_at: s.state.revoked_at.clone(),
+                    department: s.record.department.clone(),
+                    uscc: s.record.uscc.to_string(),
+                    certificate: s.record.certificate.clone(),
+                    status: s.record.status,
+                    revoked_at: s.record.revoked_at.clone(),
                 })
                 .collect(),
         }
     }
+}
+
+/// An active signer's private key from `signers/{kid}.key.pem`. The file's content is never put
+/// into an error: only its path and why it could not be used.
+fn read_signing_key(dir: &Path, kid_hex: &str) -> Result<SigningKey, KeyError> {
+    let (_, path) = signer_paths(dir, kid_hex);
+    let unusable = |reason: String| KeyError::UnusableKey {
+        kid: kid_text(&HEXLOWER.decode(kid_hex.as_bytes()).unwrap_or_default()),
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = fs::read_to_string(&path).map_err(|e| unusable(e.to_string()))?;
+    SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|_| unusable("not a PKCS#8 Ed25519 private key".into()))
 }
 
 fn set_validity(params: &mut CertificateParams, years: i64) {
@@ -363,11 +409,6 @@ pub fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
 
 fn read(path: &Path) -> Result<String, KeyError> {
     fs::read_to_string(path).map_err(|e| file_error(path, e))
-}
-
-fn write_state(dir: &Path, state: &State) -> Result<(), KeyError> {
-    let json = serde_json::to_string_pretty(state).expect("state serialises");
-    write_atomically(&dir.join("state.json"), json.as_bytes(), 0o644)
 }
 
 fn write_public(path: &Path, text: &str) -> Result<(), KeyError> {
@@ -404,6 +445,56 @@ fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError>
 }
 
 #[cfg(test)]
+impl KeyRing {
+    /// A ring with one new signer per issuer, as a first start makes it (unit tests).
+    pub(crate) fn for_tests(dir: &Path, issuers: &[Issuer]) -> KeyRing {
+        KeyRing::ensure_root(dir).unwrap();
+        let records = issuers
+            .iter()
+            .map(|issuer| KeyRing::make_signer(dir, issuer).unwrap())
+            .collect();
+        KeyRing::load(dir, 1, records).unwrap()
+    }
+
+    /// This ring with a new signer for `issuer`, the one before retired, one version later; and
+    /// the new signer's kid (unit tests).
+    pub(crate) fn with_rotated(&self, dir: &Path, issuer: &Issuer) -> (KeyRing, String) {
+        let new = KeyRing::make_signer(dir, issuer).unwrap();
+        let kid = new.kid_text();
+        let mut records: Vec<SignerRecord> = self
+            .signers
+            .iter()
+            .map(|s| {
+                let mut record = s.record.clone();
+                if record.uscc == issuer.uscc && record.status == SignerStatus::Active {
+                    record.status = SignerStatus::Retired;
+                }
+                record
+            })
+            .collect();
+        records.push(new);
+        (KeyRing::load(dir, self.version + 1, records).unwrap(), kid)
+    }
+
+    /// This ring with signer `kid` (base64url) revoked, one version later (unit tests).
+    pub(crate) fn with_revoked(&self, dir: &Path, kid: &str) -> KeyRing {
+        let records = self
+            .signers
+            .iter()
+            .map(|s| {
+                let mut record = s.record.clone();
+                if kid_text(&s.kid) == kid {
+                    record.status = SignerStatus::Revoked;
+                    record.revoked_at = Some(time_util::format_rfc3339(time_util::now()));
+                }
+                record
+            })
+            .collect();
+        KeyRing::load(dir, self.version + 1, records).unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
@@ -418,8 +509,7 @@ mod tests {
     #[test]
     fn signer_certificates_have_the_shape_verifiers_expect() {
         let dir = tempfile::tempdir().unwrap();
-        let (ring, created) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
-        assert!(created);
+        let ring = KeyRing::for_tests(dir.path(), &[issuer()]);
         let list = ring.trust_list();
         let der = pem_der(&list.signers[0].certificate).unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
@@ -445,27 +535,26 @@ mod tests {
     }
 
     #[test]
-    fn private_key_files_are_mode_0600_and_reopen_to_the_same_keys() {
+    fn private_key_files_are_mode_0600_and_reload_to_the_same_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
-        let kid_hex = HEXLOWER.encode(&ring.signing_key(&issuer().uscc).unwrap().1);
+        assert!(KeyRing::ensure_root(dir.path()).unwrap());
+        assert!(!KeyRing::ensure_root(dir.path()).unwrap(), "made once");
+        let record = KeyRing::make_signer(dir.path(), &issuer()).unwrap();
         for path in [
             dir.path().join("root.key.pem"),
-            dir.path()
-                .join("signers")
-                .join(format!("{kid_hex}.key.pem")),
+            signer_paths(dir.path(), &record.kid).1,
         ] {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", path.display());
         }
-        let (again, created) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
-        assert!(!created);
+        let ring = KeyRing::load(dir.path(), 3, vec![record.clone()]).unwrap();
+        let again = KeyRing::load(dir.path(), 3, vec![record]).unwrap();
         let (a, b) = (
             ring.signing_key(&issuer().uscc).unwrap(),
             again.signing_key(&issuer().uscc).unwrap(),
         );
         assert_eq!(a.0.verifying_key(), b.0.verifying_key());
-        assert_eq!(again.trust_list().version, ring.trust_list().version);
+        assert_eq!(again.trust_list().version, 3);
     }
 
     #[test]
@@ -475,7 +564,7 @@ mod tests {
         let leftover = dir.path().join("root.key.tmp");
         fs::write(&leftover, "stale").unwrap();
         fs::set_permissions(&leftover, fs::Permissions::from_mode(0o644)).unwrap();
-        KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
+        KeyRing::ensure_root(dir.path()).unwrap();
         let key = dir.path().join("root.key.pem");
         assert_eq!(
             fs::metadata(&key).unwrap().permissions().mode() & 0o777,
@@ -485,31 +574,75 @@ mod tests {
     }
 
     #[test]
-    fn rotation_retires_and_revocation_is_recorded() {
+    fn an_active_signer_without_its_private_key_is_listed_but_cannot_sign_and_says_which_file() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut ring, _) = KeyRing::open_or_init(dir.path(), &[issuer()]).unwrap();
-        let first = ring.trust_list().signers[0].kid.clone();
-        let second = ring.rotate(&issuer().uscc).unwrap();
-        ring.revoke(&first).unwrap();
-        assert!(matches!(
-            ring.revoke(&first),
-            Err(KeyError::AlreadyRevoked(_))
-        ));
-        let list = KeyRing::open(dir.path()).unwrap().trust_list();
-        let status: Vec<(String, SignerStatus)> = list
-            .signers
-            .iter()
-            .map(|s| (s.kid.clone(), s.status))
-            .collect();
-        assert_eq!(
-            status,
-            [
-                (first, SignerStatus::Revoked),
-                (second, SignerStatus::Active)
-            ]
+        let ring = KeyRing::for_tests(dir.path(), &[issuer()]);
+        let kid = ring.trust_list().signers[0].kid.clone();
+        let key_path = signer_paths(dir.path(), &kid_hex(&kid).unwrap()).1;
+        fs::write(&key_path, "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n").unwrap();
+        let ring = ring.with_revoked(dir.path(), "none");
+        let message = ring.signing_key(&issuer().uscc).err().unwrap().to_string();
+        assert!(message.contains(&kid), "{message}");
+        assert!(
+            message.contains(&key_path.display().to_string()),
+            "{message}"
         );
-        assert!(list.signers[0].revoked_at.is_some());
-        // The root (1), the first signer (2), the rotation (3) and the revocation (4).
-        assert_eq!(list.version, 4, "every change bumps the trust list version");
+        assert!(!message.contains("c2VjcmV0"), "no key content: {message}");
+
+        fs::remove_file(&key_path).unwrap();
+        let ring = ring.with_revoked(dir.path(), "none");
+        assert_eq!(
+            ring.trust_list().signers.len(),
+            1,
+            "still in the trust list"
+        );
+        let message = ring.signing_key(&issuer().uscc).err().unwrap().to_string();
+        assert!(
+            message.contains(&kid) && message.contains("No such file"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_kid_is_accepted_as_base64url_or_hex_and_anything_else_is_named() {
+        let kid = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
+        assert_eq!(kid_hex(&kid_text(&kid)).unwrap(), "0123456789abcdef");
+        assert_eq!(kid_hex("0123456789ABCDEF").unwrap(), "0123456789abcdef");
+        for bad in [
+            "",
+            "abc",
+            "0123456789abcdeg",
+            "../../etc/passwd",
+            "AAAAAAAAAAAAAAAAAAA",
+        ] {
+            let e = kid_hex(bad).unwrap_err();
+            assert!(
+                matches!(&e, KeyError::MalformedKid(k) if k == bad),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn legacy_state_json_reads_back_with_each_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(KeyRing::legacy_state(dir.path()).unwrap().is_none());
+        KeyRing::ensure_root(dir.path()).unwrap();
+        let record = KeyRing::make_signer(dir.path(), &issuer()).unwrap();
+        let state = serde_json::json!({"version": 4, "signers": [{
+            "kid": record.kid, "department": record.department, "uscc": record.uscc.as_str(),
+            "status": "revoked", "created_at": record.created_at,
+            "revoked_at": "2026-01-02T03:04:05Z"}]});
+        fs::write(dir.path().join("state.json"), state.to_string()).unwrap();
+        let (version, records) = KeyRing::legacy_state(dir.path()).unwrap().unwrap();
+        assert_eq!(version, 4);
+        assert_eq!(
+            records,
+            [SignerRecord {
+                status: SignerStatus::Revoked,
+                revoked_at: Some("2026-01-02T03:04:05Z".into()),
+                ..record
+            }]
+        );
     }
 }

@@ -22,7 +22,9 @@ use crate::signing::claims::FullRecord;
 use crate::time_util;
 
 mod batches;
+mod signers;
 pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RowResult};
+pub use signers::{Revocation, WhenActive};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
