@@ -382,6 +382,7 @@ mod tests {
                 directory_version: 1,
                 prev: None,
                 status_index: 77,
+                verify_base: "HTTPS://ZZ.EXAMPLE.GOV.CN".into(),
             },
         )
         .qr_token

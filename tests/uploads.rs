@@ -37,6 +37,7 @@ impl Server {
                 "ELICENCE_KEYS_DIR" => Some(defaults.keys_dir.display().to_string()),
                 "ELICENCE_TEMPLATES_DIR" => Some(defaults.templates_dir.display().to_string()),
                 "ELICENCE_DATABASE_URL" => Some(database.url.clone()),
+                "ELICENCE_VERIFY_BASE" => Some(defaults.verify_base.clone()),
                 _ => None,
             };
             overrides

@@ -3,6 +3,7 @@
 use time::{Date, Duration};
 
 use crate::audit::Entry;
+use crate::blobs::Blobs;
 use crate::directory::{Directory, LicenceType};
 use crate::identifiers::{LicenceKey, LicenceRef, TypeCode, VersionId};
 use crate::licence::{
@@ -10,6 +11,7 @@ use crate::licence::{
     Timeliness, ValidationErrors,
 };
 use crate::signing::claims::FullRecord;
+use crate::signing::qr;
 use crate::signing::{sign_version, Unsigned};
 use crate::store::{Inserted, LicenceRow, NewLicence, StoreError, StoredVersion};
 use crate::time_util;
@@ -77,7 +79,10 @@ impl App {
             }])
             .await?;
         match inserted.into_iter().next() {
-            Some(Inserted::Issued { seq }) => Ok(self.issued(&version, seq)),
+            Some(Inserted::Issued { seq }) => {
+                self.archive_pdf(licence_type, &version).await;
+                Ok(self.issued(&version, seq))
+            }
             Some(Inserted::DuplicateNumber { existing }) => Err(AppError::Duplicate {
                 type_name: licence_type.name.clone(),
                 number: version.record.number.clone(),
@@ -124,8 +129,10 @@ impl App {
         }
     }
 
-    /// The PDF of a version (the latest unless named), rendered with the directory version it was
-    /// issued under, so re-rendering gives the same bytes.
+    /// The PDF of a version (the latest unless named): the bytes archived when it was issued.
+    /// A version without them (issued before PDFs were archived, or whose archiving failed) is
+    /// rendered again with what it was made with — the directory version and the verify base it
+    /// recorded — so every process, whatever its settings, answers the same bytes.
     pub async fn pdf(
         &self,
         actor: &Actor,
@@ -133,24 +140,45 @@ impl App {
         version: Option<u32>,
     ) -> Result<Vec<u8>> {
         let (row, stored) = self.readable_version(actor, reference, version).await?;
+        if let Some(archived) = self.blobs.get(&Blobs::pdf_key(&stored.identifier)).await? {
+            return Ok(archived);
+        }
         let full = stored.full()?;
         let licence_type = self
             .type_at(&row.key.type_code, full.directory_version)
             .await?;
-        self.render(&licence_type, &full, &stored.qr_token, &stored.identifier)
+        let qr_text = qr::qr_text(&stored.verify_base, &stored.qr_token);
+        self.render(&licence_type, &full, &qr_text, &stored.identifier)
     }
 
-    /// Renders a version's record and QR token with the type as it was when it was issued.
+    /// Renders a version's record and QR text with the type as it was when it was issued.
     fn render(
         &self,
         licence_type: &LicenceType,
         full: &FullRecord,
-        qr_token: &[u8],
+        qr_text: &str,
         identifier: &str,
     ) -> Result<Vec<u8>> {
         self.renderer
-            .render(licence_type, full, &self.qr_text(qr_token))
+            .render(licence_type, full, qr_text)
             .map_err(|e| AppError::State(format!("rendering {identifier}: {e}")))
+    }
+
+    /// Renders and archives the PDF of a version just stored, so that `pdf` serves these bytes.
+    /// The version is committed already: a failure here is logged, not returned (the caller would
+    /// retry an issue that succeeded), and `pdf` renders the same bytes again from the version.
+    async fn archive_pdf(&self, licence_type: &LicenceType, version: &LicenceVersion) {
+        let archived = match self.render_new(licence_type, version) {
+            Ok(pdf) => self
+                .blobs
+                .put(&Blobs::pdf_key(&version.id.to_string()), &pdf)
+                .await
+                .map_err(AppError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = archived {
+            tracing::warn!(version = %version.id, error = %e, "could not archive the PDF");
+        }
     }
 
     /// A licence type as the directory defined it at `directory_version`.
@@ -180,7 +208,7 @@ impl App {
             licence_id: version.id.key.to_string(),
             version: version.id.version,
             number: version.record.number.clone(),
-            qr_text: self.qr_text(&version.qr_token),
+            qr_text: qr::qr_text(&version.verify_base, &version.qr_token),
             seq,
         }
     }
@@ -195,11 +223,12 @@ impl App {
     ) -> Result<LicenceVersion> {
         let issuer = &licence_type.issuer.uscc;
         let status_index = self.store.reserve_status_indexes(issuer, 1).await?[0];
-        self.sign_reserved(licence_type, id, record, prev, status_index)
+        let verify_base = self.verify_base().await?;
+        self.sign_reserved(licence_type, id, record, prev, status_index, verify_base)
     }
 
     /// Signs a version whose status index is reserved already (batch conversion reserves many
-    /// at once and signs on every core).
+    /// at once and signs on every core), for QR codes and a PDF on `verify_base` (the register's).
     pub(crate) fn sign_reserved(
         &self,
         licence_type: &LicenceType,
@@ -207,6 +236,7 @@ impl App {
         record: Record,
         prev: Option<String>,
         status_index: u64,
+        verify_base: String,
     ) -> Result<LicenceVersion> {
         let keys = self.keys();
         let (key, kid) = keys.signing_key(&licence_type.issuer.uscc)?;
@@ -221,6 +251,7 @@ impl App {
                 directory_version: self.directory_version,
                 prev,
                 status_index,
+                verify_base,
             },
         ))
     }
@@ -236,7 +267,7 @@ impl App {
         self.render(
             licence_type,
             &full,
-            &version.qr_token,
+            &qr::qr_text(&version.verify_base, &version.qr_token),
             &version.id.to_string(),
         )
     }
@@ -405,6 +436,7 @@ impl App {
             .append_version(row, kind, &version, reason, &audit)
             .await?;
         self.verify_cache.licence_changed();
+        self.archive_pdf(licence_type, &version).await;
         Ok(self.issued(&version, seq))
     }
 
@@ -586,7 +618,7 @@ impl App {
             prev: full.prev.clone(),
             kid: crate::signing::keys::kid_text(&stored.kid),
             status_index: stored.status_index,
-            qr_text: self.qr_text(&stored.qr_token),
+            qr_text: qr::qr_text(&stored.verify_base, &stored.qr_token),
         })
     }
 }
