@@ -448,6 +448,32 @@ mod tests {
     }
 
     #[test]
+    fn development_mode_is_named_explicitly_and_off_by_default() {
+        let mode = |value: &str| {
+            Settings::load_from(None, |k| (k == "ELICENCE_MODE").then(|| value.to_string()))
+        };
+        assert!(!Settings::load_from(None, |_| None).unwrap().development);
+        assert!(mode("development").unwrap().development);
+        assert!(!mode("production").unwrap().development);
+        let err = mode("dev").unwrap_err().to_string();
+        assert!(
+            err.contains("ELICENCE_MODE") && err.contains("\"dev\""),
+            "{err}"
+        );
+        let configured = |k: &str| (k == "ELICENCE_VERIFY_BASE").then(|| "https://a.cn".into());
+        assert!(
+            Settings::load_from(None, configured)
+                .unwrap()
+                .verify_base_configured
+        );
+        assert!(
+            !Settings::load_from(None, |_| None)
+                .unwrap()
+                .verify_base_configured
+        );
+    }
+
+    #[test]
     fn a_toml_error_names_its_line_but_never_quotes_a_secret() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("elicence.toml");
