@@ -467,6 +467,7 @@ async fn the_command_line_refuses_a_folder_whose_manifest_has_a_line_over_the_li
         .env("ELICENCE_TEMPLATES_DIR", templates_dir())
         .env("ELICENCE_DATABASE_URL", &database.url)
         .env("ELICENCE_MAX_MANIFEST_LINE_BYTES", "200")
+        .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
