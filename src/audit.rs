@@ -44,6 +44,33 @@ impl Entry {
         }
     }
 
+    /// The record as both backends can store it: PostgreSQL refuses text holding NUL, and a
+    /// request path or reason may hold one (`%00`); the attempt must be recorded all the same.
+    pub fn storable(&self) -> std::borrow::Cow<'_, Entry> {
+        let texts = [
+            &self.actor,
+            &self.source,
+            &self.action,
+            &self.target,
+            &self.outcome,
+            &self.detail,
+        ];
+        let has_nul = |text: &str| text.contains('\0');
+        if !texts.iter().any(|t| has_nul(t)) && !self.department.as_deref().is_some_and(has_nul) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let clean = |text: &str| text.replace('\0', "\u{fffd}");
+        std::borrow::Cow::Owned(Entry {
+            actor: clean(&self.actor),
+            source: clean(&self.source),
+            action: clean(&self.action),
+            target: clean(&self.target),
+            outcome: clean(&self.outcome),
+            detail: clean(&self.detail),
+            department: self.department.as_deref().map(clean),
+        })
+    }
+
     /// The same record, belonging to `department` (the one whose licence, key or token it is).
     pub fn of_department(self, department: &crate::identifiers::Uscc) -> Entry {
         Entry {

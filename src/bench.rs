@@ -496,8 +496,8 @@ pub async fn convert(app: App, rows: u64, dir: &std::path::Path) -> anyhow::Resu
     crate::batch::sample::write(&app.directory, &font, &batch, &options)?;
     reset_peak_rss();
     let actor = Actor::local_operator();
-    let id = crate::batch::create(&app, &actor, false).await?;
-    let summary = crate::batch::convert(&app, &actor, &id, &batch, &crate::batch::Quiet).await?;
+    let run = crate::batch::create(&app, &actor, false).await?;
+    let summary = crate::batch::convert(&app, &actor, &run, &batch, &crate::batch::Quiet).await?;
     let issued = summary.counts.issued.max(1) as f64;
     let per = |ms: f64| ms / issued;
     let s = summary.stages;

@@ -581,9 +581,12 @@ async fn convert(
 ) -> Result<i32, AppError> {
     let actor = Actor::local_operator();
     crate::batch::limits::check_folder_manifest(batch, app.settings.max_manifest_line_bytes)?;
-    let id = crate::batch::create(app, &actor, all_or_nothing).await?;
+    crate::batch::job::interrupt_abandoned_runs(app).await;
+    let run = crate::batch::create(app, &actor, all_or_nothing).await?;
+    let id = run.batch_id().to_string();
     let progress = ConsoleProgress::new();
-    let converted = crate::batch::convert(app, &actor, &id, batch, &progress).await;
+    let converted = crate::batch::convert(app, &actor, &run, batch, &progress).await;
+    drop(run);
     progress.finish();
     let base = report.unwrap_or_else(|| crate::batch::default_report_base(app, &id));
     let summary = match converted {
@@ -993,6 +996,15 @@ fn describe_type(t: &LicenceType) -> String {
             } else {
                 format!(" [{}]", f.values.join("|"))
             }
+        ));
+    }
+    for rule in &t.rules {
+        let words = t
+            .field(&rule.field)
+            .map_or(rule.must_be.symbol(), |f| rule.must_be.words(f.field_type));
+        lines.push(format!(
+            "  rule: {} must be {words} {}",
+            rule.field, rule.other
         ));
     }
     lines.join("\n")

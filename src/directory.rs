@@ -47,6 +47,20 @@ pub enum FieldType {
     Uscc,
 }
 
+impl FieldType {
+    /// The name a directory file gives the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Date => "date",
+            FieldType::Integer => "integer",
+            FieldType::Enum => "enum",
+            FieldType::ResidentId => "resident_id",
+            FieldType::Uscc => "uscc",
+        }
+    }
+}
+
 /// One field a licence of a type carries, in the order the licence shows them.
 #[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +193,76 @@ pub struct LicenceType {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub example_holder_name: Option<String>,
     pub fields: Vec<FieldDef>,
+    /// Rules between two fields (`[[rules]]`), checked with every record of the type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<FieldRule>,
+}
+
+/// A rule between two fields of a type: `field` must compare to `other` as `must_be` says
+/// (`planned_completion` `>` `planned_start`). Both are date fields (later is greater) or both
+/// integer fields. A rule holds when either field is empty: a missing value is the required
+/// flag's concern.
+#[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRule {
+    pub field: String,
+    pub must_be: Comparison,
+    pub other: String,
+}
+
+/// How a rule's field compares to the other field.
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Comparison {
+    #[serde(rename = ">")]
+    Greater,
+    #[serde(rename = ">=")]
+    GreaterOrEqual,
+    #[serde(rename = "<")]
+    Less,
+    #[serde(rename = "<=")]
+    LessOrEqual,
+}
+
+impl Comparison {
+    pub fn holds(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::*;
+        match self {
+            Comparison::Greater => ordering == Greater,
+            Comparison::GreaterOrEqual => ordering != Less,
+            Comparison::Less => ordering == Less,
+            Comparison::LessOrEqual => ordering != Greater,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Greater => ">",
+            Comparison::GreaterOrEqual => ">=",
+            Comparison::Less => "<",
+            Comparison::LessOrEqual => "<=",
+        }
+    }
+
+    /// The comparison in words, for dates or for numbers.
+    pub fn words(self, field_type: FieldType) -> &'static str {
+        let dates = field_type == FieldType::Date;
+        match (self, dates) {
+            (Comparison::Greater, true) => "after",
+            (Comparison::GreaterOrEqual, true) => "on or after",
+            (Comparison::Less, true) => "before",
+            (Comparison::LessOrEqual, true) => "on or before",
+            (Comparison::Greater, false) => "greater than",
+            (Comparison::GreaterOrEqual, false) => "at least",
+            (Comparison::Less, false) => "less than",
+            (Comparison::LessOrEqual, false) => "at most",
+        }
+    }
+}
+
+impl fmt::Display for FieldRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.field, self.must_be.symbol(), self.other)
+    }
 }
 
 impl LicenceType {
@@ -217,6 +301,40 @@ impl LicenceType {
             if !seen.insert(&field.key) {
                 return Err((entry, "key appears twice".into()));
             }
+        }
+        for (index, rule) in self.rules.iter().enumerate() {
+            let entry = format!("type {} rule {} ({rule})", self.code, index + 1);
+            self.check_rule(rule).map_err(|reason| (entry, reason))?;
+        }
+        Ok(())
+    }
+
+    /// A rule must compare two different fields of this type, both dates or both integers.
+    fn check_rule(&self, rule: &FieldRule) -> Result<(), String> {
+        let field_of = |key: &str| {
+            self.field(key)
+                .ok_or_else(|| format!("{key:?} is not a field of this type"))
+        };
+        let (field, other) = (field_of(&rule.field)?, field_of(&rule.other)?);
+        if field.key == other.key {
+            return Err("a rule compares two different fields".into());
+        }
+        if field.field_type != other.field_type {
+            return Err(format!(
+                "{:?} is {} but {:?} is {}: a rule compares fields of one type",
+                field.key,
+                field.field_type.as_str(),
+                other.key,
+                other.field_type.as_str()
+            ));
+        }
+        if !matches!(field.field_type, FieldType::Date | FieldType::Integer) {
+            return Err(format!(
+                "{:?} and {:?} are {}: only date and integer fields compare",
+                field.key,
+                other.key,
+                field.field_type.as_str()
+            ));
         }
         Ok(())
     }
@@ -440,6 +558,63 @@ public = true
 
         let err = load_one(&MINIMAL.replace("type = \"text\"", "type = \"enum\"")).unwrap_err();
         assert!(err.reason.contains("needs values"), "{err}");
+    }
+
+    const PERMIT_DATES: &str = r#"
+[[fields]]
+key = "planned_start"
+label = "合同开工日期"
+type = "date"
+public = true
+[[fields]]
+key = "planned_completion"
+label = "合同竣工日期"
+type = "date"
+public = true
+"#;
+
+    fn with_rule(rule: &str) -> Result<Directory, DirectoryError> {
+        load_one(&format!("{MINIMAL}{PERMIT_DATES}[[rules]]\n{rule}"))
+    }
+
+    #[test]
+    fn a_rule_naming_an_unknown_field_or_mismatched_types_is_a_load_error_naming_it() {
+        let good =
+            with_rule("field = \"planned_completion\"\nmust_be = \">\"\nother = \"planned_start\"")
+                .unwrap();
+        let t = good.types().next().unwrap();
+        assert_eq!(t.rules[0].to_string(), "planned_completion > planned_start");
+
+        let err = with_rule("field = \"planned_end\"\nmust_be = \">\"\nother = \"planned_start\"")
+            .unwrap_err();
+        assert_eq!(
+            err.entry,
+            "type 11100000000013338W032 rule 1 (planned_end > planned_start)"
+        );
+        assert!(
+            err.reason.contains("\"planned_end\" is not a field"),
+            "{err}"
+        );
+
+        let err =
+            with_rule("field = \"planned_completion\"\nmust_be = \">=\"\nother = \"residence\"")
+                .unwrap_err();
+        assert!(err.entry.contains("rule 1"), "{err}");
+        assert!(
+            err.reason
+                .contains("\"planned_completion\" is date but \"residence\" is text"),
+            "{err}"
+        );
+
+        let err =
+            with_rule("field = \"residence\"\nmust_be = \"<\"\nother = \"residence\"").unwrap_err();
+        assert!(err.reason.contains("two different fields"), "{err}");
+
+        let err = with_rule(
+            "field = \"planned_completion\"\nmust_be = \"later\"\nother = \"planned_start\"",
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("later"), "{err}");
     }
 
     #[test]

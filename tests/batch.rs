@@ -51,9 +51,15 @@ fn write_sample_of(
 
 async fn convert(app: &Arc<App>, dir: &Path, all_or_nothing: bool) -> (Summary, Vec<RowResult>) {
     let actor = Actor::local_operator();
-    let id = batch::create(app, &actor, all_or_nothing).await.unwrap();
-    let summary = batch::convert(app, &actor, &id, dir, &Quiet).await.unwrap();
-    let rows = app.store.batch_rows(&id, 0, 100_000).await.unwrap();
+    let run = batch::create(app, &actor, all_or_nothing).await.unwrap();
+    let summary = batch::convert(app, &actor, &run, dir, &Quiet)
+        .await
+        .unwrap();
+    let rows = app
+        .store
+        .batch_rows(run.batch_id(), 0, 100_000)
+        .await
+        .unwrap();
     (summary, rows)
 }
 
@@ -342,8 +348,76 @@ async fn a_conversion_killed_mid_batch_resumes_and_issues_each_good_row_once() {
             .unwrap()
             .get("n");
     assert_eq!(skipped, after_kill);
+    // The rerun marked the killed run interrupted, with its audit record; none is left running.
+    let states: Vec<(String, String)> =
+        sqlx::query("SELECT id, state FROM batches ORDER BY created_at, id")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("id"), r.get("state")))
+            .collect();
+    let states_only: Vec<&str> = states.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(states_only, ["interrupted", "done"]);
+    let killed = t.app.store.batch(&states[0].0).await.unwrap().unwrap();
+    assert_eq!(killed.issued as i64, after_kill);
+    assert!(killed.error.unwrap().contains("interrupted"));
+    let records = t
+        .app
+        .audit_records(&Actor::local_operator(), &Default::default(), 0, 1000)
+        .await
+        .unwrap();
+    let interrupted = records
+        .iter()
+        .find(|r| r.action == "batch.convert" && r.target == states[0].0)
+        .expect("the interrupted run's audit record");
+    assert_eq!(interrupted.outcome, "failed: interrupted");
     let report = t.app.store.verify_audit().await.unwrap();
     assert!(report.first_break.is_none());
+}
+
+/// A process that stalled past its lease while another took the job up can no longer commit:
+/// its chunk is rolled back whole, and the audit trail keeps no hole where it was.
+#[tokio::test]
+async fn a_run_whose_lease_was_taken_commits_nothing_more() {
+    let t = TestApp::new().await;
+    let dir = write_sample(&t.app, t.dir.path(), 30, 0.0, 43, false);
+    let actor = Actor::local_operator();
+    let stalled = batch::create(&t.app, &actor, false).await.unwrap();
+    // Another process took the run over (as after this one stalled past its lease).
+    let pool = raw_pool(&t.database_url).await;
+    sqlx::query("UPDATE batches SET lease_holder = 'another', lease_until = $1 WHERE id = $2")
+        .bind(i64::MAX / 2)
+        .bind(stalled.batch_id())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let audit_before = t
+        .app
+        .audit_records(&actor, &Default::default(), 0, 1000)
+        .await
+        .unwrap()
+        .len();
+    let lost = batch::convert(&t.app, &actor, &stalled, &dir, &Quiet).await;
+    let error = lost.expect_err("a run without its lease committed");
+    assert_eq!(error.code(), "lease_lost", "{error}");
+    assert_eq!(licence_count(&t.database_url).await, 0);
+    let records = t
+        .app
+        .audit_records(&actor, &Default::default(), 0, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        records.len(),
+        audit_before + 1,
+        "only the run's own failure"
+    );
+    let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "a hole in the audit seqs"
+    );
 }
 
 fn zip_dir(dir: &Path) -> Vec<u8> {
@@ -486,7 +560,7 @@ async fn a_job_left_queued_by_a_dead_process_is_taken_up_and_finished() {
     // Recorded and stored, but the process "died" before it started the job.
     let mut upload = tempfile::NamedTempFile::new_in(t.dir.path()).unwrap();
     std::io::Write::write_all(&mut upload, &zip_dir(&dir)).unwrap();
-    let id = batch::create_with_upload(&t.app, &actor, false, Some(upload))
+    let id = batch::create_with_upload(&t.app, &actor, false, upload)
         .await
         .unwrap();
     assert_eq!(
@@ -671,4 +745,38 @@ async fn a_type_code_with_a_non_ascii_character_is_rejected_at_its_line() {
         .collect();
     assert_eq!(rejected, [(3, Some("type_code"))]);
     assert_eq!(summary.counts.issued, 2);
+}
+
+#[tokio::test]
+async fn a_permit_row_completed_before_it_starts_is_rejected_naming_both_fields() {
+    let t = TestApp::new().await;
+    // Generated permits keep the rule (completion after start); one is then broken by hand.
+    let dir = write_sample_of(&t.app, t.dir.path(), 3, 0.0, 61, false, &[PERMIT]);
+    let manifest = dir.join("manifest.csv");
+    let mut reader = csv::Reader::from_path(&manifest).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|c| c == name).unwrap();
+    let mut rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    let start = rows[1][at("planned_start")].clone();
+    rows[1][at("planned_completion")] = start.clone();
+    let mut writer = csv::Writer::from_path(&manifest).unwrap();
+    writer.write_record(&header).unwrap();
+    for row in &rows {
+        writer.write_record(row).unwrap();
+    }
+    writer.flush().unwrap();
+
+    let (summary, rows) = convert(&t.app, &dir, false).await;
+    assert_eq!((summary.counts.issued, summary.counts.rejected), (2, 1));
+    let broken = rows.iter().find(|r| r.line == 3).unwrap();
+    assert_eq!(broken.outcome, "rejected");
+    assert_eq!(broken.column.as_deref(), Some("planned_completion"));
+    let reason = broken.reason.as_deref().unwrap();
+    assert_eq!(
+        reason,
+        format!("合同竣工日期 {start} must be after 合同开工日期 (fields.planned_start) {start}")
+    );
 }

@@ -89,6 +89,28 @@ async fn directory_list_prints_the_four_types_with_codes_and_version() {
 }
 
 #[tokio::test]
+async fn directory_show_lists_a_types_rules_between_fields() {
+    let cli = Cli::new().await;
+    let shown = cli.ok(&["directory", "show", PERMIT]);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.trim() == "rule: planned_completion must be after planned_start"),
+        "{shown}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["directory", "show", PERMIT, "--json"])).unwrap();
+    assert_eq!(
+        json["rules"],
+        serde_json::json!([{"field": "planned_completion", "must_be": ">", "other": "planned_start"}])
+    );
+    // A type without rules carries none.
+    let food: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["directory", "show", FOOD, "--json"])).unwrap();
+    assert!(food.get("rules").is_none(), "{food}");
+}
+
+#[tokio::test]
 async fn verify_exits_0_for_valid_2_for_revoked_and_superseded_1_for_errors() {
     let cli = Cli::new().await;
     let (id, qr_text) = cli.issue_example(FOOD);

@@ -85,6 +85,13 @@ async fn a_full_disk_fails_writes_clearly_and_they_work_again_once_space_is_back
             "not the real cause: {failure}"
         );
     }
+    let readiness = app.write_health.readiness();
+    assert!(!readiness.ready, "ready while writes fail");
+    let cause = readiness
+        .writes_failing
+        .expect("the failure is named")
+        .cause;
+    assert!(cause.contains("disk is full"), "{cause}");
 
     // Space is back: writes work again at once, and everything issued is there.
     std::fs::remove_file(&filler).unwrap();
@@ -92,6 +99,20 @@ async fn a_full_disk_fails_writes_clearly_and_they_work_again_once_space_is_back
     for id in &issued {
         app.show(&Actor::local_operator(), id, None).await.unwrap();
     }
+    assert!(app.write_health.readiness().ready, "still unready");
     let chain = app.store.verify_audit().await.unwrap();
     assert!(chain.first_break.is_none(), "the audit chain broke");
+
+    // Every failed attempt has its audit record, appended once writes worked again.
+    let records = app
+        .audit_records(&Actor::local_operator(), &Default::default(), 0, 1000)
+        .await
+        .unwrap();
+    let failed_issues = records
+        .iter()
+        .filter(|r| r.action == "licence.issue" && r.outcome == "failed: store_full")
+        .count();
+    assert_eq!(failed_issues, failures.len(), "audit records lost");
+    let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
 }

@@ -633,3 +633,51 @@ async fn the_openapi_document_describes_every_route_the_service_answers() {
         }
     }
 }
+
+/// `/readyz` is 503 with the cause while writes fail, and ready again once a write succeeds and
+/// the audit records held meanwhile are appended; `/healthz` says which.
+#[tokio::test]
+async fn readiness_follows_whether_writes_work() {
+    let s = TestServer::start().await;
+    let ready = s.client.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    let health = &s.t.app.write_health;
+    health.write_failed("the database's disk is full");
+    health.hold(elicence::audit::Entry::new(
+        "clerk",
+        "test",
+        "licence.issue",
+        "x",
+    ));
+    let unready = s.client.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(unready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = unready.json().await.unwrap();
+    assert_eq!(
+        body["writes_failing"]["cause"],
+        "the database's disk is full"
+    );
+    assert_eq!(body["held_audit_records"], 1);
+    assert_eq!(s.get_json("/healthz", None).await["writes"], "failing");
+
+    assert!(s.t.app.flush_held_audit().await, "the store takes writes");
+    let ready = s.client.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(s.get_json("/healthz", None).await["writes"], "ok");
+    let records =
+        s.t.app
+            .audit_records(
+                &elicence::app::Actor::local_operator(),
+                &Default::default(),
+                0,
+                100,
+            )
+            .await
+            .unwrap();
+    let held = records.iter().find(|r| r.actor == "clerk").unwrap();
+    assert!(
+        held.detail.contains("held: could not be appended at"),
+        "{}",
+        held.detail
+    );
+}

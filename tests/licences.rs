@@ -547,3 +547,135 @@ async fn a_changed_directory_file_becomes_a_new_directory_version() {
         2
     );
 }
+
+/// The field names of an `Invalid` refusal, and its errors as text.
+fn refused_fields(err: &AppError) -> (Vec<String>, String) {
+    let AppError::Invalid(errors) = err else {
+        panic!("expected field errors, got {err}")
+    };
+    let fields = errors.0.iter().map(|e| e.field.clone()).collect();
+    (fields, errors.to_string())
+}
+
+#[tokio::test]
+async fn an_already_expired_record_is_refused_on_issue_naming_valid_until_as_convert_does() {
+    let t = TestApp::new().await;
+    let today = time_util::today_cst();
+    let mut input = sample(&t.app, FOOD, "JY-EXP-1");
+    input.valid_from = Some(time_util::format_date(today - Duration::days(3000)));
+    input.valid_until = Some(time_util::format_date(today - Duration::days(1)));
+    let err = t
+        .app
+        .issue(&operator(), FOOD, &input, None)
+        .await
+        .unwrap_err();
+    let (fields, text) = refused_fields(&err);
+    assert_eq!(fields, ["valid_until"], "{text}");
+    assert!(
+        text.contains("has passed: an already expired licence is not issued"),
+        "{text}"
+    );
+    assert_eq!(err.to_json()["error"]["fields"][0]["field"], "valid_until");
+    assert_eq!(t.app.store.last_seq().await.unwrap(), 0, "nothing stored");
+
+    // Ending today, it is still in force and issued.
+    input.valid_until = Some(time_util::format_date(today));
+    t.app.issue(&operator(), FOOD, &input, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_renewal_into_a_period_already_over_is_refused_like_an_issue() {
+    let t = TestApp::new().await;
+    let today = time_util::today_cst();
+    let v1 = t
+        .app
+        .issue(&operator(), FOOD, &sample(&t.app, FOOD, "JY-RN-PAST"), None)
+        .await
+        .unwrap();
+    let renewal = Renewal {
+        valid_from: Some(time_util::format_date(today - Duration::days(400))),
+        valid_until: Some(time_util::format_date(today - Duration::days(2))),
+        reason: None,
+    };
+    let err = t
+        .app
+        .renew(&operator(), &v1.id, &renewal)
+        .await
+        .unwrap_err();
+    let (fields, text) = refused_fields(&err);
+    assert_eq!(fields, ["valid_until"], "{text}");
+    assert!(text.contains("is not renewed"), "{text}");
+    // A start after the end is a field error too, as on issue.
+    let backwards = Renewal {
+        valid_from: Some("2030-01-02".into()),
+        valid_until: Some("2030-01-01".into()),
+        reason: None,
+    };
+    let err = t
+        .app
+        .renew(&operator(), &v1.id, &backwards)
+        .await
+        .unwrap_err();
+    let (fields, text) = refused_fields(&err);
+    assert_eq!(fields, ["valid_until"], "{text}");
+    assert!(text.contains("is before valid_from"), "{text}");
+    assert_eq!(
+        t.app.store.last_seq().await.unwrap(),
+        v1.seq,
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn a_permit_completed_before_it_starts_is_refused_on_issue_and_amend_naming_both_fields() {
+    let t = TestApp::new().await;
+    let mut input = sample(&t.app, PERMIT, "P-RULE-1");
+    input
+        .fields
+        .insert("planned_completion".into(), json!("2026-02-01"));
+    let err = t
+        .app
+        .issue(&operator(), PERMIT, &input, None)
+        .await
+        .unwrap_err();
+    let (fields, text) = refused_fields(&err);
+    assert_eq!(fields, ["fields.planned_completion"], "{text}");
+    assert!(
+        text.contains("2026-02-01 must be after 合同开工日期 (fields.planned_start) 2026-03-01"),
+        "{text}"
+    );
+    assert_eq!(t.app.store.last_seq().await.unwrap(), 0, "nothing stored");
+
+    let issued = t
+        .app
+        .issue(
+            &operator(),
+            PERMIT,
+            &sample(&t.app, PERMIT, "P-RULE-1"),
+            None,
+        )
+        .await
+        .unwrap();
+    // Moving the start past the completion breaks the rule the same way.
+    let change = Amendment {
+        holder_name: None,
+        fields: [("planned_start".to_string(), json!("2028-07-01"))].into(),
+        reason: Some("开工日期变更".into()),
+    };
+    let err = t
+        .app
+        .amend(&operator(), &issued.licence_id, &change)
+        .await
+        .unwrap_err();
+    let (fields, text) = refused_fields(&err);
+    assert_eq!(fields, ["fields.planned_completion"], "{text}");
+    assert!(
+        text.contains("2028-06-30 must be after 合同开工日期 (fields.planned_start) 2028-07-01"),
+        "{text}"
+    );
+    assert_eq!(
+        t.app.store.last_seq().await.unwrap(),
+        issued.seq,
+        "nothing stored"
+    );
+}

@@ -234,7 +234,9 @@ impl Fixture {
         };
         let job = elicence::batch::create(&s.t.app, &clerk, false)
             .await
-            .unwrap();
+            .unwrap()
+            .batch_id()
+            .to_string();
         Fixture { s, licence, job }
     }
 
@@ -483,7 +485,9 @@ async fn another_departments_job_reads_as_absent_and_the_attempt_is_audited() {
     };
     let job = elicence::batch::create(&s.t.app, &market_clerk, false)
         .await
-        .unwrap();
+        .unwrap()
+        .batch_id()
+        .to_string();
     let other = s.token(Some(CONSTRUCTION_BUREAU), &[Role::Clerk]).await;
     let response = with_token(
         s.client.get(s.url(&format!("/api/v1/batches/{job}"))),

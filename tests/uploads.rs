@@ -176,19 +176,36 @@ fn deflated(entries: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// A sample batch of `rows` rows of the market bureau's food licences, zipped.
 fn sample_zip(app: &App, dir: &Path, rows: u64, seed: u64) -> Vec<u8> {
+    zip_folder(&sample_folder(app, dir, rows, 0.0, seed, &[FOOD]))
+}
+
+/// A sample batch of `types` with a share `bad_rate` of deliberately bad rows, as a folder.
+fn sample_folder(
+    app: &App,
+    dir: &Path,
+    rows: u64,
+    bad_rate: f64,
+    seed: u64,
+    types: &[&str],
+) -> PathBuf {
     let out = dir.join(format!("batch-{seed}"));
     let font = std::fs::read(templates_dir().join(elicence::render::FONT_FILE)).unwrap();
     let options = elicence::batch::sample::Options {
         rows,
-        bad_rate: 0.0,
+        bad_rate,
         seed,
         gb18030: false,
         max_scan_bytes: app.settings.max_scan_bytes,
-        types: vec![FOOD.to_string()],
+        types: types.iter().map(|t| t.to_string()).collect(),
     };
     elicence::batch::sample::write(&app.directory, &font, &out, &options).unwrap();
+    out
+}
+
+/// Every file under `out`, zipped with paths relative to it.
+fn zip_folder(out: &Path) -> Vec<u8> {
     let mut entries = Vec::new();
-    let mut folders = vec![out.clone()];
+    let mut folders = vec![out.to_path_buf()];
     while let Some(folder) = folders.pop() {
         for entry in std::fs::read_dir(folder).unwrap() {
             let path = entry.unwrap().path();
@@ -196,7 +213,7 @@ fn sample_zip(app: &App, dir: &Path, rows: u64, seed: u64) -> Vec<u8> {
                 folders.push(path);
             } else {
                 let name = path
-                    .strip_prefix(&out)
+                    .strip_prefix(out)
                     .unwrap()
                     .to_str()
                     .unwrap()
@@ -493,4 +510,92 @@ async fn an_upload_whose_job_cannot_be_recorded_is_not_kept() {
     let (status, body) = s.post(&token, zip).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(s.stored_uploads().await, 0, "the upload was kept");
+}
+
+/// (line, outcome, column, reason) of every row of a batch, as the API shows them: what a clerk
+/// is told, whichever way the batch came in (identifiers differ between two services, so they
+/// are left out).
+fn outcomes(rows: &serde_json::Value) -> Vec<[serde_json::Value; 4]> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            ["line", "outcome", "column", "reason"]
+                .map(|key| r.get(key).cloned().unwrap_or_default())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sample_batch_with_its_bad_rows_gives_the_same_rows_over_http_as_from_a_folder() {
+    // One service converts the folder from the command line's library call, another takes the
+    // same folder zipped over HTTP; neither has seen the batch before.
+    let folder_side = TestApp::new().await;
+    let s = Server::start(&[]).await;
+    let types = [FOOD, SOLE_TRADER]; // the market bureau's own
+    let folder = sample_folder(&s.app, s.dir.path(), 80, 0.3, 41, &types);
+    let expected = std::fs::read_to_string(folder.join("expected-rejections.csv")).unwrap();
+    assert!(expected.contains(",scan_too_large,scan"), "{expected}");
+
+    let actor = elicence::app::Actor::local_operator();
+    let id = elicence::batch::create(&folder_side.app, &actor, false)
+        .await
+        .unwrap();
+    elicence::batch::convert(
+        &folder_side.app,
+        &actor,
+        &id,
+        &folder,
+        &elicence::batch::Quiet,
+    )
+    .await
+    .unwrap();
+    let from_folder = folder_side
+        .app
+        .store
+        .batch_rows(&id, 0, 1000)
+        .await
+        .unwrap();
+
+    let token = s.clerk().await;
+    let (status, queued) = s.post(&token, zip_folder(&folder)).await;
+    assert_eq!(status, 202, "the zip is accepted: {queued}");
+    let id = queued["batch"]["id"].as_str().unwrap().to_string();
+    let job = s.wait_until_ended(&token, &id).await;
+    assert_eq!(job["state"], "done", "{job}");
+    let page: serde_json::Value = s
+        .client
+        .get(format!("{}/api/v1/batches/{id}?limit=1000", s.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let over_http = outcomes(&page["rows"]);
+    assert_eq!(over_http.len(), 80);
+    assert_eq!(
+        over_http,
+        outcomes(&serde_json::to_value(&from_folder).unwrap())
+    );
+    let limit = s.app.settings.max_scan_bytes;
+    let too_large = over_http
+        .iter()
+        .find(|[.., reason]| {
+            reason
+                .as_str()
+                .is_some_and(|r| r.contains("over the limit"))
+        })
+        .expect("the oversize scan is one rejected row");
+    assert_eq!(too_large[2], "scan");
+    let reason = too_large[3].as_str().unwrap();
+    assert!(
+        reason.ends_with(&format!(
+            "is {} bytes, over the limit of {limit} bytes",
+            limit + 1
+        )),
+        "{reason}"
+    );
+    assert!(over_http.iter().any(|[_, outcome, ..]| outcome == "issued"));
 }

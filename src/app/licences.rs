@@ -7,8 +7,8 @@ use crate::blobs::Blobs;
 use crate::directory::{Directory, LicenceType};
 use crate::identifiers::{LicenceKey, LicenceRef, TypeCode, VersionId};
 use crate::licence::{
-    timeliness, validate, EventKind, FieldValue, LicenceVersion, Record, RecordInput, Standing,
-    Timeliness, ValidationErrors,
+    timeliness, validate, Door, EventKind, FieldValue, LicenceVersion, Record, RecordInput,
+    Standing, Timeliness, ValidationErrors,
 };
 use crate::signing::claims::FullRecord;
 use crate::signing::qr;
@@ -50,11 +50,11 @@ impl App {
             .reserve_serials(&licence_type.code, &licence_type.issuer.uscc, 1)
             .await?;
         let today = time_util::today_cst();
-        let mut record = validate(licence_type, input, today, || {
-            assign_number(licence_type, today, serial)
-        })
-        .map_err(AppError::Invalid)?;
-        self.check_printable(&record)?;
+        let mut record = self
+            .check_record(licence_type, input, Door::Issue, today, || {
+                assign_number(licence_type, today, serial)
+            })
+            .map_err(AppError::Invalid)?;
         record.scan = scan;
         let key = LicenceKey {
             type_code: licence_type.code.clone(),
@@ -89,9 +89,24 @@ impl App {
         }
     }
 
+    /// The one validation of a record, whichever way it comes in (issue, amend, renew, convert
+    /// from a folder or an upload): [`validate`]'s rules of the type, then the licence font.
+    pub(crate) fn check_record(
+        &self,
+        licence_type: &LicenceType,
+        input: &RecordInput,
+        door: Door,
+        today: Date,
+        assign_number: impl FnOnce() -> String,
+    ) -> std::result::Result<Record, ValidationErrors> {
+        let record = validate(licence_type, input, door, today, assign_number)?;
+        self.check_printable(&record)?;
+        Ok(record)
+    }
+
     /// Refuses a record with a character the licence font cannot print (it would be an empty box
     /// on the PDF), naming each field and character.
-    pub(crate) fn check_printable(&self, record: &Record) -> Result<()> {
+    fn check_printable(&self, record: &Record) -> std::result::Result<(), ValidationErrors> {
         let mut texts = vec![
             ("number".to_string(), record.number.clone()),
             ("holder.name".to_string(), record.holder.name.clone()),
@@ -122,7 +137,7 @@ impl App {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(AppError::Invalid(ValidationErrors(errors)))
+            Err(ValidationErrors(errors))
         }
     }
 
@@ -289,11 +304,12 @@ impl App {
         for (key, value) in &change.fields {
             input.fields.insert(key.clone(), value.clone());
         }
-        let mut record = validate(licence_type, &input, time_util::today_cst(), || {
-            unreachable!("an amendment keeps its number")
-        })
-        .map_err(AppError::Invalid)?;
-        self.check_printable(&record)?;
+        let today = time_util::today_cst();
+        let mut record = self
+            .check_record(licence_type, &input, Door::Amendment, today, || {
+                unreachable!("an amendment keeps its number")
+            })
+            .map_err(AppError::Invalid)?;
         // An amendment changes content, never the validity (that is what a renewal does).
         record.valid_from = full.record.valid_from;
         record.valid_until = full.record.valid_until;
@@ -336,21 +352,22 @@ impl App {
             ));
         };
         let today = time_util::today_cst();
-        let valid_from = match &renewal.valid_from {
-            Some(s) => parse_date(s, "valid_from")?,
-            None => (old_until + Duration::days(1)).max(today),
-        };
-        let valid_until = match &renewal.valid_until {
-            Some(s) => Some(parse_date(s, "valid_until")?),
-            None => licence_type.default_validity.last_day(valid_from),
-        };
-        if valid_until.is_some_and(|until| until < valid_from) {
-            return Err(AppError::BadInput("valid_until: before valid_from".into()));
-        }
+        // The new validity goes through the one validation with the record it renews; a missing
+        // end is the type's default validity from the new start.
+        let mut input = record_input(&full.record);
+        input.valid_from =
+            Some(renewal.valid_from.clone().unwrap_or_else(|| {
+                time_util::format_date((old_until + Duration::days(1)).max(today))
+            }));
+        input.valid_until = renewal.valid_until.clone();
+        let record = self
+            .check_record(licence_type, &input, Door::Renewal, today, || {
+                unreachable!("a renewal keeps its number")
+            })
+            .map_err(AppError::Invalid)?;
         let record = Record {
-            valid_from,
-            valid_until,
-            ..full.record
+            scan: full.record.scan.clone(),
+            ..record
         };
         self.append(
             entry,
@@ -626,18 +643,13 @@ fn verb(kind: EventKind) -> &'static str {
     }
 }
 
-fn parse_date(s: &str, field: &str) -> Result<Date> {
-    time_util::parse_date(s.trim()).ok_or_else(|| {
-        AppError::BadInput(format!("{field}: {s:?} is not a date written YYYY-MM-DD"))
-    })
-}
-
 /// The number the service gives a licence that arrives without one: prefix, year, serial.
 fn assign_number(licence_type: &LicenceType, today: Date, serial: u64) -> String {
     format!("{}{}{serial:08}", licence_type.number_prefix, today.year())
 }
 
-/// A record turned back into input, so an amendment is validated exactly like a new record.
+/// A record turned back into input, so an amendment or a renewal is validated exactly like a
+/// new record.
 fn record_input(record: &Record) -> RecordInput {
     RecordInput {
         number: Some(record.number.clone()),

@@ -6,6 +6,7 @@
 //!
 //! Data flows one way: input → validate → licence version → sign → store (→ render, publish).
 
+pub mod health;
 mod licences;
 pub mod permissions;
 mod register;
@@ -156,6 +157,8 @@ pub struct App {
     verify_cache: VerifyCache,
     /// Conversion jobs started by this process, and how many may run at once.
     pub jobs: crate::batch::job::JobSlots,
+    /// Whether writes work, and the audit records held while they do not.
+    pub write_health: health::WriteHealth,
 }
 
 impl App {
@@ -205,6 +208,7 @@ impl App {
             renderer,
             verify_cache,
             jobs,
+            write_health: health::WriteHealth::default(),
             keys: RwLock::new(keys),
             trust: RwLock::new(trust),
         })
@@ -235,6 +239,10 @@ impl App {
         write: impl AsyncFnOnce(&Entry) -> Result<T>,
     ) -> Result<T> {
         let result = write(&entry).await;
+        if result.is_ok() {
+            self.write_health.write_succeeded();
+            self.flush_held_audit().await;
+        }
         self.audit_failure(entry, &result).await;
         result
     }
@@ -265,6 +273,7 @@ impl AppError {
             AppError::TooLarge(_) => "too_large",
             AppError::Store(StoreError::Conflict) => "conflict",
             AppError::Store(StoreError::Full) => "store_full",
+            AppError::Store(StoreError::LeaseLost(_)) => "lease_lost",
             AppError::Store(_) => "store",
             AppError::Keys(_) => "keys",
             AppError::Directory(_) => "directory",

@@ -133,8 +133,47 @@ impl App {
             detail: reason.to_string(),
             ..Entry::new("anonymous", source, action, target)
         };
-        if let Err(e) = self.store.append_audit(&entry).await {
-            tracing::error!(error = %e, "could not append an audit record");
+        self.append_audit_or_hold(entry).await;
+    }
+
+    /// Appends an audit record on its own; when the store refuses it, the record is held and
+    /// appended once writes work again (see [`super::health`]), and the service is unready.
+    pub(crate) async fn append_audit_or_hold(&self, entry: Entry) {
+        self.flush_held_audit().await;
+        match self.store.append_audit(&entry).await {
+            Ok(()) => self.write_health.write_succeeded(),
+            Err(e) => {
+                tracing::error!(error = %e, action = entry.action, "could not append an audit record: held");
+                self.write_health.write_failed(&e.to_string());
+                self.write_health.hold(entry);
+            }
+        }
+    }
+
+    /// Appends the audit records held while writes failed, if any; true when none is left.
+    pub async fn flush_held_audit(&self) -> bool {
+        if !self.write_health.has_held() {
+            return true;
+        }
+        let (held, dropped) = self.write_health.take_held();
+        let mut records = held.clone();
+        if dropped > 0 {
+            records.push(super::health::dropped_note(dropped));
+        }
+        match self.store.append_audit_all(&records).await {
+            Ok(()) => {
+                tracing::warn!(
+                    records = records.len(),
+                    "appended the audit records held while writes failed"
+                );
+                self.write_health.write_succeeded();
+                true
+            }
+            Err(e) => {
+                self.write_health.give_back(held, dropped);
+                self.write_health.write_failed(&e.to_string());
+                false
+            }
         }
     }
 
@@ -146,9 +185,10 @@ impl App {
             _ => format!("failed: {}", error.code()),
         };
         entry.detail = error.to_string().chars().take(500).collect();
-        if let Err(e) = self.store.append_audit(&entry).await {
-            tracing::error!(error = %e, "could not append an audit record");
+        if let AppError::Store(cause @ (StoreError::Full | StoreError::Database(_))) = error {
+            self.write_health.write_failed(&cause.to_string());
         }
+        self.append_audit_or_hold(entry).await;
     }
 
     pub async fn audit_records(

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::{Stream, StreamExt};
 use zip::ZipArchive;
 
+use super::lease::{Lease, LEASE_SECONDS};
 use super::limits::ManifestRows;
 use super::manifest::Manifest;
 use super::{convert, create_with_upload, failing_on_panic, Quiet};
@@ -26,9 +27,6 @@ use crate::identifiers::Uscc;
 use crate::panics::joined;
 use crate::store::{BatchRecord, RowResult};
 use crate::time_util;
-
-/// How long a running job's lease lasts; it is renewed at a third of that.
-const LEASE_SECONDS: i64 = 60;
 
 /// Receives an uploaded zip (`body`, in pieces; `declared_length` is what the client said it
 /// would send), checks it, records the job and starts it. Returns the job as queued.
@@ -60,7 +58,7 @@ where
                 }))
                 .await??
             };
-            let id = create_with_upload(app, actor, all_or_nothing, Some(upload)).await?;
+            let id = create_with_upload(app, actor, all_or_nothing, upload).await?;
             let audit = crate::audit::Entry {
                 target: id.clone(),
                 detail: format!("{size} bytes"),
@@ -216,11 +214,28 @@ pub async fn supervise(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<boo
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                interrupt_abandoned_runs(&app).await;
                 resume_all(app.clone()).await;
                 forget_finished_uploads(&app).await;
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Marks `interrupted` the folder runs whose `convert` process died (SPEC §9).
+pub async fn interrupt_abandoned_runs(app: &App) {
+    match app
+        .store
+        .interrupt_abandoned_runs(super::lease::holder_is_gone)
+        .await
+    {
+        Ok(runs) => {
+            for run in runs {
+                tracing::warn!(batch = %run.id, actor = run.actor, "a conversion run was interrupted: its process stopped");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot mark interrupted conversion runs"),
     }
 }
 
@@ -267,47 +282,31 @@ pub async fn forget_finished_uploads(app: &App) {
 
 /// Runs a job under a lease (so one process at a time runs it), then cleans up its work folder.
 pub async fn run(app: Arc<App>, id: String) {
-    let holder = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
-    match app.store.lease_batch(&id, &holder, LEASE_SECONDS).await {
-        Ok(true) => {}
-        Ok(false) => return,
+    let lease = match Lease::take(&app, &id).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return,
         Err(e) => {
             tracing::error!(batch = %id, error = %e, "cannot lease a conversion job");
             return;
         }
-    }
-    let renewer = {
-        let (app, id, holder) = (app.clone(), id.clone(), holder.clone());
-        tokio::spawn(async move {
-            let mut tick =
-                tokio::time::interval(std::time::Duration::from_secs(LEASE_SECONDS as u64 / 3));
-            loop {
-                tick.tick().await;
-                if !matches!(
-                    app.store.lease_batch(&id, &holder, LEASE_SECONDS).await,
-                    Ok(true)
-                ) {
-                    break;
-                }
-            }
-        })
     };
     let work = app.settings.data_dir.join("work").join(&id);
-    // A panic anywhere in the job (the conversion catches its own) must still stop the renewer
+    // A panic anywhere in the job (the conversion catches its own) must still end the lease
     // and fail the job, or it would stay `running`, its lease renewed for ever.
-    let outcome = failing_on_panic("the conversion job", run_leased(&app, &id, &work)).await;
-    renewer.abort();
+    let outcome = failing_on_panic("the conversion job", run_leased(&app, &lease, &work)).await;
     if let Err(e) = &outcome {
         tracing::error!(batch = %id, error = %e, "conversion job failed");
         let _ = app
             .store
-            .finish_batch(&id, "failed", Some(&e.to_string()))
+            .finish_batch(&id, lease.holder(), "failed", Some(&e.to_string()))
             .await;
     }
+    drop(lease);
     let _ = std::fs::remove_dir_all(&work);
 }
 
-async fn run_leased(app: &Arc<App>, id: &str, work: &Path) -> Result<()> {
+async fn run_leased(app: &Arc<App>, lease: &Lease, work: &Path) -> Result<()> {
+    let id = lease.batch_id();
     let job = app
         .store
         .batch(id)
@@ -332,7 +331,7 @@ async fn run_leased(app: &Arc<App>, id: &str, work: &Path) -> Result<()> {
         .await??;
     }
     let actor = job_actor(&job)?;
-    convert(app, &actor, id, work, &Quiet).await?;
+    convert(app, &actor, lease, work, &Quiet).await?;
     Ok(())
 }
 
@@ -562,8 +561,9 @@ fn bad(reason: String) -> AppError {
     AppError::BadInput(format!("the uploaded batch: {reason}"))
 }
 
-/// Checks a zip completely, writing nothing: readable; `manifest.csv` at its root; every entry
-/// a plain file or folder named inside the batch, within its size limit; no two entries sharing
+/// Checks a zip completely, writing nothing: readable; `manifest.csv` at its root, within its
+/// size limit (a scan's limit is its row's concern); every entry a plain file or folder named
+/// inside the batch; no two entries sharing
 /// bytes; all of them together expanding to no more than the limit; and every entry read to its
 /// end, so that its size and CRC are proven and the manifest's lines measured.
 fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
@@ -607,17 +607,16 @@ fn check_zip(zip: &File, limits: &UploadLimits) -> Result<()> {
                 "{first:?} and {name:?} are the same path in the batch"
             )));
         }
-        let limit = if path == Path::new("manifest.csv") {
+        // A scan over its limit is its row's failure, as on a folder (the extraction leaves it
+        // packed); what protects memory and disk is the bound on all entries together below.
+        if path == Path::new("manifest.csv") {
             manifest = Some(i);
-            MAX_MANIFEST_BYTES
-        } else {
-            limits.scan
-        };
-        if file.size() > limit {
-            return Err(bad(format!(
-                "{name:?} is {} bytes, over the limit of {limit}",
-                file.size()
-            )));
+            if file.size() > MAX_MANIFEST_BYTES {
+                return Err(bad(format!(
+                    "{name:?} is {} bytes, over the limit of {MAX_MANIFEST_BYTES}",
+                    file.size()
+                )));
+            }
         }
         expanded = expanded.saturating_add(file.size());
     }
@@ -698,20 +697,29 @@ fn extract(zip: &File, dir: &Path, limits: &UploadLimits, directory: &Directory)
     }
     let manifest = PathBuf::from("manifest.csv");
     let wanted = files.get(&manifest).copied();
-    extract_entry(&mut archive, wanted, &dir.join(&manifest))?;
+    extract_entry(
+        &mut archive,
+        wanted,
+        &dir.join(&manifest),
+        MAX_MANIFEST_BYTES,
+    )?;
     for scan in scans_named(&dir.join(&manifest), directory, limits.manifest_line) {
         // A scan not in the zip is reported on its row by the conversion.
         if let Some(&index) = files.get(&scan) {
-            extract_entry(&mut archive, Some(index), &dir.join(&scan))?;
+            extract_entry(&mut archive, Some(index), &dir.join(&scan), limits.scan)?;
         }
     }
     Ok(())
 }
 
+/// Writes entry `index` to `to`. An entry over `limit` bytes is not unpacked: a sparse file of
+/// its size (checked against its CRC by [`check_zip`]) stands in for it, so the conversion
+/// rejects its row by the same size check as on a folder, naming the size, at no cost in disk.
 fn extract_entry<R: Read + Seek>(
     archive: &mut ZipArchive<R>,
     index: Option<usize>,
     to: &Path,
+    limit: u64,
 ) -> Result<()> {
     let io = |e: std::io::Error| AppError::Config(format!("extracting a batch: {e}"));
     let index = index.ok_or_else(|| bad("it has no manifest.csv at its root".into()))?;
@@ -721,7 +729,11 @@ fn extract_entry<R: Read + Seek>(
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    let mut out = std::io::BufWriter::new(File::create(to).map_err(io)?);
+    let out = File::create(to).map_err(io)?;
+    if file.size() > limit {
+        return out.set_len(file.size()).map_err(io);
+    }
+    let mut out = std::io::BufWriter::new(out);
     copy_entry(&mut file, &mut out, None)?;
     out.flush().map_err(io)
 }
@@ -828,10 +840,6 @@ mod tests {
                 .contains("outside the batch")
         );
         assert!(refused(zip_of(&[("scans/a.png", b"x")])).contains("no manifest.csv"));
-        assert!(
-            refused(zip_of(&[("manifest.csv", b"x"), ("big.png", &[0; 101])]))
-                .contains("over the limit of 100")
-        );
         let mut not_a_zip = tempfile::tempfile().unwrap();
         not_a_zip.write_all(b"not a zip").unwrap();
         assert!(refused(not_a_zip).contains("not a readable zip"));
@@ -1000,5 +1008,45 @@ mod tests {
         assert_eq!(std::fs::read(batch.join("scans/a.png")).unwrap(), b"png");
         assert!(!batch.join("scans/b.png").exists());
         assert!(!batch.join("other").exists());
+    }
+
+    #[test]
+    fn a_scan_over_its_limit_passes_the_check_and_stands_in_by_its_size_only() {
+        let directory =
+            Directory::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/directory"))
+                .unwrap();
+        let header = super::super::manifest::STANDARD_COLUMNS.join(",");
+        let manifest =
+            format!("{header}\n11100000000013338W032,A1,甲,x,2026-01-01,,scans/big.png\n");
+        let big = [0x89; 101]; // one byte over LIMITS.scan
+        let zip = zip_of(&[
+            ("manifest.csv", manifest.as_bytes()),
+            ("scans/big.png", &big),
+        ]);
+        check_zip(&zip, &LIMITS).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let batch = dir.path().join("b");
+        extract(&zip, &batch, &LIMITS, &directory).unwrap();
+        let stand_in = std::fs::read(batch.join("scans/big.png")).unwrap();
+        assert_eq!(
+            stand_in.len(),
+            101,
+            "the entry's size, for the row's reason"
+        );
+        assert!(
+            stand_in.iter().all(|&b| b == 0),
+            "its bytes are not unpacked"
+        );
+        // The bound on all entries together still refuses a zip, before anything is read.
+        let many = zip_of(&[
+            ("manifest.csv", b"x"),
+            ("a.png", &[0; 600]),
+            ("b.png", &[0; 600]),
+        ]);
+        let refused = check_zip(&many, &LIMITS).unwrap_err().to_string();
+        assert!(
+            refused.contains("over the limit of 1000 bytes"),
+            "{refused}"
+        );
     }
 }

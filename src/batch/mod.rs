@@ -11,6 +11,7 @@
 //! skips what is done and carries on.
 
 pub mod job;
+pub mod lease;
 pub mod limits;
 pub mod manifest;
 pub mod report;
@@ -29,10 +30,11 @@ use crate::app::{permissions, Action, Actor, App, AppError, Result};
 use crate::audit::Entry;
 use crate::blobs::Blobs;
 use crate::identifiers::{LicenceKey, TypeCode};
-use crate::licence::{validate, HolderInput, LicenceVersion, Record, RecordInput};
+use crate::licence::{Door, HolderInput, LicenceVersion, Record, RecordInput};
 pub(crate) use crate::panics::failing_on_panic;
 use crate::store::{BatchRow, BatchRowOutcome, NewBatch, NewLicence, RowResult};
 use crate::time_util;
+use lease::Lease;
 use manifest::{Manifest, ManifestRow, STANDARD_COLUMNS};
 
 /// Rows checked, signed, rendered and committed together.
@@ -135,20 +137,32 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
-/// Records a new conversion run of `actor` on a folder (the command line's) and returns its id;
-/// it starts running.
-pub async fn create(app: &App, actor: &Actor, all_or_nothing: bool) -> Result<String> {
-    create_with_upload(app, actor, all_or_nothing, None).await
+/// Records a new conversion run of `actor` on a folder (the command line's); it starts running,
+/// leased by this process until the returned lease is dropped.
+pub async fn create(app: &Arc<App>, actor: &Actor, all_or_nothing: bool) -> Result<Lease> {
+    let holder = Lease::new_holder();
+    let id = record_run(app, actor, all_or_nothing, None, Some(&holder)).await?;
+    Ok(Lease::keep(app, &id, holder))
 }
 
-/// Records a new conversion run and returns its id. An HTTP job brings its zip in a temporary
-/// file, kept in the blob store first so that a job that exists can always be run again; it
-/// starts queued. Without an upload this is [`create`].
+/// Records a new HTTP conversion job and returns its id. The zip comes in a temporary file, kept
+/// in the blob store first so that a job that exists can always be run again; it starts queued.
 pub async fn create_with_upload(
     app: &App,
     actor: &Actor,
     all_or_nothing: bool,
+    upload: tempfile::NamedTempFile,
+) -> Result<String> {
+    record_run(app, actor, all_or_nothing, Some(upload), None).await
+}
+
+/// Records a run: queued with its upload, or running under `holder`'s lease.
+async fn record_run(
+    app: &App,
+    actor: &Actor,
+    all_or_nothing: bool,
     upload: Option<tempfile::NamedTempFile>,
+    holder: Option<&str>,
 ) -> Result<String> {
     let id = new_batch_id();
     let queued = upload.is_some();
@@ -173,6 +187,7 @@ pub async fn create_with_upload(
             upload: upload_key.as_deref(),
             all_or_nothing,
             state: if queued { "queued" } else { "running" },
+            lease: holder.map(|h| (h, lease::LEASE_SECONDS)),
         })
         .await;
     if let (Err(_), Some(key)) = (&recorded, &upload_key) {
@@ -205,16 +220,17 @@ fn new_batch_id() -> String {
 pub async fn convert(
     app: &Arc<App>,
     actor: &Actor,
-    batch_id: &str,
+    lease: &Lease,
     dir: &Path,
     progress: &dyn Progress,
 ) -> Result<Summary> {
+    let batch_id = lease.batch_id();
     let started = Instant::now();
     let entry = actor.entry("batch.convert", batch_id);
     let clock = Arc::new(Clock::default());
     let result = failing_on_panic(
         "the conversion",
-        run(app, actor, batch_id, dir, progress, &clock),
+        run(app, actor, lease, dir, progress, &clock),
     )
     .await;
     let (state, error) = match &result {
@@ -222,9 +238,20 @@ pub async fn convert(
         Ok(end) => ("failed", end.refusal.clone()),
         Err(e) => ("failed", Some(e.to_string())),
     };
-    app.store
-        .finish_batch(batch_id, state, error.as_deref())
-        .await?;
+    if let Err(e) = app
+        .store
+        .finish_batch(batch_id, lease.holder(), state, error.as_deref())
+        .await
+    {
+        // The run cannot be marked ended (a full disk): its record is kept until writes work.
+        let failed = Entry {
+            outcome: "failed: store".into(),
+            detail: format!("the run could not be marked {state}: {e}"),
+            ..entry
+        };
+        app.append_audit_or_hold(failed).await;
+        return Err(e.into());
+    }
     let counts = Counts::of(&stored_batch(app, batch_id).await?);
     let audit = Entry {
         outcome: if state == "done" { "ok" } else { "failed" }.into(),
@@ -240,7 +267,7 @@ pub async fn convert(
         ),
         ..entry
     };
-    app.store.append_audit(&audit).await?;
+    app.append_audit_or_hold(audit).await;
     let end = result?;
     Ok(Summary {
         batch_id: batch_id.to_string(),
@@ -291,11 +318,12 @@ struct RunEnd {
 async fn run(
     app: &Arc<App>,
     actor: &Actor,
-    batch_id: &str,
+    lease: &Lease,
     dir: &Path,
     progress: &dyn Progress,
     clock: &Arc<Clock>,
 ) -> Result<RunEnd> {
+    let batch_id = lease.batch_id();
     let root = dir
         .canonicalize()
         .map_err(|e| AppError::BadInput(format!("batch {}: {e}", dir.display())))?;
@@ -327,7 +355,7 @@ async fn run(
     progress.advanced(&counts);
 
     if batch.all_or_nothing && batch.done_line <= 1 {
-        let rejected = reject_bad_rows(app, actor, batch_id, &root, again()?, clock).await?;
+        let rejected = reject_bad_rows(app, actor, lease, &root, again()?, clock).await?;
         if rejected > 0 {
             return Ok(RunEnd {
                 encoding,
@@ -372,7 +400,7 @@ async fn run(
                 if let Some((rows, issued, last_line)) = next {
                     committing = Some(tokio::spawn(commit(
                         app.clone(),
-                        batch_id.to_string(),
+                        (batch_id.to_string(), lease.holder().to_string()),
                         rows,
                         issued,
                         last_line,
@@ -404,7 +432,7 @@ async fn run(
 async fn reject_bad_rows(
     app: &Arc<App>,
     actor: &Actor,
-    batch_id: &str,
+    lease: &Lease,
     root: &Path,
     manifest: Manifest,
     clock: &Arc<Clock>,
@@ -418,7 +446,9 @@ async fn reject_bad_rows(
             .filter(|r| matches!(r.outcome, BatchRowOutcome::Rejected { .. }))
             .collect();
         rejected += bad.len();
-        app.store.commit_batch_chunk(batch_id, &[], &bad, 1).await?;
+        app.store
+            .commit_batch_chunk(lease.batch_id(), lease.holder(), &[], &bad, 1)
+            .await?;
     }
     Ok(rejected)
 }
@@ -534,18 +564,6 @@ impl<'a> Checker<'a> {
             return Err(err("type_code", reason));
         }
         let number = row.get("number");
-        if number.is_empty() {
-            return Err(err(
-                "number",
-                "is empty: a stock licence keeps the number printed on its paper original".into(),
-            ));
-        }
-        if row.get("valid_from").is_empty() {
-            return Err(err(
-                "valid_from",
-                "is empty: the date the paper licence took effect is needed".into(),
-            ));
-        }
         let mut fields = BTreeMap::new();
         for (column, value) in &row.cells {
             if STANDARD_COLUMNS.contains(&column.as_str()) || value.is_empty() {
@@ -571,20 +589,12 @@ impl<'a> Checker<'a> {
             fields,
         };
         let today = time_util::today_cst();
-        let record = validate(licence_type, &input, today, || number.to_string())
+        let record = self
+            .app
+            .check_record(licence_type, &input, Door::Conversion, today, || {
+                number.to_string()
+            })
             .map_err(|errors| invalid_row(&errors))?;
-        if let Err(AppError::Invalid(errors)) = self.app.check_printable(&record) {
-            return Err(invalid_row(&errors));
-        }
-        if let Some(until) = record.valid_until.filter(|&until| until < today) {
-            return Err(err(
-                "valid_until",
-                format!(
-                    "{} has passed: an expired licence is not converted",
-                    time_util::format_date(until)
-                ),
-            ));
-        }
         let key = (type_code.to_string(), record.number.clone());
         if let Some(first) = self.seen.get(&key) {
             return Err(err(
@@ -815,7 +825,7 @@ struct IssuedChunk {
 /// then commits its licences and row outcomes in one transaction.
 async fn commit(
     app: Arc<App>,
-    batch_id: String,
+    (batch_id, holder): (String, String),
     rows: Vec<BatchRow>,
     mut chunk: IssuedChunk,
     last_line: u64,
@@ -839,7 +849,7 @@ async fn commit(
     let committing = Instant::now();
     let results = app
         .store
-        .commit_batch_chunk(&batch_id, &new, &rows, last_line)
+        .commit_batch_chunk(&batch_id, &holder, &new, &rows, last_line)
         .await?;
     clock.add(Stage::Commit, committing);
     Ok(results)

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use time::{Date, Duration};
 
 use super::manifest::STANDARD_COLUMNS;
-use crate::directory::{Directory, FieldType, HolderKind, LicenceType, Validity};
+use crate::directory::{Comparison, Directory, FieldType, HolderKind, LicenceType, Validity};
 use crate::identifiers::{ResidentId, Uscc};
 use crate::time_util;
 
@@ -267,7 +267,33 @@ fn good_row(
             set(&f.key, value);
         }
     }
+    satisfy_rules(t, columns, &mut row, rng);
     row
+}
+
+/// Sets the field of each rule of the type a little past (or short of) the other field, so a
+/// good row keeps the directory's rules too (a completion after the start).
+fn satisfy_rules(t: &LicenceType, columns: &[String], row: &mut [String], rng: &mut StdRng) {
+    for rule in &t.rules {
+        let (at, other_at) = (column(columns, &rule.field), column(columns, &rule.other));
+        let step = rng.gen_range(1..400);
+        // Later (or greater) for > and >=, earlier (or smaller) for < and <=.
+        let step = match rule.must_be {
+            Comparison::Greater | Comparison::GreaterOrEqual => step,
+            Comparison::Less | Comparison::LessOrEqual => -step,
+        };
+        let other = &row[other_at];
+        let moved = if let Some(date) = time_util::parse_date(other) {
+            time_util::format_date(date + Duration::days(step))
+        } else if let Ok(n) = other.parse::<i64>() {
+            (n + step).to_string()
+        } else {
+            continue; // the other field is empty: the rule has nothing to compare
+        };
+        if !row[at].is_empty() {
+            row[at] = moved;
+        }
+    }
 }
 
 /// Breaks `row` the way `kind` says. Returns the blamed column when it depends on the type.

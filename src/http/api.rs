@@ -38,11 +38,30 @@ pub async fn health(State(state): State<SharedState>) -> ApiResult<Json<serde_js
         .last_seq()
         .await
         .map_err(crate::app::AppError::from)?;
+    let writes = if state.app.write_health.readiness().ready {
+        "ok"
+    } else {
+        "failing"
+    };
     Ok(Json(serde_json::json!({
         "status": "ok",
+        "writes": writes,
         "directory_version": state.app.directory_version,
         "last_event_seq": last_seq,
     })))
+}
+
+/// `GET /readyz`: 200 while writes work; 503 while the store refuses them (a full disk) or audit
+/// records of failed attempts still wait to be appended, so a load balancer sends writes elsewhere.
+#[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, description = "Ready: writes work", body = crate::app::health::Readiness), (status = 503, description = "Writes fail: since when and why", body = crate::app::health::Readiness)))]
+pub async fn readiness(State(state): State<SharedState>) -> Response {
+    let readiness = state.app.write_health.readiness();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
 }
 
 /// `GET /api/v1/openapi.json`: the OpenAPI 3 document of this API.

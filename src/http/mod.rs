@@ -103,6 +103,7 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/V/{b32}", get(api::verification_page))
         .route("/.well-known/elicence/trust.json", get(api::trust_list))
         .route("/healthz", get(api::health))
+        .route("/readyz", get(api::readiness))
         .route("/metrics", get(api::metrics))
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
@@ -172,18 +173,46 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
         _ => None,
     };
     let jobs = tokio::spawn(crate::batch::job::supervise(app.clone(), stop.subscribe()));
+    let held_audit = tokio::spawn(append_held_audit(app.clone(), stop.subscribe()));
     let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = stop.send(true);
     let _ = jobs.await;
+    let _ = held_audit.await;
     if let Some(pusher) = pusher {
         let _ = pusher.await;
     }
     app.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Appends, every second until `stop`, the audit records held while writes failed, so the
+/// service is ready again as soon as space is back, without waiting for a request. At the stop,
+/// records that still cannot be appended go to the log: the last place they can be kept.
+async fn append_held_audit(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => { app.flush_held_audit().await; }
+            _ = stop.changed() => break,
+        }
+    }
+    if !app.flush_held_audit().await {
+        for entry in app.write_health.take_held().0 {
+            tracing::error!(
+                actor = entry.actor,
+                source = entry.source,
+                action = entry.action,
+                target = entry.target,
+                outcome = entry.outcome,
+                detail = entry.detail,
+                "audit record lost at stop: the store refused it"
+            );
+        }
+    }
 }
 
 async fn shutdown_signal() {

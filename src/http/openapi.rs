@@ -19,6 +19,7 @@ use super::api;
     ),
     paths(
         api::health,
+        api::readiness,
         api::metrics,
         api::openapi,
         api::directory,

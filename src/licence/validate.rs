@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use super::{FieldValue, Holder, HolderId, Record};
-use crate::directory::{FieldDef, FieldType, HolderKind, LicenceType};
+use crate::directory::{FieldDef, FieldRule, FieldType, HolderKind, LicenceType};
 use crate::identifiers::{ResidentId, Uscc};
 use crate::time_util;
 
@@ -83,18 +83,61 @@ impl Collector {
     }
 }
 
-/// Validates `input` as a licence of `licence_type`, as of `today` (China Standard Time).
+/// The way a record comes in. Every way is checked by [`validate`]; the few rules that differ
+/// between them are decided here, so no caller adds or drops a rule of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// A new licence (`issue`): a missing number is assigned, a missing start is today.
+    Issue,
+    /// A stock paper licence (`convert`, folder or upload): it keeps the number and the start
+    /// date printed on its original, so both are required.
+    Conversion,
+    /// A new version of the content (`amend`): the validity stays the licence's own.
+    Amendment,
+    /// A new version with a new validity (`renew`).
+    Renewal,
+}
+
+impl Door {
+    /// Whether the record's validity is being set now, so it must not have ended already. An
+    /// amendment keeps the validity it had (an expired licence is renewed, not amended into force).
+    fn sets_validity(self) -> bool {
+        self != Door::Amendment
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Door::Issue => "issued",
+            Door::Conversion => "converted",
+            Door::Amendment => "amended",
+            Door::Renewal => "renewed",
+        }
+    }
+}
+
+/// Validates `input` as a licence of `licence_type` coming in by `door`, as of `today` (China
+/// Standard Time): every field, the validity (in order, and not over already when it is being
+/// set) and the type's rules between fields.
 ///
-/// `number` is the number to use when the input brings none (assigned by the caller).
+/// `assign_number` gives the number to use when the input brings none (issue only).
 pub fn validate(
     licence_type: &LicenceType,
     input: &RecordInput,
+    door: Door,
     today: Date,
     assign_number: impl FnOnce() -> String,
 ) -> Result<Record, ValidationErrors> {
     let mut errors = Collector(Vec::new());
 
+    let blank = |s: &Option<String>| s.as_deref().is_none_or(|s| s.trim().is_empty());
     let number = match &input.number {
+        _ if door == Door::Conversion && blank(&input.number) => {
+            errors.add(
+                "number",
+                "is empty: a stock licence keeps the number printed on its paper original",
+            );
+            None
+        }
         Some(n) => errors.take("number", check_text(n, MAX_NUMBER_LEN, true)),
         None => Some(assign_number()),
     };
@@ -109,6 +152,13 @@ pub fn validate(
     );
 
     let valid_from = match &input.valid_from {
+        _ if door == Door::Conversion && blank(&input.valid_from) => {
+            errors.add(
+                "valid_from",
+                "is empty: the date the paper licence took effect is needed",
+            );
+            None
+        }
         Some(s) => errors.take("valid_from", parse_date_field(s)),
         None => Some(today),
     };
@@ -125,6 +175,15 @@ pub fn validate(
                     "{} is before valid_from {}",
                     time_util::format_date(until),
                     time_util::format_date(from)
+                ),
+            );
+        } else if door.sets_validity() && until < today {
+            errors.add(
+                "valid_until",
+                format!(
+                    "{} has passed: an already expired licence is not {}",
+                    time_util::format_date(until),
+                    door.verb()
                 ),
             );
         }
@@ -152,6 +211,12 @@ pub fn validate(
         }
     }
 
+    for rule in &licence_type.rules {
+        if let Some((field, reason)) = broken_rule(licence_type, rule, &fields) {
+            errors.add(&field, reason);
+        }
+    }
+
     if !errors.0.is_empty() {
         return Err(ValidationErrors(errors.0));
     }
@@ -166,6 +231,41 @@ pub fn validate(
         fields,
         scan: None,
     })
+}
+
+/// The field to blame and the reason when `rule` does not hold between the record's valid
+/// values (a rule with an empty or invalid side is not judged: that side has its own error).
+fn broken_rule(
+    licence_type: &LicenceType,
+    rule: &FieldRule,
+    fields: &BTreeMap<String, FieldValue>,
+) -> Option<(String, String)> {
+    let (value, other) = (fields.get(&rule.field)?, fields.get(&rule.other)?);
+    let ordering = match (value, other) {
+        (FieldValue::Integer(a), FieldValue::Integer(b)) => a.cmp(b),
+        (FieldValue::Text(a), FieldValue::Text(b)) => {
+            time_util::parse_date(a)?.cmp(&time_util::parse_date(b)?)
+        }
+        _ => return None,
+    };
+    if rule.must_be.holds(ordering) {
+        return None;
+    }
+    // The directory checked at load that both fields exist with one comparable type.
+    let (def, other_def) = (
+        licence_type.field(&rule.field)?,
+        licence_type.field(&rule.other)?,
+    );
+    Some((
+        format!("fields.{}", rule.field),
+        format!(
+            "{} {value} must be {} {} (fields.{}) {other}",
+            def.label,
+            rule.must_be.words(def.field_type),
+            other_def.label,
+            rule.other
+        ),
+    ))
 }
 
 fn is_blank(value: &serde_json::Value) -> bool {
@@ -286,7 +386,14 @@ mod tests {
 
     #[test]
     fn a_good_record_takes_the_default_validity() {
-        let record = validate(&food_type(), &good_input(), TODAY, || unreachable!()).unwrap();
+        let record = validate(
+            &food_type(),
+            &good_input(),
+            Door::Issue,
+            TODAY,
+            || unreachable!(),
+        )
+        .unwrap();
         assert_eq!(record.valid_until, Some(date!(2028 - 12 - 31)));
         assert_eq!(record.holder.id.masked(), "91350100M000100Y43");
         assert_eq!(record.fields.len(), 6);
@@ -300,7 +407,7 @@ mod tests {
         input.fields.remove("residence"); // required
         input.fields.insert("business_format".into(), json!("网吧")); // not an enum value
         input.fields.insert("colour".into(), json!("red")); // unknown field
-        let errors = validate(&food_type(), &input, TODAY, || unreachable!())
+        let errors = validate(&food_type(), &input, Door::Issue, TODAY, || unreachable!())
             .unwrap_err()
             .0;
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -356,7 +463,7 @@ mod tests {
         input
             .fields
             .insert("project_manager".into(), json!("陈".repeat(21)));
-        let errors = validate(permit, &input, TODAY, || unreachable!())
+        let errors = validate(permit, &input, Door::Issue, TODAY, || unreachable!())
             .unwrap_err()
             .0;
         let got: Vec<(&str, &str)> = errors
@@ -370,6 +477,109 @@ mod tests {
         assert!(got[3].0 == "fields.contract_price" && got[3].1.contains("whole number"));
         assert!(got[4].0 == "fields.project_manager" && got[4].1.contains("at most 20"));
         assert!(got[5].0 == "fields.planned_start" && got[5].1.contains("YYYY-MM-DD"));
+    }
+
+    fn permit_input(permit: &LicenceType) -> RecordInput {
+        let mut input = RecordInput {
+            holder: HolderInput {
+                name: "建设单位".into(),
+                id: "91350100M000100Y43".into(),
+            },
+            ..Default::default()
+        };
+        for def in &permit.fields {
+            input
+                .fields
+                .insert(def.key.clone(), json!(def.example.clone().unwrap()));
+        }
+        input
+    }
+
+    #[test]
+    fn a_completion_before_the_start_breaks_the_permit_rule_naming_both_fields() {
+        let dir = Directory::load(Path::new("templates/directory")).unwrap();
+        let permit = dir
+            .get(&TypeCode::parse("11100000MB0000010Q001").unwrap())
+            .unwrap();
+        let mut input = permit_input(permit);
+        validate(permit, &input, Door::Issue, TODAY, || "1".into()).unwrap();
+        input
+            .fields
+            .insert("planned_completion".into(), json!("2026-02-28"));
+        let errors = validate(permit, &input, Door::Issue, TODAY, || "1".into())
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "fields.planned_completion");
+        assert_eq!(
+            errors[0].reason,
+            "合同竣工日期 2026-02-28 must be after 合同开工日期 (fields.planned_start) 2026-03-01"
+        );
+        // The same day is not after it either; an invalid start leaves the rule unjudged.
+        input
+            .fields
+            .insert("planned_completion".into(), json!("2026-03-01"));
+        assert!(validate(permit, &input, Door::Issue, TODAY, || "1".into()).is_err());
+        input.fields.insert("planned_start".into(), json!("soon"));
+        let errors = validate(permit, &input, Door::Issue, TODAY, || "1".into())
+            .unwrap_err()
+            .0;
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["fields.planned_start"]);
+    }
+
+    #[test]
+    fn a_validity_over_already_is_refused_except_where_it_is_kept() {
+        let mut input = good_input();
+        input.valid_from = Some("2020-01-01".into());
+        input.valid_until = Some("2026-11-28".into());
+        for door in [Door::Issue, Door::Conversion, Door::Renewal] {
+            let errors = validate(&food_type(), &input, door, TODAY, || unreachable!())
+                .unwrap_err()
+                .0;
+            assert_eq!(errors.len(), 1, "{door:?}: {errors:?}");
+            assert_eq!(errors[0].field, "valid_until");
+            assert!(
+                errors[0].reason.starts_with("2026-11-28 has passed"),
+                "{}",
+                errors[0]
+            );
+        }
+        // An amendment keeps the validity the licence has.
+        validate(
+            &food_type(),
+            &input,
+            Door::Amendment,
+            TODAY,
+            || unreachable!(),
+        )
+        .unwrap();
+        // Ending today is still in force.
+        input.valid_until = Some("2026-11-29".into());
+        validate(&food_type(), &input, Door::Issue, TODAY, || unreachable!()).unwrap();
+    }
+
+    #[test]
+    fn a_stock_licence_needs_its_number_and_start_date() {
+        let mut input = good_input();
+        input.number = Some(" ".into());
+        input.valid_from = None;
+        let errors = validate(
+            &food_type(),
+            &input,
+            Door::Conversion,
+            TODAY,
+            || unreachable!(),
+        )
+        .unwrap_err()
+        .0;
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["number", "valid_from"], "{errors:?}");
+        assert!(errors[0].reason.contains("keeps the number printed"));
+        // A new licence gets both.
+        input.number = None;
+        let record = validate(&food_type(), &input, Door::Issue, TODAY, || "N1".into()).unwrap();
+        assert_eq!((record.number.as_str(), record.valid_from), ("N1", TODAY));
     }
 
     #[test]
@@ -391,7 +601,7 @@ mod tests {
                 .insert(def.key.clone(), json!(def.example.clone().unwrap()));
         }
         input.fields.insert("contract_price".into(), json!(18650));
-        let record = validate(permit, &input, TODAY, || "330122-1".into()).unwrap();
+        let record = validate(permit, &input, Door::Issue, TODAY, || "330122-1".into()).unwrap();
         assert_eq!(record.number, "330122-1");
         assert_eq!(record.valid_from, TODAY);
         assert_eq!(

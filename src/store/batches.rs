@@ -24,6 +24,8 @@ pub struct NewBatch<'a> {
     pub all_or_nothing: bool,
     /// `queued` for an HTTP job, `running` for the command line.
     pub state: &'a str,
+    /// The holder and length in seconds of the lease a running run starts with.
+    pub lease: Option<(&'a str, i64)>,
 }
 
 /// A conversion run as stored.
@@ -125,13 +127,15 @@ const BATCH_COLUMNS: &str =
 
 impl Store {
     pub async fn create_batch(&self, new: &NewBatch<'_>) -> Result<()> {
+        let now = time_util::now();
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO batches (id, created_at, actor, source, state, upload, all_or_nothing,
-                department, roles) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                department, roles, lease_holder, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(new.id)
-        .bind(time_util::format_rfc3339(time_util::now()))
+        .bind(time_util::format_rfc3339(now))
         .bind(new.actor)
         .bind(new.source)
         .bind(new.state)
@@ -139,6 +143,11 @@ impl Store {
         .bind(i64::from(new.all_or_nothing))
         .bind(new.department)
         .bind(new.roles)
+        .bind(new.lease.map_or("", |(holder, _)| holder))
+        .bind(
+            new.lease
+                .map_or(0, |(_, seconds)| now.unix_timestamp() + seconds),
+        )
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -196,6 +205,7 @@ impl Store {
     pub async fn commit_batch_chunk(
         &self,
         batch_id: &str,
+        holder: &str,
         licences: &[NewLicence<'_>],
         rows: &[BatchRow],
         done_line: u64,
@@ -231,17 +241,24 @@ impl Store {
             query.execute(&mut *tx).await?;
         }
         let count = |outcome: &str| results.iter().filter(|r| r.outcome == outcome).count() as i64;
-        sqlx::query(
+        let held = sqlx::query(
             "UPDATE batches SET done_line = $1, issued = issued + $2, skipped = skipped + $3,
-                rejected = rejected + $4 WHERE id = $5",
+                rejected = rejected + $4
+             WHERE id = $5 AND lease_holder = $6 AND state = 'running'",
         )
         .bind(done_line as i64)
         .bind(count("issued"))
         .bind(count("skipped"))
         .bind(count("rejected"))
         .bind(batch_id)
+        .bind(holder)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if held == 0 {
+            // Dropping the transaction rolls back the licences and rows of this chunk.
+            return Err(StoreError::LeaseLost(batch_id.to_string()));
+        }
         tx.commit().await?;
         Ok(results)
     }
@@ -277,19 +294,84 @@ impl Store {
     }
 
     /// Ends a batch: `done`, or `failed` with the reason.
-    pub async fn finish_batch(&self, id: &str, state: &str, error: Option<&str>) -> Result<()> {
+    pub async fn finish_batch(
+        &self,
+        id: &str,
+        holder: &str,
+        state: &str,
+        error: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE batches SET state = $1, error = $2, finished_at = $3, lease_until = 0 WHERE id = $4",
+        let held = sqlx::query(
+            "UPDATE batches SET state = $1, error = $2, finished_at = $3, lease_until = 0
+             WHERE id = $4 AND lease_holder = $5 AND state = 'running'",
         )
         .bind(state)
         .bind(error)
         .bind(time_util::format_rfc3339(time_util::now()))
         .bind(id)
+        .bind(holder)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if held == 0 {
+            return Err(StoreError::LeaseLost(id.to_string()));
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Marks `interrupted` every folder run (`convert` from the command line) whose process died:
+    /// still running, its lease run out or its holder known to be gone. Each gets its `batch.convert` audit record in the same
+    /// transaction. Returns the runs marked.
+    pub async fn interrupt_abandoned_runs(
+        &self,
+        holder_is_gone: impl Fn(&str) -> bool,
+    ) -> Result<Vec<BatchRecord>> {
+        let now = time_util::now();
+        let mut tx = self.begin_write().await?;
+        let sql = format!(
+            "SELECT {BATCH_COLUMNS}, lease_holder, lease_until FROM batches
+             WHERE state = 'running' AND upload IS NULL ORDER BY created_at"
+        );
+        let mut abandoned = Vec::new();
+        for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
+            let lease_until: i64 = row.try_get("lease_until")?;
+            let holder: String = row.try_get("lease_holder")?;
+            if lease_until < now.unix_timestamp() || holder_is_gone(&holder) {
+                abandoned.push(batch_record(&row)?);
+            }
+        }
+        if abandoned.is_empty() {
+            return Ok(abandoned);
+        }
+        let reason = "interrupted: the process running it stopped before the end (killed or \
+                      crashed); the rows it committed stay, convert the batch again to go on";
+        let mut audits = Vec::new();
+        for run in &abandoned {
+            sqlx::query(
+                "UPDATE batches SET state = 'interrupted', error = $1, finished_at = $2,
+                    lease_until = 0 WHERE id = $3 AND state = 'running'",
+            )
+            .bind(reason)
+            .bind(time_util::format_rfc3339(now))
+            .bind(&run.id)
+            .execute(&mut *tx)
+            .await?;
+            audits.push(crate::audit::Entry {
+                outcome: "failed: interrupted".into(),
+                detail: format!(
+                    "issued {}, skipped {}, rejected {}; {reason}",
+                    run.issued, run.skipped, run.rejected
+                ),
+                department: run.department.clone(),
+                ..crate::audit::Entry::new(&run.actor, &run.source, "batch.convert", &run.id)
+            });
+        }
+        self.append_audit_many_in(&mut tx, &audits.iter().collect::<Vec<_>>())
+            .await?;
+        tx.commit().await?;
+        Ok(abandoned)
     }
 
     /// A batch's row outcomes after `after_line`, in line order, at most `limit`.

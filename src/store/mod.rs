@@ -57,6 +57,10 @@ pub enum StoreError {
         "the licence was changed by someone else at the same moment; look at it again and retry"
     )]
     Conflict,
+    /// A conversion run's lease was taken by another process (this one stalled past it) or
+    /// the run has ended: this process may no longer commit to it.
+    #[error("batch {0}: this process no longer holds the run (another took it up, or it ended)")]
+    LeaseLost(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// A large blob could not be read to its end while it was stored in parts.
@@ -503,6 +507,15 @@ impl Store {
         Ok(())
     }
 
+    /// Appends audit records on their own, in order, in one transaction.
+    pub async fn append_audit_all(&self, entries: &[Entry]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        self.append_audit_many_in(&mut tx, &entries.iter().collect::<Vec<_>>())
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Appends an audit record inside `tx`, chained to the last one.
     async fn append_audit_in(
         &self,
@@ -525,25 +538,31 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
         }
-        let mut prev: String = sqlx::query("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1")
+        let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.try_get("hash"))
-            .transpose()?
-            .unwrap_or_else(|| audit::GENESIS.to_string());
+            .await?;
+        let (mut seq, mut prev): (i64, String) = match last {
+            Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+            None => (0, audit::GENESIS.to_string()),
+        };
         let at = time_util::format_rfc3339(time_util::now());
-        // 10 parameters a record: 100 records a statement.
-        for chunk in entries.chunks(100) {
+        // 11 parameters a record: 90 records a statement.
+        for chunk in entries.chunks(90) {
             let sql = format!(
-                "INSERT INTO audit (at, actor, source, action, target, outcome, detail, department,
-                                    prev_hash, hash)
+                "INSERT INTO audit (seq, at, actor, source, action, target, outcome, detail,
+                                    department, prev_hash, hash)
                  VALUES {}",
-                placeholders(chunk.len(), 10)
+                placeholders(chunk.len(), 11)
             );
             let mut query = sqlx::query(&sql);
             for entry in chunk {
+                let entry = &entry.storable();
                 let hash = audit::record_hash(&prev, &at, entry);
+                // One past the last, under the chain's lock: a rolled-back append leaves no hole
+                // (a PostgreSQL sequence would have spent its number).
+                seq += 1;
                 query = query
+                    .bind(seq)
                     .bind(at.clone())
                     .bind(entry.actor.clone())
                     .bind(entry.source.clone())
