@@ -157,6 +157,7 @@ pub async fn sign(app: &App, count: usize) -> anyhow::Result<Vec<Report>> {
                 directory_version: full.directory_version,
                 prev: None,
                 status_index: 1,
+                verify_base: stored.verify_base.clone(),
             },
         );
         std::hint::black_box(version);

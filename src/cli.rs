@@ -86,6 +86,9 @@ pub enum Command {
     /// The trust list verifiers start from.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Deployment facts every process shares: the public address in QR codes.
+    #[command(subcommand)]
+    Register(RegisterCommand),
     /// Signed status lists, for offline verifiers.
     #[command(subcommand, name = "status-list")]
     StatusList(StatusListCommand),
@@ -249,6 +252,17 @@ pub enum TokenCommand {
 pub enum AuditCommand {
     /// Check the hash chain; names the first broken record. Exit 0 when intact, 2 when broken.
     Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegisterCommand {
+    /// The public address (VERIFY_BASE) new QR codes and PDFs are made with.
+    Show,
+    /// Change the public address of new QR codes and PDFs; existing versions keep theirs.
+    SetVerifyBase {
+        /// The service's public URL, e.g. https://zz.example.gov.cn
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -488,6 +502,23 @@ async fn with_app(app: &App, command: Command, json: bool) -> Result<i32, AppErr
         }
         Command::Licence(command) => licence(app, &actor, command, json).await?,
         Command::Keys(command) => keys(app, &actor, command, json).await?,
+        Command::Register(RegisterCommand::Show) => {
+            let verify_base = app.verify_base().await?;
+            print(
+                json,
+                &serde_json::json!({"verify_base": verify_base}),
+                || verify_base.clone(),
+            );
+        }
+        Command::Register(RegisterCommand::SetVerifyBase { url }) => {
+            let change = app.set_verify_base(&actor, &url).await?;
+            print(json, &change, || {
+                format!(
+                    "verify base {} -> {}\n{}",
+                    change.previous, change.verify_base, change.existing_versions
+                )
+            });
+        }
         Command::Token(TokenCommand::Create {
             department,
             roles,

@@ -16,8 +16,13 @@ pub struct Settings {
     /// `sqlite:…` or `postgres://…`; the SQLite file in the data dir by default.
     pub database_url: DatabaseUrl,
     pub listen: String,
-    /// The public URL put in QR codes, uppercase (QR alphanumeric mode).
+    /// The public URL put in QR codes, uppercase (QR alphanumeric mode). What counts is the
+    /// register's (SPEC §12): this value only initialises it, and is compared with it.
     pub verify_base: String,
+    /// Whether `verify_base` was configured, rather than derived from the listen address.
+    pub verify_base_configured: bool,
+    /// Development mode (`ELICENCE_MODE=development`): a loopback verify base is allowed.
+    pub development: bool,
     pub library_url: Option<String>,
     /// The HMAC key of push deliveries: never printed (its Debug says `[REDACTED]`).
     pub library_secret: Option<SecretString>,
@@ -132,6 +137,7 @@ struct FileSettings {
     database_url: Option<String>,
     listen: Option<String>,
     verify_base: Option<String>,
+    mode: Option<String>,
     library_url: Option<String>,
     library_secret: Option<String>,
     templates_dir: Option<PathBuf>,
@@ -214,13 +220,24 @@ impl Settings {
         );
         let listen =
             pick("ELICENCE_LISTEN", from_file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
-        let verify_base = pick("ELICENCE_VERIFY_BASE", from_file.verify_base)
-            .unwrap_or_else(|| format!("http://{listen}"));
+        let configured_verify_base = pick("ELICENCE_VERIFY_BASE", from_file.verify_base);
+        let verify_base_configured = configured_verify_base.is_some();
+        let verify_base = configured_verify_base.unwrap_or_else(|| format!("http://{listen}"));
         let verify_base =
             qr::normalise_verify_base(&verify_base).map_err(|e| ConfigError::Value {
                 name: "ELICENCE_VERIFY_BASE",
                 reason: e.to_string(),
             })?;
+        let development = match pick("ELICENCE_MODE", from_file.mode).as_deref() {
+            None | Some("production") => false,
+            Some("development") => true,
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    name: "ELICENCE_MODE",
+                    reason: format!("{other:?} is neither \"production\" nor \"development\""),
+                })
+            }
+        };
         // A whole number from the environment or the file, at least `least`.
         let whole =
             |name: &'static str, file_value: Option<u64>, default: u64, least: u64| match pick(
@@ -331,6 +348,8 @@ impl Settings {
             database_url,
             listen,
             verify_base,
+            verify_base_configured,
+            development,
             library_url: pick("ELICENCE_LIBRARY_URL", from_file.library_url),
             library_secret: pick("ELICENCE_LIBRARY_SECRET", from_file.library_secret)
                 .map(SecretString::from),
@@ -426,6 +445,32 @@ mod tests {
         std::fs::write(&file, "colour = 1\n").unwrap();
         let err = Settings::load_from(Some(&file), |_| None).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn development_mode_is_named_explicitly_and_off_by_default() {
+        let mode = |value: &str| {
+            Settings::load_from(None, |k| (k == "ELICENCE_MODE").then(|| value.to_string()))
+        };
+        assert!(!Settings::load_from(None, |_| None).unwrap().development);
+        assert!(mode("development").unwrap().development);
+        assert!(!mode("production").unwrap().development);
+        let err = mode("dev").unwrap_err().to_string();
+        assert!(
+            err.contains("ELICENCE_MODE") && err.contains("\"dev\""),
+            "{err}"
+        );
+        let configured = |k: &str| (k == "ELICENCE_VERIFY_BASE").then(|| "https://a.cn".into());
+        assert!(
+            Settings::load_from(None, configured)
+                .unwrap()
+                .verify_base_configured
+        );
+        assert!(
+            !Settings::load_from(None, |_| None)
+                .unwrap()
+                .verify_base_configured
+        );
     }
 
     #[test]

@@ -434,6 +434,7 @@ pub(crate) mod tests {
                 directory_version: 1,
                 prev: None,
                 status_index: 77,
+                verify_base: "HTTPS://ZZ.EXAMPLE.GOV.CN".into(),
             },
         )
         .qr_token

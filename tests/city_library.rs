@@ -55,6 +55,8 @@ async fn the_receiver_holds_exactly_the_services_events_each_verified() {
             .env("ELICENCE_TEMPLATES_DIR", templates_dir())
             .env("ELICENCE_DATABASE_URL", &database.url)
             .env("ELICENCE_LISTEN", format!("127.0.0.1:{service_port}"))
+            // QR codes on the loopback address it listens on.
+            .env("ELICENCE_MODE", "development")
             .env(
                 "ELICENCE_LIBRARY_URL",
                 format!("http://127.0.0.1:{library_port}"),

@@ -284,8 +284,9 @@ async fn audit_verify_names_the_first_record_edited_or_deleted_in_the_database()
     }
     let out = cli.run(&["audit", "verify"]);
     assert_eq!(code(&out), 0);
-    // The first start made a signer for each of the three departments (audited), then 3 issues.
-    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 6 records"));
+    // The first start made the register (audited) and a signer for each of the three departments
+    // (audited), then 3 issues.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 7 records"));
 
     // Someone with database access removes the append-only guard and rewrites history.
     let pool = raw_pool(&cli.database.url).await;

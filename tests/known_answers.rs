@@ -64,6 +64,7 @@ fn vector_version() -> elicence::licence::LicenceVersion {
             directory_version: 3,
             prev: Some("2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae".into()),
             status_index: 123_456,
+            verify_base: "HTTPS://ZZ.EXAMPLE.GOV.CN".into(),
         },
     )
 }

@@ -428,6 +428,7 @@ async fn token_create_at_the_command_line_refuses_a_library_token_with_a_departm
         .env("ELICENCE_KEYS_DIR", dir.path().join("keys"))
         .env("ELICENCE_TEMPLATES_DIR", templates_dir())
         .env("ELICENCE_DATABASE_URL", &database.url)
+        .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

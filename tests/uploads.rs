@@ -37,6 +37,7 @@ impl Server {
                 "ELICENCE_KEYS_DIR" => Some(defaults.keys_dir.display().to_string()),
                 "ELICENCE_TEMPLATES_DIR" => Some(defaults.templates_dir.display().to_string()),
                 "ELICENCE_DATABASE_URL" => Some(database.url.clone()),
+                "ELICENCE_VERIFY_BASE" => Some(defaults.verify_base.clone()),
                 _ => None,
             };
             overrides
@@ -483,6 +484,7 @@ async fn the_command_line_refuses_a_folder_whose_manifest_has_a_line_over_the_li
         .env("ELICENCE_TEMPLATES_DIR", templates_dir())
         .env("ELICENCE_DATABASE_URL", &database.url)
         .env("ELICENCE_MAX_MANIFEST_LINE_BYTES", "200")
+        .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

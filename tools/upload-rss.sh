@@ -18,6 +18,8 @@ work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 export ELICENCE_DATA_DIR=$work/data ELICENCE_KEYS_DIR=$work/keys ELICENCE_LISTEN=127.0.0.1:18931
 export ELICENCE_TEMPLATES_DIR=$PWD/templates RUST_LOG=warn
+# QR codes on the loopback address it listens on: development mode allows them.
+export ELICENCE_MODE=development
 [ -n "${1:-}" ] && export ELICENCE_DATABASE_URL=$1
 base=http://$ELICENCE_LISTEN
 

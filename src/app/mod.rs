@@ -9,12 +9,14 @@
 pub mod health;
 mod licences;
 pub mod permissions;
+mod register;
 mod signers;
 mod tokens;
 mod verification;
 mod views;
 
 pub use permissions::{Action, Scope};
+pub use register::{VerifyBaseChange, EXISTING_VERSIONS_KEEP_THEIR_ADDRESS};
 pub use views::{Amendment, EventView, HolderView, Issued, LicenceView, Renewal, VersionView};
 
 use std::sync::{Arc, RwLock};
@@ -29,7 +31,6 @@ use crate::identifiers::{IdError, TypeCode, Uscc};
 use crate::licence::ValidationErrors;
 use crate::render::Renderer;
 use crate::signing::keys::{KeyError, KeyRing};
-use crate::signing::qr;
 use crate::signing::trust::TrustStore;
 use crate::store::{Store, StoreError};
 use crate::verify_cache::VerifyCache;
@@ -170,6 +171,13 @@ impl App {
             .prepare_data_dir()
             .map_err(|e| AppError::Config(e.to_string()))?;
         let store = Store::open(settings.database_url.expose()).await?;
+        if settings.development {
+            tracing::warn!(
+                "DEVELOPMENT MODE (ELICENCE_MODE=development): a loopback verify base is allowed, \
+                 so QR codes may name an address no phone can reach. Never run a deployment so."
+            );
+        }
+        register::open_verify_base(&store, &settings).await?;
         let directory_version = store
             .record_directory(&directory.digest, &directory.to_json())
             .await?;
@@ -217,10 +225,6 @@ impl App {
     fn type_of(&self, code: &str) -> Result<&LicenceType> {
         let code = TypeCode::parse(code)?;
         self.licence_type(&code)
-    }
-
-    pub fn qr_text(&self, token: &[u8]) -> String {
-        qr::qr_text(&self.settings.verify_base, token)
     }
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, KeyRing> {

@@ -32,10 +32,12 @@ pub enum Action {
     ManageTokens,
     /// Rotate and revoke signer keys.
     ManageKeys,
+    /// Change the register's deployment facts (the public address in QR codes).
+    ManageRegister,
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Action::IssueLicence,
         Action::ChangeLicence,
         Action::ReadLicence,
@@ -45,6 +47,7 @@ impl Action {
         Action::ReadBatch,
         Action::ManageTokens,
         Action::ManageKeys,
+        Action::ManageRegister,
     ];
 
     /// What the action is, as a refusal names it ("… may not {describe}").
@@ -59,6 +62,7 @@ impl Action {
             Action::ReadBatch => "read conversion jobs",
             Action::ManageTokens => "manage API tokens",
             Action::ManageKeys => "manage signer keys",
+            Action::ManageRegister => "change the register",
         }
     }
 }
@@ -199,12 +203,12 @@ mod tests {
     /// than derived so that a change to [`Role::grants`] has to change this table too.
     #[rustfmt::skip]
     const GRANTS: [(Option<Role>, &str); 5] = [
-        //                   issue change read feed audit convert job tokens keys
-        (Some(Role::Clerk),   "X     .      X    .    .     X       X   .      ."),
-        (Some(Role::Officer), ".     X      X    .    .     .       .   .      ."),
-        (Some(Role::Library), ".     .      X    X    .     .       .   .      ."),
-        (Some(Role::Admin),   "X     X      X    X    X     X       X   X      X"),
-        (None,                ".     .      .    .    .     .       .   .      ."),
+        //                   issue change read feed audit convert job tokens keys register
+        (Some(Role::Clerk),   "X     .      X    .    .     X       X   .      .    ."),
+        (Some(Role::Officer), ".     X      X    .    .     .       .   .      .    ."),
+        (Some(Role::Library), ".     .      X    X    .     .       .   .      .    ."),
+        (Some(Role::Admin),   "X     X      X    X    X     X       X   X      X    X"),
+        (None,                ".     .      .    .    .     .       .   .      .    ."),
     ];
 
     /// The whole table: role (clerk, officer, library, admin, none) × the actor's department

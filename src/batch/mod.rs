@@ -721,6 +721,8 @@ async fn issue(
     // Once a chunk: a rotation made meanwhile by any process signs the rest with the new key.
     app.sync_keys().await?;
     let reserving = Instant::now();
+    // Read once a chunk: a change of the register reaches a running job at its next chunk.
+    let verify_base = app.verify_base().await?;
     // Reservations: a serial range per type, status indexes per issuer.
     let mut serials: HashMap<TypeCode, u64> = HashMap::new();
     let mut indexes: HashMap<String, Vec<u64>> = HashMap::new();
@@ -769,7 +771,14 @@ async fn issue(
                 let t = worker.licence_type(&p.type_code)?;
                 p.record.scan = Some(p.scan.sha256.clone());
                 let signing = Instant::now();
-                let version = worker.sign_reserved(t, key.version(1), p.record, None, index)?;
+                let version = worker.sign_reserved(
+                    t,
+                    key.version(1),
+                    p.record,
+                    None,
+                    index,
+                    verify_base.clone(),
+                )?;
                 clock_in.add(Stage::Sign, signing);
                 let rendering = Instant::now();
                 let pdf = worker.render_new(t, &version)?;

@@ -157,7 +157,7 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(address = %listener.local_addr()?, verify_base = %app.settings.verify_base, "serving");
+    tracing::info!(address = %listener.local_addr()?, verify_base = %app.verify_base().await?, "serving");
     let app = Arc::new(app);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let pusher = match (&app.settings.library_url, &app.settings.library_secret) {

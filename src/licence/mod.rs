@@ -246,6 +246,9 @@ pub struct LicenceVersion {
     /// Hex SHA-256 of the full record's payload bytes (what the next version's `prev` holds).
     pub payload_hash: String,
     pub kid: Vec<u8>,
+    /// The public address its QR text and PDF use (uppercase; not signed: a verifier reads the
+    /// token after `/V/`, whatever the host).
+    pub verify_base: String,
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct Unsigned<'a> {
     pub directory_version: i64,
     pub prev: Option<String>,
     pub status_index: u64,
+    /// The public address its QR text and PDF will use (the register's, SPEC §12).
+    pub verify_base: String,
 }
 
 /// Signs a version twice — the full record and the QR token — with the department's key.
@@ -61,5 +63,6 @@ pub fn sign_version(key: &SigningKey, kid: [u8; 8], v: Unsigned<'_>) -> LicenceV
         qr_token,
         payload_hash: data_encoding::HEXLOWER.encode(&record_hash),
         kid: kid.to_vec(),
+        verify_base: v.verify_base,
     }
 }

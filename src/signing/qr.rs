@@ -30,6 +30,22 @@ pub fn normalise_verify_base(base: &str) -> Result<String, QrError> {
     Ok(upper)
 }
 
+/// The host of a normalised verify base when no phone could reach it: a loopback name or
+/// address (`localhost`, 127.0.0.0/8; `::1` cannot be written in the QR character set) or the
+/// unspecified address 0.0.0.0 that a listen address may be. None for any other host.
+pub fn unreachable_host(verify_base: &str) -> Option<&str> {
+    let after_scheme = verify_base
+        .split_once("://")
+        .map_or(verify_base, |(_, rest)| rest);
+    let authority = after_scheme.split('/').next().unwrap_or_default();
+    let host = authority.split(':').next().unwrap_or_default();
+    let loopback_name = host == "LOCALHOST" || host.ends_with(".LOCALHOST");
+    let loopback_address = host
+        .parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+    (loopback_name || loopback_address).then_some(host)
+}
+
 /// `{VERIFY_BASE}/V/{B32}` for a QR token's COSE_Sign1 bytes.
 pub fn qr_text(verify_base: &str, token: &[u8]) -> String {
     format!("{verify_base}/V/{}", BASE32_NOPAD.encode(token))
@@ -321,6 +337,30 @@ mod tests {
         assert_eq!(token_from_text("2KCAC").unwrap(), vec![0xd2, 0x84, 0x01]);
         assert_eq!(token_from_text("2kcac"), Err(QrError::Base32));
         assert!(normalise_verify_base("https://x.cn/?a=b").is_err());
+    }
+
+    #[test]
+    fn a_loopback_or_unspecified_verify_base_is_named_unreachable() {
+        for (base, host) in [
+            ("http://127.0.0.1:8080", "127.0.0.1"),
+            ("http://127.1.2.3", "127.1.2.3"),
+            ("https://localhost/licences", "LOCALHOST"),
+            ("http://app.localhost:8080", "APP.LOCALHOST"),
+            ("http://0.0.0.0:9000", "0.0.0.0"),
+            ("localhost:8080", "LOCALHOST"),
+        ] {
+            let base = normalise_verify_base(base).unwrap();
+            assert_eq!(unreachable_host(&base), Some(host), "{base}");
+        }
+        for base in [
+            "https://zz.example.gov.cn",
+            "http://10.0.0.1:8080",
+            "https://localhost.example.cn",
+            "http://128.0.0.1",
+        ] {
+            let base = normalise_verify_base(base).unwrap();
+            assert_eq!(unreachable_host(&base), None, "{base}");
+        }
     }
 
     /// The smallest version that holds `text` in byte mode, for comparison.

@@ -24,6 +24,7 @@ use crate::time_util;
 mod batches;
 mod signers;
 pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RowResult};
+mod register;
 pub use signers::{Revocation, WhenActive};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -109,6 +110,8 @@ pub struct StoredVersion {
     pub payload_hash: String,
     pub full_record: Vec<u8>,
     pub qr_token: Vec<u8>,
+    /// The public address its QR text and PDF were made with (uppercase).
+    pub verify_base: String,
 }
 
 impl StoredVersion {
@@ -352,7 +355,7 @@ impl Store {
     ) -> Result<Vec<Inserted>> {
         self.lock_event_order(tx).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        // 13 parameters a version row: 2,600 per statement, well inside both backends' limits.
+        // 14 parameters a version row: 2,800 per statement, well inside both backends' limits.
         for chunk in batch.chunks(200) {
             outcomes.extend(self.insert_chunk(tx, chunk).await?);
         }
@@ -1050,9 +1053,13 @@ fn version_start(row: &AnyRow) -> Result<VersionStart> {
     })
 }
 
+/// A version made before the register existed has no verify base of its own: it was made with
+/// the one recorded at initialisation.
 const VERSION_COLUMNS: &str =
-    "SELECT version, identifier, issued_at, status_index, kid, payload_hash,
-    full_record, qr_token FROM versions";
+    "SELECT version, identifier, issued_at, status_index, kid, payload_hash, full_record, qr_token,
+    COALESCE(verify_base, (SELECT value FROM register WHERE key = 'initial_verify_base'))
+        AS verify_base
+    FROM versions";
 
 fn version_row(row: &AnyRow) -> Result<StoredVersion> {
     Ok(StoredVersion {
@@ -1064,6 +1071,9 @@ fn version_row(row: &AnyRow) -> Result<StoredVersion> {
         payload_hash: row.try_get("payload_hash")?,
         full_record: row.try_get("full_record")?,
         qr_token: row.try_get("qr_token")?,
+        verify_base: row
+            .try_get::<Option<String>, _>("verify_base")?
+            .ok_or_else(|| StoreError::Corrupt("the register has no initial_verify_base".into()))?,
     })
 }
 
@@ -1116,18 +1126,19 @@ fn bind_version<'q>(
         .bind(v.payload_hash.clone())
         .bind(v.full_record.clone())
         .bind(v.qr_token.clone())
+        .bind(v.verify_base.clone())
 }
 
 const INSERT_VERSIONS: &str = "INSERT INTO versions (licence, version, identifier, issued_at,
     valid_from, valid_until, directory_version, issuer, status_index, kid, payload_hash,
-    full_record, qr_token) VALUES ";
+    full_record, qr_token, verify_base) VALUES ";
 
 async fn insert_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     licence_pk: i64,
     v: &LicenceVersion,
 ) -> Result<()> {
-    let sql = format!("{INSERT_VERSIONS}{}", placeholders(1, 13));
+    let sql = format!("{INSERT_VERSIONS}{}", placeholders(1, 14));
     bind_version(sqlx::query(&sql), licence_pk, v)
         .execute(&mut **tx)
         .await?;
@@ -1139,7 +1150,7 @@ async fn insert_versions(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     new: &[(i64, &NewLicence<'_>, &String)],
 ) -> Result<()> {
-    let sql = format!("{INSERT_VERSIONS}{}", placeholders(new.len(), 13));
+    let sql = format!("{INSERT_VERSIONS}{}", placeholders(new.len(), 14));
     let mut query = sqlx::query(&sql);
     for (pk, licence, _) in new {
         query = bind_version(query, *pk, licence.version);
