@@ -439,7 +439,7 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         } => {
             let app = std::sync::Arc::new(App::open(settings).await?);
             let code = convert(&app, &batch, all_or_nothing, report, json).await;
-            app.store.close().await;
+            app.close().await;
             code
         }
         Command::Serve { verify_per_minute } => {
@@ -456,7 +456,7 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         command => {
             let app = App::open(settings).await?;
             let code = with_app(&app, command, json).await;
-            app.store.close().await;
+            app.close().await;
             code
         }
     }
@@ -967,7 +967,7 @@ async fn directory(
             }
         }
     }
-    app.store.close().await;
+    app.close().await;
     Ok(0)
 }
 

@@ -412,6 +412,11 @@ async fn a_run_whose_lease_was_taken_commits_nothing_more() {
         audit_before + 1,
         "only the run's own failure"
     );
+    let last = records.last().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.outcome.as_str()),
+        ("batch.convert", "failed: lease_lost")
+    );
     let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
     assert_eq!(
         seqs,

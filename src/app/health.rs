@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -15,9 +16,15 @@ use crate::time_util;
 /// the count itself is recorded when writes work again. 10,000 records are a few MB.
 const MAX_HELD_RECORDS: usize = 10_000;
 
+/// How long after a failed attempt held records are tried again: while writes fail, every
+/// request would otherwise retry the whole backlog on the one writer.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 pub struct WriteHealth {
     state: Mutex<State>,
+    /// One flush at a time, so held records are appended in the order they were held.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -25,6 +32,7 @@ struct State {
     failing: Option<Failure>,
     held: VecDeque<Entry>,
     dropped: u64,
+    last_failed_flush: Option<Instant>,
 }
 
 /// Since when writes fail, and why (the store's own words).
@@ -32,6 +40,15 @@ struct State {
 pub struct Failure {
     pub since: String,
     pub cause: String,
+}
+
+/// The cause `/readyz` shows anyone: a full disk by name; anything else only as a refused write,
+/// since a database's own message may name files, hosts or statements (it goes to the log).
+pub fn public_cause(error: &crate::store::StoreError) -> String {
+    match error {
+        crate::store::StoreError::Full => error.to_string(),
+        _ => "the database refused a write (the cause is in the log)".into(),
+    }
 }
 
 /// The record of audit records dropped while writes failed.
@@ -105,9 +122,29 @@ impl WriteHealth {
         (held, std::mem::take(&mut state.dropped))
     }
 
-    /// Puts records taken with [`WriteHealth::take_held`] back in front, in their order.
+    /// The right to flush held records: None while another flush runs, or within [`RETRY_AFTER`]
+    /// of a failed one unless `now` (a write just worked).
+    pub fn flush_turn(&self, now: bool) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let recently_failed = self
+            .state()
+            .last_failed_flush
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        if recently_failed && !now {
+            return None;
+        }
+        self.flushing.try_lock().ok()
+    }
+
+    /// Waits for the right to flush, whatever happened before (a process about to exit).
+    pub async fn last_flush_turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.flushing.lock().await
+    }
+
+    /// Puts records taken with [`WriteHealth::take_held`] back in front, in their order: the
+    /// flush that took them failed.
     pub fn give_back(&self, records: Vec<Entry>, dropped: u64) {
         let mut state = self.state();
+        state.last_failed_flush = Some(Instant::now());
         state.dropped += dropped;
         for entry in records.into_iter().rev() {
             state.held.push_front(entry);

@@ -243,7 +243,7 @@ impl App {
         let result = write(&entry).await;
         if result.is_ok() {
             self.write_health.write_succeeded();
-            self.flush_held_audit().await;
+            self.flush_held_audit_after_a_write().await;
         }
         self.audit_failure(entry, &result).await;
         result
@@ -276,6 +276,7 @@ impl AppError {
             AppError::Store(StoreError::Conflict) => "conflict",
             AppError::Store(StoreError::Full) => "store_full",
             AppError::Store(StoreError::LeaseLost(_)) => "lease_lost",
+            AppError::Store(StoreError::SignerRevoked(_)) => "signer_revoked",
             AppError::Store(_) => "store",
             AppError::Keys(_) => "keys",
             AppError::Directory(_) => "directory",

@@ -138,24 +138,51 @@ impl App {
 
     /// Appends an audit record on its own; when the store refuses it, the record is held and
     /// appended once writes work again (see [`super::health`]), and the service is unready.
+    /// While records are held, a new one joins them, so the trail keeps their order.
     pub(crate) async fn append_audit_or_hold(&self, entry: Entry) {
-        self.flush_held_audit().await;
+        if self.write_health.has_held() {
+            self.write_health.hold(entry);
+            self.flush_held_audit().await;
+            return;
+        }
         match self.store.append_audit(&entry).await {
             Ok(()) => self.write_health.write_succeeded(),
             Err(e) => {
                 tracing::error!(error = %e, action = entry.action, "could not append an audit record: held");
-                self.write_health.write_failed(&e.to_string());
+                self.write_health
+                    .write_failed(&super::health::public_cause(&e));
                 self.write_health.hold(entry);
             }
         }
     }
 
-    /// Appends the audit records held while writes failed, if any; true when none is left.
+    /// Appends the audit records held while writes failed, if any and if no other flush is
+    /// running or failed within the last second; true when none is left.
     pub async fn flush_held_audit(&self) -> bool {
+        self.flush_held_audit_if(false).await
+    }
+
+    /// The same right after a write succeeded: the store takes writes, so try at once.
+    pub(crate) async fn flush_held_audit_after_a_write(&self) -> bool {
+        self.flush_held_audit_if(true).await
+    }
+
+    async fn flush_held_audit_if(&self, a_write_just_worked: bool) -> bool {
         if !self.write_health.has_held() {
             return true;
         }
+        match self.write_health.flush_turn(a_write_just_worked) {
+            Some(_turn) => self.append_held_audit().await,
+            None => false,
+        }
+    }
+
+    /// Appends every held record now, in order, in one transaction; true when it worked.
+    async fn append_held_audit(&self) -> bool {
         let (held, dropped) = self.write_health.take_held();
+        if held.is_empty() && dropped == 0 {
+            return true;
+        }
         let mut records = held.clone();
         if dropped > 0 {
             records.push(super::health::dropped_note(dropped));
@@ -171,10 +198,31 @@ impl App {
             }
             Err(e) => {
                 self.write_health.give_back(held, dropped);
-                self.write_health.write_failed(&e.to_string());
+                self.write_health
+                    .write_failed(&super::health::public_cause(&e));
                 false
             }
         }
+    }
+
+    /// Ends this process's use of the store: audit records still held are appended if the store
+    /// takes them now, else written to the log, the last place left; then the pools close.
+    pub async fn close(&self) {
+        let _turn = self.write_health.last_flush_turn().await;
+        if !self.append_held_audit().await {
+            for entry in self.write_health.take_held().0 {
+                tracing::error!(
+                    actor = entry.actor,
+                    source = entry.source,
+                    action = entry.action,
+                    target = entry.target,
+                    outcome = entry.outcome,
+                    detail = entry.detail,
+                    "audit record lost at exit: the store refused it"
+                );
+            }
+        }
+        self.store.close().await;
     }
 
     /// Appends the audit record of a failed attempt: `refused` when authorisation said no.
@@ -186,7 +234,8 @@ impl App {
         };
         entry.detail = error.to_string().chars().take(500).collect();
         if let AppError::Store(cause @ (StoreError::Full | StoreError::Database(_))) = error {
-            self.write_health.write_failed(&cause.to_string());
+            self.write_health
+                .write_failed(&super::health::public_cause(cause));
         }
         self.append_audit_or_hold(entry).await;
     }

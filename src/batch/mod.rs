@@ -243,14 +243,16 @@ pub async fn convert(
         .finish_batch(batch_id, lease.holder(), state, error.as_deref())
         .await
     {
-        // The run cannot be marked ended (a full disk): its record is kept until writes work.
+        // The run cannot be marked ended (a full disk, or another process took it up): its
+        // record says why, and is kept until writes work.
+        let e = AppError::from(e);
         let failed = Entry {
-            outcome: "failed: store".into(),
+            outcome: format!("failed: {}", e.code()),
             detail: format!("the run could not be marked {state}: {e}"),
             ..entry
         };
         app.append_audit_or_hold(failed).await;
-        return Err(e.into());
+        return Err(e);
     }
     let counts = Counts::of(&stored_batch(app, batch_id).await?);
     let audit = Entry {

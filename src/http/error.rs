@@ -53,7 +53,9 @@ pub fn status_of(e: &AppError) -> StatusCode {
         AppError::BadIdentifier(_) | AppError::BadInput(_) => StatusCode::BAD_REQUEST,
         AppError::NotFound(_) | AppError::UnknownType(_) => StatusCode::NOT_FOUND,
         AppError::Duplicate { .. } | AppError::State(_) => StatusCode::CONFLICT,
-        AppError::Store(StoreError::Conflict) => StatusCode::CONFLICT,
+        AppError::Store(StoreError::Conflict | StoreError::SignerRevoked(_)) => {
+            StatusCode::CONFLICT
+        }
         AppError::Forbidden(_) => StatusCode::FORBIDDEN,
         AppError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         AppError::Keys(KeyError::NoActiveSigner(_)) | AppError::Store(StoreError::Full) => {

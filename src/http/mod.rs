@@ -186,33 +186,19 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     if let Some(pusher) = pusher {
         let _ = pusher.await;
     }
-    app.store.close().await;
+    app.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Appends, every second until `stop`, the audit records held while writes failed, so the
-/// service is ready again as soon as space is back, without waiting for a request. At the stop,
-/// records that still cannot be appended go to the log: the last place they can be kept.
+/// service is ready again as soon as space is back, without waiting for a request.
 async fn append_held_audit(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => { app.flush_held_audit().await; }
-            _ = stop.changed() => break,
-        }
-    }
-    if !app.flush_held_audit().await {
-        for entry in app.write_health.take_held().0 {
-            tracing::error!(
-                actor = entry.actor,
-                source = entry.source,
-                action = entry.action,
-                target = entry.target,
-                outcome = entry.outcome,
-                detail = entry.detail,
-                "audit record lost at stop: the store refused it"
-            );
+            _ = stop.changed() => return,
         }
     }
 }

@@ -348,8 +348,11 @@ impl Store {
         let reason = "interrupted: the process running it stopped before the end (killed or \
                       crashed); the rows it committed stay, convert the batch again to go on";
         let mut audits = Vec::new();
-        for run in &abandoned {
-            sqlx::query(
+        let mut interrupted = Vec::new();
+        for run in abandoned {
+            // Only the process whose update marks the run records it: two processes looking at
+            // once (PostgreSQL lets both read it running) leave one audit record, not two.
+            let marked = sqlx::query(
                 "UPDATE batches SET state = 'interrupted', error = $1, finished_at = $2,
                     lease_until = 0 WHERE id = $3 AND state = 'running'",
             )
@@ -357,7 +360,11 @@ impl Store {
             .bind(time_util::format_rfc3339(now))
             .bind(&run.id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if marked == 0 {
+                continue;
+            }
             audits.push(crate::audit::Entry {
                 outcome: "failed: interrupted".into(),
                 detail: format!(
@@ -367,11 +374,12 @@ impl Store {
                 department: run.department.clone(),
                 ..crate::audit::Entry::new(&run.actor, &run.source, "batch.convert", &run.id)
             });
+            interrupted.push(run);
         }
         self.append_audit_many_in(&mut tx, &audits.iter().collect::<Vec<_>>())
             .await?;
         tx.commit().await?;
-        Ok(abandoned)
+        Ok(interrupted)
     }
 
     /// A batch's row outcomes after `after_line`, in line order, at most `limit`.

@@ -60,6 +60,12 @@ pub enum StoreError {
         "the licence was changed by someone else at the same moment; look at it again and retry"
     )]
     Conflict,
+    /// The signer of a version being stored was revoked meanwhile by another process.
+    #[error(
+        "the signer key {0} was revoked while the licence was being signed: nothing was stored; \
+         try again (it will be signed with the department's current key)"
+    )]
+    SignerRevoked(String),
     /// A conversion run's lease was taken by another process (this one stalled past it) or
     /// the run has ended: this process may no longer commit to it.
     #[error("batch {0}: this process no longer holds the run (another took it up, or it ended)")]
@@ -354,6 +360,8 @@ impl Store {
         batch: &[NewLicence<'_>],
     ) -> Result<Vec<Inserted>> {
         self.lock_event_order(tx).await?;
+        self.refuse_revoked_signers(tx, batch.iter().map(|n| n.version.kid.as_slice()))
+            .await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // 14 parameters a version row: 2,800 per statement, well inside both backends' limits.
         for chunk in batch.chunks(200) {
@@ -448,6 +456,8 @@ impl Store {
     ) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx).await?;
+        self.refuse_revoked_signers(&mut tx, std::iter::once(version.kid.as_slice()))
+            .await?;
         insert_version(&mut tx, licence.pk, version)
             .await
             .map_err(conflict_on_unique)?;

@@ -3,6 +3,7 @@
 //! bumps the version and appends its audit record; every process reads the version (one row) to
 //! know when to reload its keys. Private keys are not here: they stay in `keys/`.
 
+use data_encoding::HEXLOWER;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -103,6 +104,41 @@ impl Store {
                 .await?;
         }
         Ok(tx)
+    }
+
+    /// Refuses, inside a licence write's transaction, versions signed by a signer that another
+    /// process revoked after this one checked its keys: stored, they would verify as
+    /// `signer_revoked` at once. On PostgreSQL the signers lock is taken shared, so a revocation
+    /// waits for the licence writes in flight, and they for it.
+    pub(super) async fn refuse_revoked_signers(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        kids: impl Iterator<Item = &[u8]>,
+    ) -> Result<()> {
+        let mut kids: Vec<String> = kids.map(|kid| HEXLOWER.encode(kid)).collect();
+        kids.sort();
+        kids.dedup();
+        if kids.is_empty() {
+            return Ok(());
+        }
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+                .bind(SIGNERS_LOCK)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let sql = format!(
+            "SELECT kid FROM signers WHERE status = 'revoked' AND kid IN {}",
+            super::placeholders(1, kids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for kid in &kids {
+            query = query.bind(kid);
+        }
+        match query.fetch_optional(&mut **tx).await? {
+            Some(row) => Err(StoreError::SignerRevoked(row.try_get("kid")?)),
+            None => Ok(()),
+        }
     }
 
     /// Bumps the trust list version inside `tx`; returns the new one.
