@@ -505,3 +505,22 @@ async fn an_early_renewal_shows_as_pending_and_the_old_code_still_verifies() {
         "{printed}"
     );
 }
+
+/// A log that goes to a file or a journal (not a terminal) is plain text, without colour codes.
+#[tokio::test]
+async fn the_log_has_no_colour_codes_when_it_is_not_a_terminal() {
+    let cli = Cli::new().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_elicence"))
+        .args(["register", "show"])
+        .env("ELICENCE_DATA_DIR", cli.dir.path().join("data"))
+        .env("ELICENCE_KEYS_DIR", cli.dir.path().join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env("ELICENCE_DATABASE_URL", &cli.database.url)
+        .env("ELICENCE_MODE", "development")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("WARN"), "nothing was logged: {log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in the log: {log:?}");
+}
