@@ -85,7 +85,7 @@ impl App {
                 number: version.record.number.clone(),
                 existing,
             }),
-            None => Err(AppError::State("the store answered nothing".into())),
+            None => Err(AppError::Internal("the store answered nothing for an insert".into())),
         }
     }
 
@@ -175,7 +175,7 @@ impl App {
     ) -> Result<Vec<u8>> {
         self.renderer
             .render(licence_type, full, qr_text)
-            .map_err(|e| AppError::State(format!("rendering {identifier}: {e}")))
+            .map_err(|e| AppError::Internal(format!("rendering {identifier}: {e}")))
     }
 
     /// Archives a version's PDF on its first rendering, so that later requests serve these
@@ -272,7 +272,7 @@ impl App {
         version: &LicenceVersion,
     ) -> Result<Vec<u8>> {
         let full = FullRecord::from_signed(&version.full_record)
-            .map_err(|e| AppError::State(format!("{}: {e}", version.id)))?;
+            .map_err(|e| AppError::Internal(format!("{}: {e}", version.id)))?;
         self.render(
             licence_type,
             &full,

@@ -118,6 +118,8 @@ pub enum AppError {
         number: String,
         existing: String,
     },
+    /// A refusal: what the licence is now does not allow it (revoked, a renewal pending, …).
+    /// Failures of ours are [`AppError::Internal`], never this.
     #[error("{0}")]
     State(String),
     #[error("forbidden: {0}")]

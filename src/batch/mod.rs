@@ -837,7 +837,7 @@ async fn commit(
 ) -> Result<Vec<RowResult>> {
     let archiving = Instant::now();
     while let Some(done) = chunk.archive.join_next().await {
-        done.map_err(|e| AppError::State(format!("archiving: {e}")))??;
+        done.map_err(|e| AppError::Internal(format!("archiving: {e}")))??;
     }
     clock.add(Stage::Archive, archiving);
     let new: Vec<NewLicence<'_>> = chunk
@@ -862,7 +862,7 @@ async fn commit(
 async fn joined(handle: tokio::task::JoinHandle<Result<Vec<RowResult>>>) -> Result<Vec<RowResult>> {
     handle
         .await
-        .map_err(|e| AppError::State(format!("committing a chunk: {e}")))?
+        .map_err(|e| AppError::Internal(format!("committing a chunk: {e}")))?
 }
 
 fn tally(counts: &mut Counts, results: &[RowResult]) {
