@@ -109,11 +109,13 @@ pub enum Command {
     /// Write a synthetic batch of stock licences: manifest.csv, scans, expected-rejections.csv.
     #[command(name = "sample-batch")]
     SampleBatch {
+        /// How many manifest rows (licences) to write.
         #[arg(long)]
         rows: u64,
         /// The share of deliberately bad rows (every kind in turn).
         #[arg(long, default_value_t = 0.0)]
         bad_rate: f64,
+        /// The folder to write the batch into (created when missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// Seed of the generator: the same seed writes the same batch (default: random).
@@ -129,6 +131,8 @@ pub enum Command {
     /// Convert a batch of stock paper licences (a folder with manifest.csv and its scans).
     /// Exit 0 when every row was issued or skipped, 2 when rows were rejected, 1 on an error.
     Convert {
+        /// The batch folder: manifest.csv and the scans it names.
+        #[arg(value_name = "BATCH")]
         batch: PathBuf,
         /// Issue nothing unless every row passes its checks.
         #[arg(long)]
@@ -151,6 +155,8 @@ pub enum Command {
     /// Verify a QR text, its base32 part or a licence version identifier.
     /// Exit 0 for valid, 2 for any other result, 1 for an error.
     Verify {
+        /// A QR text, its base32 part after /V/, or a licence version identifier.
+        #[arg(value_name = "INPUT")]
         input: String,
         /// Check with a cached trust list and status lists only, without the service's store.
         #[arg(long, requires = "trust")]
@@ -175,6 +181,7 @@ pub enum KeysCommand {
     List,
     /// Give a department a new signing key; the old one is retired (still verifies).
     Rotate {
+        /// The issuing department (its USCC) that gets a new key.
         #[arg(long, value_name = "USCC")]
         department: String,
     },
@@ -190,11 +197,13 @@ pub enum KeysCommand {
 pub enum BenchCommand {
     /// Signing a version and checking a QR token, on one core.
     Sign {
+        /// How many versions to sign and tokens to check.
         #[arg(long, default_value_t = 20_000)]
         count: usize,
     },
     /// Rendering licence PDFs on one core, over the sample types (time per page, size).
     Render {
+        /// How many pages to render.
         #[arg(long, default_value_t = 400)]
         count: usize,
     },
@@ -203,12 +212,14 @@ pub enum BenchCommand {
         /// Licences issued first (one event each).
         #[arg(long, default_value_t = 2000)]
         events: usize,
+        /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
         #[arg(long)]
         database_url: Option<String>,
     },
     /// Batch conversion end to end (check, sign, store, render, archive) of a generated batch:
     /// licences per second, time per stage, peak memory.
     Convert {
+        /// Rows of the generated batch (licences to convert).
         #[arg(long, default_value_t = 10_000)]
         rows: u64,
         /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
@@ -217,8 +228,10 @@ pub enum BenchCommand {
     },
     /// Online verification over HTTP under concurrent load (a server in this process).
     Verify {
+        /// Verification requests to send in all.
         #[arg(long, default_value_t = 50_000)]
         requests: usize,
+        /// Requests in flight at once.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
         /// Licences issued first and verified round-robin.
@@ -245,7 +258,10 @@ pub enum TokenCommand {
         name: String,
     },
     /// Revoke a token by its id.
-    Revoke { id: i64 },
+    Revoke {
+        /// The token's id, as `token create` printed it.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,17 +284,23 @@ pub enum RegisterCommand {
 #[derive(Debug, Subcommand)]
 pub enum TrustCommand {
     /// Write the trust list (JSON) to FILE.
-    Export { file: PathBuf },
+    Export {
+        /// Where to write the trust list.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum StatusListCommand {
     /// Write status list N of an issuing department (signed COSE_Sign1) to FILE.
     Export {
+        /// The issuing department (its USCC) whose list to export.
         #[arg(long, value_name = "USCC")]
         issuer: String,
+        /// The list's number n (entry i lives in list i div 131072).
         #[arg(long, default_value_t = 0)]
         list: u64,
+        /// Where to write the signed list.
         file: PathBuf,
     },
 }
@@ -289,6 +311,7 @@ pub enum DirectoryCommand {
     List,
     /// One licence type with its fields.
     Show {
+        /// The licence type code (21 characters).
         type_code: String,
         /// Print a valid sample record instead: the starting point for `issue --file`.
         #[arg(long)]
@@ -300,52 +323,72 @@ pub enum DirectoryCommand {
 pub enum LicenceCommand {
     /// A licence at one version (the latest unless named), with its events.
     Show {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
         id: String,
+        /// The version to show (default: the latest).
         #[arg(long)]
         version: Option<u32>,
     },
     /// Every version of a licence.
-    Versions { id: String },
+    Versions {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
+        id: String,
+    },
     /// Write the PDF of a version (the latest unless named).
     Pdf {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
         id: String,
+        /// The version whose PDF to write (default: the latest).
         #[arg(long)]
         version: Option<u32>,
+        /// Where to write the PDF.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
     },
     /// Amend (变更): a new version with changed holder name or fields, from a JSON file
     /// `{"holder_name": …, "fields": {…}, "reason": …}`.
     Amend {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
         id: String,
+        /// The changes as JSON.
         #[arg(long, value_name = "CHANGES.json")]
         file: PathBuf,
     },
     /// Renew (延续): a new version with a new validity period.
     Renew {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
         id: String,
+        /// First day of the new validity (default: the day after the current one ends, or today).
         #[arg(long, value_name = "YYYY-MM-DD")]
         valid_from: Option<String>,
+        /// Last day of the new validity (default: the type's validity from the first day).
         #[arg(long, value_name = "YYYY-MM-DD")]
         valid_until: Option<String>,
+        /// Why, for the event and the audit trail.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Suspend (暂停) a licence.
     Suspend {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
         id: String,
+        /// Why, for the event and the audit trail.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Reinstate a suspended licence.
     Reinstate {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
         id: String,
+        /// Why, for the event and the audit trail.
         #[arg(long)]
         reason: Option<String>,
     },
     /// Revoke (注销/吊销) a licence.
     Revoke {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
         id: String,
+        /// Why, for the event and the audit trail.
         #[arg(long)]
         reason: Option<String>,
     },
@@ -1228,6 +1271,29 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), AppError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every argument of every command says what it is in `--help` (SPEC §12), and clap's own
+    /// consistency checks hold.
+    #[test]
+    fn every_argument_has_a_help_line() {
+        use clap::CommandFactory;
+        fn missing(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    out.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                missing(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let command = Cli::command();
+        command.clone().debug_assert();
+        let mut out = Vec::new();
+        missing(&command, "elicence", &mut out);
+        assert!(out.is_empty(), "arguments without help: {out:#?}");
+    }
     use clap::Parser;
 
     #[test]

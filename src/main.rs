@@ -14,6 +14,13 @@ async fn main() {
         // Colour codes only for a person at a terminal: a log file or journal gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = elicence::cli::Cli::parse();
+    // A usage error exits 64 (EX_USAGE): clap's own 2 means "not valid" to `verify`'s callers.
+    let cli = match elicence::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 64 } else { 0 });
+        }
+    };
     std::process::exit(elicence::cli::run(cli).await);
 }

@@ -524,3 +524,25 @@ async fn the_log_has_no_colour_codes_when_it_is_not_a_terminal() {
     assert!(log.contains("WARN"), "nothing was logged: {log}");
     assert!(!log.contains('\u{1b}'), "colour codes in the log: {log:?}");
 }
+
+/// A usage error exits 64 (EX_USAGE), never 2, which `verify` and `convert` use for results;
+/// `--help` exits 0.
+#[tokio::test]
+async fn a_usage_error_exits_64_and_help_exits_0() {
+    let cli = Cli::new().await;
+    for args in [
+        &["licence", "show"][..],
+        &["verify", "--no-such-flag", "x"],
+        &["no-such-command"],
+    ] {
+        let out = cli.run(args);
+        assert_eq!(
+            code(&out),
+            64,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(code(&cli.run(&["licence", "show", "--help"])), 0);
+    assert_eq!(code(&cli.run(&["--version"])), 0);
+}

@@ -85,7 +85,9 @@ impl App {
                 number: version.record.number.clone(),
                 existing,
             }),
-            None => Err(AppError::Internal("the store answered nothing for an insert".into())),
+            None => Err(AppError::Internal(
+                "the store answered nothing for an insert".into(),
+            )),
         }
     }
 

@@ -317,11 +317,10 @@ async fn run_leased(app: &Arc<App>, lease: &Lease, work: &Path) -> Result<()> {
         .clone()
         .ok_or_else(|| AppError::Internal(format!("batch {id} has no upload")))?;
     let scratch = app.settings.data_dir.join("work");
-    let zip = app
-        .blobs
-        .open(&key, &scratch)
-        .await?
-        .ok_or_else(|| AppError::Internal(format!("batch {id}: the upload {key} is missing")))?;
+    let zip =
+        app.blobs.open(&key, &scratch).await?.ok_or_else(|| {
+            AppError::Internal(format!("batch {id}: the upload {key} is missing"))
+        })?;
     let (dir, limits, extracting) = (work.to_path_buf(), UploadLimits::of(app), app.clone());
     {
         let _unpacking = app.jobs.unpacking.acquire().await;
