@@ -123,7 +123,7 @@ async fn issue_samples(app: &App, count: usize) -> anyhow::Result<Vec<crate::app
     let mut texts = Vec::with_capacity(count);
     for i in 0..count {
         let t = &types[i % types.len()];
-        let mut record: RecordInput = crate::cli::example_record(t);
+        let mut record: RecordInput = RecordInput::example_of(t);
         record.number = Some(format!("BENCH-{run}-{i}"));
         texts.push(app.issue(&actor, t.code.as_str(), &record, None).await?);
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::app::{Actor, Amendment, App, AppError, Renewal, Role};
 use crate::config::Settings;
-use crate::directory::{FieldType, HolderKind, LicenceType};
+use crate::directory::{HolderKind, LicenceType};
 use crate::licence::{EventKind, RecordInput};
 use crate::signing::qr;
 use crate::signing::status_list::StatusList;
@@ -1000,7 +1000,7 @@ async fn directory(
             let code = crate::identifiers::TypeCode::parse(&type_code)?;
             let t = app.licence_type(&code)?;
             if example {
-                let record = example_record(t);
+                let record = RecordInput::example_of(t);
                 outln!(
                     "{}",
                     serde_json::to_string_pretty(&record).expect("serialises")
@@ -1070,39 +1070,6 @@ fn describe_type(t: &LicenceType) -> String {
         ));
     }
     lines.join("\n")
-}
-
-/// A valid record for a type, from the directory's sample values.
-pub fn example_record(t: &LicenceType) -> RecordInput {
-    let holder_id = match t.holder_kind {
-        HolderKind::Person => "11010519491231002X",
-        HolderKind::Organisation => "91350100M000100Y43",
-    };
-    let fields = t
-        .fields
-        .iter()
-        .filter_map(|f| {
-            let sample = f.example.clone().or_else(|| f.values.first().cloned())?;
-            let value = match f.field_type {
-                FieldType::Integer => sample.parse::<i64>().map(serde_json::Value::from).ok()?,
-                _ => serde_json::Value::from(sample),
-            };
-            Some((f.key.clone(), value))
-        })
-        .collect();
-    RecordInput {
-        number: None,
-        holder: crate::licence::HolderInput {
-            name: t
-                .example_holder_name
-                .clone()
-                .unwrap_or_else(|| "示例持证主体".into()),
-            id: holder_id.into(),
-        },
-        valid_from: Some(time_util::format_date(time_util::today_cst())),
-        valid_until: None,
-        fields,
-    }
 }
 
 async fn bench(settings: &Settings, command: BenchCommand, json: bool) -> Result<i32, AppError> {

@@ -289,7 +289,7 @@ pub fn authenticate<'a>(
             Outcome::UnknownSigner,
             format!(
                 "no certificate under the trusted root signs for {iss} with kid {}",
-                crate::signing::keys::kid_text(&envelope.kid)
+                crate::signing::cert::kid_text(&envelope.kid)
             ),
         ));
     }

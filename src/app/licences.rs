@@ -662,7 +662,7 @@ impl App {
             directory_version: full.directory_version,
             scan: r.scan.clone(),
             prev: full.prev.clone(),
-            kid: crate::signing::keys::kid_text(&stored.kid),
+            kid: crate::signing::cert::kid_text(&stored.kid),
             status_index: stored.status_index,
             qr_text: qr::qr_text(&stored.verify_base, &stored.qr_token),
         })

@@ -35,6 +35,44 @@ pub struct RecordInput {
     pub fields: BTreeMap<String, serde_json::Value>,
 }
 
+impl RecordInput {
+    /// A valid record of type `t`, from the directory's sample values: what
+    /// `directory show TYPE --example` prints, the starting point for `issue --file`.
+    pub fn example_of(t: &LicenceType) -> RecordInput {
+        let holder_id = match t.holder_kind {
+            HolderKind::Person => "11010519491231002X",
+            HolderKind::Organisation => "91350100M000100Y43",
+        };
+        let fields = t
+            .fields
+            .iter()
+            .filter_map(|f| {
+                let sample = f.example.clone().or_else(|| f.values.first().cloned())?;
+                let value = match f.field_type {
+                    FieldType::Integer => {
+                        sample.parse::<i64>().map(serde_json::Value::from).ok()?
+                    }
+                    _ => serde_json::Value::from(sample),
+                };
+                Some((f.key.clone(), value))
+            })
+            .collect();
+        RecordInput {
+            number: None,
+            holder: HolderInput {
+                name: t
+                    .example_holder_name
+                    .clone()
+                    .unwrap_or_else(|| "示例持证主体".into()),
+                id: holder_id.into(),
+            },
+            valid_from: Some(time_util::format_date(time_util::today_cst())),
+            valid_until: None,
+            fields,
+        }
+    }
+}
+
 #[derive(utoipa::ToSchema, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HolderInput {

@@ -1,6 +1,7 @@
 //! Signing (SPEC §5, §6, §7): keys and certificates, the signed records of every version, the QR
 //! token and its text, status lists, and the trust list verifiers start from.
 
+pub mod cert;
 pub mod claims;
 pub mod cose;
 pub mod keys;

@@ -5,7 +5,7 @@ use ed25519_dalek::VerifyingKey;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
-use super::keys::{kid_of, kid_text, pem_der, SIGNER_EKU_DER};
+use super::cert::{kid_of, kid_text, pem_der, SIGNER_EKU_DER};
 use crate::identifiers::Uscc;
 
 #[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

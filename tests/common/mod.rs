@@ -152,7 +152,7 @@ impl TestApp {
 /// The directory's sample record of a type, with the given licence number.
 pub fn sample(app: &App, type_code: &str, number: &str) -> RecordInput {
     let code = elicence::identifiers::TypeCode::parse(type_code).unwrap();
-    let mut record = elicence::cli::example_record(app.licence_type(&code).unwrap());
+    let mut record = elicence::licence::RecordInput::example_of(app.licence_type(&code).unwrap());
     record.number = Some(number.to_string());
     record
 }
