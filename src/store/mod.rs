@@ -514,10 +514,7 @@ impl Store {
     /// Appends an audit record on its own (refused and failed attempts, and writes outside the
     /// licence tables).
     pub async fn append_audit(&self, entry: &Entry) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        self.append_audit_in(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
+        self.append_audit_all(std::slice::from_ref(entry)).await
     }
 
     /// Appends audit records on their own, in order, in one transaction.
