@@ -3,9 +3,7 @@
 //! `licence show`/`versions` agree, and the page tells a renewal (已延续) from an amendment
 //! (已变更). Dates are relative to today, so no clock is faked. Both backends.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, Amendment, App, AppError, Issued, Renewal};
 use elicence::licence::{EventKind, Standing};
 use elicence::signing::qr;

@@ -2,12 +2,10 @@
 //! zbarimg and qpdf (installed by tools/install-test-deps.sh). Renderings are kept under
 //! target/licences/ to look at.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, AppError};
 use elicence::directory::FieldType;
 use elicence::identifiers::TypeCode;

@@ -2,11 +2,9 @@
 //! register, so that processes with different environments print the same codes and serve the
 //! same PDF bytes; loopback refused outside development mode; changed only by an audited command.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, App, Role};
 use elicence::config::Settings;
 

@@ -2,14 +2,12 @@
 //! GB/T 36903 metadata, and — with several instances writing at once — a reader that resumes from
 //! its last seq sees every event exactly once.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use elicence::app::{Actor, Role};
 use elicence::licence::EventKind;
 use elicence::signing::claims::FullRecord;

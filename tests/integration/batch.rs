@@ -1,14 +1,12 @@
 //! Batch conversion of stock licences (SPEC §9): a sample batch with every kind of bad row, a
 //! GB18030 manifest, all-or-nothing, a conversion killed mid-batch, and the HTTP job.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, App, Role};
 use elicence::batch::{self, sample, Quiet, Summary};
 use elicence::blobs::Blobs;

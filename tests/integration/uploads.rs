@@ -5,14 +5,12 @@
 //! jobs running at once than allowed. Small limits come from the settings; the heavy
 //! measurements (a 1 GiB body, a big bomb) are in tools/upload-rss.sh.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use elicence::app::{App, Role};
 use sqlx::Row;
 

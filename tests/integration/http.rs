@@ -1,9 +1,7 @@
 //! The HTTP API as clients use it: tokens and roles, the error format, limits, the verification
 //! page, trust and status lists, the audit trail, health and metrics.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use elicence::app::Role;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -1,10 +1,8 @@
 //! The `elicence` binary as an operator uses it: commands, exit codes, `--json` output.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 
 struct Cli {
     database: TestDatabase,

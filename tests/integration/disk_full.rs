@@ -4,12 +4,10 @@
 //! The data folder is a 6 MiB tmpfs mounted by the test (the tests run as root, as CI does: a
 //! mount that fails fails the test).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, App};
 
 struct Tmpfs(tempfile::TempDir);

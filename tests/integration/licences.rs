@@ -2,9 +2,7 @@
 //! PostgreSQL with ELICENCE_TEST_BACKEND=postgres): issue, amend, renew, status changes, events,
 //! verification online, and what the store refuses.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, Amendment, AppError, Renewal, Role};
 use elicence::directory::Validity;
 use elicence::identifiers::{LicenceRef, Uscc};

@@ -2,9 +2,7 @@
 //! department's licences, feed, audit records and batch jobs only; the city library and an admin
 //! without a department see every department.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use elicence::app::Role;
 use serde_json::Value;
 

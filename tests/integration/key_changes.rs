@@ -2,12 +2,10 @@
 //! rotation or revocation made by any process — the CLI beside two running services — is seen by
 //! every process without a restart.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, AppError};
 use elicence::signing::keys::KeyError;
 use elicence::signing::trust::SignerStatus;

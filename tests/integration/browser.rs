@@ -2,12 +2,10 @@
 //! tools/install-test-deps.sh installs): valid, revoked and forged codes. Screenshots are kept under
 //! target/screenshots/ to look at.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, Role};
 use elicence::licence::EventKind;
 

@@ -2,12 +2,10 @@
 //! issued and revoked over HTTP; the receiver ends up holding exactly the service's events, each
 //! verified against the trust list. A second receiver catches up by pulling the feed.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// As many licences as the city-library issue's 1,000-row batch (issued over the API here).

@@ -1,9 +1,7 @@
 //! Verification as a verifier app does it offline — with nothing but an exported trust list and
 //! signed status lists — compared with the service's own online answer.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use elicence::app::{Actor, Amendment, App};
 use elicence::licence::EventKind;
 use elicence::signing::qr;

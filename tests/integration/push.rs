@@ -1,17 +1,15 @@
 //! Push delivery to the city library (SPEC §8), against an in-process library that checks the
 //! HMAC, deduplicates by seq and can be switched down or made to fail at random.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::*;
 use elicence::app::{Actor, App};
 use elicence::licence::EventKind;
 use elicence::sync::{Pusher, Step};

@@ -1,0 +1,22 @@
+//! One test binary with a module per area: the crate links once instead of once per file.
+//! `common` holds the helpers; each module's own doc says what it covers.
+
+mod common;
+
+mod batch;
+mod browser;
+mod city_library;
+mod cli;
+mod disk_full;
+mod feed;
+mod http;
+mod key_changes;
+mod known_answers;
+mod licences;
+mod pdf;
+mod permissions;
+mod push;
+mod register;
+mod renewals;
+mod uploads;
+mod verification;
