@@ -9,6 +9,7 @@
 pub mod health;
 mod licences;
 pub mod permissions;
+mod reading;
 mod register;
 mod signers;
 mod tokens;
