@@ -66,7 +66,7 @@ pub struct Composed {
     font: FontId,
     width: f32,
     height: f32,
-    renderer: Generation,
+    generation: Generation,
 }
 
 impl Renderer {
@@ -180,7 +180,7 @@ impl Renderer {
             font,
             width: layout.page_width,
             height: layout.page_height,
-            renderer: layout.renderer,
+            generation: layout.renderer,
         })
     }
 
@@ -189,7 +189,7 @@ impl Renderer {
     pub fn save(&self, page: Composed, full: &FullRecord) -> Result<Vec<u8>, RenderError> {
         let id = full.claims.cti.to_string();
         let doc = document::document(full, &id);
-        match page.renderer {
+        match page.generation {
             Generation::Frozen1 => Ok(frozen_v1::save(self, doc, page, &id)),
             Generation::Subset2 => document::save_with_own_subset(self, doc, page, &id),
         }

@@ -167,25 +167,7 @@ impl<'a> Page<'a> {
         let bottom = self.layout.margin + self.layout.padding + l.qr_size + 18.0;
         let value_x = self.left() + 6.0 + l.label_width;
         let value_width = self.right() - 6.0 - value_x;
-        let mut size = l.value_size;
-        let laid_out = loop {
-            let lines: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| self.renderer.wrap(&r.value, size, value_width, l.renderer))
-                .collect();
-            let gap = l.row_gap * size / l.value_size;
-            let height: f32 = lines
-                .iter()
-                .map(|ls| ls.len() as f32 * pt_to_mm(size) * l.line_height + gap)
-                .sum();
-            if top - height >= bottom {
-                break lines;
-            }
-            size -= 0.5;
-            if size < l.min_value_size {
-                return Err(RenderError::Overflow);
-            }
-        };
+        let (size, laid_out) = self.fit_rows(rows, top, bottom, value_width)?;
         let label_size = l.label_size.min(size + 1.0);
         let line = pt_to_mm(size) * l.line_height;
         let gap = l.row_gap * size / l.value_size;
@@ -213,6 +195,39 @@ impl<'a> Page<'a> {
             self.hairline(self.left() + 6.0, self.right() - 6.0, rule);
         }
         Ok(())
+    }
+
+    /// The largest value size, from the layout's down in half points, at which the rows' values
+    /// fit between `top` and `bottom`; with each value broken into lines at that size.
+    fn fit_rows(
+        &self,
+        rows: &[Row],
+        top: f32,
+        bottom: f32,
+        value_width: f32,
+    ) -> Result<(f32, Vec<Vec<String>>), RenderError> {
+        let l = self.layout;
+        let mut size = l.value_size;
+        loop {
+            let lines: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| self.renderer.wrap(&r.value, size, value_width, l.renderer))
+                .collect();
+            let gap = l.row_gap * size / l.value_size;
+            let height: f32 = lines
+                .iter()
+                .map(|ls| ls.len() as f32 * pt_to_mm(size) * l.line_height + gap)
+                .sum();
+            // Not `height <= top - bottom`: in floating point the two can round apart at the
+            // edge, and a different size would move renderer 1's bytes.
+            if top - height >= bottom {
+                return Ok((size, lines));
+            }
+            size -= 0.5;
+            if size < l.min_value_size {
+                return Err(RenderError::Overflow);
+            }
+        }
     }
 
     fn hairline(&mut self, x1: f32, x2: f32, y: f32) {
@@ -339,8 +354,13 @@ impl<'a> Page<'a> {
                 },
             },
         ]);
-        // The name around the rim, from lower left over the top to lower right, each character
-        // upright towards the centre.
+        self.seal_name(name, cx, cy, red);
+    }
+
+    /// The name around the seal's rim, from lower left over the top to lower right, each
+    /// character upright towards the centre.
+    fn seal_name(&mut self, name: &str, cx: f32, cy: f32, red: Color) {
+        let r = self.layout.seal_radius;
         let chars: Vec<char> = name.chars().collect();
         let size = (r * 0.42 / 25.4 * 72.0).min(14.0);
         let text_radius = r - pt_to_mm(size) - 1.6;
