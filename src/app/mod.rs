@@ -18,7 +18,10 @@ mod views;
 
 pub use permissions::{Action, Scope};
 pub use register::{VerifyBaseChange, EXISTING_VERSIONS_KEEP_THEIR_ADDRESS};
-pub use views::{Amendment, EventView, HolderView, Issued, LicenceView, Renewal, VersionView};
+pub use views::{
+    Amendment, BatchStatus, DirectoryListing, EventView, HolderView, Issued, LicenceView, Renewal,
+    VersionView,
+};
 
 use std::sync::{Arc, RwLock};
 

@@ -111,3 +111,48 @@ pub struct Renewal {
     #[serde(default)]
     pub reason: Option<String>,
 }
+
+/// The licence directory as `GET /api/v1/directory` and `directory list --json` give it: its
+/// version and every licence type with its fields.
+#[derive(Debug, Serialize)]
+pub struct DirectoryListing<'a> {
+    pub directory_version: i64,
+    pub types: Vec<&'a crate::directory::LicenceType>,
+}
+
+impl super::App {
+    /// The directory this application loaded, with the version the store gave it.
+    pub fn directory_listing(&self) -> DirectoryListing<'_> {
+        DirectoryListing {
+            directory_version: self.directory_version,
+            types: self.directory.types().collect(),
+        }
+    }
+}
+
+/// A conversion job's progress and a page of its row outcomes, as `GET /api/v1/batches/{id}`
+/// and `convert --json` give them.
+#[derive(utoipa::ToSchema, Debug, Serialize)]
+pub struct BatchStatus {
+    pub batch: crate::store::BatchRecord,
+    /// Outcomes of the rows after `after_line`, in line order.
+    pub rows: Vec<crate::store::RowResult>,
+    /// The line to ask for next (`after_line`).
+    pub next_after_line: u64,
+}
+
+impl BatchStatus {
+    /// The page of `rows` read after line `after_line`; the next page starts after its last row.
+    pub fn page(
+        batch: crate::store::BatchRecord,
+        rows: Vec<crate::store::RowResult>,
+        after_line: u64,
+    ) -> BatchStatus {
+        let next_after_line = rows.last().map_or(after_line, |r| r.line);
+        BatchStatus {
+            batch,
+            rows,
+            next_after_line,
+        }
+    }
+}

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::{page, Caller, Client, SharedState};
-use crate::app::{Amendment, Renewal};
+use crate::app::{Amendment, BatchStatus, Renewal};
 use crate::identifiers::TypeCode;
 use crate::licence::{EventKind, RecordInput};
 use crate::store::AuditFilter;
@@ -84,9 +84,8 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
 }
 
 #[utoipa::path(get, path = "/api/v1/directory", tag = "directory", responses((status = 200, description = "The licence directory: `directory_version` and `types`")))]
-pub async fn directory(State(state): State<SharedState>) -> Json<serde_json::Value> {
-    let types: Vec<_> = state.app.directory.types().collect();
-    Json(serde_json::json!({"directory_version": state.app.directory_version, "types": types}))
+pub async fn directory(State(state): State<SharedState>) -> Response {
+    Json(state.app.directory_listing()).into_response()
 }
 
 #[utoipa::path(get, path = "/api/v1/directory/{code}", tag = "directory", params(("code" = String, Path, description = "Licence type code (21 characters)")), responses((status = 200, body = crate::directory::LicenceType), (status = 404, body = crate::http::error::ErrorBody)))]
@@ -437,22 +436,7 @@ pub async fn batch(
     let Query(q) = query?;
     let (job, rows) =
         crate::batch::job::status(&state.app, &actor, &id, q.after_line, q.limit).await?;
-    let next_after_line = rows.last().map_or(q.after_line, |r| r.line);
-    Ok(Json(BatchStatus {
-        batch: job,
-        rows,
-        next_after_line,
-    }))
-}
-
-/// A conversion job's progress and a page of its row outcomes.
-#[derive(utoipa::ToSchema, serde::Serialize)]
-pub struct BatchStatus {
-    batch: crate::store::BatchRecord,
-    /// Outcomes of the rows after `after_line`, in line order.
-    rows: Vec<crate::store::RowResult>,
-    /// The line to ask for next (`after_line`).
-    next_after_line: u64,
+    Ok(Json(BatchStatus::page(job, rows, q.after_line)))
 }
 
 #[derive(utoipa::IntoParams, Deserialize)]

@@ -544,3 +544,139 @@ async fn a_usage_error_exits_64_and_help_exits_0() {
     assert_eq!(code(&cli.run(&["licence", "show", "--help"])), 0);
     assert_eq!(code(&cli.run(&["--version"])), 0);
 }
+
+/// The HTTP API over the database and keys a [`Cli`] uses, for comparing `--json` with the API's
+/// answer to the same operation; returns the server and an admin token.
+async fn api_of(cli: &Cli) -> (String, String, reqwest::Client) {
+    let app = elicence::app::App::open(settings(cli.dir.path(), &cli.database.url))
+        .await
+        .unwrap();
+    let (_, token) = app
+        .create_token(
+            &elicence::app::Actor::local_operator(),
+            "api test",
+            None,
+            &[elicence::app::Role::Admin],
+        )
+        .await
+        .unwrap();
+    let base = serve(
+        std::sync::Arc::new(app),
+        elicence::http::HttpOptions {
+            verify_per_minute: None,
+            ..Default::default()
+        },
+    )
+    .await;
+    (base, token, reqwest::Client::new())
+}
+
+async fn api_get(api: &(String, String, reqwest::Client), path: &str) -> serde_json::Value {
+    let (base, token, client) = api;
+    let response = client
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{path}: {response:?}");
+    response.json().await.unwrap()
+}
+
+fn cli_json(cli: &Cli, args: &[&str]) -> serde_json::Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&cli.ok(&args)).unwrap()
+}
+
+#[tokio::test]
+async fn directory_list_json_is_the_apis_directory() {
+    let cli = Cli::new().await;
+    let printed = cli_json(&cli, &["directory", "list"]);
+    let api = api_of(&cli).await;
+    assert_eq!(printed, api_get(&api, "/api/v1/directory").await);
+}
+
+#[tokio::test]
+async fn directory_show_json_is_the_apis_licence_type() {
+    let cli = Cli::new().await;
+    let printed = cli_json(&cli, &["directory", "show", PERMIT]);
+    let api = api_of(&cli).await;
+    let answered = api_get(&api, &format!("/api/v1/directory/{PERMIT}")).await;
+    assert_eq!(printed, answered);
+}
+
+/// The one field that differs is `generated_at`: each answer is stamped when it is made.
+#[tokio::test]
+async fn trust_export_json_and_file_are_the_published_trust_list() {
+    let cli = Cli::new().await;
+    let file = cli.path("trust.json");
+    let mut printed = cli_json(&cli, &["trust", "export", &file]);
+    let mut written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let api = api_of(&cli).await;
+    let mut answered = api_get(&api, "/.well-known/elicence/trust.json").await;
+    for list in [&mut printed, &mut written, &mut answered] {
+        assert!(list["generated_at"].is_string(), "{list}");
+        list["generated_at"] = serde_json::Value::Null;
+    }
+    assert_eq!(printed, answered);
+    assert_eq!(written, answered);
+}
+
+#[tokio::test]
+async fn licence_show_json_is_the_apis_licence() {
+    let cli = Cli::new().await;
+    let (id, _) = cli.issue_example(FOOD);
+    let printed = cli_json(&cli, &["licence", "show", &id]);
+    let api = api_of(&cli).await;
+    assert_eq!(
+        printed,
+        api_get(&api, &format!("/api/v1/licences/{id}")).await
+    );
+}
+
+#[tokio::test]
+async fn verify_json_is_the_apis_verification() {
+    let cli = Cli::new().await;
+    let (_, qr_text) = cli.issue_example(SOLE_TRADER);
+    let printed = cli_json(&cli, &["verify", &qr_text]);
+    let (base, _, client) = api_of(&cli).await;
+    let answered: serde_json::Value = client
+        .post(format!("{base}/api/v1/verify"))
+        .json(&serde_json::json!({"input": qr_text}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(printed, answered);
+}
+
+/// `convert --json` prints the finished job as `GET /api/v1/batches/{id}` answers it, every row
+/// outcome included (no field differs: both read the stored job).
+#[tokio::test]
+async fn convert_json_is_the_apis_batch_status() {
+    let cli = Cli::new().await;
+    let batch = cli.path("batch");
+    cli.ok(&[
+        "sample-batch",
+        "--rows",
+        "6",
+        "--bad-rate",
+        "0.34",
+        "--seed",
+        "14",
+        "--out",
+        &batch,
+    ]);
+    let out = cli.run(&["convert", &batch, "--json"]);
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["rows"].as_array().unwrap().len(), 6, "{printed}");
+    let id = printed["batch"]["id"].as_str().unwrap().to_string();
+    let api = api_of(&cli).await;
+    let answered = api_get(&api, &format!("/api/v1/batches/{id}?limit=1000")).await;
+    assert_eq!(printed, answered);
+}

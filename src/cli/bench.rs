@@ -1,0 +1,125 @@
+//! `bench …`: throughput and latency of signing, rendering, the feed, conversion and online
+//! verification, each on a scratch application of its own. A room of its own because nothing
+//! here touches the service's data: it measures, on a throwaway copy.
+
+use clap::Subcommand;
+
+use super::print;
+use crate::app::AppError;
+use crate::config::Settings;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Signing a version and checking a QR token, on one core.
+    Sign {
+        /// How many versions to sign and tokens to check.
+        #[arg(long, default_value_t = 20_000)]
+        count: usize,
+    },
+    /// Rendering licence PDFs on one core, over the sample types (time per page, size).
+    Render {
+        /// How many pages to render.
+        #[arg(long, default_value_t = 400)]
+        count: usize,
+    },
+    /// Reading the change feed, and pushing it into the reference receiver (city-library).
+    Feed {
+        /// Licences issued first (one event each).
+        #[arg(long, default_value_t = 2000)]
+        events: usize,
+        /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Batch conversion end to end (check, sign, store, render, archive) of a generated batch:
+    /// licences per second, time per stage, peak memory.
+    Convert {
+        /// Rows of the generated batch (licences to convert).
+        #[arg(long, default_value_t = 10_000)]
+        rows: u64,
+        /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Online verification over HTTP under concurrent load (a server in this process).
+    Verify {
+        /// Verification requests to send in all.
+        #[arg(long, default_value_t = 50_000)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Licences issued first and verified round-robin.
+        #[arg(long, default_value_t = 200)]
+        licences: usize,
+        /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+impl BenchCommand {
+    /// The database a benchmark was told to run on, if any (a fresh SQLite file otherwise).
+    fn database_url(&self) -> Option<&str> {
+        match self {
+            BenchCommand::Feed { database_url, .. }
+            | BenchCommand::Verify { database_url, .. }
+            | BenchCommand::Convert { database_url, .. } => database_url.as_deref(),
+            BenchCommand::Sign { .. } | BenchCommand::Render { .. } => None,
+        }
+    }
+}
+
+/// `bench …`: runs one benchmark on a scratch application and prints its report.
+pub(super) async fn run(
+    settings: &Settings,
+    command: BenchCommand,
+    json: bool,
+) -> Result<i32, AppError> {
+    let failed = |e: anyhow::Error| AppError::Config(format!("benchmark: {e}"));
+    let dir = tempfile::tempdir().map_err(|e| AppError::Config(e.to_string()))?;
+    let app =
+        crate::bench::scratch_app(dir.path(), &settings.templates_dir, command.database_url())
+            .await
+            .map_err(failed)?;
+    let reports = match command {
+        BenchCommand::Sign { count } => crate::bench::sign(&app, count).await.map_err(failed)?,
+        BenchCommand::Render { count } => {
+            let (reports, sizes) = crate::bench::render(&app, count).await.map_err(failed)?;
+            if !json {
+                for (name, bytes) in &sizes {
+                    outln!("{name:<28} {bytes:>7} bytes");
+                }
+            }
+            reports
+        }
+        BenchCommand::Feed { events, .. } => crate::bench::feed(app, events, dir.path())
+            .await
+            .map_err(failed)?,
+        BenchCommand::Convert { rows, .. } => {
+            let report = crate::bench::convert(app, rows, dir.path())
+                .await
+                .map_err(failed)?;
+            print(json, &report, || report.lines());
+            return Ok(0);
+        }
+        BenchCommand::Verify {
+            requests,
+            concurrency,
+            licences,
+            ..
+        } => vec![
+            crate::bench::verify_http(app, licences, requests, concurrency)
+                .await
+                .map_err(failed)?,
+        ],
+    };
+    print(json, &reports, || {
+        reports
+            .iter()
+            .map(|r| r.line())
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(0)
+}

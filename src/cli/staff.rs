@@ -1,0 +1,132 @@
+//! `token …`, `register …` and `audit verify`: who may use the service and what it keeps about
+//! itself — staff's API tokens, the deployment register (the public address in QR codes) and the
+//! audit trail's hash chain. A room of its own because these are an administrator's commands,
+//! not a clerk's.
+
+use clap::Subcommand;
+
+use super::print;
+use crate::app::{Actor, App, AppError, Role};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a department with roles (clerk, officer, library, admin); prints it once.
+    Create {
+        /// The issuing department the token acts for (omit for a library or admin token).
+        #[arg(long, value_name = "USCC")]
+        department: Option<String>,
+        /// Comma-separated roles: clerk, officer, library, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// Who holds the token (shown in the audit trail).
+        #[arg(long, default_value = "token")]
+        name: String,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The token's id, as `token create` printed it.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegisterCommand {
+    /// The public address (VERIFY_BASE) new QR codes and PDFs are made with.
+    Show,
+    /// Change the public address of new QR codes and PDFs; existing versions keep theirs.
+    SetVerifyBase {
+        /// The service's public URL, e.g. https://zz.example.gov.cn
+        url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first broken record. Exit 0 when intact, 2 when broken.
+    Verify,
+}
+
+/// `token …`: creates (and prints once) or revokes an API token.
+pub(super) async fn tokens(
+    app: &App,
+    actor: &Actor,
+    command: TokenCommand,
+    json: bool,
+) -> Result<i32, AppError> {
+    match command {
+        TokenCommand::Create {
+            department,
+            roles,
+            name,
+        } => {
+            let roles = parse_roles(&roles)?;
+            let (id, token) = app
+                .create_token(actor, &name, department.as_deref(), &roles)
+                .await?;
+            let created = serde_json::json!({"id": id, "token": token, "name": name, "department": department});
+            print(json, &created, || {
+                format!("token {id} ({name}) — shown once, keep it safe:\n{token}")
+            });
+        }
+        TokenCommand::Revoke { id } => {
+            app.revoke_token(actor, id).await?;
+            print(json, &serde_json::json!({"revoked": id}), || {
+                format!("token {id} revoked")
+            });
+        }
+    }
+    Ok(0)
+}
+
+fn parse_roles(names: &[String]) -> Result<Vec<Role>, AppError> {
+    names
+        .iter()
+        .map(|r| {
+            Role::parse(r.trim())
+                .ok_or_else(|| AppError::BadInput(format!("roles: unknown role {r:?}")))
+        })
+        .collect()
+}
+
+/// `register …`: shows or changes the public address new versions are made with.
+pub(super) async fn register(
+    app: &App,
+    actor: &Actor,
+    command: RegisterCommand,
+    json: bool,
+) -> Result<i32, AppError> {
+    match command {
+        RegisterCommand::Show => {
+            let verify_base = app.verify_base().await?;
+            print(
+                json,
+                &serde_json::json!({"verify_base": verify_base}),
+                || verify_base.clone(),
+            );
+        }
+        RegisterCommand::SetVerifyBase { url } => {
+            let change = app.set_verify_base(actor, &url).await?;
+            print(json, &change, || {
+                format!(
+                    "verify base {} -> {}\n{}",
+                    change.previous, change.verify_base, change.existing_versions
+                )
+            });
+        }
+    }
+    Ok(0)
+}
+
+/// `audit verify`: exit 0 when the hash chain is intact, 2 when a record was edited or removed.
+pub(super) async fn audit(app: &App, command: AuditCommand, json: bool) -> Result<i32, AppError> {
+    let AuditCommand::Verify = command;
+    let report = app.store.verify_audit().await?;
+    print(json, &report, || match &report.first_break {
+        None => format!(
+            "audit trail intact: {} records, head {}",
+            report.records, report.head
+        ),
+        Some(b) => format!("audit trail BROKEN at record {}: {}", b.seq, b.reason),
+    });
+    Ok(if report.first_break.is_none() { 0 } else { 2 })
+}

@@ -1,0 +1,141 @@
+//! `verify`: checks a QR text or version identifier, online against the service's store or
+//! offline against exported files only. A room of its own because its exit code is its answer
+//! (0 valid, 2 any other result, 1 an error) and offline it needs no database at all.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use super::print;
+use crate::app::{App, AppError};
+use crate::config::Settings;
+use crate::signing::cose::Envelope;
+use crate::signing::qr;
+use crate::signing::status_list::StatusList;
+use crate::signing::trust::{TrustList, TrustStore};
+use crate::time_util;
+use crate::verify::{self, Outcome, Verification};
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A QR text, its base32 part after /V/, or a licence version identifier.
+    #[arg(value_name = "INPUT")]
+    input: String,
+    /// Check with a cached trust list and status lists only, without the service's store.
+    #[arg(long, requires = "trust")]
+    pub offline: bool,
+    /// The trust list file (from `trust export`).
+    #[arg(long, value_name = "FILE")]
+    trust: Option<PathBuf>,
+    /// Signed status list files (from `status-list export`); repeat for several.
+    #[arg(long = "status-list", value_name = "FILE")]
+    status_lists: Vec<PathBuf>,
+    /// The root certificate (PEM) to pin instead of trusting the trust list's own root.
+    #[arg(long, value_name = "PEM")]
+    root: Option<PathBuf>,
+}
+
+/// `verify` against the service's store: the answer `POST /api/v1/verify` gives.
+pub(super) async fn run(app: &App, args: VerifyArgs, json: bool) -> Result<i32, AppError> {
+    let verification = app.verify(&args.input).await?;
+    Ok(report(&verification, json))
+}
+
+/// `verify --offline`: only the trust list, the status lists and the pinned root named.
+pub(super) fn run_offline(
+    settings: &Settings,
+    args: VerifyArgs,
+    json: bool,
+) -> Result<i32, AppError> {
+    let trust = args
+        .trust
+        .as_deref()
+        .expect("clap requires --trust with --offline");
+    let store = trust_store(trust, args.root.as_deref())?;
+    let lists = args
+        .status_lists
+        .iter()
+        .map(|path| read_status_list(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let verification = match qr::token_from_text(&args.input) {
+        Ok(token) => verify::verify_offline(
+            &token,
+            &store,
+            &lists,
+            settings.status_list_max_age_seconds,
+            time_util::now().unix_timestamp(),
+        ),
+        Err(e) => Verification::failed(Outcome::Malformed, e.to_string()),
+    };
+    Ok(report(&verification, json))
+}
+
+fn bad_file(path: &Path, e: impl std::fmt::Display) -> AppError {
+    AppError::BadInput(format!("{}: {e}", path.display()))
+}
+
+/// The signers of a trust list file, chained to `root` when one is pinned.
+fn trust_store(trust: &Path, root: Option<&Path>) -> Result<TrustStore, AppError> {
+    let text = std::fs::read_to_string(trust).map_err(|e| bad_file(trust, e))?;
+    let list: TrustList = serde_json::from_str(&text)
+        .map_err(|e| bad_file(trust, format!("not a trust list: {e}")))?;
+    let pinned = root
+        .map(|p| std::fs::read_to_string(p).map_err(|e| bad_file(p, e)))
+        .transpose()?;
+    let pinned_roots = pinned.map(|p| vec![p]);
+    TrustStore::new(&list, pinned_roots.as_deref()).map_err(|e| bad_file(trust, e))
+}
+
+/// A signed status list file, with the envelope its signature is checked on.
+fn read_status_list(path: &Path) -> Result<(StatusList, Envelope), AppError> {
+    let bytes = std::fs::read(path).map_err(|e| bad_file(path, e))?;
+    StatusList::parse_signed(&bytes).map_err(|e| bad_file(path, e))
+}
+
+/// Prints a verification; returns the exit code it means.
+fn report(v: &Verification, json: bool) -> i32 {
+    print(json, v, || describe(v));
+    if v.result == Outcome::Valid {
+        0
+    } else {
+        2
+    }
+}
+
+fn describe(v: &Verification) -> String {
+    let mut lines = vec![format!(
+        "{} ({}) — {}",
+        v.result.as_str(),
+        v.line_zh(),
+        v.message
+    )];
+    if let Some(l) = &v.licence {
+        lines.push(format!("{} {} v{}", l.name, l.id, l.version));
+        lines.push(format!("holder {} {}", l.holder_name, l.holder_id));
+        lines.push(format!(
+            "valid {} .. {}",
+            l.valid_from,
+            l.valid_until.as_deref().unwrap_or("permanent")
+        ));
+    }
+    if let Some(d) = &v.department {
+        lines.push(format!(
+            "issued by {} ({}), kid {}",
+            d.name,
+            d.uscc,
+            v.kid.as_deref().unwrap_or("")
+        ));
+    }
+    if let Some(c) = &v.current {
+        lines.push(format!("now {} at version {}", c.status, c.version));
+        if let Some(p) = &c.pending {
+            lines.push(format!(
+                "version {} ({}) takes effect on {}",
+                p.version,
+                p.kind.as_str(),
+                p.valid_from
+            ));
+        }
+    }
+    lines.join("\n")
+}
