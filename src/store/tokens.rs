@@ -1,9 +1,10 @@
 //! Access tokens as stored: only each token's hash, its roles and department, and whether it was
 //! revoked. Kept apart because tokens share nothing with the licence tables.
 
+use sqlx::Row;
+
 use super::{Result, Store};
 use crate::time_util;
-use sqlx::Row;
 
 /// A token as stored: never the token itself, only its hash.
 #[derive(Debug, Clone, sqlx::FromRow)]
