@@ -81,7 +81,7 @@ impl Entry {
 }
 
 /// An appended audit record as the API answers it.
-#[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Record {
     pub seq: i64,
     pub at: String,

@@ -9,8 +9,6 @@ use crate::app::{Action, Actor, App, AppError, Role};
 use crate::directory::HolderKind;
 use crate::licence::EventKind;
 use crate::signing::claims::FullRecord;
-use crate::signing::cose::Envelope;
-use crate::store::StoreError;
 use crate::time_util;
 
 /// Most events one feed page returns.
@@ -87,15 +85,10 @@ impl App {
             .await?;
         let mut events = Vec::with_capacity(rows.len());
         for (event, full_record) in rows {
-            let full = Envelope::parse(&full_record)
-                .ok()
-                .and_then(|e| FullRecord::from_payload(e.payload()).ok())
-                .ok_or_else(|| {
-                    AppError::Store(StoreError::Corrupt(format!(
-                        "full record of event {}",
-                        event.seq
-                    )))
-                })?;
+            let full = crate::store::decode_full_record(
+                &full_record,
+                format_args!("event {}", event.seq),
+            )?;
             let issuer_name = self
                 .directory
                 .issuers()

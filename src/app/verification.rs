@@ -6,11 +6,9 @@ use std::sync::Arc;
 use crate::directory::FieldDef;
 use crate::identifiers::{Uscc, VersionId};
 use crate::licence::{FieldValue, Standing};
-use crate::signing::claims::FullRecord;
 use crate::signing::qr;
 use crate::signing::status_list::{StatusList, LIST_LEN};
 use crate::signing::trust::{TrustList, TrustStore};
-use crate::store::StoreError;
 use crate::time_util;
 use crate::verify::{self, Current, Outcome, PublicField, Verification};
 use crate::verify_cache::Registered;
@@ -151,9 +149,7 @@ impl App {
             return Ok(None);
         };
         let licence_type = self.licence_type(&id.key.type_code)?;
-        let full = FullRecord::from_signed(&full_record).map_err(|e| {
-            AppError::Store(StoreError::Corrupt(format!("full record of {id}: {e}")))
-        })?;
+        let full = crate::store::decode_full_record(&full_record, id)?;
         let succession = self.store.succession(row.licence_pk).await?;
         let registered = Arc::new(Registered {
             number: row.number,
