@@ -669,11 +669,8 @@ async fn convert(
             json_report.display()
         )
     });
-    Ok(if summary.counts.rejected == 0 && summary.state == "done" {
-        0
-    } else {
-        2
-    })
+    let clean = summary.counts.rejected == 0 && summary.state == crate::batch::BatchState::Done;
+    Ok(if clean { 0 } else { 2 })
 }
 
 /// A progress bar with rate and ETA on a terminal; plain progress lines every few seconds when
