@@ -9,133 +9,48 @@
 //! outcomes commit in one transaction (while the next chunk renders; commits stay in line order).
 //! A run killed at any moment therefore leaves each row converted once or not at all, and a rerun
 //! skips what is done and carries on.
+//!
+//! This file holds the run: creating it and driving its chunks. The rooms around it: `check`
+//! (a chunk's rows checked), `issue` (signed, rendered, archived, committed), `progress` (counts,
+//! stage times, the summary), `state` (the words a run and a row are stored in), `manifest`,
+//! `scans` and `limits` (reading the folder), `lease` (one process per run), `job` (runs posted
+//! over HTTP) with `upload` and `zip_directory` (the uploaded zip), and `report`.
 
+mod check;
+mod issue;
 pub mod job;
 pub mod lease;
 pub mod limits;
 pub mod manifest;
+mod progress;
 pub mod report;
 pub mod sample;
 mod scans;
+mod state;
+mod upload;
+mod zip_directory;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+pub use progress::{Counts, Progress, Quiet, Stages, Summary};
+pub use state::{BatchState, RowOutcome, UnknownWord};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rayon::prelude::*;
-use serde::Serialize;
-
-use crate::app::{permissions, Action, Actor, App, AppError, Result};
+use crate::app::{Actor, App, AppError, Result};
 use crate::audit::Entry;
 use crate::blobs::Blobs;
-use crate::identifiers::{LicenceKey, TypeCode};
-use crate::licence::{Door, HolderInput, LicenceVersion, Record, RecordInput};
 pub(crate) use crate::panics::failing_on_panic;
-use crate::store::{BatchRow, BatchRowOutcome, NewBatch, NewLicence, RowResult};
+use crate::store::{BatchRow, BatchRowOutcome, NewBatch, RowResult};
 use crate::time_util;
+use check::Checker;
+use issue::{commit, issue, joined};
 use lease::Lease;
-use manifest::{Manifest, ManifestRow, STANDARD_COLUMNS};
+use manifest::{Manifest, ManifestRow};
+use progress::Clock;
 
 /// Rows checked, signed, rendered and committed together.
 pub const CHUNK_ROWS: usize = 256;
-
-/// How a run is going, for a progress bar or progress lines.
-pub trait Progress: Send + Sync {
-    fn started(&self, _batch_id: &str, _rows: u64, _encoding: &str) {}
-    fn advanced(&self, _counts: &Counts) {}
-}
-
-/// A run with nobody watching (HTTP jobs are polled instead).
-pub struct Quiet;
-impl Progress for Quiet {}
-
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct Counts {
-    /// Rows with an outcome so far, including those of an earlier interrupted run of this batch.
-    pub done: u64,
-    pub issued: u64,
-    pub skipped: u64,
-    pub rejected: u64,
-}
-
-impl Counts {
-    /// The outcomes a batch has committed, by any run of it.
-    fn of(batch: &crate::store::BatchRecord) -> Counts {
-        Counts {
-            done: batch.issued + batch.skipped + batch.rejected,
-            issued: batch.issued,
-            skipped: batch.skipped,
-            rejected: batch.rejected,
-        }
-    }
-}
-
-/// Where a run's time went, in milliseconds summed over rows: the parallel stages (scans, sign,
-/// render) add up the time of every core, so they can exceed the wall-clock time.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Stages {
-    pub check_ms: f64,
-    pub scans_ms: f64,
-    pub reserve_ms: f64,
-    pub sign_ms: f64,
-    pub render_ms: f64,
-    pub archive_ms: f64,
-    pub commit_ms: f64,
-}
-
-#[derive(Clone, Copy)]
-enum Stage {
-    Check,
-    Scans,
-    Reserve,
-    Sign,
-    Render,
-    Archive,
-    Commit,
-}
-
-/// Accumulates [`Stages`] from every thread of a run.
-#[derive(Default)]
-struct Clock([std::sync::atomic::AtomicU64; 7]);
-
-impl Clock {
-    fn add(&self, stage: Stage, since: Instant) {
-        let nanos = since.elapsed().as_nanos() as u64;
-        self.0[stage as usize].fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn stages(&self) -> Stages {
-        let ms = |stage: Stage| {
-            self.0[stage as usize].load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6
-        };
-        Stages {
-            check_ms: ms(Stage::Check),
-            scans_ms: ms(Stage::Scans),
-            reserve_ms: ms(Stage::Reserve),
-            sign_ms: ms(Stage::Sign),
-            render_ms: ms(Stage::Render),
-            archive_ms: ms(Stage::Archive),
-            commit_ms: ms(Stage::Commit),
-        }
-    }
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub batch_id: String,
-    /// `done`, or `failed` (with `error`): with `--all-or-nothing` any rejected row fails the run.
-    pub state: String,
-    pub encoding: String,
-    pub rows: u64,
-    #[serde(flatten)]
-    pub counts: Counts,
-    pub seconds: f64,
-    pub stages: Stages,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 /// Records a new conversion run of `actor` on a folder (the command line's); it starts running,
 /// leased by this process until the returned lease is dropped.
@@ -186,7 +101,11 @@ async fn record_run(
             roles: &roles.join(","),
             upload: upload_key.as_deref(),
             all_or_nothing,
-            state: if queued { "queued" } else { "running" },
+            state: if queued {
+                BatchState::Queued
+            } else {
+                BatchState::Running
+            },
             lease: holder.map(|h| (h, lease::LEASE_SECONDS)),
         })
         .await;
@@ -234,9 +153,9 @@ pub async fn convert(
     )
     .await;
     let (state, error) = match &result {
-        Ok(end) if end.refusal.is_none() => ("done", None),
-        Ok(end) => ("failed", end.refusal.clone()),
-        Err(e) => ("failed", Some(e.to_string())),
+        Ok(end) if end.refusal.is_none() => (BatchState::Done, None),
+        Ok(end) => (BatchState::Failed, end.refusal.clone()),
+        Err(e) => (BatchState::Failed, Some(e.to_string())),
     };
     if let Err(e) = app
         .store
@@ -256,7 +175,12 @@ pub async fn convert(
     }
     let counts = Counts::of(&stored_batch(app, batch_id).await?);
     let audit = Entry {
-        outcome: if state == "done" { "ok" } else { "failed" }.into(),
+        outcome: if state == BatchState::Done {
+            "ok"
+        } else {
+            "failed"
+        }
+        .into(),
         detail: format!(
             "issued {}, skipped {}, rejected {}{}",
             counts.issued,
@@ -273,7 +197,7 @@ pub async fn convert(
     let end = result?;
     Ok(Summary {
         batch_id: batch_id.to_string(),
-        state: state.into(),
+        state,
         encoding: end.encoding,
         rows: end.rows,
         counts,
@@ -473,405 +397,13 @@ fn chunks(
     })
 }
 
-/// A row that passed every check, waiting to be issued.
-struct Pending {
-    /// Its index in the chunk's rows.
-    row: usize,
-    type_code: TypeCode,
-    record: Record,
-    scan: scans::Scan,
-}
-
-/// Checks rows: fields, department, duplicates within the manifest, numbers converted before,
-/// scans. Remembers the numbers it has seen across chunks.
-struct Checker<'a> {
-    app: &'a Arc<App>,
-    actor: &'a Actor,
-    root: &'a Path,
-    /// (type, number) → the first line with it.
-    seen: HashMap<(String, String), u64>,
-    /// Types this actor was refused, audited once each.
-    refused: HashSet<String>,
-    clock: &'a Arc<Clock>,
-}
-
-type RowError = (String, String);
-
-impl<'a> Checker<'a> {
-    fn new(
-        app: &'a Arc<App>,
-        actor: &'a Actor,
-        root: &'a Path,
-        clock: &'a Arc<Clock>,
-    ) -> Checker<'a> {
-        Checker {
-            app,
-            actor,
-            root,
-            seen: HashMap::new(),
-            refused: HashSet::new(),
-            clock,
-        }
-    }
-
-    async fn check(&mut self, chunk: &[ManifestRow]) -> Result<(Vec<BatchRow>, Vec<Pending>)> {
-        let checking = Instant::now();
-        let mut rows = Vec::with_capacity(chunk.len());
-        let mut good = Vec::new();
-        for row in chunk {
-            let outcome = match self.check_fields(row).await {
-                Ok((type_code, record)) => {
-                    good.push((rows.len(), type_code, record, row.get("scan").to_string()));
-                    BatchRowOutcome::Issue(0)
-                }
-                Err((column, reason)) => BatchRowOutcome::Rejected { column, reason },
-            };
-            rows.push(BatchRow {
-                line: row.line,
-                type_code: row.get("type_code").to_string(),
-                number: row.get("number").to_string(),
-                outcome,
-            });
-        }
-        self.skip_converted(&mut rows, &mut good).await?;
-        self.clock.add(Stage::Check, checking);
-        let pending = self.read_scans(&mut rows, good).await?;
-        Ok((rows, pending))
-    }
-
-    async fn check_fields(
-        &mut self,
-        row: &ManifestRow,
-    ) -> std::result::Result<(TypeCode, Record), RowError> {
-        let err = |column: &str, reason: String| (column.to_string(), reason);
-        if let Some(reason) = &row.cell_count_error {
-            return Err(err("*", reason.clone()));
-        }
-        let type_code =
-            TypeCode::parse(row.get("type_code")).map_err(|e| err("type_code", e.to_string()))?;
-        let licence_type = self
-            .app
-            .licence_type(&type_code)
-            .map_err(|e| err("type_code", e.to_string()))?;
-        if let Err(refusal) = permissions::check(
-            self.actor,
-            Action::ConvertBatch,
-            Some(&licence_type.issuer.uscc),
-        ) {
-            let reason = refusal.to_string();
-            if self.refused.insert(type_code.to_string()) {
-                let entry = self.actor.entry("batch.convert", type_code.as_str());
-                self.app.audit_failure(entry, &Err::<(), _>(refusal)).await;
-            }
-            return Err(err("type_code", reason));
-        }
-        let number = row.get("number");
-        let mut fields = BTreeMap::new();
-        for (column, value) in &row.cells {
-            if STANDARD_COLUMNS.contains(&column.as_str()) || value.is_empty() {
-                continue;
-            }
-            if licence_type.field(column).is_none() {
-                return Err(err(
-                    column,
-                    format!("is not a field of {}; leave it empty", licence_type.name),
-                ));
-            }
-            fields.insert(column.clone(), serde_json::Value::String(value.clone()));
-        }
-        let optional = |column: &str| Some(row.get(column).to_string()).filter(|s| !s.is_empty());
-        let input = RecordInput {
-            number: Some(number.to_string()),
-            holder: HolderInput {
-                name: row.get("holder_name").to_string(),
-                id: row.get("holder_id").to_string(),
-            },
-            valid_from: optional("valid_from"),
-            valid_until: optional("valid_until"),
-            fields,
-        };
-        let today = time_util::today_cst();
-        let record = self
-            .app
-            .check_record(licence_type, &input, Door::Conversion, today, || {
-                number.to_string()
-            })
-            .map_err(|errors| invalid_row(&errors))?;
-        let key = (type_code.to_string(), record.number.clone());
-        if let Some(first) = self.seen.get(&key) {
-            return Err(err(
-                "number",
-                format!("{} appears at line {first} already", record.number),
-            ));
-        }
-        self.seen.insert(key, row.line);
-        Ok((type_code, record))
-    }
-
-    /// Marks rows whose type and number exist already as skipped (a rerun issues nothing twice).
-    async fn skip_converted(
-        &self,
-        rows: &mut [BatchRow],
-        good: &mut Vec<(usize, TypeCode, Record, String)>,
-    ) -> Result<()> {
-        let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (_, type_code, record, _) in good.iter() {
-            by_type
-                .entry(type_code.as_str())
-                .or_default()
-                .push(&record.number);
-        }
-        let mut existing = HashMap::new();
-        for (type_code, numbers) in by_type {
-            for (number, id) in self.app.store.existing_numbers(type_code, &numbers).await? {
-                existing.insert((type_code.to_string(), number), id);
-            }
-        }
-        good.retain(|(i, type_code, record, _)| {
-            match existing.get(&(type_code.to_string(), record.number.clone())) {
-                Some(id) => {
-                    rows[*i].outcome = BatchRowOutcome::Skipped {
-                        licence_id: id.clone(),
-                    };
-                    false
-                }
-                None => true,
-            }
-        });
-        Ok(())
-    }
-
-    /// Reads and checks the good rows' scans on every core.
-    async fn read_scans(
-        &self,
-        rows: &mut [BatchRow],
-        good: Vec<(usize, TypeCode, Record, String)>,
-    ) -> Result<Vec<Pending>> {
-        let root = self.root.to_path_buf();
-        let max = self.app.settings.max_scan_bytes;
-        let clock = self.clock.clone();
-        let read = blocking(move || {
-            good.into_par_iter()
-                .map(|(row, type_code, record, scan)| {
-                    let reading = Instant::now();
-                    let read = scans::read_scan(&root, &scan, max);
-                    clock.add(Stage::Scans, reading);
-                    match read {
-                        Ok(scan) => Ok(Pending {
-                            row,
-                            type_code,
-                            record,
-                            scan,
-                        }),
-                        Err(reason) => Err((row, reason)),
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-        .await?;
-        let mut pending = Vec::with_capacity(read.len());
-        for r in read {
-            match r {
-                Ok(p) => pending.push(p),
-                Err((row, reason)) => {
-                    rows[row].outcome = BatchRowOutcome::Rejected {
-                        column: "scan".into(),
-                        reason,
-                    }
-                }
-            }
-        }
-        Ok(pending)
-    }
-}
-
-/// Validation errors as a rejected row gives them: the columns, and each column's reason.
-fn invalid_row(errors: &crate::licence::ValidationErrors) -> RowError {
-    let column = |field: &str| match field {
-        "holder.name" => "holder_name".to_string(),
-        "holder.id" => "holder_id".to_string(),
-        other => other.strip_prefix("fields.").unwrap_or(other).to_string(),
-    };
-    if let [only] = errors.0.as_slice() {
-        return (column(&only.field), only.reason.clone());
-    }
-    let columns: Vec<String> = errors.0.iter().map(|e| column(&e.field)).collect();
-    let reasons: Vec<String> = errors
-        .0
-        .iter()
-        .map(|e| format!("{}: {}", column(&e.field), e.reason))
-        .collect();
-    (columns.join(","), reasons.join("; "))
-}
-
-/// A licence signed, rendered and archived, with the audit record of its issue.
-struct Signed {
-    version: LicenceVersion,
-    audit: Entry,
-}
-
-/// Issues the checked rows of a chunk: reserves serials and status indexes, signs and renders on
-/// every core, and starts archiving scans and PDFs. Rows get `Issue(i)` pointing at their licence.
-async fn issue(
-    app: &Arc<App>,
-    actor: &Actor,
-    batch_id: &str,
-    rows: &mut [BatchRow],
-    pending: Vec<Pending>,
-    clock: &Arc<Clock>,
-) -> Result<IssuedChunk> {
-    // Once a chunk: a rotation made meanwhile by any process signs the rest with the new key.
-    app.sync_keys().await?;
-    let reserving = Instant::now();
-    // Read once a chunk: a change of the register reaches a running job at its next chunk.
-    let verify_base = app.verify_base().await?;
-    // Reservations: a serial range per type, status indexes per issuer.
-    let mut serials: HashMap<TypeCode, u64> = HashMap::new();
-    let mut indexes: HashMap<String, Vec<u64>> = HashMap::new();
-    let mut per_type: BTreeMap<&TypeCode, u64> = BTreeMap::new();
-    for p in &pending {
-        *per_type.entry(&p.type_code).or_default() += 1;
-    }
-    for (type_code, count) in per_type {
-        let t = app.licence_type(type_code)?;
-        let first = app
-            .store
-            .reserve_serials(&t.code, &t.issuer.uscc, count)
-            .await?;
-        serials.insert(type_code.clone(), first);
-        indexes
-            .entry(t.issuer.uscc.to_string())
-            .or_default()
-            .extend(
-                app.store
-                    .reserve_status_indexes(&t.issuer.uscc, count as usize)
-                    .await?,
-            );
-    }
-    let mut jobs = Vec::with_capacity(pending.len());
-    for p in pending {
-        let t = app.licence_type(&p.type_code)?;
-        let serial = serials.get_mut(&p.type_code).expect("reserved above");
-        let key = LicenceKey {
-            type_code: t.code.clone(),
-            issuer: t.issuer.uscc.clone(),
-            serial: *serial,
-        };
-        *serial += 1;
-        let index = indexes
-            .get_mut(t.issuer.uscc.as_str())
-            .and_then(Vec::pop)
-            .expect("reserved above");
-        jobs.push((p, key, index));
-    }
-    clock.add(Stage::Reserve, reserving);
-
-    let (worker, clock_in) = (app.clone(), clock.clone());
-    let made = blocking(move || {
-        jobs.into_par_iter()
-            .map(|(mut p, key, index)| {
-                let t = worker.licence_type(&p.type_code)?;
-                p.record.scan = Some(p.scan.sha256.clone());
-                let signing = Instant::now();
-                let version = worker.sign_reserved(
-                    t,
-                    key.version(1),
-                    p.record,
-                    None,
-                    index,
-                    verify_base.clone(),
-                )?;
-                clock_in.add(Stage::Sign, signing);
-                let rendering = Instant::now();
-                let pdf = worker.render_new(t, &version)?;
-                clock_in.add(Stage::Render, rendering);
-                Ok((p.row, version, pdf, p.scan))
-            })
-            .collect::<Vec<Result<_>>>()
-    })
-    .await?;
-
-    let mut archive = tokio::task::JoinSet::new();
-    let mut signed = Vec::with_capacity(made.len());
-    for m in made {
-        let (row, version, pdf, scan) = m?;
-        let blobs: Blobs = app.blobs.clone();
-        let pdf_key = Blobs::pdf_key(&version.id.to_string());
-        archive.spawn(async move {
-            blobs
-                .put(&Blobs::scan_key(&scan.sha256), &scan.bytes)
-                .await?;
-            blobs.put(&pdf_key, &pdf).await
-        });
-        rows[row].outcome = BatchRowOutcome::Issue(signed.len());
-        let audit = Entry {
-            target: version.id.to_string(),
-            detail: format!(
-                "batch {batch_id} line {}: number {}, scan {}",
-                rows[row].line,
-                version.record.number,
-                version.record.scan.as_deref().unwrap_or("")
-            ),
-            ..actor.entry("licence.issue", version.id.key.type_code.as_str())
-        };
-        signed.push(Signed { version, audit });
-    }
-    Ok(IssuedChunk { signed, archive })
-}
-
-/// A chunk's licences, signed and rendered, with their scans and PDFs being archived.
-struct IssuedChunk {
-    signed: Vec<Signed>,
-    archive: tokio::task::JoinSet<std::result::Result<(), crate::blobs::BlobError>>,
-}
-
-/// Finishes a chunk: waits for its archive — a committed licence always has its scan and PDF —
-/// then commits its licences and row outcomes in one transaction.
-async fn commit(
-    app: Arc<App>,
-    (batch_id, holder): (String, String),
-    rows: Vec<BatchRow>,
-    mut chunk: IssuedChunk,
-    last_line: u64,
-    clock: Arc<Clock>,
-) -> Result<Vec<RowResult>> {
-    let archiving = Instant::now();
-    while let Some(done) = chunk.archive.join_next().await {
-        done.map_err(|e| AppError::Internal(format!("archiving: {e}")))??;
-    }
-    clock.add(Stage::Archive, archiving);
-    let new: Vec<NewLicence<'_>> = chunk
-        .signed
-        .iter()
-        .map(|i| NewLicence {
-            number: &i.version.record.number,
-            holder_id: i.version.record.holder.id.as_str(),
-            version: &i.version,
-            audit: &i.audit,
-        })
-        .collect();
-    let committing = Instant::now();
-    let results = app
-        .store
-        .commit_batch_chunk(&batch_id, &holder, &new, &rows, last_line)
-        .await?;
-    clock.add(Stage::Commit, committing);
-    Ok(results)
-}
-
-async fn joined(handle: tokio::task::JoinHandle<Result<Vec<RowResult>>>) -> Result<Vec<RowResult>> {
-    handle
-        .await
-        .map_err(|e| AppError::Internal(format!("committing a chunk: {e}")))?
-}
-
 fn tally(counts: &mut Counts, results: &[RowResult]) {
     for r in results {
         counts.done += 1;
-        match r.outcome.as_str() {
-            "issued" => counts.issued += 1,
-            "skipped" => counts.skipped += 1,
-            _ => counts.rejected += 1,
+        match r.outcome {
+            RowOutcome::Issued => counts.issued += 1,
+            RowOutcome::Skipped => counts.skipped += 1,
+            RowOutcome::Rejected => counts.rejected += 1,
         }
     }
 }

@@ -53,7 +53,7 @@ pub async fn write(app: &App, summary: &Summary, base: &Path) -> Result<(PathBuf
             let line = row.line.to_string();
             let cells = [
                 line.as_str(),
-                &row.outcome,
+                row.outcome.as_str(),
                 &row.type_code,
                 &row.number,
                 row.licence_id.as_deref().unwrap_or(""),

@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{placeholders, Inserted, NewLicence, Result, Store, StoreError};
+use crate::batch::{BatchState, RowOutcome};
 use crate::time_util;
 
 /// A conversion run about to start.
@@ -22,8 +23,8 @@ pub struct NewBatch<'a> {
     /// The blob key of an uploaded zip (HTTP jobs).
     pub upload: Option<&'a str>,
     pub all_or_nothing: bool,
-    /// `queued` for an HTTP job, `running` for the command line.
-    pub state: &'a str,
+    /// `Queued` for an HTTP job, `Running` for the command line.
+    pub state: BatchState,
     /// The holder and length in seconds of the lease a running run starts with.
     pub lease: Option<(&'a str, i64)>,
 }
@@ -35,7 +36,7 @@ pub struct BatchRecord {
     pub created_at: String,
     pub actor: String,
     pub source: String,
-    pub state: String,
+    pub state: BatchState,
     #[serde(skip)]
     pub upload: Option<String>,
     pub all_or_nothing: bool,
@@ -52,7 +53,8 @@ pub struct BatchRecord {
     pub finished_at: Option<String>,
 }
 
-/// One manifest row of a chunk, as the converter decided it.
+/// One manifest row of a chunk, as the converter decided it (the store settles it into a
+/// [`RowResult`] when the chunk commits).
 pub struct BatchRow {
     pub line: u64,
     pub type_code: String,
@@ -60,6 +62,7 @@ pub struct BatchRow {
     pub outcome: BatchRowOutcome,
 }
 
+/// The converter's decision on a row, before its chunk commits.
 pub enum BatchRowOutcome {
     /// Issue the chunk's licence at this index (it may still turn out to exist: then skipped).
     Issue(usize),
@@ -76,8 +79,7 @@ pub enum BatchRowOutcome {
 #[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowResult {
     pub line: u64,
-    /// `issued`, `skipped` or `rejected`.
-    pub outcome: String,
+    pub outcome: RowOutcome,
     pub type_code: String,
     pub number: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,25 +95,28 @@ impl RowResult {
         let (outcome, licence_id, column, reason) = match &row.outcome {
             BatchRowOutcome::Issue(i) => match &inserted[*i] {
                 Inserted::Issued { .. } => (
-                    "issued",
+                    RowOutcome::Issued,
                     Some(licences[*i].version.id.key.to_string()),
                     None,
                     None,
                 ),
                 Inserted::DuplicateNumber { existing } => {
-                    ("skipped", Some(existing.clone()), None, None)
+                    (RowOutcome::Skipped, Some(existing.clone()), None, None)
                 }
             },
             BatchRowOutcome::Skipped { licence_id } => {
-                ("skipped", Some(licence_id.clone()), None, None)
+                (RowOutcome::Skipped, Some(licence_id.clone()), None, None)
             }
-            BatchRowOutcome::Rejected { column, reason } => {
-                ("rejected", None, Some(column.clone()), Some(reason.clone()))
-            }
+            BatchRowOutcome::Rejected { column, reason } => (
+                RowOutcome::Rejected,
+                None,
+                Some(column.clone()),
+                Some(reason.clone()),
+            ),
         };
         RowResult {
             line: row.line,
-            outcome: outcome.into(),
+            outcome,
             type_code: row.type_code.clone(),
             number: row.number.clone(),
             licence_id,
@@ -138,7 +143,7 @@ impl Store {
         .bind(time_util::format_rfc3339(now))
         .bind(new.actor)
         .bind(new.source)
-        .bind(new.state)
+        .bind(new.state.as_str())
         .bind(new.upload)
         .bind(i64::from(new.all_or_nothing))
         .bind(new.department)
@@ -167,9 +172,11 @@ impl Store {
     /// HTTP jobs that are queued, or were running in a process whose lease ran out (it died).
     pub async fn resumable_batches(&self) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT id FROM batches WHERE state IN ('queued', 'running') AND upload IS NOT NULL
-             AND lease_until < $1 ORDER BY created_at",
+            "SELECT id FROM batches WHERE state IN ($1, $2) AND upload IS NOT NULL
+             AND lease_until < $3 ORDER BY created_at",
         )
+        .bind(BatchState::Queued.as_str())
+        .bind(BatchState::Running.as_str())
         .bind(time_util::now().unix_timestamp())
         .fetch_all(&self.reader)
         .await?;
@@ -184,13 +191,16 @@ impl Store {
         let now = time_util::now().unix_timestamp();
         let mut tx = self.begin_write().await?;
         let taken = sqlx::query(
-            "UPDATE batches SET state = 'running', lease_holder = $1, lease_until = $2
-             WHERE id = $3 AND state IN ('queued', 'running')
-               AND (lease_until < $4 OR lease_holder = $5)",
+            "UPDATE batches SET state = $1, lease_holder = $2, lease_until = $3
+             WHERE id = $4 AND state IN ($5, $6)
+               AND (lease_until < $7 OR lease_holder = $8)",
         )
+        .bind(BatchState::Running.as_str())
         .bind(holder)
         .bind(now + seconds)
         .bind(id)
+        .bind(BatchState::Queued.as_str())
+        .bind(BatchState::Running.as_str())
         .bind(now)
         .bind(holder)
         .execute(&mut *tx)
@@ -231,7 +241,7 @@ impl Store {
                 query = query
                     .bind(batch_id)
                     .bind(r.line as i64)
-                    .bind(r.outcome.clone())
+                    .bind(r.outcome.as_str())
                     .bind(r.type_code.clone())
                     .bind(r.number.clone())
                     .bind(r.licence_id.clone())
@@ -240,18 +250,20 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
-        let count = |outcome: &str| results.iter().filter(|r| r.outcome == outcome).count() as i64;
+        let count =
+            |outcome: RowOutcome| results.iter().filter(|r| r.outcome == outcome).count() as i64;
         let held = sqlx::query(
             "UPDATE batches SET done_line = $1, issued = issued + $2, skipped = skipped + $3,
                 rejected = rejected + $4
-             WHERE id = $5 AND lease_holder = $6 AND state = 'running'",
+             WHERE id = $5 AND lease_holder = $6 AND state = $7",
         )
         .bind(done_line as i64)
-        .bind(count("issued"))
-        .bind(count("skipped"))
-        .bind(count("rejected"))
+        .bind(count(RowOutcome::Issued))
+        .bind(count(RowOutcome::Skipped))
+        .bind(count(RowOutcome::Rejected))
         .bind(batch_id)
         .bind(holder)
+        .bind(BatchState::Running.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -267,8 +279,10 @@ impl Store {
     pub async fn finished_uploads(&self) -> Result<Vec<(String, String, String)>> {
         let rows = sqlx::query(
             "SELECT id, upload, finished_at FROM batches
-             WHERE state IN ('done', 'failed') AND upload IS NOT NULL AND finished_at IS NOT NULL",
+             WHERE state IN ($1, $2) AND upload IS NOT NULL AND finished_at IS NOT NULL",
         )
+        .bind(BatchState::Done.as_str())
+        .bind(BatchState::Failed.as_str())
         .fetch_all(&self.reader)
         .await?;
         rows.iter()
@@ -293,24 +307,25 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a batch: `done`, or `failed` with the reason.
+    /// Ends a batch: `Done`, or `Failed` with the reason.
     pub async fn finish_batch(
         &self,
         id: &str,
         holder: &str,
-        state: &str,
+        state: BatchState,
         error: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let held = sqlx::query(
             "UPDATE batches SET state = $1, error = $2, finished_at = $3, lease_until = 0
-             WHERE id = $4 AND lease_holder = $5 AND state = 'running'",
+             WHERE id = $4 AND lease_holder = $5 AND state = $6",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(error)
         .bind(time_util::format_rfc3339(time_util::now()))
         .bind(id)
         .bind(holder)
+        .bind(BatchState::Running.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -332,10 +347,14 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT {BATCH_COLUMNS}, lease_holder, lease_until FROM batches
-             WHERE state = 'running' AND upload IS NULL ORDER BY created_at"
+             WHERE state = $1 AND upload IS NULL ORDER BY created_at"
         );
         let mut abandoned = Vec::new();
-        for row in sqlx::query(&sql).fetch_all(&mut *tx).await? {
+        let running = sqlx::query(&sql)
+            .bind(BatchState::Running.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in running {
             let lease_until: i64 = row.try_get("lease_until")?;
             let holder: String = row.try_get("lease_holder")?;
             if lease_until < now.unix_timestamp() || holder_is_gone(&holder) {
@@ -353,12 +372,14 @@ impl Store {
             // Only the process whose update marks the run records it: two processes looking at
             // once (PostgreSQL lets both read it running) leave one audit record, not two.
             let marked = sqlx::query(
-                "UPDATE batches SET state = 'interrupted', error = $1, finished_at = $2,
-                    lease_until = 0 WHERE id = $3 AND state = 'running'",
+                "UPDATE batches SET state = $1, error = $2, finished_at = $3,
+                    lease_until = 0 WHERE id = $4 AND state = $5",
             )
+            .bind(BatchState::Interrupted.as_str())
             .bind(reason)
             .bind(time_util::format_rfc3339(now))
             .bind(&run.id)
+            .bind(BatchState::Running.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -402,7 +423,7 @@ impl Store {
             .map(|r| {
                 Ok(RowResult {
                     line: r.try_get::<i64, _>("line")? as u64,
-                    outcome: r.try_get("outcome")?,
+                    outcome: decoded(r.try_get("outcome")?)?,
                     type_code: r.try_get("type_code")?,
                     number: r.try_get("number")?,
                     licence_id: r.try_get("licence_id")?,
@@ -520,7 +541,7 @@ fn batch_record(row: &AnyRow) -> Result<BatchRecord> {
         created_at: row.try_get("created_at")?,
         actor: row.try_get("actor")?,
         source: row.try_get("source")?,
-        state: row.try_get("state")?,
+        state: decoded(row.try_get("state")?)?,
         upload: row.try_get("upload")?,
         all_or_nothing: row.try_get::<i64, _>("all_or_nothing")? != 0,
         done_line: count("done_line")?,
@@ -532,4 +553,10 @@ fn batch_record(row: &AnyRow) -> Result<BatchRecord> {
         roles: row.try_get("roles")?,
         finished_at: row.try_get("finished_at")?,
     })
+}
+
+/// A stored word (a batch state, a row outcome) as its enum; text that names none is corrupt.
+fn decoded<T: std::str::FromStr<Err = crate::batch::UnknownWord>>(text: String) -> Result<T> {
+    text.parse()
+        .map_err(|e: crate::batch::UnknownWord| StoreError::Corrupt(e.to_string()))
 }

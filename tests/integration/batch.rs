@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::common::*;
 use elicence::app::{Actor, App, Role};
-use elicence::batch::{self, sample, Quiet, Summary};
+use elicence::batch::{self, sample, BatchState, Quiet, RowOutcome, Summary};
 use elicence::blobs::Blobs;
 use elicence::store::RowResult;
 use sqlx::Row;
@@ -119,14 +119,14 @@ async fn a_sample_batch_issues_good_rows_rejects_each_bad_kind_and_a_rerun_issue
     );
 
     let (summary, rows) = convert(&t.app, &dir, false).await;
-    assert_eq!(summary.state, "done");
+    assert_eq!(summary.state, BatchState::Done);
     assert_eq!(rows.len(), 150);
     assert_eq!(summary.counts.rejected, expected.len() as u64);
     assert_eq!(summary.counts.issued, 150 - expected.len() as u64);
     let by_line: HashMap<u64, &RowResult> = rows.iter().map(|r| (r.line, r)).collect();
     for (line, kind, column) in &expected {
         let row = by_line[line];
-        assert_eq!(row.outcome, "rejected", "line {line} ({kind})");
+        assert_eq!(row.outcome, RowOutcome::Rejected, "line {line} ({kind})");
         assert_eq!(
             row.column.as_deref(),
             Some(column.as_str()),
@@ -140,7 +140,10 @@ async fn a_sample_batch_issues_good_rows_rejects_each_bad_kind_and_a_rerun_issue
     }
 
     // An issued row: verifies, binds its scan, and has the scan and the PDF archived.
-    let issued = rows.iter().find(|r| r.outcome == "issued").unwrap();
+    let issued = rows
+        .iter()
+        .find(|r| r.outcome == RowOutcome::Issued)
+        .unwrap();
     let licence_id = issued.licence_id.as_deref().unwrap();
     let view = t
         .app
@@ -184,7 +187,7 @@ async fn a_sample_batch_issues_good_rows_rejects_each_bad_kind_and_a_rerun_issue
     assert_eq!(again.counts.skipped, summary.counts.issued);
     assert_eq!(again.counts.rejected, summary.counts.rejected);
     let skipped = rows_again.iter().find(|r| r.line == issued.line).unwrap();
-    assert_eq!(skipped.outcome, "skipped");
+    assert_eq!(skipped.outcome, RowOutcome::Skipped);
     assert_eq!(skipped.licence_id.as_deref(), Some(licence_id));
     assert_eq!(
         licence_count(&t.database_url).await,
@@ -256,7 +259,7 @@ async fn all_or_nothing_issues_nothing_after_one_bad_row_and_everything_once_fix
     std::fs::write(&manifest, broken.join("\n") + "\n").unwrap();
 
     let (summary, rows) = convert(&t.app, &dir, true).await;
-    assert_eq!(summary.state, "failed");
+    assert_eq!(summary.state, BatchState::Failed);
     assert!(summary
         .error
         .as_deref()
@@ -568,12 +571,12 @@ async fn a_job_left_queued_by_a_dead_process_is_taken_up_and_finished() {
         .unwrap();
     assert_eq!(
         t.app.store.batch(&id).await.unwrap().unwrap().state,
-        "queued"
+        BatchState::Queued
     );
     let restarted = Arc::new(t.reopen().await);
     batch::job::resume_all(restarted.clone()).await;
     for _ in 0..300 {
-        if restarted.store.batch(&id).await.unwrap().unwrap().state == "done" {
+        if restarted.store.batch(&id).await.unwrap().unwrap().state == BatchState::Done {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -614,7 +617,10 @@ async fn a_crlf_manifest_ends_every_row_at_its_true_line() {
     let expected = expected_rejections(&dir);
     to_crlf(&dir);
     let (summary, rows) = convert(&t.app, &dir, false).await;
-    let outcomes: Vec<(u64, String)> = rows.iter().map(|r| (r.line, r.outcome.clone())).collect();
+    let outcomes: Vec<(u64, String)> = rows
+        .iter()
+        .map(|r| (r.line, r.outcome.to_string()))
+        .collect();
     assert_rows_at_true_lines(&outcomes, 20, &expected);
     assert_eq!(summary.counts.done, 20);
 }
@@ -740,10 +746,10 @@ async fn a_type_code_with_a_non_ascii_character_is_rejected_at_its_line() {
     lines[2] = row.join(",");
     std::fs::write(&manifest, lines.join("\r\n") + "\r\n").unwrap();
     let (summary, rows) = convert(&t.app, &dir, false).await;
-    assert_eq!(summary.state, "done");
+    assert_eq!(summary.state, BatchState::Done);
     let rejected: Vec<(u64, Option<&str>)> = rows
         .iter()
-        .filter(|r| r.outcome == "rejected")
+        .filter(|r| r.outcome == RowOutcome::Rejected)
         .map(|r| (r.line, r.column.as_deref()))
         .collect();
     assert_eq!(rejected, [(3, Some("type_code"))]);
@@ -775,7 +781,7 @@ async fn a_permit_row_completed_before_it_starts_is_rejected_naming_both_fields(
     let (summary, rows) = convert(&t.app, &dir, false).await;
     assert_eq!((summary.counts.issued, summary.counts.rejected), (2, 1));
     let broken = rows.iter().find(|r| r.line == 3).unwrap();
-    assert_eq!(broken.outcome, "rejected");
+    assert_eq!(broken.outcome, RowOutcome::Rejected);
     assert_eq!(broken.column.as_deref(), Some("planned_completion"));
     let reason = broken.reason.as_deref().unwrap();
     assert_eq!(

@@ -1,0 +1,255 @@
+//! Checking a chunk's rows before anything is issued: their fields against the licence type,
+//! the actor's department, duplicates within the manifest, numbers converted before, and the
+//! scans they name (read on every core). A rejected row leaves here with its column and reason;
+//! a good one as [`Pending`], ready to be issued. Apart from issuing because nothing here signs
+//! or writes a licence.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::manifest::{ManifestRow, STANDARD_COLUMNS};
+use super::progress::{Clock, Stage};
+use super::{blocking, scans};
+use crate::app::{permissions, Action, Actor, App, Result};
+use crate::identifiers::TypeCode;
+use crate::licence::{Door, HolderInput, Record, RecordInput};
+use crate::store::{BatchRow, BatchRowOutcome};
+use crate::time_util;
+
+/// A row that passed every check, waiting to be issued.
+pub(super) struct Pending {
+    /// Its index in the chunk's rows.
+    pub(super) row: usize,
+    pub(super) type_code: TypeCode,
+    pub(super) record: Record,
+    pub(super) scan: scans::Scan,
+}
+
+/// Checks rows: fields, department, duplicates within the manifest, numbers converted before,
+/// scans. Remembers the numbers it has seen across chunks.
+pub(super) struct Checker<'a> {
+    app: &'a Arc<App>,
+    actor: &'a Actor,
+    root: &'a Path,
+    /// (type, number) → the first line with it.
+    seen: HashMap<(String, String), u64>,
+    /// Types this actor was refused, audited once each.
+    refused: HashSet<String>,
+    clock: &'a Arc<Clock>,
+}
+
+type RowError = (String, String);
+
+impl<'a> Checker<'a> {
+    pub(super) fn new(
+        app: &'a Arc<App>,
+        actor: &'a Actor,
+        root: &'a Path,
+        clock: &'a Arc<Clock>,
+    ) -> Checker<'a> {
+        Checker {
+            app,
+            actor,
+            root,
+            seen: HashMap::new(),
+            refused: HashSet::new(),
+            clock,
+        }
+    }
+
+    pub(super) async fn check(
+        &mut self,
+        chunk: &[ManifestRow],
+    ) -> Result<(Vec<BatchRow>, Vec<Pending>)> {
+        let checking = Instant::now();
+        let mut rows = Vec::with_capacity(chunk.len());
+        let mut good = Vec::new();
+        for row in chunk {
+            let outcome = match self.check_fields(row).await {
+                Ok((type_code, record)) => {
+                    good.push((rows.len(), type_code, record, row.get("scan").to_string()));
+                    BatchRowOutcome::Issue(0)
+                }
+                Err((column, reason)) => BatchRowOutcome::Rejected { column, reason },
+            };
+            rows.push(BatchRow {
+                line: row.line,
+                type_code: row.get("type_code").to_string(),
+                number: row.get("number").to_string(),
+                outcome,
+            });
+        }
+        self.skip_converted(&mut rows, &mut good).await?;
+        self.clock.add(Stage::Check, checking);
+        let pending = self.read_scans(&mut rows, good).await?;
+        Ok((rows, pending))
+    }
+
+    async fn check_fields(
+        &mut self,
+        row: &ManifestRow,
+    ) -> std::result::Result<(TypeCode, Record), RowError> {
+        let err = |column: &str, reason: String| (column.to_string(), reason);
+        if let Some(reason) = &row.cell_count_error {
+            return Err(err("*", reason.clone()));
+        }
+        let type_code =
+            TypeCode::parse(row.get("type_code")).map_err(|e| err("type_code", e.to_string()))?;
+        let licence_type = self
+            .app
+            .licence_type(&type_code)
+            .map_err(|e| err("type_code", e.to_string()))?;
+        if let Err(refusal) = permissions::check(
+            self.actor,
+            Action::ConvertBatch,
+            Some(&licence_type.issuer.uscc),
+        ) {
+            let reason = refusal.to_string();
+            if self.refused.insert(type_code.to_string()) {
+                let entry = self.actor.entry("batch.convert", type_code.as_str());
+                self.app.audit_failure(entry, &Err::<(), _>(refusal)).await;
+            }
+            return Err(err("type_code", reason));
+        }
+        let number = row.get("number");
+        let mut fields = BTreeMap::new();
+        for (column, value) in &row.cells {
+            if STANDARD_COLUMNS.contains(&column.as_str()) || value.is_empty() {
+                continue;
+            }
+            if licence_type.field(column).is_none() {
+                return Err(err(
+                    column,
+                    format!("is not a field of {}; leave it empty", licence_type.name),
+                ));
+            }
+            fields.insert(column.clone(), serde_json::Value::String(value.clone()));
+        }
+        let optional = |column: &str| Some(row.get(column).to_string()).filter(|s| !s.is_empty());
+        let input = RecordInput {
+            number: Some(number.to_string()),
+            holder: HolderInput {
+                name: row.get("holder_name").to_string(),
+                id: row.get("holder_id").to_string(),
+            },
+            valid_from: optional("valid_from"),
+            valid_until: optional("valid_until"),
+            fields,
+        };
+        let today = time_util::today_cst();
+        let record = self
+            .app
+            .check_record(licence_type, &input, Door::Conversion, today, || {
+                number.to_string()
+            })
+            .map_err(|errors| invalid_row(&errors))?;
+        let key = (type_code.to_string(), record.number.clone());
+        if let Some(first) = self.seen.get(&key) {
+            return Err(err(
+                "number",
+                format!("{} appears at line {first} already", record.number),
+            ));
+        }
+        self.seen.insert(key, row.line);
+        Ok((type_code, record))
+    }
+
+    /// Marks rows whose type and number exist already as skipped (a rerun issues nothing twice).
+    async fn skip_converted(
+        &self,
+        rows: &mut [BatchRow],
+        good: &mut Vec<(usize, TypeCode, Record, String)>,
+    ) -> Result<()> {
+        let mut by_type: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (_, type_code, record, _) in good.iter() {
+            by_type
+                .entry(type_code.as_str())
+                .or_default()
+                .push(&record.number);
+        }
+        let mut existing = HashMap::new();
+        for (type_code, numbers) in by_type {
+            for (number, id) in self.app.store.existing_numbers(type_code, &numbers).await? {
+                existing.insert((type_code.to_string(), number), id);
+            }
+        }
+        good.retain(|(i, type_code, record, _)| {
+            match existing.get(&(type_code.to_string(), record.number.clone())) {
+                Some(id) => {
+                    rows[*i].outcome = BatchRowOutcome::Skipped {
+                        licence_id: id.clone(),
+                    };
+                    false
+                }
+                None => true,
+            }
+        });
+        Ok(())
+    }
+
+    /// Reads and checks the good rows' scans on every core.
+    async fn read_scans(
+        &self,
+        rows: &mut [BatchRow],
+        good: Vec<(usize, TypeCode, Record, String)>,
+    ) -> Result<Vec<Pending>> {
+        let root = self.root.to_path_buf();
+        let max = self.app.settings.max_scan_bytes;
+        let clock = self.clock.clone();
+        let read = blocking(move || {
+            good.into_par_iter()
+                .map(|(row, type_code, record, scan)| {
+                    let reading = Instant::now();
+                    let read = scans::read_scan(&root, &scan, max);
+                    clock.add(Stage::Scans, reading);
+                    match read {
+                        Ok(scan) => Ok(Pending {
+                            row,
+                            type_code,
+                            record,
+                            scan,
+                        }),
+                        Err(reason) => Err((row, reason)),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        let mut pending = Vec::with_capacity(read.len());
+        for r in read {
+            match r {
+                Ok(p) => pending.push(p),
+                Err((row, reason)) => {
+                    rows[row].outcome = BatchRowOutcome::Rejected {
+                        column: "scan".into(),
+                        reason,
+                    }
+                }
+            }
+        }
+        Ok(pending)
+    }
+}
+
+/// Validation errors as a rejected row gives them: the columns, and each column's reason.
+fn invalid_row(errors: &crate::licence::ValidationErrors) -> RowError {
+    let column = |field: &str| match field {
+        "holder.name" => "holder_name".to_string(),
+        "holder.id" => "holder_id".to_string(),
+        other => other.strip_prefix("fields.").unwrap_or(other).to_string(),
+    };
+    if let [only] = errors.0.as_slice() {
+        return (column(&only.field), only.reason.clone());
+    }
+    let columns: Vec<String> = errors.0.iter().map(|e| column(&e.field)).collect();
+    let reasons: Vec<String> = errors
+        .0
+        .iter()
+        .map(|e| format!("{}: {}", column(&e.field), e.reason))
+        .collect();
+    (columns.join(","), reasons.join("; "))
+}
