@@ -109,11 +109,8 @@ pub(super) async fn run(
     } else {
         outln!("{}", describe_run(&summary, &csv, &json_report));
     }
-    Ok(if summary.counts.rejected == 0 && summary.state == "done" {
-        0
-    } else {
-        2
-    })
+    let clean = summary.counts.rejected == 0 && summary.state == crate::batch::BatchState::Done;
+    Ok(if clean { 0 } else { 2 })
 }
 
 fn describe_run(
