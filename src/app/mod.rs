@@ -7,6 +7,7 @@
 //! Data flows one way: input → validate → licence version → sign → store (→ render, publish).
 
 pub mod health;
+mod jobs;
 mod licences;
 pub mod permissions;
 mod reading;
@@ -20,7 +21,7 @@ pub use permissions::{Action, Scope};
 pub use register::{VerifyBaseChange, EXISTING_VERSIONS_KEEP_THEIR_ADDRESS};
 pub use views::{
     Amendment, BatchStatus, DirectoryListing, EventView, HolderView, Issued, LicenceView, Renewal,
-    VersionView,
+    VersionView, DEFAULT_PAGE_LIMIT,
 };
 
 use std::sync::{Arc, RwLock};
@@ -163,7 +164,7 @@ pub struct App {
     trust: RwLock<Arc<TrustStore>>,
     verify_cache: VerifyCache,
     /// Conversion jobs started by this process, and how many may run at once.
-    pub jobs: crate::batch::job::JobSlots,
+    pub jobs: jobs::JobSlots,
     /// Whether writes work, and the audit records held while they do not.
     pub write_health: health::WriteHealth,
 }
@@ -202,7 +203,7 @@ impl App {
         let verify_cache = VerifyCache::new(std::time::Duration::from_secs(
             settings.verify_cache_seconds,
         ));
-        let jobs = crate::batch::job::JobSlots::new(settings.max_concurrent_jobs);
+        let jobs = jobs::JobSlots::new(settings.max_concurrent_jobs);
         let blobs = match settings.blob_store {
             BlobStoreKind::Folder => Blobs::Folder(settings.data_dir.join("blobs")),
             BlobStoreKind::Database => Blobs::Database(store.clone()),

@@ -8,6 +8,10 @@ use crate::licence::{EventKind, FieldValue, Standing};
 use crate::store::EventRow;
 use crate::verify::Successor;
 
+/// How many items a page holds when the caller does not say: the API's `limit` default, and
+/// what `--json` prints of a list the API pages.
+pub const DEFAULT_PAGE_LIMIT: i64 = 100;
+
 /// A version just created: its identifier and the text its QR code carries.
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
 pub struct Issued {

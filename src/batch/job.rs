@@ -7,11 +7,10 @@
 //! carries on after the last line it committed. An upload is deleted once its job has ended (and
 //! the retention time has passed).
 
-use std::collections::HashSet;
 use std::fmt::Display;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 
@@ -24,6 +23,8 @@ use crate::panics::joined;
 use crate::store::{BatchRecord, RowResult};
 use crate::time_util;
 
+/// Receives an uploaded zip (`body`, in pieces; `declared_length` is what the client said it
+/// would send), checks it, records the job and starts it. Returns the job as queued.
 pub async fn submit<B, E>(
     app: &Arc<App>,
     actor: &Actor,
@@ -156,32 +157,6 @@ pub async fn status(
         .batch_rows(id, after_line, limit.clamp(1, 1000))
         .await?;
     Ok((job, rows))
-}
-
-/// The jobs this process has started: at most `max_concurrent_jobs` run at once, the others
-/// wait (still `queued`); none is started twice.
-pub struct JobSlots {
-    running: tokio::sync::Semaphore,
-    started: Mutex<HashSet<String>>,
-    /// One zip is read at a time (checked on upload or extracted by a job): the zip reader holds
-    /// all of a zip's entry metadata, tens of MB for a batch of 100,000 rows.
-    unpacking: tokio::sync::Semaphore,
-}
-
-impl JobSlots {
-    pub fn new(max_running: u64) -> JobSlots {
-        JobSlots {
-            running: tokio::sync::Semaphore::new(usize::try_from(max_running).unwrap_or(1).max(1)),
-            started: Mutex::new(HashSet::new()),
-            unpacking: tokio::sync::Semaphore::new(1),
-        }
-    }
-
-    fn started(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.started
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// Runs job `id` in the background once a slot is free (unless this process has it already),

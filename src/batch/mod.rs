@@ -12,9 +12,10 @@
 //!
 //! This file holds the run: creating it and driving its chunks. The rooms around it: `check`
 //! (a chunk's rows checked), `issue` (signed, rendered, archived, committed), `progress` (counts,
-//! stage times, the summary), `state` (the words a run and a row are stored in), `manifest`,
+//! stage times, the summary), `manifest`,
 //! `scans` and `limits` (reading the folder), `lease` (one process per run), `job` (runs posted
-//! over HTTP) with `upload` and `zip_directory` (the uploaded zip), and `report`.
+//! over HTTP) with `upload` and `zip_directory` (the uploaded zip), and `report`. The words a run
+//! and a row are stored in (`BatchState`, `RowOutcome`) belong to the store.
 
 mod check;
 mod issue;
@@ -26,12 +27,11 @@ mod progress;
 pub mod report;
 pub mod sample;
 mod scans;
-mod state;
 mod upload;
 mod zip_directory;
 
+pub use crate::store::{BatchState, RowOutcome, UnknownWord};
 pub use progress::{Counts, Progress, Quiet, Stages, Summary};
-pub use state::{BatchState, RowOutcome, UnknownWord};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -151,19 +151,11 @@ async fn write_report_of_stopped_run(app: &App, id: &str, base: &std::path::Path
     }
 }
 
-/// The finished job with every row outcome: the API's pages of `GET /api/v1/batches/{id}`, read
-/// through the same function and joined into one.
+/// The finished job as `GET /api/v1/batches/{id}` answers it (read through the same function):
+/// the job and the first page of row outcomes. Every row is in the report files.
 async fn batch_status(app: &App, actor: &Actor, id: &str) -> Result<BatchStatus, AppError> {
-    const PAGE: i64 = 1000;
-    let (batch, mut rows) = crate::batch::job::status(app, actor, id, 0, PAGE).await?;
-    loop {
-        let after_line = rows.last().map_or(0, |r| r.line);
-        let (_, more) = crate::batch::job::status(app, actor, id, after_line, PAGE).await?;
-        if more.is_empty() {
-            break;
-        }
-        rows.extend(more);
-    }
+    let (batch, rows) =
+        crate::batch::job::status(app, actor, id, 0, crate::app::DEFAULT_PAGE_LIMIT).await?;
     Ok(BatchStatus::page(batch, rows, 0))
 }
 

@@ -260,13 +260,17 @@ fn print_json<T: Serialize + ?Sized>(value: &T) {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AppError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| bad_file(path, e))?;
+    serde_json::from_str(&text).map_err(|e| bad_file(path, e))
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<(), AppError> {
-    std::fs::write(path, data).map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))
+    std::fs::write(path, data).map_err(|e| bad_file(path, e))
+}
+
+/// A file the user named that cannot be read, written or understood: their input, named.
+fn bad_file(path: &Path, e: impl std::fmt::Display) -> AppError {
+    AppError::BadInput(format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

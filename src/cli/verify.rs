@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::print;
+use super::{bad_file, print};
 use crate::app::{App, AppError};
 use crate::config::Settings;
 use crate::signing::cose::Envelope;
@@ -68,10 +68,6 @@ pub(super) fn run_offline(
         Err(e) => Verification::failed(Outcome::Malformed, e.to_string()),
     };
     Ok(report(&verification, json))
-}
-
-fn bad_file(path: &Path, e: impl std::fmt::Display) -> AppError {
-    AppError::BadInput(format!("{}: {e}", path.display()))
 }
 
 /// The signers of a trust list file, chained to `root` when one is pinned.

@@ -339,7 +339,7 @@ pub struct AuditQuery {
 }
 
 fn default_limit() -> i64 {
-    100
+    crate::app::DEFAULT_PAGE_LIMIT
 }
 
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(("actor" = Option<String>, Query,), ("action" = Option<String>, Query,), ("target" = Option<String>, Query,), ("since" = Option<String>, Query, description = "RFC 3339, inclusive"), ("until" = Option<String>, Query, description = "RFC 3339, exclusive"), ("after" = Option<i64>, Query, description = "Records after this seq"), ("limit" = Option<i64>, Query,)), responses((status = 200, description = "A page of the hash-chained trail", body = AuditPage), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]

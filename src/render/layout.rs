@@ -174,11 +174,8 @@ pub(super) fn load_layouts(folder: &Path) -> Result<BTreeMap<String, Layout>, Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
-    fn templates() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
-    }
+    use crate::render::templates_for_tests as templates;
 
     #[test]
     fn every_shipped_layout_loads_with_its_renderer() {

@@ -143,11 +143,8 @@ impl Renderer {
 mod tests {
     use super::*;
     use crate::directory::Directory;
-    use std::path::{Path, PathBuf};
 
-    fn templates() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
-    }
+    use crate::render::templates_for_tests as templates;
 
     #[test]
     fn renderer_2_cuts_a_long_word_that_begins_the_text_and_renderer_1_keeps_it_whole() {

@@ -220,14 +220,17 @@ pub fn chinese_date(d: time::Date) -> String {
 /// Characters whose glyphs the renderer remembers: more than the county font has.
 const GLYPH_CACHE_SIZE: usize = 40_000;
 
+/// The project's templates folder, for the render tests of every stage.
+#[cfg(test)]
+fn templates_for_tests() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
-    fn templates() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
-    }
+    use super::templates_for_tests as templates;
 
     #[test]
     fn a_type_naming_a_layout_that_is_not_there_is_refused_at_start() {

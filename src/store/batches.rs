@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{placeholders, Inserted, NewLicence, Result, Store, StoreError};
-use crate::batch::{BatchState, RowOutcome};
+use super::{BatchState, RowOutcome, UnknownWord};
 use crate::time_util;
 
 /// A conversion run about to start.
@@ -556,7 +556,7 @@ fn batch_record(row: &AnyRow) -> Result<BatchRecord> {
 }
 
 /// A stored word (a batch state, a row outcome) as its enum; text that names none is corrupt.
-fn decoded<T: std::str::FromStr<Err = crate::batch::UnknownWord>>(text: String) -> Result<T> {
+fn decoded<T: std::str::FromStr<Err = UnknownWord>>(text: String) -> Result<T> {
     text.parse()
-        .map_err(|e: crate::batch::UnknownWord| StoreError::Corrupt(e.to_string()))
+        .map_err(|e: UnknownWord| StoreError::Corrupt(e.to_string()))
 }

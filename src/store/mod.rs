@@ -21,6 +21,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 mod audit;
+mod batch_state;
 mod batches;
 mod directory;
 mod events;
@@ -33,6 +34,7 @@ mod tokens;
 mod versions;
 
 pub use audit::AuditFilter;
+pub use batch_state::{BatchState, RowOutcome, UnknownWord};
 pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RowResult};
 pub use events::EventRow;
 pub use licences::{Inserted, LicenceRow, NewLicence, VerificationRow};

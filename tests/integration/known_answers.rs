@@ -14,7 +14,7 @@ use elicence::signing::status_list::StatusList;
 use elicence::signing::{qr, sign_version, Unsigned};
 use time::macros::{date, datetime};
 
-/// The vector key: Ed25519 seed 32 × 0x11. Its public key is in `tests/vectors/README.md`.
+/// The vector key: Ed25519 seed 32 × 0x11. Its public key is in docs/FORMATS.md §7.
 fn key() -> SigningKey {
     SigningKey::from_bytes(&[0x11; 32])
 }

@@ -9,6 +9,7 @@ mod city_library;
 mod cli;
 mod disk_full;
 mod feed;
+mod house;
 mod http;
 mod key_changes;
 mod known_answers;

@@ -1,16 +1,16 @@
 //! The words a conversion is recorded in: the state of a run ([`BatchState`]) and what became of
 //! a manifest row ([`RowOutcome`]). Both are stored, reported and answered as text (`running`,
 //! `issued`, …); this is the one place that spells them, so the store, the converter, the HTTP
-//! jobs and the command line cannot drift apart. Kept apart from the converter because the store
-//! decodes into them as well.
+//! jobs and the command line cannot drift apart. They live in the store, which records and
+//! decodes them, as the converter sits above the store (`crate::batch` re-exports them).
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Where a conversion run stands (SPEC §9).
-#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchState {
     /// An HTTP job recorded with its upload, waiting for a slot or for a process to take it up.
@@ -47,7 +47,7 @@ impl BatchState {
 }
 
 /// What became of one manifest row.
-#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RowOutcome {
     /// The row became a new licence.
