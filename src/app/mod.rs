@@ -13,12 +13,14 @@ pub mod permissions;
 mod reading;
 mod register;
 mod signers;
+mod staff;
 mod tokens;
 mod verification;
 mod views;
 
 pub use permissions::{Action, Scope};
 pub use register::{VerifyBaseChange, EXISTING_VERSIONS_KEEP_THEIR_ADDRESS};
+pub use staff::CreatedStaff;
 pub use views::{
     Amendment, BatchStatus, DirectoryListing, EventView, HolderView, Issued, LicenceView, Renewal,
     VersionView, DEFAULT_PAGE_LIMIT,

@@ -34,10 +34,12 @@ pub enum Action {
     ManageKeys,
     /// Change the register's deployment facts (the public address in QR codes).
     ManageRegister,
+    /// Create staff accounts (people who sign in to the console).
+    ManageStaff,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::IssueLicence,
         Action::ChangeLicence,
         Action::ReadLicence,
@@ -48,6 +50,7 @@ impl Action {
         Action::ManageTokens,
         Action::ManageKeys,
         Action::ManageRegister,
+        Action::ManageStaff,
     ];
 
     /// What the action is, as a refusal names it ("… may not {describe}").
@@ -63,6 +66,7 @@ impl Action {
             Action::ManageTokens => "manage API tokens",
             Action::ManageKeys => "manage signer keys",
             Action::ManageRegister => "change the register",
+            Action::ManageStaff => "manage staff accounts",
         }
     }
 }
@@ -203,12 +207,12 @@ mod tests {
     /// than derived so that a change to [`Role::grants`] has to change this table too.
     #[rustfmt::skip]
     const GRANTS: [(Option<Role>, &str); 5] = [
-        //                   issue change read feed audit convert job tokens keys register
-        (Some(Role::Clerk),   "X     .      X    .    .     X       X   .      .    ."),
-        (Some(Role::Officer), ".     X      X    .    .     .       .   .      .    ."),
-        (Some(Role::Library), ".     .      X    X    .     .       .   .      .    ."),
-        (Some(Role::Admin),   "X     X      X    X    X     X       X   X      X    X"),
-        (None,                ".     .      .    .    .     .       .   .      .    ."),
+        //                   issue change read feed audit convert job tokens keys register staff
+        (Some(Role::Clerk),   "X     .      X    .    .     X       X   .      .    .        ."),
+        (Some(Role::Officer), ".     X      X    .    .     .       .   .      .    .        ."),
+        (Some(Role::Library), ".     .      X    X    .     .       .   .      .    .        ."),
+        (Some(Role::Admin),   "X     X      X    X    X     X       X   X      X    X        X"),
+        (None,                ".     .      .    .    .     .       .   .      .    .        ."),
     ];
 
     /// The whole table: role (clerk, officer, library, admin, none) × the actor's department

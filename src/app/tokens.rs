@@ -31,35 +31,7 @@ impl App {
         roles: &[Role],
     ) -> Result<(i64, String)> {
         permissions::check(actor, Action::ManageTokens, None)?;
-        let department = department.map(Uscc::parse).transpose()?;
-        if let Some(d) = &department {
-            if !self.directory.issuers().iter().any(|i| &i.uscc == d) {
-                return Err(AppError::BadInput(format!(
-                    "department: {d} issues no licence type of the directory"
-                )));
-            }
-        }
-        if roles.is_empty() {
-            return Err(AppError::BadInput("roles: give at least one role".into()));
-        }
-        if department.is_none()
-            && roles
-                .iter()
-                .any(|r| matches!(r, Role::Clerk | Role::Officer))
-        {
-            return Err(AppError::BadInput(
-                "department: clerk and officer tokens belong to a department".into(),
-            ));
-        }
-        // SPEC §10: the library role belongs to the city library, which has no department. A
-        // department's own reading is done with its clerk, officer or admin tokens.
-        if department.is_some() && roles.contains(&Role::Library) {
-            return Err(AppError::BadInput(
-                "department: a library token belongs to the city library, which has no \
-                 department; leave the department out"
-                    .into(),
-            ));
-        }
+        let department = self.checked_grant(department, roles)?;
         let secret: [u8; 32] = rand::random();
         let token = format!("elt_{}", data_encoding::BASE64URL_NOPAD.encode(&secret));
         let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
@@ -86,6 +58,46 @@ impl App {
         }
         self.store.append_audit(&audit).await?;
         Ok((id, token))
+    }
+
+    /// The department and roles a token or a staff account is given, checked (SPEC §10): the
+    /// department issues a licence type of the directory, there is a role, clerks and officers
+    /// belong to a department, and the library role to none.
+    pub(super) fn checked_grant(
+        &self,
+        department: Option<&str>,
+        roles: &[Role],
+    ) -> Result<Option<Uscc>> {
+        let department = department.map(Uscc::parse).transpose()?;
+        if let Some(d) = &department {
+            if !self.directory.issuers().iter().any(|i| &i.uscc == d) {
+                return Err(AppError::BadInput(format!(
+                    "department: {d} issues no licence type of the directory"
+                )));
+            }
+        }
+        if roles.is_empty() {
+            return Err(AppError::BadInput("roles: give at least one role".into()));
+        }
+        if department.is_none()
+            && roles
+                .iter()
+                .any(|r| matches!(r, Role::Clerk | Role::Officer))
+        {
+            return Err(AppError::BadInput(
+                "department: clerks and officers belong to a department".into(),
+            ));
+        }
+        // SPEC §10: the library role belongs to the city library, which has no department. A
+        // department's own reading is done with its clerk, officer or admin tokens.
+        if department.is_some() && roles.contains(&Role::Library) {
+            return Err(AppError::BadInput(
+                "department: a library token belongs to the city library, which has no \
+                 department; leave the department out"
+                    .into(),
+            ));
+        }
+        Ok(department)
     }
 
     pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<()> {

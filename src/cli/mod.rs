@@ -66,7 +66,7 @@ pub use convert::{ConvertArgs, SampleBatchArgs};
 pub use directory::DirectoryCommand;
 pub use keys::{KeysCommand, StatusListCommand, TrustCommand};
 pub use licence::{IssueArgs, LicenceCommand};
-pub use staff::{AuditCommand, RegisterCommand, TokenCommand};
+pub use staff::{AuditCommand, RegisterCommand, StaffCommand, TokenCommand};
 pub use verify::VerifyArgs;
 
 #[derive(Debug, Parser)]
@@ -120,6 +120,9 @@ pub enum Command {
     /// Convert a batch of stock paper licences (a folder with manifest.csv and its scans).
     /// Exit 0 when every row was issued or skipped, 2 when rows were rejected, 1 on an error.
     Convert(ConvertArgs),
+    /// Staff accounts for the console (passwords stored hashed; the first one shown once).
+    #[command(subcommand)]
+    Staff(StaffCommand),
     /// API tokens (stored hashed; shown once when created).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -204,6 +207,10 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         Command::StatusList(command) => {
             let app = open(settings).await?;
             closing(&app, keys::export_status_list(&app, command, json).await).await
+        }
+        Command::Staff(command) => {
+            let app = open(settings).await?;
+            closing(&app, staff::staff(&app, &actor, command, json).await).await
         }
         Command::Token(command) => {
             let app = open(settings).await?;

@@ -1,12 +1,34 @@
-//! `token …`, `register …` and `audit verify`: who may use the service and what it keeps about
-//! itself — staff's API tokens, the deployment register (the public address in QR codes) and the
-//! audit trail's hash chain. A room of its own because these are an administrator's commands,
+//! `staff …`, `token …`, `register …` and `audit verify`: who may use the service and what it
+//! keeps about itself — staff accounts, API tokens, the deployment register (the public address
+//! in QR codes) and the audit trail's hash chain. A room of its own because these are an administrator's commands,
 //! not a clerk's.
 
 use clap::Subcommand;
 
 use super::print;
 use crate::app::{Actor, App, AppError, Role};
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// Create a staff account for the console; prints its one-time password once (it must be
+    /// changed at first sign-in).
+    Create {
+        /// The department the person works for (omit only for a city-wide administrator).
+        #[arg(long, value_name = "USCC")]
+        department: Option<String>,
+        /// Comma-separated roles: clerk, officer, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<String>,
+        /// What the person signs in with: 3–32 of a-z, 0-9, '.', '_', '-'.
+        #[arg(long)]
+        login: String,
+        /// The person's name (姓名), as the console and the audit trail show it.
+        #[arg(long)]
+        name: String,
+    },
+    /// The accounts you administer: your department's, or all for a city-wide administrator.
+    List,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -44,6 +66,54 @@ pub enum RegisterCommand {
 pub enum AuditCommand {
     /// Check the hash chain; names the first broken record. Exit 0 when intact, 2 when broken.
     Verify,
+}
+
+/// `staff …`: creates an account (printing its one-time password once) or lists accounts.
+pub(super) async fn staff(
+    app: &App,
+    actor: &Actor,
+    command: StaffCommand,
+    json: bool,
+) -> Result<i32, AppError> {
+    match command {
+        StaffCommand::Create {
+            department,
+            roles,
+            login,
+            name,
+        } => {
+            let roles = parse_roles(&roles)?;
+            let created = app
+                .create_staff(actor, &login, &name, department.as_deref(), &roles)
+                .await?;
+            print(json, &created, || {
+                format!(
+                    "staff {} ({}) — one-time password, shown once; it must be changed at first \
+                     sign-in:\n{}",
+                    created.account.login, created.account.name, created.one_time_password
+                )
+            });
+        }
+        StaffCommand::List => {
+            let accounts = app.staff(actor).await?;
+            print(json, &accounts, || {
+                accounts
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{}\t{}\t{}\t{}",
+                            a.login,
+                            a.name,
+                            a.department.as_deref().unwrap_or("-"),
+                            a.roles
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(0)
 }
 
 /// `token …`: creates (and prints once) or revokes an API token.

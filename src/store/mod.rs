@@ -30,6 +30,7 @@ mod push;
 mod register;
 mod reservations;
 mod signers;
+mod staff;
 mod tokens;
 mod versions;
 
@@ -39,6 +40,7 @@ pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RowResult};
 pub use events::EventRow;
 pub use licences::{Inserted, LicenceRow, NewLicence, VerificationRow};
 pub use signers::{Revocation, WhenActive};
+pub use staff::{NewStaff, StaffRow};
 pub use tokens::TokenRow;
 pub use versions::{decode_full_record, StatusEntry, StoredVersion};
 

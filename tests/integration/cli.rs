@@ -681,3 +681,63 @@ async fn convert_json_is_the_apis_batch_status() {
     let answered = api_get(&api, &format!("/api/v1/batches/{id}")).await;
     assert_eq!(printed, answered);
 }
+
+/// `staff create` prints the one-time password once (plain and `--json`); `staff list` never
+/// shows it; a taken login exits non-zero naming the login and adds no account.
+#[tokio::test]
+async fn staff_create_prints_the_one_time_password_once_and_list_never_does() {
+    let cli = Cli::new().await;
+    let create = |login: &str, json: bool| {
+        let mut args = vec![
+            "staff",
+            "create",
+            "--department",
+            MARKET_BUREAU,
+            "--roles",
+            "clerk,officer",
+            "--login",
+            login,
+            "--name",
+            "王芳",
+        ];
+        if json {
+            args.insert(0, "--json");
+        }
+        cli.run(&args)
+    };
+    let out = create("wang.fang", false);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let password = printed.lines().last().unwrap().to_string();
+    assert!(printed.starts_with("staff wang.fang (王芳)"), "{printed}");
+    assert_eq!(password.len(), 19, "{printed}");
+
+    let out = create("li.na", true);
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["login"], "li.na");
+    assert_eq!(created["roles"], "clerk,officer");
+    let second = created["one_time_password"].as_str().unwrap().to_string();
+    assert_ne!(second, password);
+
+    let listed = cli.ok(&["staff", "list"]);
+    assert!(
+        listed.contains("wang.fang\t王芳\t11330122MB0000001M\tclerk,officer"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&password) && !listed.contains(&second),
+        "{listed}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["--json", "staff", "list"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(listed[0].get("one_time_password").is_none(), "{listed}");
+
+    let out = create("wang.fang", false);
+    assert_ne!(code(&out), 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("login: \"wang.fang\" is taken"), "{stderr}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["--json", "staff", "list"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+}

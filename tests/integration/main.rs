@@ -19,5 +19,6 @@ mod permissions;
 mod push;
 mod register;
 mod renewals;
+mod staff;
 mod uploads;
 mod verification;
