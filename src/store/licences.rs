@@ -179,21 +179,8 @@ impl Store {
             .await
             .map_err(conflict_on_unique)?;
         let at = time_util::format_rfc3339(version.issued_at);
-        let seq = insert_event(
-            &mut tx,
-            licence,
-            version.id.version,
-            kind,
-            &at,
-            reason,
-            &audit.actor,
-        )
-        .await
-        .map_err(conflict_on_unique)?;
-        let audit = audit.clone().of_department(&licence.key.issuer);
-        self.append_audit_in(&mut tx, &audit).await?;
-        tx.commit().await?;
-        Ok(seq)
+        let change = (version.id.version, kind, at.as_str(), reason);
+        self.commit_event(tx, licence, change, audit).await
     }
 
     /// Appends a status change (suspend, reinstate, revoke) as an event; no version is created.
@@ -207,17 +194,22 @@ impl Store {
         let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx).await?;
         let at = time_util::format_rfc3339(time_util::now());
-        let seq = insert_event(
-            &mut tx,
-            licence,
-            licence.latest_version,
-            kind,
-            &at,
-            reason,
-            &audit.actor,
-        )
-        .await
-        .map_err(conflict_on_unique)?;
+        let change = (licence.latest_version, kind, at.as_str(), reason);
+        self.commit_event(tx, licence, change, audit).await
+    }
+
+    /// Ends a change to one licence: its event (`version`, `kind`, `at`, `reason`) and audit
+    /// record in the same transaction, then the commit. Returns the event's seq.
+    async fn commit_event(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        licence: &LicenceRow,
+        (version, kind, at, reason): (u32, EventKind, &str, Option<&str>),
+        audit: &Entry,
+    ) -> Result<i64> {
+        let seq = insert_event(&mut tx, licence, version, kind, at, reason, &audit.actor)
+            .await
+            .map_err(conflict_on_unique)?;
         let audit = audit.clone().of_department(&licence.key.issuer);
         self.append_audit_in(&mut tx, &audit).await?;
         tx.commit().await?;
