@@ -48,6 +48,8 @@ pub struct Settings {
     pub verify_cache_seconds: u64,
     /// Load balancers whose `X-Forwarded-For` names the client (addresses or CIDR blocks).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a console session may stay idle before it ends (SPEC §10 "People").
+    pub console_idle_minutes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,7 @@ struct FileSettings {
     upload_retention_seconds: Option<u64>,
     verify_cache_seconds: Option<u64>,
     trusted_proxies: Option<String>,
+    console_idle_minutes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -324,6 +327,12 @@ impl Settings {
             2,
             0,
         )?;
+        let console_idle_minutes = whole(
+            "ELICENCE_CONSOLE_IDLE_MINUTES",
+            from_file.console_idle_minutes,
+            30,
+            1,
+        )?;
         let trusted_proxies = parse_trusted_proxies(
             &pick("ELICENCE_TRUSTED_PROXIES", from_file.trusted_proxies).unwrap_or_default(),
         )
@@ -364,6 +373,7 @@ impl Settings {
             upload_retention_seconds,
             verify_cache_seconds,
             trusted_proxies,
+            console_idle_minutes,
         })
     }
 }

@@ -21,6 +21,12 @@ pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
     HEXLOWER.encode(hmac::sign(&key, data).as_ref())
 }
 
+/// Whether two secrets (a CSRF token, a TOTP code) are equal, in time that depends only on their
+/// lengths, so that a wrong guess does not tell how much of it was right.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

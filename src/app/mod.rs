@@ -13,6 +13,7 @@ pub mod permissions;
 mod reading;
 mod register;
 mod signers;
+pub mod signin;
 mod staff;
 mod tokens;
 mod verification;
@@ -40,6 +41,7 @@ use crate::render::Renderer;
 use crate::signing::keys::{KeyError, KeyRing};
 use crate::signing::trust::TrustStore;
 use crate::store::{Store, StoreError};
+use crate::time_util;
 use crate::verify_cache::VerifyCache;
 
 /// What a caller may do (SPEC §10).
@@ -52,6 +54,8 @@ pub enum Role {
     Officer,
     /// Read the feed.
     Library,
+    /// Read the audit trail, licences and conversion jobs (电子监察): watches, changes nothing.
+    Supervisor,
     Admin,
 }
 
@@ -61,6 +65,7 @@ impl Role {
             Role::Clerk => "clerk",
             Role::Officer => "officer",
             Role::Library => "library",
+            Role::Supervisor => "supervisor",
             Role::Admin => "admin",
         }
     }
@@ -70,6 +75,7 @@ impl Role {
             "clerk" => Some(Role::Clerk),
             "officer" => Some(Role::Officer),
             "library" => Some(Role::Library),
+            "supervisor" => Some(Role::Supervisor),
             "admin" => Some(Role::Admin),
             _ => None,
         }

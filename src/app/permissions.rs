@@ -73,7 +73,8 @@ impl Action {
 
 impl Role {
     /// The actions this role grants (SPEC §10: clerk issues and converts, officer changes,
-    /// library reads the feed, admin everything). Every role reads the licences it may see.
+    /// library reads the feed, supervisor reads the audit trail, admin everything). Every role
+    /// reads the licences it may see.
     pub fn grants(self, action: Action) -> bool {
         use Action::*;
         match self {
@@ -84,12 +85,13 @@ impl Role {
             ),
             Role::Officer => matches!(action, ChangeLicence | ReadLicence),
             Role::Library => matches!(action, ReadFeed | ReadLicence),
+            Role::Supervisor => matches!(action, ReadAudit | ReadLicence | ReadBatch),
         }
     }
 
     /// Whether the role may act for the whole service when its holder has no department.
     fn is_city_wide(self) -> bool {
-        matches!(self, Role::Library | Role::Admin)
+        matches!(self, Role::Library | Role::Supervisor | Role::Admin)
     }
 }
 
@@ -206,16 +208,17 @@ mod tests {
     /// What each role grants, in the order of [`Action::ALL`] (SPEC §10), written out rather
     /// than derived so that a change to [`Role::grants`] has to change this table too.
     #[rustfmt::skip]
-    const GRANTS: [(Option<Role>, &str); 5] = [
+    const GRANTS: [(Option<Role>, &str); 6] = [
         //                   issue change read feed audit convert job tokens keys register staff
         (Some(Role::Clerk),   "X     .      X    .    .     X       X   .      .    .        ."),
         (Some(Role::Officer), ".     X      X    .    .     .       .   .      .    .        ."),
         (Some(Role::Library), ".     .      X    X    .     .       .   .      .    .        ."),
+        (Some(Role::Supervisor), ".  .      X    .    X     .       X   .      .    .        ."),
         (Some(Role::Admin),   "X     X      X    X    X     X       X   X      X    X        X"),
         (None,                ".     .      .    .    .     .       .   .      .    .        ."),
     ];
 
-    /// The whole table: role (clerk, officer, library, admin, none) × the actor's department
+    /// The whole table: role (clerk, officer, library, supervisor, admin, none) × the actor's department
     /// (own, none) × action × the target's department (own, other, the whole service).
     /// An actor of the other department is the mirror image of "own" and needs no row.
     #[test]
@@ -229,7 +232,7 @@ mod tests {
                 let a = actor(role, actor_department);
                 for (action, granted) in Action::ALL.into_iter().zip(grants.iter().copied()) {
                     let city_wide = actor_department.is_none()
-                        && matches!(role, Some(Role::Library | Role::Admin));
+                        && matches!(role, Some(Role::Library | Role::Supervisor | Role::Admin));
                     let expect = |target: Option<&Uscc>| {
                         granted
                             && match target {

@@ -102,6 +102,87 @@ impl App {
     }
 }
 
+impl App {
+    /// Disables an account and ends its sessions; refused unless `actor` administers its
+    /// department.
+    pub async fn disable_staff(&self, actor: &Actor, login: &str) -> Result<()> {
+        self.audited(
+            actor.entry("staff.disable", &format!("staff {login}")),
+            async |entry| {
+                let account = self.administered_account(actor, login).await?;
+                let at = time_util::format_rfc3339(time_util::now());
+                if !self.store.disable_staff(account.id, &at).await? {
+                    return Err(AppError::State(format!(
+                        "staff {login} is disabled already"
+                    )));
+                }
+                self.store
+                    .append_audit(&of_account(entry, &account))
+                    .await?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Gives an account a new one-time password (shown once), unlocks and enables it, clears its
+    /// second factor (the person enrols again: a lost phone is the usual reason) and ends its
+    /// sessions.
+    pub async fn reset_staff(&self, actor: &Actor, login: &str) -> Result<CreatedStaff> {
+        self.audited(
+            actor.entry("staff.reset", &format!("staff {login}")),
+            async |entry| {
+                let account = self.administered_account(actor, login).await?;
+                let password = one_time_password();
+                self.store
+                    .reset_staff(account.id, &hash_password(&password)?)
+                    .await?;
+                self.store
+                    .append_audit(&of_account(entry, &account))
+                    .await?;
+                let account = self
+                    .store
+                    .staff(account.department.as_deref())
+                    .await?
+                    .into_iter()
+                    .find(|a| a.login == login)
+                    .ok_or_else(|| AppError::NotFound(format!("staff {login}")))?;
+                Ok(CreatedStaff {
+                    account,
+                    one_time_password: password,
+                })
+            },
+        )
+        .await
+    }
+
+    /// The account `login`, if `actor` administers its department; another department's
+    /// account is answered as not found.
+    async fn administered_account(
+        &self,
+        actor: &Actor,
+        login: &str,
+    ) -> Result<crate::store::Credentials> {
+        let scope = permissions::scope(actor, Action::ManageStaff)?;
+        self.store
+            .credentials(login)
+            .await?
+            .filter(|a| {
+                let department = a.department.as_deref().and_then(|d| Uscc::parse(d).ok());
+                scope.covers(department.as_ref())
+            })
+            .ok_or_else(|| AppError::NotFound(format!("staff {login}")))
+    }
+}
+
+/// The audit record of a change to `account`, in the account's department.
+fn of_account(entry: &Entry, account: &crate::store::Credentials) -> Entry {
+    Entry {
+        department: account.department.clone(),
+        ..entry.clone()
+    }
+}
+
 /// A login: 3–32 characters of lowercase ASCII letters, digits, `.`, `_` and `-`, starting with a
 /// letter (what a clerk types on any keyboard, and safe in URLs and logs).
 fn check_login(login: &str) -> Result<()> {
@@ -160,7 +241,7 @@ fn one_time_password() -> String {
 
 /// The PHC string of `password`'s Argon2id hash with a fresh salt (the argon2 crate's defaults:
 /// Argon2id v19, 19 MiB, 2 passes, 1 lane, as OWASP recommends).
-fn hash_password(password: &str) -> Result<String> {
+pub(super) fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
         .map_err(|e| AppError::Internal(format!("a password salt: {e}")))?;
     Argon2::default()

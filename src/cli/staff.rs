@@ -16,7 +16,7 @@ pub enum StaffCommand {
         /// The department the person works for (omit only for a city-wide administrator).
         #[arg(long, value_name = "USCC")]
         department: Option<String>,
-        /// Comma-separated roles: clerk, officer, admin.
+        /// Comma-separated roles: clerk, officer, supervisor, admin.
         #[arg(long, value_delimiter = ',', required = true)]
         roles: Vec<String>,
         /// What the person signs in with: 3–32 of a-z, 0-9, '.', '_', '-'.
@@ -28,16 +28,28 @@ pub enum StaffCommand {
     },
     /// The accounts you administer: your department's, or all for a city-wide administrator.
     List,
+    /// Disable an account: it can no longer sign in, and its sessions end.
+    Disable {
+        /// The account's login.
+        login: String,
+    },
+    /// Reset an account: a new one-time password (printed once), unlocked and enabled, its
+    /// second factor cleared so that the person enrols again, its sessions ended.
+    Reset {
+        /// The account's login.
+        login: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a token for a department with roles (clerk, officer, library, admin); prints it once.
+    /// Create a token for a department with roles (clerk, officer, library, supervisor, admin);
+    /// prints it once.
     Create {
         /// The issuing department the token acts for (omit for a library or admin token).
         #[arg(long, value_name = "USCC")]
         department: Option<String>,
-        /// Comma-separated roles: clerk, officer, library, admin.
+        /// Comma-separated roles: clerk, officer, library, supervisor, admin.
         #[arg(long, value_delimiter = ',', required = true)]
         roles: Vec<String>,
         /// Who holds the token (shown in the audit trail).
@@ -86,13 +98,17 @@ pub(super) async fn staff(
             let created = app
                 .create_staff(actor, &login, &name, department.as_deref(), &roles)
                 .await?;
-            print(json, &created, || {
-                format!(
-                    "staff {} ({}) — one-time password, shown once; it must be changed at first \
-                     sign-in:\n{}",
-                    created.account.login, created.account.name, created.one_time_password
-                )
+            print_one_time_password(json, &created);
+        }
+        StaffCommand::Disable { login } => {
+            app.disable_staff(actor, &login).await?;
+            print(json, &serde_json::json!({"disabled": login}), || {
+                format!("staff {login} disabled; its sessions have ended")
             });
+        }
+        StaffCommand::Reset { login } => {
+            let created = app.reset_staff(actor, &login).await?;
+            print_one_time_password(json, &created);
         }
         StaffCommand::List => {
             let accounts = app.staff(actor).await?;
@@ -114,6 +130,16 @@ pub(super) async fn staff(
         }
     }
     Ok(0)
+}
+
+fn print_one_time_password(json: bool, created: &crate::app::CreatedStaff) {
+    print(json, created, || {
+        format!(
+            "staff {} ({}) — one-time password, shown once; it must be changed at first \
+             sign-in:\n{}",
+            created.account.login, created.account.name, created.one_time_password
+        )
+    });
 }
 
 /// `token …`: creates (and prints once) or revokes an API token.

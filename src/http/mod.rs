@@ -4,6 +4,7 @@
 
 mod api;
 pub mod client;
+mod console;
 pub mod error;
 mod metrics;
 pub mod openapi;
@@ -105,6 +106,7 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/healthz", get(api::health))
         .route("/readyz", get(api::readiness))
         .route("/metrics", get(api::metrics))
+        .merge(console::routes())
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     let metrics = state.metrics.clone();

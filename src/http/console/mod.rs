@@ -1,0 +1,98 @@
+//! The department console (部门工作台, SPEC §14): pages in Chinese for clerks, officers,
+//! supervisors and admins, rendered on the server with maud, working without JavaScript.
+//!
+//! Each page calls the same [`App`](crate::app::App) operations as the API, as the signed-in
+//! person's [`Actor`](crate::app::Actor), so the one permission check decides what it shows and
+//! allows. What the console adds is the web's part of security: the session cookie (HttpOnly,
+//! SameSite=Strict, Secure under https), a CSRF token in every form, a strict Content Security
+//! Policy (nothing from other hosts, no inline script) and pages that are never cached.
+
+mod layout;
+mod session;
+mod signin;
+#[allow(dead_code)] // the pages being built use the rest of it
+mod words;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::SharedState;
+use session::Signed;
+
+/// The console's routes, under `/console/`.
+pub fn routes() -> Router<SharedState> {
+    Router::new()
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route("/console/", get(home))
+        .route("/console/login", get(signin::form).post(signin::submit))
+        .route("/console/logout", post(signin::sign_out))
+        .route(
+            "/console/password",
+            get(signin::password_form).post(signin::change_password),
+        )
+        .route(
+            "/console/totp",
+            get(signin::totp_form).post(signin::confirm_totp),
+        )
+        .route("/console/static/console.css", get(stylesheet))
+        .route("/console/static/console.js", get(script))
+}
+
+/// 工作台 (placeholder until the dashboard lands: who is signed in and what they may do).
+async fn home(Signed(session): Signed) -> Response {
+    let body = maud::html! {
+        h1 { "工作台" }
+        p { "欢迎，" (session.name) "。" }
+    };
+    page(
+        StatusCode::OK,
+        layout::frame("工作台", Some(&session), body),
+    )
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("console.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("console.js"),
+    )
+        .into_response()
+}
+
+/// The Content Security Policy of every console page: its own styles and scripts only, images
+/// inline or its own, forms posting only to itself, never framed by another site.
+const POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A console page: never cached (it shows one person's data), under the console's policy.
+fn page(status: StatusCode, markup: maud::Markup) -> Response {
+    let mut response = (status, Html(markup.into_string())).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    response
+}
+
+/// After a form that changed something: see the result page by GET (so that reloading it does
+/// not post the form again).
+fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
