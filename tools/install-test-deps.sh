@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests call (a fresh machine has none of them): headless
-# Chromium for the verification page, poppler/zbar/qpdf for the PDFs, python3-venv for the
-# interoperability check, the PostgreSQL client for pg_isready. Idempotent and quiet when all are there.
+# Chromium for the verification page and ChromeDriver for the console's end-to-end test,
+# poppler/zbar/qpdf for the PDFs, python3-venv for the interoperability check, the PostgreSQL
+# client for pg_isready. Idempotent and quiet when all are there.
 set -euo pipefail
 needed=()
 command -v chromium >/dev/null || needed+=(chromium)
+command -v chromedriver >/dev/null || needed+=(chromium-driver)
 command -v pdftoppm >/dev/null || needed+=(poppler-utils)
 command -v zbarimg >/dev/null || needed+=(zbar-tools)
 command -v qpdf >/dev/null || needed+=(qpdf)

@@ -6,6 +6,7 @@
 //!
 //! Data flows one way: input → validate → licence version → sign → store (→ render, publish).
 
+mod dashboard;
 pub mod health;
 mod jobs;
 mod licences;
@@ -19,6 +20,7 @@ mod tokens;
 mod verification;
 mod views;
 
+pub use dashboard::{Dashboard, TypeFigures, EXPIRY_WARNING_DAYS};
 pub use permissions::{Action, Scope};
 pub use register::{VerifyBaseChange, EXISTING_VERSIONS_KEEP_THEIR_ADDRESS};
 pub use staff::CreatedStaff;

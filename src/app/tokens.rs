@@ -267,4 +267,12 @@ impl App {
             .audit_records(filter, scope.department(), after, limit.clamp(1, 1000))
             .await?)
     }
+
+    /// Checks the whole audit trail's hash chain (SPEC §10), for whoever may read the trail:
+    /// the chain links every department's records, so it is checked whole.
+    pub async fn verify_audit_chain(&self, actor: &Actor) -> Result<crate::audit::ChainReport> {
+        self.scope_audited(actor, Action::ReadAudit, "audit.verify", "audit")
+            .await?;
+        Ok(self.store.verify_audit().await?)
+    }
 }

@@ -27,6 +27,8 @@ pub struct StaffRow {
     /// Comma-separated role names.
     pub roles: String,
     pub created_at: String,
+    /// When the account was disabled; None while it may sign in.
+    pub disabled_at: Option<String>,
 }
 
 impl Store {
@@ -38,7 +40,7 @@ impl Store {
                                 must_change_password, created_at)
              VALUES ($1, $2, $3, $4, $5, 1, $6)
              ON CONFLICT (login) DO NOTHING
-             RETURNING id, login, name, department, roles, created_at",
+             RETURNING id, login, name, department, roles, created_at, disabled_at",
         )
         .bind(new.login)
         .bind(new.name)
@@ -52,7 +54,8 @@ impl Store {
 
     /// Every account (of `department` only, when given), oldest first.
     pub async fn staff(&self, department: Option<&str>) -> Result<Vec<StaffRow>> {
-        const COLUMNS: &str = "SELECT id, login, name, department, roles, created_at FROM staff";
+        const COLUMNS: &str =
+            "SELECT id, login, name, department, roles, created_at, disabled_at FROM staff";
         let rows = match department {
             Some(d) => {
                 let sql = format!("{COLUMNS} WHERE department = $1 ORDER BY id");

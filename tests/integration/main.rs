@@ -7,6 +7,8 @@ mod batch;
 mod browser;
 mod city_library;
 mod cli;
+mod console_browser;
+mod console_pages;
 mod console_signin;
 mod disk_full;
 mod feed;

@@ -7,6 +7,9 @@
 //! SameSite=Strict, Secure under https), a CSRF token in every form, a strict Content Security
 //! Policy (nothing from other hosts, no inline script) and pages that are never cached.
 
+mod admin;
+mod audit;
+mod home;
 mod layout;
 mod session;
 mod signin;
@@ -19,13 +22,12 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::SharedState;
-use session::Signed;
 
 /// The console's routes, under `/console/`.
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(home))
+        .route("/console/", get(home::page_of))
         .route("/console/login", get(signin::form).post(signin::submit))
         .route("/console/logout", post(signin::sign_out))
         .route(
@@ -36,20 +38,22 @@ pub fn routes() -> Router<SharedState> {
             "/console/totp",
             get(signin::totp_form).post(signin::confirm_totp),
         )
+        .route("/console/admin", get(admin::overview))
+        .route("/console/admin/staff", post(admin::create_staff))
+        .route(
+            "/console/admin/staff/{login}/disable",
+            post(admin::disable_staff),
+        )
+        .route(
+            "/console/admin/staff/{login}/reset",
+            post(admin::reset_staff),
+        )
+        .route("/console/admin/keys/rotate", post(admin::rotate_key))
+        .route("/console/admin/keys/revoke", post(admin::revoke_key))
+        .route("/console/audit", get(audit::view))
+        .route("/console/audit/export.csv", get(audit::export))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
-}
-
-/// 工作台 (placeholder until the dashboard lands: who is signed in and what they may do).
-async fn home(Signed(session): Signed) -> Response {
-    let body = maud::html! {
-        h1 { "工作台" }
-        p { "欢迎，" (session.name) "。" }
-    };
-    page(
-        StatusCode::OK,
-        layout::frame("工作台", Some(&session), body),
-    )
 }
 
 async fn stylesheet() -> Response {
