@@ -10,7 +10,8 @@
 //! from its last seq never skips an event that commits late.
 //!
 //! One file per aggregate: `licences`, `versions` and `events` (the licence tables), `audit`,
-//! `directory`, `reservations`, `tokens`, `push`, `signers`, `register` and `batches`. This file
+//! `directory`, `reservations`, `tokens`, `push`, `signers`, `register`, `batches`, `staff`,
+//! `sessions` (console sign-in) and `figures` (the dashboard's counts). This file
 //! holds what they share: the [`Store`] handle (open, pools, write transactions), [`StoreError`]
 //! and the multi-row `placeholders` helper; the public types are re-exported here, so callers
 //! name them `crate::store::LicenceRow` whatever file they live in.
