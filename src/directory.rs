@@ -259,6 +259,23 @@ impl Comparison {
     }
 }
 
+impl Comparison {
+    /// The comparison in Chinese, for dates or for numbers ("须" comes before it).
+    pub fn words_zh(self, field_type: FieldType) -> &'static str {
+        let dates = field_type == FieldType::Date;
+        match (self, dates) {
+            (Comparison::Greater, true) => "晚于",
+            (Comparison::GreaterOrEqual, true) => "不早于",
+            (Comparison::Less, true) => "早于",
+            (Comparison::LessOrEqual, true) => "不晚于",
+            (Comparison::Greater, false) => "大于",
+            (Comparison::GreaterOrEqual, false) => "不小于",
+            (Comparison::Less, false) => "小于",
+            (Comparison::LessOrEqual, false) => "不大于",
+        }
+    }
+}
+
 impl fmt::Display for FieldRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {} {}", self.field, self.must_be.symbol(), self.other)

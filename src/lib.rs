@@ -17,6 +17,7 @@ pub mod hash;
 pub mod http;
 pub mod identifiers;
 pub mod licence;
+pub mod messages;
 pub mod panics;
 pub mod render;
 pub mod signing;

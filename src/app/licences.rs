@@ -10,6 +10,7 @@ use crate::licence::{
     validate, Door, EventKind, FieldValue, LicenceVersion, Record, RecordInput, Standing,
     ValidationErrors,
 };
+use crate::messages::Reason;
 use crate::signing::claims::FullRecord;
 use crate::signing::qr;
 use crate::signing::{sign_version, Unsigned};
@@ -123,17 +124,8 @@ impl App {
             .into_iter()
             .filter_map(|(field, text)| {
                 let missing = self.renderer.missing_glyphs(&text);
-                (!missing.is_empty()).then(|| crate::licence::FieldError {
-                    field,
-                    reason: format!(
-                        "the licence font cannot print {}",
-                        missing
-                            .iter()
-                            .map(|c| format!("{c:?} (U+{:04X})", u32::from(*c)))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                })
+                (!missing.is_empty())
+                    .then(|| crate::licence::FieldError::new(&field, &Reason::Unprintable(missing)))
             })
             .collect();
         if errors.is_empty() {

@@ -39,6 +39,7 @@ use crate::config::{BlobStoreKind, Settings};
 use crate::directory::{Directory, DirectoryError, LicenceType};
 use crate::identifiers::{IdError, TypeCode, Uscc};
 use crate::licence::ValidationErrors;
+use crate::messages::Lang;
 use crate::render::Renderer;
 use crate::signing::keys::{KeyError, KeyRing};
 use crate::signing::trust::TrustStore;
@@ -303,12 +304,41 @@ impl AppError {
         }
     }
 
-    /// The error body of SPEC §10; validation errors list every field and reason.
+    /// The error body of SPEC §10 in English; validation errors list every field and reason.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut error = serde_json::json!({"code": self.code(), "message": self.to_string()});
+        self.to_json_in(Lang::En)
+    }
+
+    /// The error body of SPEC §10 with its message and reasons in `lang` (the code stays).
+    pub fn to_json_in(&self, lang: Lang) -> serde_json::Value {
+        let mut error = serde_json::json!({"code": self.code(), "message": self.message(lang)});
         if let AppError::Invalid(errors) = self {
-            error["fields"] = serde_json::to_value(errors).expect("errors serialise");
+            let fields: Vec<serde_json::Value> = errors
+                .0
+                .iter()
+                .map(|e| serde_json::json!({"field": e.field, "reason": e.reason_in(lang)}))
+                .collect();
+            error["fields"] = fields.into();
         }
         serde_json::json!({ "error": error })
+    }
+
+    /// The error's message in `lang`: in Chinese, the catalogue's words where it has them (a
+    /// record's reasons, an identifier's), else the catalogue's sentence for the error's code
+    /// followed by the service's own detail.
+    pub fn message(&self, lang: Lang) -> String {
+        match (lang, self) {
+            (Lang::En, _) => self.to_string(),
+            (Lang::Zh, AppError::Invalid(errors)) => {
+                let reasons: Vec<String> = errors
+                    .0
+                    .iter()
+                    .map(|e| format!("{}：{}", e.field, e.reason_zh))
+                    .collect();
+                format!("记录有误：{}", reasons.join("；"))
+            }
+            (Lang::Zh, AppError::BadIdentifier(e)) => crate::messages::id_zh(e),
+            (Lang::Zh, _) => format!("{}（{self}）", crate::messages::error_zh(self.code())),
+        }
     }
 }

@@ -1,12 +1,16 @@
 //! Errors as the API answers them (SPEC §10): `{"error": {"code", "message"}}` with the right
-//! status. Internal failures are logged in full and answered without their details.
+//! status, the message in Chinese when the client's `Accept-Language` prefers it. Internal
+//! failures are logged in full and answered without their details.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::app::AppError;
+use crate::messages::Lang;
 use crate::signing::keys::KeyError;
 use crate::store::StoreError;
 
@@ -91,48 +95,96 @@ fn body(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({"error": {"code": code, "message": message}})
 }
 
+/// The Chinese body of an error answer, kept beside the English one until
+/// [`localise_errors`] knows whether the client asked for Chinese.
+#[derive(Clone)]
+struct ChineseBody(serde_json::Value);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
             ApiError::RateLimited(seconds) => Some(*seconds),
             _ => None,
         };
-        let (status, body) = match self {
+        let in_chinese = |code: &str| body(code, crate::messages::error_zh(code));
+        let (status, body, chinese) = match self {
             ApiError::App(e) => {
                 let status = status_of(&e);
                 if status == StatusCode::INTERNAL_SERVER_ERROR {
                     tracing::error!(error = %e, "request failed");
-                    (status, body(e.code(), "internal error; it has been logged"))
+                    let english = body(e.code(), "internal error; it has been logged");
+                    (status, english, in_chinese(e.code()))
                 } else {
                     if status.is_server_error() {
                         tracing::error!(error = %e, "request refused: the service cannot write");
                     }
-                    (status, e.to_json())
+                    (status, e.to_json(), e.to_json_in(Lang::Zh))
                 }
             }
-            ApiError::Unauthenticated(message) => {
-                (StatusCode::UNAUTHORIZED, body("unauthenticated", &message))
-            }
+            ApiError::Unauthenticated(message) => (
+                StatusCode::UNAUTHORIZED,
+                body("unauthenticated", &message),
+                in_chinese("unauthenticated"),
+            ),
             ApiError::RateLimited(seconds) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 body(
                     "rate_limited",
                     &format!("too many verifications from this address; retry in {seconds} s"),
                 ),
+                body(
+                    "rate_limited",
+                    &format!("核验过于频繁，请 {seconds} 秒后再试。"),
+                ),
             ),
-            ApiError::Request(status, message) => (status, body("bad_request", &message)),
-            ApiError::NoRoute => (StatusCode::NOT_FOUND, body("no_route", "no such route")),
+            ApiError::Request(status, message) => (
+                status,
+                body("bad_request", &message),
+                body(
+                    "bad_request",
+                    &format!("{}（{message}）", crate::messages::error_zh("bad_request")),
+                ),
+            ),
+            ApiError::NoRoute => (
+                StatusCode::NOT_FOUND,
+                body("no_route", "no such route"),
+                in_chinese("no_route"),
+            ),
             ApiError::Panicked => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 body("internal", "internal error; it has been logged"),
+                in_chinese("internal"),
             ),
         };
         let mut response = (status, Json(body)).into_response();
+        response.extensions_mut().insert(ChineseBody(chinese));
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
+    }
+}
+
+/// Answers an error in Chinese to a client whose `Accept-Language` prefers it (issue #15: the
+/// API keeps its English codes, with a Chinese message); English otherwise.
+pub async fn localise_errors(request: Request, next: Next) -> Response {
+    let lang = Lang::negotiate(
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+        Lang::En,
+    );
+    let mut response = next.run(request).await;
+    let chinese = response.extensions_mut().remove::<ChineseBody>();
+    match chinese {
+        Some(ChineseBody(body)) if lang == Lang::Zh => {
+            let (mut parts, _) = response.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+        }
+        _ => response,
     }
 }

@@ -128,6 +128,7 @@ fn guarded(routes: Router, metrics: Arc<Metrics>) -> Router {
     };
     routes
         .layer(CatchPanicLayer::custom(on_panic))
+        .layer(middleware::from_fn(error::localise_errors))
         .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn_with_state(metrics, count_requests))
 }

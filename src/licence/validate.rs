@@ -10,6 +10,7 @@ use time::Date;
 use super::{FieldValue, Holder, HolderId, Record};
 use crate::directory::{FieldDef, FieldRule, FieldType, HolderKind, LicenceType};
 use crate::identifiers::{ResidentId, Uscc};
+use crate::messages::{Act, BrokenRule, Lang, Reason};
 use crate::time_util;
 
 /// Longest licence number, holder name and plain text value accepted when the type sets no limit.
@@ -80,11 +81,32 @@ pub struct HolderInput {
     pub id: String,
 }
 
-/// One thing wrong with a record.
+/// One thing wrong with a record: the field, and the reason in English (what the API says by
+/// default) and in Chinese (what the console and reports say), both from the message catalogue.
 #[derive(utoipa::ToSchema, Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: String,
     pub reason: String,
+    #[serde(skip)]
+    pub reason_zh: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, reason: &Reason) -> FieldError {
+        FieldError {
+            field: field.to_string(),
+            reason: reason.en(),
+            reason_zh: reason.zh(),
+        }
+    }
+
+    /// The reason in `lang`.
+    pub fn reason_in(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::En => &self.reason,
+            Lang::Zh => &self.reason_zh,
+        }
+    }
 }
 
 impl fmt::Display for FieldError {
@@ -108,16 +130,13 @@ impl fmt::Display for ValidationErrors {
 struct Collector(Vec<FieldError>);
 
 impl Collector {
-    fn add(&mut self, field: &str, reason: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.to_string(),
-            reason: reason.into(),
-        });
+    fn add(&mut self, field: &str, reason: Reason) {
+        self.0.push(FieldError::new(field, &reason));
     }
 
-    /// Keeps `Ok` values; records the error of an `Err` under `field`.
-    fn take<T, E: fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
-        result.map_err(|e| self.add(field, e.to_string())).ok()
+    /// Keeps `Ok` values; records the reason of an `Err` under `field`.
+    fn take<T>(&mut self, field: &str, result: Result<T, Reason>) -> Option<T> {
+        result.map_err(|reason| self.add(field, reason)).ok()
     }
 }
 
@@ -143,12 +162,12 @@ impl Door {
         self != Door::Amendment
     }
 
-    fn verb(self) -> &'static str {
+    fn act(self) -> Act {
         match self {
-            Door::Issue => "issued",
-            Door::Conversion => "converted",
-            Door::Amendment => "amended",
-            Door::Renewal => "renewed",
+            Door::Issue => Act::Issued,
+            Door::Conversion => Act::Converted,
+            Door::Amendment => Act::Amended,
+            Door::Renewal => Act::Renewed,
         }
     }
 }
@@ -170,10 +189,7 @@ pub fn validate(
     let blank = |s: &Option<String>| s.as_deref().is_none_or(|s| s.trim().is_empty());
     let number = match &input.number {
         _ if door == Door::Conversion && blank(&input.number) => {
-            errors.add(
-                "number",
-                "is empty: a stock licence keeps the number printed on its paper original",
-            );
+            errors.add("number", Reason::StockNumberMissing);
             None
         }
         Some(n) => errors.take("number", check_text(n, MAX_NUMBER_LEN, true)),
@@ -191,10 +207,7 @@ pub fn validate(
 
     let valid_from = match &input.valid_from {
         _ if door == Door::Conversion && blank(&input.valid_from) => {
-            errors.add(
-                "valid_from",
-                "is empty: the date the paper licence took effect is needed",
-            );
+            errors.add("valid_from", Reason::StockStartMissing);
             None
         }
         Some(s) => errors.take("valid_from", parse_date_field(s)),
@@ -209,20 +222,18 @@ pub fn validate(
         if until < from {
             errors.add(
                 "valid_until",
-                format!(
-                    "{} is before valid_from {}",
-                    time_util::format_date(until),
-                    time_util::format_date(from)
-                ),
+                Reason::UntilBeforeFrom {
+                    until: time_util::format_date(until),
+                    from: time_util::format_date(from),
+                },
             );
         } else if door.sets_validity() && until < today {
             errors.add(
                 "valid_until",
-                format!(
-                    "{} has passed: an already expired licence is not {}",
-                    time_util::format_date(until),
-                    door.verb()
-                ),
+                Reason::AlreadyExpired {
+                    until: time_util::format_date(until),
+                    act: door.act(),
+                },
             );
         }
     }
@@ -231,7 +242,10 @@ pub fn validate(
         if licence_type.field(key).is_none() {
             errors.add(
                 &format!("fields.{key}"),
-                format!("{} has no field {key:?}", licence_type.name),
+                Reason::NoSuchField {
+                    type_name: licence_type.name.clone(),
+                    key: key.clone(),
+                },
             );
         }
     }
@@ -239,7 +253,12 @@ pub fn validate(
     for def in &licence_type.fields {
         let name = format!("fields.{}", def.key);
         match input.fields.get(&def.key).filter(|v| !is_blank(v)) {
-            None if def.required => errors.add(&name, format!("{} is required", def.label)),
+            None if def.required => errors.add(
+                &name,
+                Reason::Required {
+                    label: def.label.clone(),
+                },
+            ),
             None => {}
             Some(value) => {
                 if let Some(v) = errors.take(&name, check_field(def, value, today)) {
@@ -277,7 +296,7 @@ fn broken_rule(
     licence_type: &LicenceType,
     rule: &FieldRule,
     fields: &BTreeMap<String, FieldValue>,
-) -> Option<(String, String)> {
+) -> Option<(String, Reason)> {
     let (value, other) = (fields.get(&rule.field)?, fields.get(&rule.other)?);
     let ordering = match (value, other) {
         (FieldValue::Integer(a), FieldValue::Integer(b)) => a.cmp(b),
@@ -296,13 +315,15 @@ fn broken_rule(
     );
     Some((
         format!("fields.{}", rule.field),
-        format!(
-            "{} {value} must be {} {} (fields.{}) {other}",
-            def.label,
-            rule.must_be.words(def.field_type),
-            other_def.label,
-            rule.other
-        ),
+        Reason::Rule(Box::new(BrokenRule {
+            label: def.label.clone(),
+            value: value.to_string(),
+            relation_en: rule.must_be.words(def.field_type).to_string(),
+            relation_zh: rule.must_be.words_zh(def.field_type).to_string(),
+            other_label: other_def.label.clone(),
+            other_key: rule.other.clone(),
+            other: other.to_string(),
+        })),
     ))
 }
 
@@ -314,36 +335,34 @@ fn is_blank(value: &serde_json::Value) -> bool {
     }
 }
 
-fn parse_holder_id(kind: HolderKind, id: &str, today: Date) -> Result<HolderId, String> {
+fn parse_holder_id(kind: HolderKind, id: &str, today: Date) -> Result<HolderId, Reason> {
     match kind {
         HolderKind::Person => ResidentId::parse_on(id.trim(), today)
             .map(HolderId::Person)
-            .map_err(|e| format!("this licence is held by a person: {e}")),
+            .map_err(Reason::PersonHolder),
         HolderKind::Organisation => Uscc::parse(id.trim())
             .map(HolderId::Organisation)
-            .map_err(|e| format!("this licence is held by an organisation: {e}")),
+            .map_err(Reason::OrganisationHolder),
     }
 }
 
-fn parse_date_field(s: &str) -> Result<Date, String> {
-    time_util::parse_date(s.trim()).ok_or_else(|| format!("{s:?} is not a date written YYYY-MM-DD"))
+fn parse_date_field(s: &str) -> Result<Date, Reason> {
+    time_util::parse_date(s.trim()).ok_or_else(|| Reason::NotADate(s.to_string()))
 }
 
 /// Text must be non-empty (when `required`), within `max_len` characters and free of control
 /// characters (a tab or a line break in a licence number or name is always a transcription slip).
-fn check_text(s: &str, max_len: usize, required: bool) -> Result<String, String> {
+fn check_text(s: &str, max_len: usize, required: bool) -> Result<String, Reason> {
     let s = s.trim();
     if required && s.is_empty() {
-        return Err("is empty".into());
+        return Err(Reason::Empty);
     }
     let len = s.chars().count();
     if len > max_len {
-        return Err(format!(
-            "is {len} characters long; at most {max_len} allowed"
-        ));
+        return Err(Reason::TooLong { len, max: max_len });
     }
     if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(format!("contains the control character {c:?}"));
+        return Err(Reason::ControlCharacter(c));
     }
     Ok(s.to_string())
 }
@@ -352,11 +371,11 @@ fn check_field(
     def: &FieldDef,
     value: &serde_json::Value,
     today: Date,
-) -> Result<FieldValue, String> {
+) -> Result<FieldValue, Reason> {
     let text = match value {
         serde_json::Value::String(s) => s.trim().to_string(),
         serde_json::Value::Number(n) if def.field_type == FieldType::Integer => n.to_string(),
-        other => return Err(format!("expected text, got {other}")),
+        other => return Err(Reason::NotText(other.to_string())),
     };
     let text = check_text(&text, def.max_len.unwrap_or(MAX_TEXT_LEN), true)?;
     let value = match def.field_type {
@@ -367,21 +386,24 @@ fn check_field(
         }
         FieldType::Integer => FieldValue::Integer(
             text.parse()
-                .map_err(|_| format!("{text:?} is not a whole number"))?,
+                .map_err(|_| Reason::NotWholeNumber(text.clone()))?,
         ),
         FieldType::Enum => {
             if !def.values.contains(&text) {
-                return Err(format!("{text:?} is not one of {}", def.values.join(", ")));
+                return Err(Reason::NotOneOf {
+                    text,
+                    values: def.values.clone(),
+                });
             }
             FieldValue::Text(text)
         }
         FieldType::ResidentId => FieldValue::Text(
             ResidentId::parse_on(&text, today)
-                .map_err(|e| e.to_string())?
+                .map_err(Reason::Identifier)?
                 .to_string(),
         ),
         FieldType::Uscc => {
-            FieldValue::Text(Uscc::parse(&text).map_err(|e| e.to_string())?.to_string())
+            FieldValue::Text(Uscc::parse(&text).map_err(Reason::Identifier)?.to_string())
         }
     };
     Ok(value)

@@ -16,6 +16,7 @@ mod house;
 mod http;
 mod key_changes;
 mod known_answers;
+mod languages;
 mod licences;
 mod pdf;
 mod permissions;

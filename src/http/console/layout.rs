@@ -8,6 +8,7 @@ use maud::{html, Markup, DOCTYPE};
 use super::words;
 use crate::app::signin::{ConsoleSession, Stage};
 use crate::app::{Action, AppError};
+use crate::messages::Lang;
 
 /// The sections of the console, each shown to those whose roles grant its action.
 const SECTIONS: [(&str, &str, Option<Action>); 5] = [
@@ -107,6 +108,8 @@ pub fn error_box(error: &AppError) -> Markup {
         AppError::Internal(_) | AppError::Store(_) | AppError::Config(_) | AppError::Blob(_) => {
             None
         }
+        // The catalogue words these in Chinese, field by field.
+        AppError::Invalid(_) | AppError::BadIdentifier(_) => Some(error.message(Lang::Zh)),
         _ => Some(error.to_string()),
     };
     html! {

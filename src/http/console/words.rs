@@ -49,23 +49,10 @@ pub fn sign_in_refusal(refusal: &SignInRefusal) -> String {
     }
 }
 
-/// What went wrong, in a sentence a clerk understands; the service's own detail follows it.
+/// What went wrong, in a sentence a clerk understands (the message catalogue's words for the
+/// error's code); the service's own detail follows it on the page.
 pub fn error(error: &AppError) -> &'static str {
-    match error.code() {
-        "invalid_record" => "填写的内容有误，请按提示逐项更正。",
-        "malformed_identifier" => "编号格式不正确。",
-        "not_found" => "没有找到，或您无权查看。",
-        "unknown_type" => "证照目录中没有这个证照类型。",
-        "duplicate" => "同一编号的证照已经存在。",
-        "invalid_state" => "证照当前的状态不允许这项操作。",
-        "forbidden" => "您无权进行这项操作。",
-        "bad_input" => "填写的内容有误。",
-        "too_large" => "上传的文件超过了大小限制。",
-        "conflict" => "证照刚被他人修改，请刷新后重试。",
-        "store_full" => "存储空间已满，暂时不能写入，请联系管理员。",
-        "signer_revoked" => "签章密钥已被吊销，请重试。",
-        _ => "系统出现错误，请稍后重试或联系管理员。",
-    }
+    crate::messages::error_zh(error.code())
 }
 
 /// `2026-12-02T20:15:00Z` as 2026年12月2日 20:15 (China Standard Time, as clerks read clocks).

@@ -1,0 +1,346 @@
+//! The one message catalogue (issue #15 item 3): every reason a record or a batch row is refused
+//! for, in English and in Chinese. English is what the API says by default, and what logs and
+//! tests read; Chinese is what the console and the batch reports say, and what the API says to a
+//! client that asks for it with `Accept-Language: zh`. Code that refuses something names a
+//! [`Reason`]; only this file words it.
+
+use crate::identifiers::IdError;
+
+/// The language a message is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+impl Lang {
+    /// The language of an `Accept-Language` header: Chinese when a `zh` tag is preferred to every
+    /// English one (by their q-values), English when an `en` tag is, `default` otherwise.
+    pub fn negotiate(header: Option<&str>, default: Lang) -> Lang {
+        let Some(header) = header else {
+            return default;
+        };
+        let mut best: Option<(f32, Lang)> = None;
+        for item in header.split(',') {
+            let mut parts = item.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let lang = match tag.split('-').next() {
+                Some("zh") => Lang::Zh,
+                Some("en") => Lang::En,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(default, |(_, lang)| lang)
+    }
+}
+
+/// How a licence came in, as a refusal of an expired validity names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Issued,
+    Converted,
+    Amended,
+    Renewed,
+}
+
+/// A rule between two fields that does not hold: `label value` must be `relation`
+/// `other_label (fields.other_key) other`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenRule {
+    pub label: String,
+    pub value: String,
+    pub relation_en: String,
+    pub relation_zh: String,
+    pub other_label: String,
+    pub other_key: String,
+    pub other: String,
+}
+
+/// Why a value (a field, a cell, a row) was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    Empty,
+    TooLong {
+        len: usize,
+        max: usize,
+    },
+    ControlCharacter(char),
+    NotText(String),
+    NotWholeNumber(String),
+    NotOneOf {
+        text: String,
+        values: Vec<String>,
+    },
+    NotADate(String),
+    /// A required field of the type, by its label.
+    Required {
+        label: String,
+    },
+    NoSuchField {
+        type_name: String,
+        key: String,
+    },
+    UntilBeforeFrom {
+        until: String,
+        from: String,
+    },
+    AlreadyExpired {
+        until: String,
+        act: Act,
+    },
+    /// A stock licence without the number printed on its original.
+    StockNumberMissing,
+    /// A stock licence without the date its original took effect.
+    StockStartMissing,
+    /// A rule between two fields does not hold.
+    Rule(Box<BrokenRule>),
+    /// A holder id of the wrong kind or badly written, for a type held by a person.
+    PersonHolder(IdError),
+    /// … for a type held by an organisation.
+    OrganisationHolder(IdError),
+    Identifier(IdError),
+    /// Characters the licence font has no glyph for (the PDF could not print them).
+    Unprintable(Vec<char>),
+}
+
+impl Reason {
+    pub fn say(&self, lang: Lang) -> String {
+        match lang {
+            Lang::En => self.en(),
+            Lang::Zh => self.zh(),
+        }
+    }
+
+    pub fn en(&self) -> String {
+        match self {
+            Reason::Empty => "is empty".into(),
+            Reason::TooLong { len, max } => {
+                format!("is {len} characters long; at most {max} allowed")
+            }
+            Reason::ControlCharacter(c) => format!("contains the control character {c:?}"),
+            Reason::NotText(got) => format!("expected text, got {got}"),
+            Reason::NotWholeNumber(text) => format!("{text:?} is not a whole number"),
+            Reason::NotOneOf { text, values } => {
+                format!("{text:?} is not one of {}", values.join(", "))
+            }
+            Reason::NotADate(text) => format!("{text:?} is not a date written YYYY-MM-DD"),
+            Reason::Required { label } => format!("{label} is required"),
+            Reason::NoSuchField { type_name, key } => format!("{type_name} has no field {key:?}"),
+            Reason::UntilBeforeFrom { until, from } => {
+                format!("{until} is before valid_from {from}")
+            }
+            Reason::AlreadyExpired { until, act } => {
+                let verb = match act {
+                    Act::Issued => "issued",
+                    Act::Converted => "converted",
+                    Act::Amended => "amended",
+                    Act::Renewed => "renewed",
+                };
+                format!("{until} has passed: an already expired licence is not {verb}")
+            }
+            Reason::StockNumberMissing => {
+                "is empty: a stock licence keeps the number printed on its paper original".into()
+            }
+            Reason::StockStartMissing => {
+                "is empty: the date the paper licence took effect is needed".into()
+            }
+            Reason::Rule(r) => format!(
+                "{} {} must be {} {} (fields.{}) {}",
+                r.label, r.value, r.relation_en, r.other_label, r.other_key, r.other
+            ),
+            Reason::PersonHolder(e) => format!("this licence is held by a person: {e}"),
+            Reason::OrganisationHolder(e) => {
+                format!("this licence is held by an organisation: {e}")
+            }
+            Reason::Identifier(e) => e.to_string(),
+            Reason::Unprintable(chars) => format!(
+                "the licence font cannot print {}",
+                chars
+                    .iter()
+                    .map(|c| format!("{c:?} (U+{:04X})", u32::from(*c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    pub fn zh(&self) -> String {
+        match self {
+            Reason::Empty => "未填写".into(),
+            Reason::TooLong { len, max } => format!("共 {len} 个字，最多 {max} 个字"),
+            Reason::ControlCharacter(_) => "含有换行、制表符等控制字符，请删除".into(),
+            Reason::NotText(got) => format!("应为文字，实为 {got}"),
+            Reason::NotWholeNumber(text) => format!("“{text}”不是整数"),
+            Reason::NotOneOf { text, values } => {
+                format!("“{text}”不是可选值之一（可选：{}）", values.join("、"))
+            }
+            Reason::NotADate(text) => {
+                format!("“{text}”不是日期，请按 年-月-日 填写，例如 2026-01-31")
+            }
+            Reason::Required { label } => format!("{label}为必填项"),
+            Reason::NoSuchField { type_name, key } => format!("{type_name}没有“{key}”这一项"),
+            Reason::UntilBeforeFrom { until, from } => {
+                format!("有效期至 {until} 早于有效期自 {from}")
+            }
+            Reason::AlreadyExpired { until, act } => {
+                let verb = match act {
+                    Act::Issued => "签发",
+                    Act::Converted => "转换",
+                    Act::Amended => "变更",
+                    Act::Renewed => "延续",
+                };
+                format!("有效期至 {until} 已过，已过期的证照不能{verb}")
+            }
+            Reason::StockNumberMissing => "未填写：存量证照须沿用纸质证照上的编号".into(),
+            Reason::StockStartMissing => "未填写：须填写纸质证照的生效日期".into(),
+            Reason::Rule(r) => format!(
+                "{}（{}）须{}{}（{}）",
+                r.label, r.value, r.relation_zh, r.other_label, r.other
+            ),
+            Reason::PersonHolder(e) => {
+                format!("本证照的持证人是个人，应填居民身份证号码：{}", id_zh(e))
+            }
+            Reason::OrganisationHolder(e) => {
+                format!("本证照的持证人是单位，应填统一社会信用代码：{}", id_zh(e))
+            }
+            Reason::Identifier(e) => id_zh(e),
+            Reason::Unprintable(chars) => format!(
+                "证照字库无法打印 {}，请改用通用汉字",
+                chars
+                    .iter()
+                    .map(|c| format!("“{c}”（U+{:04X}）", u32::from(*c)))
+                    .collect::<Vec<_>>()
+                    .join("、")
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.en())
+    }
+}
+
+/// What an error code (SPEC §10) means, in a sentence a clerk understands.
+pub fn error_zh(code: &str) -> &'static str {
+    match code {
+        "invalid_record" => "填写的内容有误，请按提示逐项更正。",
+        "malformed_identifier" => "编号格式不正确。",
+        "not_found" => "没有找到，或您无权查看。",
+        "unknown_type" => "证照目录中没有这个证照类型。",
+        "duplicate" => "同一编号的证照已经存在。",
+        "invalid_state" => "证照当前的状态不允许这项操作。",
+        "forbidden" => "您无权进行这项操作。",
+        "bad_input" | "bad_request" => "填写的内容有误。",
+        "too_large" => "上传的文件超过了大小限制。",
+        "conflict" => "证照刚被他人修改，请刷新后重试。",
+        "store_full" => "存储空间已满，暂时不能写入，请联系管理员。",
+        "signer_revoked" => "签章密钥已被吊销，请重试。",
+        "unauthenticated" => "请先登录，或令牌无效、已吊销。",
+        "rate_limited" => "核验过于频繁，请稍后再试。",
+        "no_route" => "没有这个地址。",
+        _ => "系统出现错误，请稍后重试或联系管理员。",
+    }
+}
+
+/// What an identifier is, in Chinese.
+fn what_zh(what: &str) -> &str {
+    match what {
+        "resident ID" => "居民身份证号码",
+        "unified social credit code" => "统一社会信用代码",
+        "licence type code" => "证照类型代码",
+        other => other,
+    }
+}
+
+/// An identifier's refusal in Chinese; positions count from 1, as a clerk counts characters.
+pub fn id_zh(e: &IdError) -> String {
+    match e {
+        IdError::Length {
+            what,
+            expected,
+            got,
+        } => format!("{}应为 {expected} 位，实为 {got} 位", what_zh(what)),
+        IdError::Character {
+            what,
+            position,
+            found,
+        } => format!("{}第 {position} 位“{found}”不是允许的字符", what_zh(what)),
+        IdError::Check {
+            what,
+            expected,
+            found,
+        } => format!(
+            "{}校验位是“{found}”，应为“{expected}”（可能录入有误）",
+            what_zh(what)
+        ),
+        IdError::BirthDate(date) => format!("居民身份证号码中的出生日期 {date} 不是真实日期"),
+        IdError::FutureBirthDate(date) => {
+            format!("居民身份证号码中的出生日期 {date} 晚于今天")
+        }
+        IdError::Shape(detail) => format!("证照标识格式不正确：{detail}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_language_is_the_preferred_of_chinese_and_english() {
+        assert_eq!(Lang::negotiate(None, Lang::En), Lang::En);
+        assert_eq!(
+            Lang::negotiate(Some("zh-CN,zh;q=0.9,en;q=0.8"), Lang::En),
+            Lang::Zh
+        );
+        assert_eq!(
+            Lang::negotiate(Some("en-US,en;q=0.9,zh;q=0.5"), Lang::Zh),
+            Lang::En
+        );
+        assert_eq!(Lang::negotiate(Some("fr, de;q=0.5"), Lang::Zh), Lang::Zh);
+        assert_eq!(Lang::negotiate(Some("zh;q=0, en"), Lang::Zh), Lang::En);
+        assert_eq!(Lang::negotiate(Some(";;;q=x,,"), Lang::En), Lang::En);
+    }
+
+    #[test]
+    fn every_reason_is_worded_in_both_languages() {
+        let reasons = [
+            Reason::Empty,
+            Reason::TooLong { len: 60, max: 50 },
+            Reason::NotADate("2026/1/1".into()),
+            Reason::Required {
+                label: "住所".into(),
+            },
+            Reason::Identifier(IdError::Check {
+                what: "unified social credit code",
+                expected: 'Y',
+                found: 'X',
+            }),
+        ];
+        for reason in reasons {
+            let (en, zh) = (reason.en(), reason.zh());
+            assert!(en.is_ascii() || en.contains("住所"), "{en}");
+            assert!(
+                zh.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+                "{zh}"
+            );
+        }
+        assert_eq!(
+            Reason::Identifier(IdError::Length {
+                what: "resident ID",
+                expected: 18,
+                got: 17
+            })
+            .zh(),
+            "居民身份证号码应为 18 位，实为 17 位"
+        );
+    }
+}
