@@ -20,6 +20,7 @@ mod verification;
 mod views;
 
 pub use permissions::{Action, Scope};
+pub use reading::{LicenceSearch, LicenceSummary, SearchPage};
 pub use register::{VerifyBaseChange, EXISTING_VERSIONS_KEEP_THEIR_ADDRESS};
 pub use staff::CreatedStaff;
 pub use views::{

@@ -29,6 +29,7 @@ mod licences;
 mod push;
 mod register;
 mod reservations;
+mod search;
 mod sessions;
 mod signers;
 mod staff;
@@ -40,6 +41,7 @@ pub use batch_state::{BatchState, RowOutcome, UnknownWord};
 pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RowResult};
 pub use events::EventRow;
 pub use licences::{Inserted, LicenceRow, NewLicence, VerificationRow};
+pub use search::{LicenceMatch, LicenceQuery};
 pub use sessions::{Credentials, NewSession, SessionRow};
 pub use signers::{Revocation, WhenActive};
 pub use staff::{NewStaff, StaffRow};
@@ -146,11 +148,13 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&writer).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&writer).await?,
         }
-        Ok(Store {
+        let store = Store {
             reader,
             writer,
             backend,
-        })
+        };
+        store.fill_holder_names().await?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
