@@ -8,9 +8,10 @@
 //! Policy (nothing from other hosts, no inline script) and pages that are never cached.
 
 mod layout;
+mod licence_actions;
+mod licences;
 mod session;
 mod signin;
-#[allow(dead_code)] // the pages being built use the rest of it
 mod words;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -35,6 +36,13 @@ pub fn routes() -> Router<SharedState> {
         .route(
             "/console/totp",
             get(signin::totp_form).post(signin::confirm_totp),
+        )
+        .route("/console/licences", get(licences::search))
+        .route("/console/licences/{id}", get(licences::detail))
+        .route("/console/licences/{id}/pdf", get(licences::pdf))
+        .route(
+            "/console/licences/{id}/status",
+            post(licence_actions::change_status),
         )
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))

@@ -35,6 +35,47 @@ pub fn event(kind: EventKind) -> &'static str {
     }
 }
 
+/// A version's validity today (`current`, `expired`, `not_yet_valid`, as the API names it).
+pub fn validity(validity: &str) -> &'static str {
+    match validity {
+        "current" => "在有效期内",
+        "expired" => "已过期",
+        "not_yet_valid" => "尚未生效",
+        _ => "有效期未知",
+    }
+}
+
+/// A status change an officer makes: its name in the console's forms and addresses
+/// (`suspend`, `reinstate`, `revoke`) and in Chinese.
+pub fn status_change(act: &str) -> Option<(EventKind, &'static str)> {
+    match act {
+        "suspend" => Some((EventKind::Suspended, "暂停")),
+        "reinstate" => Some((EventKind::Reinstated, "恢复")),
+        "revoke" => Some((EventKind::Revoked, "注销")),
+        _ => None,
+    }
+}
+
+/// What the licence page says after the status change `act` was made.
+pub fn status_change_done(act: &str) -> Option<&'static str> {
+    match act {
+        "suspend" => Some("证照已暂停。暂停期间核验结果为无效，可随时恢复。"),
+        "reinstate" => Some("证照已恢复，核验结果重新为有效。"),
+        "revoke" => Some("证照已注销。核验结果为无效，注销不可撤回。"),
+        _ => None,
+    }
+}
+
+/// What a status change does, said on its confirmation page before it is made.
+pub fn status_change_warning(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Suspended => "暂停后，扫码核验将显示无效，直到恢复为止。",
+        EventKind::Reinstated => "恢复后，扫码核验将重新显示有效。",
+        EventKind::Revoked => "注销后，扫码核验将永久显示无效，且不能恢复。",
+        _ => "",
+    }
+}
+
 /// Why sign-in was refused, as the sign-in page says it.
 pub fn sign_in_refusal(refusal: &SignInRefusal) -> String {
     match refusal {
