@@ -103,7 +103,7 @@ async fn an_officer_finds_a_licence_and_revokes_it_with_a_reason_through_a_confi
         assert!(page.contains(expected), "{expected} in {page}");
     }
     let csrf = hidden_value(&page, "csrf").unwrap();
-    let status_href = format!("{href}/status");
+    let status_href = format!("{href}/change");
 
     // Without a reason: the form again, saying so; nothing changes.
     let (status, page, _) = officer
@@ -279,7 +279,7 @@ async fn a_clerk_sees_no_actions_and_is_refused_them_and_another_departments_lic
     for confirm in ["", "yes"] {
         let (status, page, _) = clerk
             .post(
-                &format!("{href}/status"),
+                &format!("{href}/change"),
                 &[
                     ("csrf", &csrf),
                     ("act", "revoke"),
@@ -324,7 +324,7 @@ async fn a_clerk_sees_no_actions_and_is_refused_them_and_another_departments_lic
     }
     let (status, page, _) = clerk
         .post(
-            &format!("{theirs_href}/status"),
+            &format!("{theirs_href}/change"),
             &[("csrf", &csrf), ("act", "revoke"), ("reason", "试试")],
         )
         .await;
@@ -374,4 +374,163 @@ async fn holder_names_of_versions_stored_before_the_search_existed_are_filled_in
         .map(|l| (l.licence_id.as_str(), l.holder_name.as_str()))
         .collect();
     assert_eq!(names, [(old.licence_id.as_str(), "老字号酱园")]);
+}
+
+#[tokio::test]
+async fn an_officer_amends_and_renews_through_confirmations_and_bad_values_change_nothing() {
+    let server = TestServer::start().await;
+    let licence = issue(&server, FOOD, "JY-CHANGE-1", "青山食品有限公司").await;
+    let one_time = account(&server, "sun.officer", &[Role::Officer]).await;
+    let mut officer = Person::new(&server);
+    first_sign_in(&mut officer, "sun.officer", &one_time).await;
+    let href = format!("/console/licences/{}", licence.licence_id);
+    let change = format!("{href}/change");
+    let (_, page, _) = officer.get(&href).await;
+    assert!(
+        page.contains("name=\"act\" value=\"renew\"")
+            && page.contains("name=\"act\" value=\"amend\"")
+            && page.contains("value=\"青山食品有限公司\"")
+            && page.contains("name=\"field.legal_representative\" value=\"王建国\""),
+        "the forms, filled in with the licence as it is: {page}"
+    );
+    let csrf = hidden_value(&page, "csrf").unwrap();
+    let latest = async || {
+        server
+            .t
+            .app
+            .show(&Actor::local_operator(), &licence.licence_id, None)
+            .await
+            .unwrap()
+            .latest_version
+    };
+
+    // Refused before any confirmation, each saying why: no reason, nothing changed.
+    for (form, expected) in [
+        (
+            vec![("holder_name", "青山食品集团有限公司"), ("reason", "")],
+            "请填写变更理由",
+        ),
+        (
+            vec![("holder_name", "青山食品有限公司"), ("reason", "更名")],
+            "changes nothing",
+        ),
+    ] {
+        let mut form = form;
+        form.extend([("csrf", csrf.as_str()), ("act", "amend")]);
+        let (status, page, _) = officer.post(&change, &form).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+        assert!(page.contains(expected), "{expected}: {page}");
+    }
+    // A value the type refuses is refused by the operation when confirmed, naming the field.
+    let (status, page, _) = officer
+        .post(
+            &change,
+            &[
+                ("csrf", &csrf),
+                ("act", "amend"),
+                ("field.legal_representative", ""),
+                ("reason", "更正"),
+                ("confirm", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(page.contains("fields.legal_representative"), "{page}");
+    assert_eq!(latest().await, 1);
+
+    // The amendment: confirmed, a new version.
+    let amend = [
+        ("csrf", csrf.as_str()),
+        ("act", "amend"),
+        ("holder_name", "青山食品集团有限公司"),
+        ("field.legal_representative", "王建国"),
+        ("reason", "企业更名"),
+    ];
+    let (status, page, _) = officer.post(&change, &amend).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("确认变更")
+            && page.contains("青山食品有限公司 → <b>青山食品集团有限公司</b>"),
+        "{page}"
+    );
+    assert_eq!(latest().await, 1, "nothing before the confirmation");
+    let mut confirmed = amend.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let (status, _, to) = officer.post(&change, &confirmed).await;
+    assert_eq!(
+        (status, to.as_deref()),
+        (
+            StatusCode::SEE_OTHER,
+            Some(format!("{href}?done=amend").as_str())
+        )
+    );
+    assert_eq!(latest().await, 2);
+    let (_, page, _) = officer.get("/console/licences?holder_name=集团").await;
+    assert!(
+        page.contains("JY-CHANGE-1"),
+        "the new name is found: {page}"
+    );
+
+    // The renewal: a date that is no date is refused; a real one renews.
+    let until = server
+        .t
+        .app
+        .show(&Actor::local_operator(), &licence.licence_id, None)
+        .await
+        .unwrap()
+        .version
+        .valid_until
+        .unwrap();
+    let (year, rest) = until.split_once('-').unwrap();
+    let new_until = format!("{}-{rest}", year.parse::<i32>().unwrap() + 5);
+    let (status, page, _) = officer
+        .post(
+            &change,
+            &[
+                ("csrf", &csrf),
+                ("act", "renew"),
+                ("valid_until", "明年"),
+                ("reason", "到期延续"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        page.contains("valid_until: &quot;明年&quot; is not a date"),
+        "{page}"
+    );
+    let renew = [
+        ("csrf", csrf.as_str()),
+        ("act", "renew"),
+        ("valid_until", new_until.as_str()),
+        ("reason", "到期延续"),
+    ];
+    let (status, page, _) = officer.post(&change, &renew).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("确认延续"), "{page}");
+    let mut confirmed = renew.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let (status, _, to) = officer.post(&change, &confirmed).await;
+    assert_eq!(
+        (status, to.as_deref()),
+        (
+            StatusCode::SEE_OTHER,
+            Some(format!("{href}?done=renew").as_str())
+        )
+    );
+    assert_eq!(latest().await, 3);
+
+    for action in ["licence.amend", "licence.renew"] {
+        let done: Vec<_> = audited(&server, action)
+            .await
+            .into_iter()
+            .filter(|(outcome, _)| outcome == "ok")
+            .collect();
+        assert_eq!(done.len(), 1, "{action}: {done:?}");
+    }
+    let (_, page, _) = officer.get(&format!("{href}?done=renew")).await;
+    assert!(
+        page.contains("证照已延续") && page.contains("企业更名"),
+        "{page}"
+    );
 }

@@ -223,7 +223,7 @@ pub async fn detail(
     query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Response {
     let done = query.map(|Query(q)| q.done).unwrap_or_default();
-    let message = words::status_change_done(&done);
+    let message = words::licence_change_done(&done);
     licence_page(&state, &session, &id, message, None).await
 }
 
@@ -285,7 +285,12 @@ pub async fn licence_page(
             }
         }
         @if may(session, Action::ChangeLicence) {
-            (licence_actions::forms(session, &shown, error.as_ref().map(|(_, filled)| filled)))
+            (licence_actions::forms(
+                session,
+                &shown,
+                licence_actions::licence_type_of(state, &shown),
+                error.as_ref().map(|(_, filled)| filled),
+            ))
         }
         h2 { "二维码" }
         figure class="qr" {

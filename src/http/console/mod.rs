@@ -9,6 +9,7 @@
 
 mod layout;
 mod licence_actions;
+mod licence_changes;
 mod licences;
 mod session;
 mod signin;
@@ -41,8 +42,8 @@ pub fn routes() -> Router<SharedState> {
         .route("/console/licences/{id}", get(licences::detail))
         .route("/console/licences/{id}/pdf", get(licences::pdf))
         .route(
-            "/console/licences/{id}/status",
-            post(licence_actions::change_status),
+            "/console/licences/{id}/change",
+            post(licence_actions::change),
         )
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))

@@ -45,34 +45,42 @@ pub fn validity(validity: &str) -> &'static str {
     }
 }
 
-/// A status change an officer makes: its name in the console's forms and addresses
-/// (`suspend`, `reinstate`, `revoke`) and in Chinese.
-pub fn status_change(act: &str) -> Option<(EventKind, &'static str)> {
+/// A change an officer makes to a licence: its name in the console's forms and addresses
+/// (`suspend`, `reinstate`, `revoke`, `renew`, `amend`), the event it makes, and its name.
+pub fn licence_change(act: &str) -> Option<(EventKind, &'static str)> {
     match act {
         "suspend" => Some((EventKind::Suspended, "暂停")),
         "reinstate" => Some((EventKind::Reinstated, "恢复")),
         "revoke" => Some((EventKind::Revoked, "注销")),
+        "renew" => Some((EventKind::Renewed, "延续")),
+        "amend" => Some((EventKind::Amended, "变更")),
         _ => None,
     }
 }
 
-/// What the licence page says after the status change `act` was made.
-pub fn status_change_done(act: &str) -> Option<&'static str> {
+/// What the licence page says after the change `act` was made.
+pub fn licence_change_done(act: &str) -> Option<&'static str> {
     match act {
         "suspend" => Some("证照已暂停。暂停期间核验结果为无效，可随时恢复。"),
         "reinstate" => Some("证照已恢复，核验结果重新为有效。"),
         "revoke" => Some("证照已注销。核验结果为无效，注销不可撤回。"),
+        "renew" => Some("证照已延续，新版本已签发。"),
+        "amend" => Some("证照已变更，新版本已签发，原版本保留可查。"),
         _ => None,
     }
 }
 
-/// What a status change does, said on its confirmation page before it is made.
-pub fn status_change_warning(kind: EventKind) -> &'static str {
+/// What a change does, said on its confirmation page before it is made.
+pub fn licence_change_warning(kind: EventKind) -> &'static str {
     match kind {
         EventKind::Suspended => "暂停后，扫码核验将显示无效，直到恢复为止。",
         EventKind::Reinstated => "恢复后，扫码核验将重新显示有效。",
         EventKind::Revoked => "注销后，扫码核验将永久显示无效，且不能恢复。",
-        _ => "",
+        EventKind::Renewed => "延续将签发新版本，新有效期开始后原版本即被取代。",
+        EventKind::Amended => {
+            "变更将签发新版本并立即取代原版本，原版本的二维码核验将显示已被取代。"
+        }
+        EventKind::Issued => "",
     }
 }
 
