@@ -183,7 +183,7 @@ async fn an_officer_finds_a_licence_and_revokes_it_with_a_reason_through_a_confi
         "{page}"
     );
     assert!(
-        page.contains(reason) && page.contains("staff:li.officer"),
+        page.contains(reason) && page.contains("王芳（li.officer）"),
         "{page}"
     );
     assert!(

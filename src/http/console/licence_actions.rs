@@ -79,8 +79,10 @@ pub fn forms(
                             (csrf_field(session))
                             input type="hidden" name="act" value=(act);
                             (reason_field(act, name, kind, filled))
-                            button type="submit" class=[(kind == EventKind::Revoked).then_some("danger")] {
-                                (name) "…"
+                            div {
+                                button type="submit" class=[(kind == EventKind::Revoked).then_some("danger")] {
+                                    (name) "…"
+                                }
                             }
                         }
                     }

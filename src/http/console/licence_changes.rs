@@ -26,8 +26,9 @@ pub fn renew_form(
 ) -> Markup {
     let value = |name| Filled::value(filled, "renew", name).unwrap_or_default();
     html! {
-        form method="post" action=(change_href(&shown.licence_id)) class="card" {
-            h2 { "延续" }
+        details class="card" open[filled.is_some_and(|f| f.act == "renew")] {
+            summary { b { "延续" } span class="hint" { "（签发新有效期的新版本）" } }
+            form method="post" action=(change_href(&shown.licence_id)) {
             (csrf_field(session))
             input type="hidden" name="act" value="renew";
             p class="hint" { "现有效期：" (validity(shown)) }
@@ -36,7 +37,8 @@ pub fn renew_form(
             label for="renew-until" { "新有效期至" span class="hint" { "（留空则按证照类型的默认有效期）" } }
             input id="renew-until" name="valid_until" type="date" value=(value("valid_until"));
             (reason_field("renew", "延续", EventKind::Renewed, filled))
-            button type="submit" { "延续…" }
+            div { button type="submit" { "延续…" } }
+        }
         }
     }
 }
@@ -106,8 +108,9 @@ pub fn amend_form(
 ) -> Markup {
     let value = |name: &str, now: String| Filled::value(filled, "amend", name).unwrap_or(now);
     html! {
-        form method="post" action=(change_href(&shown.licence_id)) class="card" {
-            h2 { "变更" }
+        details class="card" open[filled.is_some_and(|f| f.act == "amend")] {
+            summary { b { "变更" } span class="hint" { "（修改持证人名称或证照内容，签发新版本）" } }
+            form method="post" action=(change_href(&shown.licence_id)) {
             (csrf_field(session))
             input type="hidden" name="act" value="amend";
             p class="hint" { "变更持证人名称或证照内容；证照编号、持证人证件号码和有效期不变（有效期请用延续）。" }
@@ -144,7 +147,8 @@ pub fn amend_form(
                 }
             }
             (reason_field("amend", "变更", EventKind::Amended, filled))
-            button type="submit" { "变更…" }
+            div { button type="submit" { "变更…" } }
+        }
         }
     }
 }

@@ -249,7 +249,7 @@ pub async fn licence_page(
         .iter()
         .find(|v| v.version == shown.in_effect_version)
         .unwrap_or(&shown.version);
-    let labels = field_labels(state, &shown);
+    let fields = labelled_fields(state, &shown, current);
     let href = licence_href(&shown.licence_id);
     let body = html! {
         p { a href="/console/licences" { "← 返回证照查询" } }
@@ -278,9 +278,9 @@ pub async fn licence_page(
                     dt { "待生效版本" } dd { "第 " (pending.version) " 版，" (words::date(&pending.valid_from)) " 起生效" }
                 }
                 dt { "证照标识" } dd { code { (current.id) } }
-                @for (key, value) in &current.fields {
-                    dt { (labels.iter().find(|(k, _)| k == key).map_or(key.as_str(), |(_, l)| l.as_str())) }
-                    dd { (value.to_string()) }
+                @for (label, value) in &fields {
+                    dt { (label) }
+                    dd { (value) }
                 }
             }
         }
@@ -295,7 +295,10 @@ pub async fn licence_page(
         h2 { "二维码" }
         figure class="qr" {
             (qr_svg(&current.qr_text, "现行版本的核验二维码"))
-            figcaption { "现行版本（第 " (current.version) " 版）的核验二维码：" code class="secret" { (current.qr_text) } }
+            figcaption {
+                "现行版本（第 " (current.version) " 版）的核验二维码"
+                details { summary { "二维码内容" } code class="secret" { (current.qr_text) } }
+            }
         }
         h2 { "电子证照文件" }
         p {
@@ -309,7 +312,7 @@ pub async fn licence_page(
             @for event in shown.events.iter().rev() {
                 li {
                     b { (words::event(event.kind)) }
-                    " · " (words::date_time(&event.at)) " · 第 " (event.version) " 版 · 操作人 " (event.actor)
+                    " · " (words::date_time(&event.at)) " · 第 " (event.version) " 版 · 操作人 " (words::actor(&event.actor))
                     @if let Some(reason) = &event.reason { br; "理由：" (reason) }
                 }
             }
@@ -356,18 +359,24 @@ fn version_table(href: &str, versions: &[VersionView]) -> Markup {
     }
 }
 
-/// The labels of the licence type's fields (key, label), as the directory names them.
-fn field_labels(state: &SharedState, shown: &LicenceView) -> Vec<(String, String)> {
-    crate::identifiers::TypeCode::parse(&shown.type_code)
-        .ok()
-        .and_then(|code| state.app.directory.get(&code))
-        .map(|t| {
-            t.fields
-                .iter()
-                .map(|f| (f.key.clone(), f.label.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The version's fields as (label, value): in the order the directory lists the type's fields,
+/// then any the type no longer has, under their keys.
+fn labelled_fields(
+    state: &SharedState,
+    shown: &LicenceView,
+    version: &VersionView,
+) -> Vec<(String, String)> {
+    let defs = licence_actions::licence_type_of(state, shown).map_or(&[][..], |t| &t.fields[..]);
+    let known = defs.iter().filter_map(|def| {
+        let value = version.fields.get(&def.key)?;
+        Some((def.label.clone(), value.to_string()))
+    });
+    let unknown = version
+        .fields
+        .iter()
+        .filter(|(key, _)| !defs.iter().any(|def| &def.key == *key))
+        .map(|(key, value)| (key.clone(), value.to_string()));
+    known.chain(unknown).collect()
 }
 
 #[derive(Deserialize, Default)]

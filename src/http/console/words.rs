@@ -35,6 +35,18 @@ pub fn event(kind: EventKind) -> &'static str {
     }
 }
 
+/// Who made a change, as the event records it: a staff member (`staff:LOGIN:NAME`) by name
+/// and login; anyone else (an API token, the operator at the command line) as recorded.
+pub fn actor(recorded: &str) -> String {
+    match recorded
+        .strip_prefix("staff:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((login, name)) => format!("{name}（{login}）"),
+        None => recorded.to_string(),
+    }
+}
+
 /// A version's validity today (`current`, `expired`, `not_yet_valid`, as the API names it).
 pub fn validity(validity: &str) -> &'static str {
     match validity {
@@ -158,5 +170,11 @@ mod tests {
         assert_eq!(date_time("2026-12-02T16:05:00Z"), "2026年12月3日 00:05");
         assert_eq!(date("2026-01-09"), "2026年1月9日");
         assert_eq!(date_time("not a time"), "not a time");
+    }
+
+    #[test]
+    fn a_staff_actor_is_named_by_name_and_login() {
+        assert_eq!(actor("staff:li.officer:王芳"), "王芳（li.officer）");
+        assert_eq!(actor("cli:root"), "cli:root");
     }
 }
