@@ -12,3 +12,6 @@ CREATE TABLE holder_names (
 
 CREATE TRIGGER holder_names_immutable BEFORE UPDATE OR DELETE ON holder_names
     FOR EACH ROW EXECUTE FUNCTION refuse_change();
+
+-- The console finds a licence by its number alone (the unique key is type and number).
+CREATE INDEX licences_number ON licences (number);

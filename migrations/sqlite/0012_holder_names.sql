@@ -14,3 +14,6 @@ CREATE TRIGGER holder_names_immutable_update BEFORE UPDATE ON holder_names
 BEGIN SELECT RAISE(ABORT, 'holder names are immutable'); END;
 CREATE TRIGGER holder_names_immutable_delete BEFORE DELETE ON holder_names
 BEGIN SELECT RAISE(ABORT, 'holder names are immutable'); END;
+
+-- The console finds a licence by its number alone (the unique key is type and number).
+CREATE INDEX licences_number ON licences (number);

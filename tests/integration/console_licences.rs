@@ -342,7 +342,7 @@ async fn holder_names_of_versions_stored_before_the_search_existed_are_filled_in
     let t = TestApp::new().await;
     let operator = Actor::local_operator();
     let mut record = sample(&t.app, FOOD, "JY-OLD-1");
-    record.holder.name = "老字号酱园".into();
+    record.holder.name = "老字号酱园 Jiang Yuan".into();
     let old = t.app.issue(&operator, FOOD, &record, None).await.unwrap();
     let by_name = elicence::app::LicenceSearch {
         holder_name: "字号".into(),
@@ -350,6 +350,12 @@ async fn holder_names_of_versions_stored_before_the_search_existed_are_filled_in
     };
     let found = t.app.search(&operator, &by_name, 0, 20).await.unwrap();
     assert_eq!(found.licences.len(), 1);
+    let any_case = elicence::app::LicenceSearch {
+        holder_name: "jIANG yUAN".into(),
+        ..Default::default()
+    };
+    let found = t.app.search(&operator, &any_case, 0, 20).await.unwrap();
+    assert_eq!(found.licences.len(), 1, "a name is matched in any case");
 
     // As a database from before migration 0012 would be: versions without their names.
     let pool = raw_pool(&t.database_url).await;
@@ -373,7 +379,7 @@ async fn holder_names_of_versions_stored_before_the_search_existed_are_filled_in
         .iter()
         .map(|l| (l.licence_id.as_str(), l.holder_name.as_str()))
         .collect();
-    assert_eq!(names, [(old.licence_id.as_str(), "老字号酱园")]);
+    assert_eq!(names, [(old.licence_id.as_str(), "老字号酱园 Jiang Yuan")]);
 }
 
 #[tokio::test]
