@@ -22,6 +22,7 @@ mod views;
 
 pub use dashboard::{Dashboard, TypeFigures, EXPIRY_WARNING_DAYS};
 pub use permissions::{Action, Scope};
+pub use reading::{LicenceSearch, LicenceSummary, SearchPage};
 pub use register::{VerifyBaseChange, EXISTING_VERSIONS_KEEP_THEIR_ADDRESS};
 pub use staff::CreatedStaff;
 pub use views::{

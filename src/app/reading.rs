@@ -5,7 +5,7 @@ use crate::blobs::Blobs;
 use crate::identifiers::LicenceRef;
 use crate::licence::{timeliness, Timeliness, VersionStart};
 use crate::signing::qr;
-use crate::store::{LicenceRow, StoredVersion};
+use crate::store::{LicenceQuery, LicenceRow, StoredVersion};
 use crate::time_util;
 
 use super::*;
@@ -18,6 +18,88 @@ impl App {
             .licence(reference.key())
             .await?
             .ok_or_else(|| AppError::NotFound(format!("licence {}", reference.key())))
+    }
+
+    /// The licences a search finds among those `actor` may read (its department's, or all for a
+    /// city-wide reader), newest first, `limit` a page from page `page` (0 the first). An empty
+    /// search lists the most recent. A refusal is audited as `licence.search`.
+    pub async fn search(
+        &self,
+        actor: &Actor,
+        search: &LicenceSearch,
+        page: u32,
+        limit: u32,
+    ) -> Result<SearchPage> {
+        let scope = self
+            .scope_audited(actor, Action::ReadLicence, "licence.search", "licences")
+            .await?;
+        let given = |name: &str, value: &str| -> Result<Option<String>> {
+            let value = value.trim();
+            if value.chars().count() > MAX_SEARCH_TEXT {
+                return Err(AppError::BadInput(format!(
+                    "{name}: at most {MAX_SEARCH_TEXT} characters"
+                )));
+            }
+            Ok(Some(value.to_string()).filter(|v| !v.is_empty()))
+        };
+        let licence_id = match given("identifier", &search.identifier)? {
+            Some(text) => Some(LicenceRef::parse(&text)?.key().to_string()),
+            None => None,
+        };
+        let number = given("number", &search.number)?;
+        let holder_id = given("holder_id", &search.holder_id)?.map(|id| id.to_uppercase());
+        let holder_name = given("holder_name", &search.holder_name)?;
+        let limit = i64::from(limit.max(1));
+        let found = self
+            .store
+            .search_licences(&LicenceQuery {
+                issuer: scope.department(),
+                licence_id: licence_id.as_deref(),
+                number: number.as_deref(),
+                holder_id: holder_id.as_deref(),
+                holder_name: holder_name.as_deref(),
+                offset: i64::from(page) * limit,
+                // One more than a page says whether there is a next page.
+                limit: limit + 1,
+            })
+            .await?;
+        let more = found.len() as i64 > limit;
+        let licences = found
+            .into_iter()
+            .take(limit as usize)
+            .map(|m| LicenceSummary {
+                type_name: crate::identifiers::TypeCode::parse(&m.type_code)
+                    .ok()
+                    .and_then(|code| self.directory.get(&code))
+                    .map_or_else(|| m.type_code.clone(), |t| t.name.clone()),
+                licence_id: m.licence_id,
+                type_code: m.type_code,
+                number: m.number,
+                holder_name: m.holder_name,
+                status: m.standing,
+                created_at: m.created_at,
+            })
+            .collect();
+        Ok(SearchPage { licences, more })
+    }
+
+    /// Refuses unless `actor` may change the licence `reference` names: what the console asks
+    /// before it shows the confirmation of a change, so that a person who may not make it is
+    /// refused at once. The refusal is audited as `audit_action`, as the change itself would be;
+    /// the change is still checked again by its own operation.
+    pub async fn may_change(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        audit_action: &str,
+    ) -> Result<()> {
+        let row = self.find(reference).await?;
+        let allowed = permissions::check(actor, Action::ChangeLicence, Some(&row.key.issuer));
+        if allowed.is_err() {
+            self.audit_failure(actor.entry(audit_action, &row.key.to_string()), &allowed)
+                .await;
+        }
+        allowed
     }
 
     /// The licence a reference names, when `actor` may read it (a refusal is audited).
@@ -162,4 +244,38 @@ impl App {
             tracing::warn!(version = identifier, error = %e, "could not archive the PDF");
         }
     }
+}
+
+/// The longest text a search field takes (a name or number is far shorter).
+const MAX_SEARCH_TEXT: usize = 200;
+
+/// What a licence search asks for: each field empty or a condition that must hold. The
+/// identifier (a licence's, or one version's), the number and the holder's id match exactly; the
+/// holder's name matches any part of the name in any version.
+#[derive(Debug, Clone, Default)]
+pub struct LicenceSearch {
+    pub identifier: String,
+    pub number: String,
+    pub holder_name: String,
+    pub holder_id: String,
+}
+
+/// One licence a search found.
+#[derive(Debug, Clone)]
+pub struct LicenceSummary {
+    pub licence_id: String,
+    pub type_code: String,
+    pub type_name: String,
+    pub number: String,
+    /// The holder's name in the latest version.
+    pub holder_name: String,
+    pub status: crate::licence::Standing,
+    pub created_at: String,
+}
+
+/// A page of search results, and whether a next page has more.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub licences: Vec<LicenceSummary>,
+    pub more: bool,
 }

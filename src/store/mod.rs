@@ -31,6 +31,7 @@ mod licences;
 mod push;
 mod register;
 mod reservations;
+mod search;
 mod sessions;
 mod signers;
 mod staff;
@@ -43,6 +44,7 @@ pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RowResult};
 pub use events::EventRow;
 pub use figures::TypeStatusCount;
 pub use licences::{Inserted, LicenceRow, NewLicence, VerificationRow};
+pub use search::{LicenceMatch, LicenceQuery};
 pub use sessions::{Credentials, NewSession, SessionRow};
 pub use signers::{Revocation, WhenActive};
 pub use staff::{NewStaff, StaffRow};
@@ -149,11 +151,13 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&writer).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&writer).await?,
         }
-        Ok(Store {
+        let store = Store {
             reader,
             writer,
             backend,
-        })
+        };
+        store.fill_holder_names().await?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {

@@ -11,6 +11,7 @@ use sqlx::Row;
 
 use super::events::parse_kind;
 use super::licences::NewLicence;
+use super::search::insert_holder_names;
 use super::{placeholders, Result, Store, StoreError};
 use crate::identifiers::Uscc;
 use crate::licence::{EventKind, LicenceVersion, Standing, Succession, VersionStart};
@@ -240,7 +241,8 @@ pub(super) async fn insert_version(
     bind_version(sqlx::query(&sql), licence_pk, v)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    let name = [(licence_pk, v.id.version, v.record.holder.name.as_str())];
+    insert_holder_names(tx, &name).await
 }
 
 /// The first versions of new licences, one statement.
@@ -254,5 +256,15 @@ pub(super) async fn insert_versions(
         query = bind_version(query, *pk, licence.version);
     }
     query.execute(&mut **tx).await?;
-    Ok(())
+    let names: Vec<(i64, u32, &str)> = new
+        .iter()
+        .map(|(pk, l, _)| {
+            (
+                *pk,
+                l.version.id.version,
+                l.version.record.holder.name.as_str(),
+            )
+        })
+        .collect();
+    insert_holder_names(tx, &names).await
 }

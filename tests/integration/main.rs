@@ -8,6 +8,7 @@ mod browser;
 mod city_library;
 mod cli;
 mod console_browser;
+mod console_licences;
 mod console_pages;
 mod console_signin;
 mod disk_full;

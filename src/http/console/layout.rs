@@ -89,7 +89,7 @@ fn roles_of(session: &ConsoleSession) -> String {
 }
 
 /// The status an error answers with on a page.
-fn status_of(error: &AppError) -> StatusCode {
+pub fn status_of(error: &AppError) -> StatusCode {
     match error.code() {
         "not_found" | "unknown_type" => StatusCode::NOT_FOUND,
         "forbidden" => StatusCode::FORBIDDEN,
@@ -134,4 +134,28 @@ pub fn error_page(error: &AppError, session: Option<&ConsoleSession>) -> Respons
         p { a href="/console/" { "返回工作台" } }
     };
     super::page(status_of(error), frame("无法完成", session, body))
+}
+
+/// The QR code of `text` as inline SVG (no image request, nothing a policy has to allow),
+/// described to a screen reader as `label`.
+pub fn qr_svg(text: &str, label: &str) -> Markup {
+    let Ok(code) = qrcode::QrCode::new(text.as_bytes()) else {
+        return html! {};
+    };
+    let width = code.width();
+    let quiet = 4;
+    let size = width + 2 * quiet;
+    let mut path = String::new();
+    for (i, colour) in code.to_colors().iter().enumerate() {
+        if *colour == qrcode::Color::Dark {
+            let (x, y) = (i % width + quiet, i / width + quiet);
+            path.push_str(&format!("M{x} {y}h1v1h-1z"));
+        }
+    }
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {size} {size}")) width="220" height="220" role="img" aria-label=(label) {
+            rect width=(size) height=(size) fill="#fff" {}
+            path d=(path) fill="#000" {}
+        }
+    }
 }

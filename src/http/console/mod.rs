@@ -11,9 +11,11 @@ mod admin;
 mod audit;
 mod home;
 mod layout;
+mod licence_actions;
+mod licence_changes;
+mod licences;
 mod session;
 mod signin;
-#[allow(dead_code)] // the pages being built use the rest of it
 mod words;
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -52,6 +54,13 @@ pub fn routes() -> Router<SharedState> {
         .route("/console/admin/keys/revoke", post(admin::revoke_key))
         .route("/console/audit", get(audit::view))
         .route("/console/audit/export.csv", get(audit::export))
+        .route("/console/licences", get(licences::search))
+        .route("/console/licences/{id}", get(licences::detail))
+        .route("/console/licences/{id}/pdf", get(licences::pdf))
+        .route(
+            "/console/licences/{id}/change",
+            post(licence_actions::change),
+        )
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
 }

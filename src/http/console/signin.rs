@@ -5,10 +5,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Form;
-use maud::{html, Markup};
+use maud::html;
 use serde::Deserialize;
 
-use super::layout::{csrf_field, error_box, frame};
+use super::layout::{csrf_field, error_box, frame, qr_svg};
 use super::session::{check_csrf, cleared_cookie, session_cookie, with_cookie, Started};
 use super::{page, see_other, words, SharedState};
 use crate::app::signin::{ConsoleSession, SignIn, Stage};
@@ -178,7 +178,7 @@ async fn totp_page(
             p { "审批人和管理员登录须使用动态口令。请用手机上的验证器（如 Microsoft Authenticator、Google 身份验证器、FreeOTP）扫描下方二维码，然后输入它显示的 6 位数字。" }
             @if let Some(error) = error { (error_box(error)) }
             figure class="qr" {
-                (qr_svg(&enrolment.url))
+                (qr_svg(&enrolment.url, "动态口令二维码"))
                 figcaption { "无法扫码时，可在验证器中手动输入密钥：" code class="secret" { (enrolment.secret) } }
             }
             form method="post" action="/console/totp" class="card" {
@@ -216,28 +216,5 @@ pub async fn confirm_totp(
     match state.app.confirm_totp(&session, &form.code).await {
         Ok(()) => Ok(see_other("/console/")),
         Err(error) => Ok(totp_page(&state, &session, Some(&error)).await),
-    }
-}
-
-/// The QR code of `text` as inline SVG (no image request, nothing a policy has to allow).
-fn qr_svg(text: &str) -> Markup {
-    let Ok(code) = qrcode::QrCode::new(text.as_bytes()) else {
-        return html! {};
-    };
-    let width = code.width();
-    let quiet = 4;
-    let size = width + 2 * quiet;
-    let mut path = String::new();
-    for (i, colour) in code.to_colors().iter().enumerate() {
-        if *colour == qrcode::Color::Dark {
-            let (x, y) = (i % width + quiet, i / width + quiet);
-            path.push_str(&format!("M{x} {y}h1v1h-1z"));
-        }
-    }
-    html! {
-        svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {size} {size}")) width="220" height="220" role="img" aria-label="动态口令二维码" {
-            rect width=(size) height=(size) fill="#fff" {}
-            path d=(path) fill="#000" {}
-        }
     }
 }

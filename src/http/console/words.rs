@@ -35,6 +35,67 @@ pub fn event(kind: EventKind) -> &'static str {
     }
 }
 
+/// Who made a change, as the event records it: a staff member (`staff:LOGIN:NAME`) by name
+/// and login; anyone else (an API token, the operator at the command line) as recorded.
+pub fn actor(recorded: &str) -> String {
+    match recorded
+        .strip_prefix("staff:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((login, name)) => format!("{name}（{login}）"),
+        None => recorded.to_string(),
+    }
+}
+
+/// A version's validity today (`current`, `expired`, `not_yet_valid`, as the API names it).
+pub fn validity(validity: &str) -> &'static str {
+    match validity {
+        "current" => "在有效期内",
+        "expired" => "已过期",
+        "not_yet_valid" => "尚未生效",
+        _ => "有效期未知",
+    }
+}
+
+/// A change an officer makes to a licence: its name in the console's forms and addresses
+/// (`suspend`, `reinstate`, `revoke`, `renew`, `amend`), the event it makes, and its name.
+pub fn licence_change(act: &str) -> Option<(EventKind, &'static str)> {
+    match act {
+        "suspend" => Some((EventKind::Suspended, "暂停")),
+        "reinstate" => Some((EventKind::Reinstated, "恢复")),
+        "revoke" => Some((EventKind::Revoked, "注销")),
+        "renew" => Some((EventKind::Renewed, "延续")),
+        "amend" => Some((EventKind::Amended, "变更")),
+        _ => None,
+    }
+}
+
+/// What the licence page says after the change `act` was made.
+pub fn licence_change_done(act: &str) -> Option<&'static str> {
+    match act {
+        "suspend" => Some("证照已暂停。暂停期间核验结果为无效，可随时恢复。"),
+        "reinstate" => Some("证照已恢复，核验结果重新为有效。"),
+        "revoke" => Some("证照已注销。核验结果为无效，注销不可撤回。"),
+        "renew" => Some("证照已延续，新版本已签发。"),
+        "amend" => Some("证照已变更，新版本已签发，原版本保留可查。"),
+        _ => None,
+    }
+}
+
+/// What a change does, said on its confirmation page before it is made.
+pub fn licence_change_warning(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Suspended => "暂停后，扫码核验将显示无效，直到恢复为止。",
+        EventKind::Reinstated => "恢复后，扫码核验将重新显示有效。",
+        EventKind::Revoked => "注销后，扫码核验将永久显示无效，且不能恢复。",
+        EventKind::Renewed => "延续将签发新版本，新有效期开始后原版本即被取代。",
+        EventKind::Amended => {
+            "变更将签发新版本并立即取代原版本，原版本的二维码核验将显示已被取代。"
+        }
+        EventKind::Issued => "",
+    }
+}
+
 /// Why sign-in was refused, as the sign-in page says it.
 pub fn sign_in_refusal(refusal: &SignInRefusal) -> String {
     match refusal {
@@ -96,5 +157,11 @@ mod tests {
         assert_eq!(date_time("2026-12-02T16:05:00Z"), "2026年12月3日 00:05");
         assert_eq!(date("2026-01-09"), "2026年1月9日");
         assert_eq!(date_time("not a time"), "not a time");
+    }
+
+    #[test]
+    fn a_staff_actor_is_named_by_name_and_login() {
+        assert_eq!(actor("staff:li.officer:王芳"), "王芳（li.officer）");
+        assert_eq!(actor("cli:root"), "cli:root");
     }
 }
