@@ -37,7 +37,7 @@ mod versions;
 
 pub use audit::AuditFilter;
 pub use batch_state::{BatchState, RowOutcome, UnknownWord};
-pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RowResult};
+pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RejectedRow, RowResult};
 pub use events::EventRow;
 pub use licences::{Inserted, LicenceRow, NewLicence, VerificationRow};
 pub use sessions::{Credentials, NewSession, SessionRow};
