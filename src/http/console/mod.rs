@@ -7,12 +7,15 @@
 //! SameSite=Strict, Secure under https), a CSRF token in every form, a strict Content Security
 //! Policy (nothing from other hosts, no inline script) and pages that are never cached.
 
+mod batch_upload;
+mod batches;
 mod layout;
 mod session;
 mod signin;
 #[allow(dead_code)] // the pages being built use the rest of it
 mod words;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -36,6 +39,19 @@ pub fn routes() -> Router<SharedState> {
             "/console/totp",
             get(signin::totp_form).post(signin::confirm_totp),
         )
+        // The upload streams into the batch job, which enforces the upload limit itself.
+        .route(
+            "/console/batches",
+            get(batches::list)
+                .post(batch_upload::upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/console/batches/{id}", get(batches::show))
+        .route(
+            "/console/batches/{id}/rejected.csv",
+            get(batches::rejected_csv),
+        )
+        .route("/console/batches/{id}/events", get(batches::events))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
 }
