@@ -60,7 +60,7 @@ pub async fn list(State(state): State<SharedState>, Signed(session): Signed) -> 
                         @for j in &jobs {
                             tr {
                                 td { (words::date_time(&j.created_at)) }
-                                td { (j.actor) }
+                                td { (who(&j.actor)) }
                                 td { (state_tag(j.state)) }
                                 td { (j.issued) } td { (j.skipped) } td { (j.rejected) }
                                 td { (done(j)) @if let Some(total) = j.total_rows { " / " (total) } }
@@ -125,6 +125,18 @@ fn urlencoded(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Who submitted a job: a console account's `staff:{login}:{name}` as 王芳（wang.fang）; a
+/// token's or the command line's name as it is.
+fn who(actor: &str) -> String {
+    match actor
+        .strip_prefix("staff:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((login, name)) => format!("{name}（{login}）"),
+        None => actor.to_string(),
+    }
 }
 
 fn done(job: &BatchRecord) -> u64 {
@@ -252,7 +264,7 @@ fn figures(job: &BatchRecord) -> Markup {
 fn details(job: &BatchRecord) -> Markup {
     html! {
         dl class="fields card" {
-            dt { "提交人" } dd { (job.actor) }
+            dt { "提交人" } dd { (who(&job.actor)) }
             dt { "提交时间" } dd { (words::date_time(&job.created_at)) }
             @if let Some(at) = &job.finished_at { dt { "结束时间" } dd { (words::date_time(at)) } }
             dt { "全部成功才签发" } dd { @if job.all_or_nothing { "是" } @else { "否" } }
@@ -368,9 +380,11 @@ fn paging(id: &str, filter: &str, after_line: u64, rows: &[RowResult]) -> Markup
         .filter(|_| rows.len() as i64 == PAGE_ROWS)
         .map(|last| format!("{base}&after_line={}", last.line));
     html! {
-        nav aria-label="分页" class="paging" {
-            @if after_line > 0 { a href=(base) { "第一页" } " " }
-            @if let Some(next) = next { a href=(next) { "下一页" } }
+        @if after_line > 0 || next.is_some() {
+            nav aria-label="分页" class="paging" {
+                @if after_line > 0 { a href=(base) { "第一页" } " " }
+                @if let Some(next) = next { a href=(next) { "下一页" } }
+            }
         }
     }
 }
@@ -586,6 +600,12 @@ mod tests {
         assert!(!bad);
         assert_eq!(text, "张三,\"a,b\"\n");
         assert_ne!(gb, "张三,\"a,b\"\n".as_bytes());
+    }
+
+    #[test]
+    fn a_console_account_is_shown_by_name_and_login() {
+        assert_eq!(who("staff:wang.fang:王芳"), "王芳（wang.fang）");
+        assert_eq!(who("token:窗口一"), "token:窗口一");
     }
 
     #[test]

@@ -76,7 +76,10 @@ pub fn manifest_column(column: &str) -> Option<&'static str> {
 /// knows (matched by the words the converter writes); None otherwise.
 pub fn rejection(reason: &str) -> Option<&'static str> {
     const KNOWN: [(&str, &str); 17] = [
-        ("check character", "证件号码的校验位不正确，请核对号码。"),
+        (
+            "check character",
+            "证件号码（或统一社会信用代码）的校验位不正确，请核对。",
+        ),
         ("has no licence type", "证照目录中没有这个证照类型代码。"),
         ("may not act for", "本部门无权转换这个类型的证照。"),
         (
