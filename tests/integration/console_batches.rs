@@ -167,6 +167,24 @@ async fn a_clerk_uploads_a_batch_downloads_its_rejected_rows_and_resubmits_a_cor
         .to_string();
     assert_eq!(audited(&s, "batch.submit").await[0].0, "ok");
 
+    // Its progress as server-sent events, from (most likely) while it runs until it ends.
+    let events = fetch(&clerk, &format!("{job_page}/events")).await;
+    assert_eq!(events.headers()[CONTENT_TYPE], "text/event-stream");
+    let events = tokio::time::timeout(Duration::from_secs(60), events.text())
+        .await
+        .expect("the stream closes when the job ends")
+        .unwrap();
+    let last = events
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let last: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(last["finished"], true, "{events}");
+    assert_eq!(last["total"], 30);
+    assert_eq!(last["done"], 30);
+    assert_eq!(last["rejected"], broken.len());
+
     let page = ended(&mut clerk, &job_page).await;
     assert!(page.contains("已完成"), "{page}");
     assert!(

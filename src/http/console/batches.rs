@@ -603,6 +603,29 @@ mod tests {
     }
 
     #[test]
+    fn a_full_page_links_to_the_next_and_a_later_page_back_to_the_first() {
+        let row = |line: u64| RowResult {
+            line,
+            outcome: RowOutcome::Issued,
+            type_code: String::new(),
+            number: String::new(),
+            licence_id: None,
+            column: None,
+            reason: None,
+        };
+        let full: Vec<RowResult> = (2..2 + PAGE_ROWS as u64).map(row).collect();
+        let first = paging("j1", "issued", 0, &full).into_string();
+        assert!(first.contains("href=\"/console/batches/j1?outcome=issued&amp;after_line=51\""));
+        assert!(!first.contains("第一页"), "{first}");
+        let last = paging("j1", "issued", 51, &[row(52)]).into_string();
+        assert!(
+            last.contains("第一页") && !last.contains("下一页"),
+            "{last}"
+        );
+        assert_eq!(paging("j1", "all", 0, &[row(2)]).into_string(), "");
+    }
+
+    #[test]
     fn a_console_account_is_shown_by_name_and_login() {
         assert_eq!(who("staff:wang.fang:王芳"), "王芳（wang.fang）");
         assert_eq!(who("token:窗口一"), "token:窗口一");
