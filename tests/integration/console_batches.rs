@@ -356,9 +356,18 @@ async fn refusals_are_a_403_for_roles_and_forged_forms_and_a_404_for_another_dep
     let (status, _, _) =
         post_form(&clerk, "/console/batches", &[("zip", Some("b.zip"), &zip)]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // An over-long token is no token (and is not read whole).
+    let long = vec![b'x'; 10_000];
+    let (status, _, _) = post_form(
+        &clerk,
+        "/console/batches",
+        &[("csrf", None, &long), ("zip", Some("b.zip"), &zip)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, list, _) = clerk.get("/console/batches").await;
     assert!(list.contains("还没有转换任务"), "{list}");
-    assert_eq!(audited(&s, "batch.submit").await.len(), 3);
+    assert_eq!(audited(&s, "batch.submit").await.len(), 4);
 
     // A body declared over the upload limit is refused before it is read: 413, audited.
     let csrf = hidden_value(&list, "csrf").unwrap();
@@ -377,7 +386,7 @@ async fn refusals_are_a_403_for_roles_and_forged_forms_and_a_404_for_another_dep
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     let submits = audited(&s, "batch.submit").await;
-    assert_eq!(submits.len(), 4, "{submits:?}");
+    assert_eq!(submits.len(), 5, "{submits:?}");
     assert!(
         submits
             .iter()

@@ -70,10 +70,8 @@ pub async fn upload(
         }
         match name.as_str() {
             "csrf" => {
-                let given = match field.text().await {
-                    Ok(given) => given,
-                    Err(e) => break Err(unreadable(e)),
-                };
+                // An unreadable or over-long token is no token: refused as forged below.
+                let given = short_text(field).await.unwrap_or_default();
                 if let Err(refused) = check_csrf(&state, &session, &given, "batch.submit").await {
                     return refused;
                 }
@@ -125,6 +123,23 @@ pub async fn upload(
     }
 }
 
+/// A short text field (the CSRF token), refused past a few hundred bytes: the form's body has
+/// no size limit of its own (the upload's is the job's), so nothing is read whole unbounded.
+async fn short_text(mut field: Field<'_>) -> Result<String> {
+    const MOST: usize = 512;
+    let mut text = Vec::new();
+    while let Some(bytes) = field.chunk().await.map_err(unreadable)? {
+        text.extend_from_slice(&bytes);
+        if text.len() > MOST {
+            return Err(AppError::BadInput(format!(
+                "the form field csrf is over {MOST} bytes"
+            )));
+        }
+    }
+    String::from_utf8(text)
+        .map_err(|_| AppError::BadInput("the form field csrf is not UTF-8".into()))
+}
+
 fn unreadable(e: impl std::fmt::Display) -> AppError {
     AppError::BadInput(format!("the form cannot be read: {e}"))
 }
@@ -149,7 +164,7 @@ struct Upload {
 }
 
 /// Packs the corrected manifest and the scans that follow it in the form into a zip and
-/// submits it.
+/// submits it. Each scan streams into the zip as it arrives (no file per scan is held open).
 async fn resubmit(
     app: &std::sync::Arc<App>,
     session: &ConsoleSession,
@@ -157,15 +172,30 @@ async fn resubmit(
     multipart: &mut Multipart,
 ) -> Result<BatchRecord> {
     let Upload {
-        manifest: manifest_file,
+        manifest,
         mut received,
         all_or_nothing,
     } = upload;
     let dir = incoming(app)?;
     let limit = app.settings.max_upload_bytes;
-    let mut scans: Vec<(String, tempfile::NamedTempFile)> = Vec::new();
+    let (row_limit, reader) = (app.settings.max_manifest_line_bytes, app.clone());
+    let (manifest, wanted) = blocking(move || {
+        let wanted = scan_paths(manifest.path(), &reader, row_limit);
+        Ok((manifest, wanted))
+    })
+    .await?;
+    let zip = tempfile::NamedTempFile::new_in(&dir).map_err(io_error)?;
+    let mut writer = zip::ZipWriter::new(zip.reopen().map_err(io_error)?);
+    let large = limit >= u64::from(u32::MAX);
+    writer = blocking(move || {
+        start_entry(&mut writer, "manifest.csv", large)?;
+        let mut source = manifest.reopen().map_err(io_error)?;
+        std::io::copy(&mut source, &mut writer).map_err(io_error)?;
+        Ok(writer)
+    })
+    .await?;
     let mut names = HashSet::new();
-    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
         match field.name().unwrap_or_default() {
             "scans" => {}
             other => {
@@ -184,17 +214,46 @@ async fn resubmit(
                 "the scan {name:?} is given twice"
             )));
         }
-        match save(field, &dir, limit, &mut received).await? {
-            Some(file) => scans.push((name, file)),
-            None => return too_large(app, session, received, all_or_nothing).await,
+        // A scan per manifest row at most, as in a zip.
+        if names.len() as u64 > app.settings.max_manifest_rows {
+            return Err(AppError::BadInput(format!(
+                "more than {} scans: at most one per manifest row",
+                app.settings.max_manifest_rows
+            )));
+        }
+        received += name.len() as u64;
+        let path = place(&wanted, &name)?;
+        writer = blocking(move || start_entry(&mut writer, &path, large).map(|_| writer)).await?;
+        let mut piece = Vec::new();
+        loop {
+            let next = field.chunk().await.map_err(unreadable)?;
+            let end = next.is_none();
+            if let Some(bytes) = next {
+                received += bytes.len() as u64;
+                if received > limit {
+                    return too_large(app, session, received, all_or_nothing).await;
+                }
+                piece.extend_from_slice(&bytes);
+            }
+            if piece.len() >= 1 << 20 || (end && !piece.is_empty()) {
+                (writer, piece) = blocking(move || {
+                    writer.write_all(&piece).map_err(io_error)?;
+                    piece.clear();
+                    Ok((writer, piece))
+                })
+                .await?;
+            }
+            if end {
+                break;
+            }
         }
     }
-    let (row_limit, directory) = (app.settings.max_manifest_line_bytes, app.clone());
-    let zip = crate::panics::joined(tokio::task::spawn_blocking(move || {
-        let wanted = scan_paths(manifest_file.path(), &directory, row_limit);
-        pack(&dir, &manifest_file, &scans, &wanted)
-    }))
-    .await??;
+    blocking(move || {
+        writer
+            .finish()
+            .map_err(|e| AppError::Config(format!("packing an upload: {e}")))
+    })
+    .await?;
     let size = zip.as_file().metadata().map_err(io_error)?.len();
     let file = zip.reopen().map_err(io_error)?;
     job::submit(
@@ -205,6 +264,23 @@ async fn resubmit(
         all_or_nothing,
     )
     .await
+}
+
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    crate::panics::joined(tokio::task::spawn_blocking(work)).await?
+}
+
+/// Starts a stored (uncompressed) entry at `path`.
+fn start_entry(writer: &mut zip::ZipWriter<std::fs::File>, path: &str, large: bool) -> Result<()> {
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(large);
+    writer
+        .start_file(path, options)
+        .map_err(|e| AppError::Config(format!("packing an upload: {e}")))
 }
 
 /// Submits nothing with the length received so far, so that the job's own limit refuses it
@@ -298,53 +374,26 @@ fn scan_paths(manifest: &Path, app: &App, row_limit: u64) -> HashMap<String, Has
     wanted
 }
 
-/// The zip of a manifest and its scans: each scan where the manifest names it (by its file
-/// name), or at the top when it names it nowhere; entries stored as they are.
-fn pack(
-    dir: &Path,
-    manifest: &tempfile::NamedTempFile,
-    scans: &[(String, tempfile::NamedTempFile)],
-    wanted: &HashMap<String, HashSet<String>>,
-) -> Result<tempfile::NamedTempFile> {
-    let mut entries = vec![("manifest.csv".to_string(), manifest)];
-    for (name, file) in scans {
-        match wanted
-            .get(name)
-            .map(|paths| paths.iter().collect::<Vec<_>>())
-        {
-            None => entries.push((name.clone(), file)),
-            Some(paths) if paths.len() == 1 => entries.push((paths[0].clone(), file)),
-            Some(mut paths) => {
-                paths.sort();
-                return Err(AppError::BadInput(format!(
-                    "the manifest names more than one scan called {name:?} ({}): upload the \
-                     batch as a zip, with its folders",
-                    paths
-                        .iter()
-                        .map(|p| p.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
+/// Where a scan named `name` goes in the zip: where the manifest names a file of that name, or
+/// at the top when it names it nowhere (the job then rejects no row for it, and extracts it not).
+fn place(wanted: &HashMap<String, HashSet<String>>, name: &str) -> Result<String> {
+    let Some(paths) = wanted.get(name) else {
+        return Ok(name.to_string());
+    };
+    let mut paths: Vec<&String> = paths.iter().collect();
+    if let [only] = paths.as_slice() {
+        return Ok(only.to_string());
     }
-    let zip = tempfile::NamedTempFile::new_in(dir).map_err(io_error)?;
-    let mut writer = zip::ZipWriter::new(zip.reopen().map_err(io_error)?);
-    for (path, file) in entries {
-        let size = file.as_file().metadata().map_err(io_error)?.len();
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored)
-            .large_file(size >= u64::from(u32::MAX));
-        writer
-            .start_file(path.as_str(), options)
-            .map_err(|e| AppError::Config(format!("packing an upload: {e}")))?;
-        let mut source = file.reopen().map_err(io_error)?;
-        std::io::copy(&mut source, &mut writer).map_err(io_error)?;
-    }
-    writer
-        .finish()
-        .map_err(|e| AppError::Config(format!("packing an upload: {e}")))?;
-    Ok(zip)
+    paths.sort();
+    Err(AppError::BadInput(format!(
+        "the manifest names more than one scan called {name:?} ({}): upload the batch as a \
+         zip, with its folders",
+        paths
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// A file read in pieces of a MiB, off the async threads.
@@ -394,49 +443,18 @@ mod tests {
 
     #[test]
     fn scans_go_where_the_manifest_names_them_and_an_ambiguous_name_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = |text: &str| {
-            let mut f = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
-            f.write_all(text.as_bytes()).unwrap();
-            f
-        };
-        let manifest = file("type_code\n");
-        let scans = vec![
-            ("1.jpg".to_string(), file("one")),
-            ("x.png".to_string(), file("x")),
-        ];
         let mut wanted = HashMap::new();
         wanted.insert(
             "1.jpg".to_string(),
             HashSet::from(["scans/1.jpg".to_string()]),
         );
-        let zip = pack(dir.path(), &manifest, &scans, &wanted).unwrap();
-        let mut archive = zip::ZipArchive::new(zip.reopen().unwrap()).unwrap();
-        let mut names: Vec<String> = archive
-            .file_names()
-            .map(|n| n.unwrap().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["manifest.csv", "scans/1.jpg", "x.png"]);
-        let mut one = String::new();
-        archive
-            .by_name("scans/1.jpg")
-            .unwrap()
-            .read_to_string(&mut one)
-            .unwrap();
-        assert_eq!(one, "one");
-        assert_eq!(
-            archive.by_name("x.png").unwrap().compression(),
-            zip::CompressionMethod::Stored
-        );
         wanted.insert(
             "x.png".to_string(),
-            HashSet::from(["a/x.png".to_string(), "b/x.png".to_string()]),
+            HashSet::from(["b/x.png".to_string(), "a/x.png".to_string()]),
         );
-        let refused = pack(dir.path(), &manifest, &scans, &wanted).unwrap_err();
-        assert!(
-            refused.to_string().contains("a/x.png, b/x.png"),
-            "{refused}"
-        );
+        assert_eq!(place(&wanted, "1.jpg").unwrap(), "scans/1.jpg");
+        assert_eq!(place(&wanted, "other.png").unwrap(), "other.png");
+        let refused = place(&wanted, "x.png").unwrap_err().to_string();
+        assert!(refused.contains("(a/x.png, b/x.png)"), "{refused}");
     }
 }

@@ -165,12 +165,12 @@ pub struct JobQuery {
     after_line: u64,
 }
 
-/// The filter's choices: (query value, outcome, label).
-const FILTERS: [(&str, Option<RowOutcome>, &str); 4] = [
-    ("all", None, "全部"),
-    ("issued", Some(RowOutcome::Issued), "已签发"),
-    ("skipped", Some(RowOutcome::Skipped), "已跳过"),
-    ("rejected", Some(RowOutcome::Rejected), "已拒绝"),
+/// The filter's choices: (query value, outcome).
+const FILTERS: [(&str, Option<RowOutcome>); 4] = [
+    ("all", None),
+    ("issued", Some(RowOutcome::Issued)),
+    ("skipped", Some(RowOutcome::Skipped)),
+    ("rejected", Some(RowOutcome::Rejected)),
 ];
 
 /// `GET /console/batches/{id}`: the job's figures and a page of its rows.
@@ -186,7 +186,7 @@ pub async fn show(
         Err(e) => return fail(AppError::BadInput(format!("the address: {e}"))),
     };
     let wanted = q.outcome.as_deref().unwrap_or("all");
-    let Some(&(filter, outcome, _)) = FILTERS.iter().find(|(value, ..)| *value == wanted) else {
+    let Some(&(filter, outcome)) = FILTERS.iter().find(|(value, _)| *value == wanted) else {
         return fail(AppError::BadInput(format!(
             "outcome {wanted:?} is not one of all, issued, skipped, rejected"
         )));
@@ -284,8 +284,10 @@ fn filter_form(id: &str, current: &str) -> Markup {
             div {
                 label for="outcome" { "结果" }
                 select id="outcome" name="outcome" {
-                    @for (value, _, label) in FILTERS {
-                        option value=(value) selected[value == current] { (label) }
+                    @for (value, outcome) in FILTERS {
+                        option value=(value) selected[value == current] {
+                            (outcome.map_or("全部", words::outcome))
+                        }
                     }
                 }
             }
