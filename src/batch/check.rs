@@ -81,6 +81,8 @@ impl<'a> Checker<'a> {
                 type_code: row.get("type_code").to_string(),
                 number: row.get("number").to_string(),
                 outcome,
+                // Kept by the store for a rejected row only (a scan may still reject this one).
+                cells: serde_json::to_string(&row.cells).ok(),
             });
         }
         self.skip_converted(&mut rows, &mut good).await?;

@@ -20,7 +20,7 @@ use super::{convert, create_with_upload, failing_on_panic, BatchState, Quiet};
 use crate::app::{permissions, Action, Actor, App, AppError, Result, Role};
 use crate::identifiers::Uscc;
 use crate::panics::joined;
-use crate::store::{BatchRecord, RowResult};
+use crate::store::{BatchRecord, RejectedRow, RowOutcome, RowResult};
 use crate::time_util;
 
 /// Receives an uploaded zip (`body`, in pieces; `declared_length` is what the client said it
@@ -135,13 +135,64 @@ pub async fn status(
     after_line: u64,
     limit: i64,
 ) -> Result<(BatchRecord, Vec<RowResult>)> {
+    status_of(app, actor, id, None, after_line, limit).await
+}
+
+/// [`status`] with only the rows of `outcome`, when it is given (the console's filter).
+pub async fn status_of(
+    app: &App,
+    actor: &Actor,
+    id: &str,
+    outcome: Option<RowOutcome>,
+    after_line: u64,
+    limit: i64,
+) -> Result<(BatchRecord, Vec<RowResult>)> {
+    let job = readable(app, actor, id).await?;
+    let rows = app
+        .store
+        .batch_rows_of(id, outcome, after_line, limit.clamp(1, 1000))
+        .await?;
+    Ok((job, rows))
+}
+
+/// A job and a page of its rejected rows after `after_line` with their original cells (to be
+/// given back for correcting), under the same check as [`status`].
+pub async fn rejected_rows(
+    app: &App,
+    actor: &Actor,
+    id: &str,
+    after_line: u64,
+    limit: i64,
+) -> Result<(BatchRecord, Vec<RejectedRow>)> {
+    let job = readable(app, actor, id).await?;
+    let rows = app
+        .store
+        .rejected_rows(id, after_line, limit.clamp(1, 1000))
+        .await?;
+    Ok((job, rows))
+}
+
+/// The most recent `limit` jobs the actor may read: its department's (all, for an admin without
+/// one), newest first.
+pub async fn recent(app: &App, actor: &Actor, limit: i64) -> Result<Vec<BatchRecord>> {
+    let scope = app
+        .scope_audited(actor, Action::ReadBatch, "batch.read", "recent")
+        .await?;
+    let department = scope.department().map(|d| d.to_string());
+    Ok(app
+        .store
+        .recent_batches(department.as_deref(), limit.clamp(1, 200))
+        .await?)
+}
+
+/// Job `id` if the actor may read it. Another department's job, or a department-less
+/// operator's, is answered as if it did not exist; the attempt is recorded like every refusal.
+pub async fn readable(app: &App, actor: &Actor, id: &str) -> Result<BatchRecord> {
     let scope = app
         .scope_audited(actor, Action::ReadBatch, "batch.read", id)
         .await?;
     let not_found = || AppError::NotFound(format!("batch {id}"));
     let job = app.store.batch(id).await?.ok_or_else(not_found)?;
-    // Another department's job, or a department-less operator's, is answered as if it did not
-    // exist; the attempt is recorded like every refusal.
     let department = job.department.as_deref().and_then(|d| Uscc::parse(d).ok());
     if !scope.covers(department.as_ref()) {
         let refused: Result<()> = Err(AppError::Forbidden(format!(
@@ -152,11 +203,7 @@ pub async fn status(
             .await;
         return Err(not_found());
     }
-    let rows = app
-        .store
-        .batch_rows(id, after_line, limit.clamp(1, 1000))
-        .await?;
-    Ok((job, rows))
+    Ok(job)
 }
 
 /// Runs job `id` in the background once a slot is free (unless this process has it already),

@@ -16,6 +16,11 @@ use crate::directory::Directory;
 /// uses, which no field may take.
 pub const STANDARD_COLUMNS: [&str; 7] = crate::directory::RESERVED_KEYS;
 
+/// The column the console adds to the rejected rows it gives back (why each was rejected). A
+/// manifest may carry it, so that the corrected file can be uploaded as it is: it is read past
+/// and never checked or kept.
+pub const REJECTION_REASON: &str = "rejection_reason";
+
 /// A manifest that cannot be read at all: nothing is converted.
 #[derive(Debug, thiserror::Error)]
 #[error("{file} line {line}: {reason}")]
@@ -37,7 +42,8 @@ pub struct Manifest {
 /// One data row: its line in the file and its cells by column.
 pub struct ManifestRow {
     pub line: u64,
-    /// Each column's trimmed cell, in header order.
+    /// Each column's trimmed cell, in header order (empty for the columns a short row lacks;
+    /// never the [`REJECTION_REASON`] column).
     pub cells: Vec<(String, String)>,
     /// Set when the row has a different number of cells from the header.
     pub cell_count_error: Option<String>,
@@ -148,7 +154,13 @@ impl Iterator for Manifest {
         let cells = self
             .columns
             .iter()
-            .zip(record.cells)
+            .zip(
+                record
+                    .cells
+                    .into_iter()
+                    .chain(std::iter::repeat(String::new())),
+            )
+            .filter(|(c, _)| c.as_str() != REJECTION_REASON)
             .map(|(c, v)| (c.clone(), v.trim().to_string()))
             .collect();
         Some(Ok(ManifestRow {
@@ -299,7 +311,10 @@ fn check_header(columns: &[String], directory: &Directory) -> Result<(), String>
         .flat_map(|t| t.fields.iter().map(|f| f.key.as_str()))
         .collect();
     for column in columns {
-        if !STANDARD_COLUMNS.contains(&column.as_str()) && !field_keys.contains(column.as_str()) {
+        if !STANDARD_COLUMNS.contains(&column.as_str())
+            && !field_keys.contains(column.as_str())
+            && column != REJECTION_REASON
+        {
             return Err(format!(
                 "column {column:?} is not a field of any licence type in the directory"
             ));
@@ -365,6 +380,37 @@ mod tests {
         let mut late = vec![b'a'; 200_000];
         late.extend_from_slice(&gb);
         assert_eq!(detect(&late), "gb18030");
+    }
+
+    #[test]
+    fn a_rejection_reason_column_is_accepted_and_read_past() {
+        let directory = Directory::load(Path::new("templates/directory")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.csv");
+        let text =
+            "type_code,number,rejection_reason,holder_name,holder_id,valid_from,valid_until,scan\n\
+                    t,A1,\"holder_id: the check character is wrong\",张三,i,f,u,s\n\
+                    t,A2\n";
+        std::fs::write(&path, text).unwrap();
+        let rows: Vec<ManifestRow> = Manifest::open(&path, &directory, 64 << 10)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let columns = |row: &ManifestRow| -> Vec<String> {
+            row.cells.iter().map(|(c, _)| c.clone()).collect()
+        };
+        let expected: Vec<String> = STANDARD_COLUMNS.iter().map(|c| c.to_string()).collect();
+        assert_eq!(columns(&rows[0]), expected);
+        assert_eq!(rows[0].get("holder_name"), "张三");
+        assert_eq!(rows[0].get(REJECTION_REASON), "");
+        assert!(rows[0].cell_count_error.is_none());
+        // A short row still has every column (empty), and is told its cells are too few.
+        assert_eq!(columns(&rows[1]), expected);
+        assert!(rows[1].cell_count_error.is_some());
+        // Any other unknown column is still refused.
+        std::fs::write(&path, text.replace("rejection_reason", "no_such_column")).unwrap();
+        let refused = Manifest::open(&path, &directory, 64 << 10).err().unwrap();
+        assert!(refused.reason.contains("\"no_such_column\""), "{refused}");
     }
 }
 

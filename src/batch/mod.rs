@@ -274,6 +274,9 @@ async fn run(
             app.settings.max_manifest_rows
         )));
     }
+    app.store
+        .record_batch_rows(batch_id, lease.holder(), row_count)
+        .await?;
     let batch = stored_batch(app, batch_id).await?;
     let encoding = manifest.encoding().to_string();
     progress.started(batch_id, row_count, &encoding);

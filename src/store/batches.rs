@@ -51,6 +51,9 @@ pub struct BatchRecord {
     #[serde(skip)]
     pub roles: String,
     pub finished_at: Option<String>,
+    /// The manifest's data rows, once a run has counted them.
+    #[serde(skip)]
+    pub total_rows: Option<u64>,
 }
 
 /// One manifest row of a chunk, as the converter decided it (the store settles it into a
@@ -60,6 +63,18 @@ pub struct BatchRow {
     pub type_code: String,
     pub number: String,
     pub outcome: BatchRowOutcome,
+    /// The row's cells as JSON `[[column, cell], …]` in the manifest's order: kept when the row
+    /// is rejected, so that it can be given back to be corrected.
+    pub cells: Option<String>,
+}
+
+/// A rejected row with the cells it had in the manifest, in the manifest's column order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRow {
+    pub line: u64,
+    pub column: String,
+    pub reason: String,
+    pub cells: Vec<(String, String)>,
 }
 
 /// The converter's decision on a row, before its chunk commits.
@@ -128,7 +143,7 @@ impl RowResult {
 
 const BATCH_COLUMNS: &str =
     "id, created_at, actor, source, state, upload, all_or_nothing, done_line,
-    issued, skipped, rejected, error, department, roles, finished_at";
+    issued, skipped, rejected, error, department, roles, finished_at, total_rows";
 
 impl Store {
     pub async fn create_batch(&self, new: &NewBatch<'_>) -> Result<()> {
@@ -230,14 +245,18 @@ impl Store {
             .iter()
             .map(|row| RowResult::resolved(row, &inserted, licences))
             .collect();
-        for chunk in results.chunks(200) {
+        for (chunk, decided) in results.chunks(200).zip(rows.chunks(200)) {
             let sql = format!(
                 "INSERT INTO batch_rows (batch_id, line, outcome, type_code, number, licence_id,
-                    column_name, reason) VALUES {}",
-                placeholders(chunk.len(), 8)
+                    column_name, reason, cells) VALUES {}",
+                placeholders(chunk.len(), 9)
             );
             let mut query = sqlx::query(&sql);
-            for r in chunk {
+            for (r, row) in chunk.iter().zip(decided) {
+                let cells = row
+                    .cells
+                    .clone()
+                    .filter(|_| r.outcome == RowOutcome::Rejected);
                 query = query
                     .bind(batch_id)
                     .bind(r.line as i64)
@@ -246,7 +265,8 @@ impl Store {
                     .bind(r.number.clone())
                     .bind(r.licence_id.clone())
                     .bind(r.column.clone())
-                    .bind(r.reason.clone());
+                    .bind(r.reason.clone())
+                    .bind(cells);
             }
             query.execute(&mut *tx).await?;
         }
@@ -301,6 +321,19 @@ impl Store {
         let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE batches SET upload = NULL WHERE id = $1")
             .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records how many data rows the manifest of `holder`'s running batch has.
+    pub async fn record_batch_rows(&self, id: &str, holder: &str, rows: u64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE batches SET total_rows = $1 WHERE id = $2 AND lease_holder = $3")
+            .bind(rows as i64)
+            .bind(id)
+            .bind(holder)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -410,12 +443,25 @@ impl Store {
         after_line: u64,
         limit: i64,
     ) -> Result<Vec<RowResult>> {
+        self.batch_rows_of(id, None, after_line, limit).await
+    }
+
+    /// [`Store::batch_rows`], only those with `outcome` when it is given.
+    pub async fn batch_rows_of(
+        &self,
+        id: &str,
+        outcome: Option<RowOutcome>,
+        after_line: u64,
+        limit: i64,
+    ) -> Result<Vec<RowResult>> {
         let rows = sqlx::query(
             "SELECT line, outcome, type_code, number, licence_id, column_name, reason
-             FROM batch_rows WHERE batch_id = $1 AND line > $2 ORDER BY line LIMIT $3",
+             FROM batch_rows WHERE batch_id = $1 AND line > $2 AND ($3 = '' OR outcome = $3)
+             ORDER BY line LIMIT $4",
         )
         .bind(id)
         .bind(after_line as i64)
+        .bind(outcome.map_or("", |o| o.as_str()))
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
@@ -431,6 +477,66 @@ impl Store {
                     reason: r.try_get("reason")?,
                 })
             })
+            .collect()
+    }
+
+    /// A batch's rejected rows after `after_line` with their cells, in line order, at most `limit`.
+    pub async fn rejected_rows(
+        &self,
+        id: &str,
+        after_line: u64,
+        limit: i64,
+    ) -> Result<Vec<RejectedRow>> {
+        let rows = sqlx::query(
+            "SELECT line, column_name, reason, cells FROM batch_rows
+             WHERE batch_id = $1 AND line > $2 AND outcome = $3 ORDER BY line LIMIT $4",
+        )
+        .bind(id)
+        .bind(after_line as i64)
+        .bind(RowOutcome::Rejected.as_str())
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let cells: Option<String> = r.try_get("cells")?;
+                // Rows rejected before the cells were kept have none: their line still says which.
+                let cells = match cells {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|e| StoreError::Corrupt(format!("batch {id} cells: {e}")))?,
+                    None => Vec::new(),
+                };
+                Ok(RejectedRow {
+                    line: r.try_get::<i64, _>("line")? as u64,
+                    column: r
+                        .try_get::<Option<String>, _>("column_name")?
+                        .unwrap_or_default(),
+                    reason: r
+                        .try_get::<Option<String>, _>("reason")?
+                        .unwrap_or_default(),
+                    cells,
+                })
+            })
+            .collect()
+    }
+
+    /// The most recent `limit` jobs of `department` (None: of every department), newest first.
+    pub async fn recent_batches(
+        &self,
+        department: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<BatchRecord>> {
+        let sql = format!(
+            "SELECT {BATCH_COLUMNS} FROM batches WHERE ($1 = '' OR department = $1)
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        );
+        sqlx::query(&sql)
+            .bind(department.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(batch_record)
             .collect()
     }
 
@@ -552,6 +658,9 @@ fn batch_record(row: &AnyRow) -> Result<BatchRecord> {
         department: row.try_get("department")?,
         roles: row.try_get("roles")?,
         finished_at: row.try_get("finished_at")?,
+        total_rows: row
+            .try_get::<Option<i64>, _>("total_rows")?
+            .map(|n| n as u64),
     })
 }
 

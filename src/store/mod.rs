@@ -40,7 +40,7 @@ mod versions;
 
 pub use audit::AuditFilter;
 pub use batch_state::{BatchState, RowOutcome, UnknownWord};
-pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RowResult};
+pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RejectedRow, RowResult};
 pub use events::EventRow;
 pub use figures::TypeStatusCount;
 pub use licences::{Inserted, LicenceRow, NewLicence, VerificationRow};

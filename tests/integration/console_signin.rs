@@ -99,8 +99,18 @@ pub fn hidden_value(page: &str, name: &str) -> Option<String> {
 
 pub const GOOD_PASSWORD: &str = "Spring-Field-2026";
 
-/// Makes an account; returns its one-time password.
+/// Makes an account of the market bureau; returns its one-time password.
 pub async fn account(server: &TestServer, login: &str, roles: &[Role]) -> String {
+    account_in(server, login, roles, MARKET_BUREAU).await
+}
+
+/// Makes an account of `department`; returns its one-time password.
+pub async fn account_in(
+    server: &TestServer,
+    login: &str,
+    roles: &[Role],
+    department: &str,
+) -> String {
     server
         .t
         .app
@@ -108,7 +118,7 @@ pub async fn account(server: &TestServer, login: &str, roles: &[Role]) -> String
             &Actor::local_operator(),
             login,
             "王芳",
-            Some(MARKET_BUREAU),
+            Some(department),
             roles,
         )
         .await

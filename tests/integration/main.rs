@@ -7,6 +7,7 @@ mod batch;
 mod browser;
 mod city_library;
 mod cli;
+mod console_batches;
 mod console_browser;
 mod console_licences;
 mod console_pages;

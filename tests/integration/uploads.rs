@@ -178,7 +178,7 @@ fn sample_zip(app: &App, dir: &Path, rows: u64, seed: u64) -> Vec<u8> {
 }
 
 /// A sample batch of `types` with a share `bad_rate` of deliberately bad rows, as a folder.
-fn sample_folder(
+pub fn sample_folder(
     app: &App,
     dir: &Path,
     rows: u64,
@@ -201,7 +201,7 @@ fn sample_folder(
 }
 
 /// Every file under `out`, zipped with paths relative to it.
-fn zip_folder(out: &Path) -> Vec<u8> {
+pub fn zip_folder(out: &Path) -> Vec<u8> {
     let mut entries = Vec::new();
     let mut folders = vec![out.to_path_buf()];
     while let Some(folder) = folders.pop() {

@@ -36,6 +36,16 @@ pub fn csrf_field(session: &ConsoleSession) -> Markup {
 /// A whole page: `title`, the header and navigation of `session` (none on the sign-in pages),
 /// and `main`.
 pub fn frame(title: &str, session: Option<&ConsoleSession>, main: Markup) -> Markup {
+    frame_with_head(title, session, html! {}, main)
+}
+
+/// [`frame`] with more in the page's head (a page that reloads itself while a job runs).
+pub fn frame_with_head(
+    title: &str,
+    session: Option<&ConsoleSession>,
+    head: Markup,
+    main: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="zh-CN" {
@@ -46,6 +56,7 @@ pub fn frame(title: &str, session: Option<&ConsoleSession>, main: Markup) -> Mar
                 title { (title) " · 电子证照部门工作台" }
                 link rel="stylesheet" href="/console/static/console.css";
                 script src="/console/static/console.js" defer {}
+                (head)
             }
             body {
                 a class="skip" href="#main" { "跳到正文" }

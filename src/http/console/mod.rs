@@ -9,6 +9,8 @@
 
 mod admin;
 mod audit;
+mod batch_upload;
+mod batches;
 mod home;
 mod layout;
 mod licence_actions;
@@ -18,6 +20,7 @@ mod session;
 mod signin;
 mod words;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -61,6 +64,19 @@ pub fn routes() -> Router<SharedState> {
             "/console/licences/{id}/change",
             post(licence_actions::change),
         )
+        // The upload streams into the batch job, which enforces the upload limit itself.
+        .route(
+            "/console/batches",
+            get(batches::list)
+                .post(batch_upload::upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/console/batches/{id}", get(batches::show))
+        .route(
+            "/console/batches/{id}/rejected.csv",
+            get(batches::rejected_csv),
+        )
+        .route("/console/batches/{id}/events", get(batches::events))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
 }
