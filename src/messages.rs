@@ -108,6 +108,52 @@ pub enum Reason {
     Identifier(IdError),
     /// Characters the licence font has no glyph for (the PDF could not print them).
     Unprintable(Vec<char>),
+    /// A manifest row with a different number of cells from its header.
+    CellCount {
+        row: usize,
+        header: usize,
+    },
+    /// A manifest column that is no field of the row's licence type.
+    NotAFieldOf {
+        type_name: String,
+    },
+    /// The same type and number twice in one batch.
+    RepeatedInBatch {
+        number: String,
+        first_line: u64,
+    },
+    /// A refusal by the service (a type of another department, a type not in the directory):
+    /// its own words in English, the catalogue's sentence for its code in Chinese.
+    Refused {
+        code: &'static str,
+        detail: String,
+    },
+    /// The scan a manifest row names, and what is wrong with it.
+    Scan {
+        name: String,
+        problem: ScanProblem,
+    },
+}
+
+/// What is wrong with a scan a manifest row names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanProblem {
+    /// The `scan` cell is empty.
+    Missing,
+    /// A `..` in its path.
+    ClimbsOut,
+    Absolute,
+    NotInBatch,
+    Link,
+    /// Through a linked folder, out of the batch.
+    LeadsOut,
+    NotAFile,
+    TooLarge {
+        bytes: Option<u64>,
+        max: u64,
+    },
+    Unreadable(String),
+    NotAnImage,
 }
 
 impl Reason {
@@ -160,6 +206,17 @@ impl Reason {
                 format!("this licence is held by an organisation: {e}")
             }
             Reason::Identifier(e) => e.to_string(),
+            Reason::CellCount { row, header } => {
+                format!("the row has {row} cells, the header {header}")
+            }
+            Reason::NotAFieldOf { type_name } => {
+                format!("is not a field of {type_name}; leave it empty")
+            }
+            Reason::RepeatedInBatch { number, first_line } => {
+                format!("{number} appears at line {first_line} already")
+            }
+            Reason::Refused { detail, .. } => detail.clone(),
+            Reason::Scan { name, problem } => scan_en(name, problem),
             Reason::Unprintable(chars) => format!(
                 "the licence font cannot print {}",
                 chars
@@ -211,6 +268,15 @@ impl Reason {
                 format!("本证照的持证人是单位，应填统一社会信用代码：{}", id_zh(e))
             }
             Reason::Identifier(e) => id_zh(e),
+            Reason::CellCount { row, header } => {
+                format!("这一行有 {row} 个单元格，表头有 {header} 列，请核对是否多了或少了逗号")
+            }
+            Reason::NotAFieldOf { type_name } => format!("不是{type_name}的登记项，请留空"),
+            Reason::RepeatedInBatch { number, first_line } => {
+                format!("证照编号 {number} 与第 {first_line} 行重复")
+            }
+            Reason::Refused { code, .. } => error_zh(code).to_string(),
+            Reason::Scan { name, problem } => scan_zh(name, problem),
             Reason::Unprintable(chars) => format!(
                 "证照字库无法打印 {}，请改用通用汉字",
                 chars
@@ -226,6 +292,78 @@ impl Reason {
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.en())
+    }
+}
+
+fn scan_en(name: &str, problem: &ScanProblem) -> String {
+    match problem {
+        ScanProblem::Missing => {
+            "is empty: every stock licence needs the scan of its paper original".into()
+        }
+        ScanProblem::ClimbsOut => format!("{name:?} climbs out of the batch with \"..\""),
+        ScanProblem::Absolute => {
+            format!("{name:?} is an absolute path; scans are named relative to the batch")
+        }
+        ScanProblem::NotInBatch => format!("{name:?} is not in the batch"),
+        ScanProblem::Link => format!("{name:?} is a link; scans must be files in the batch"),
+        ScanProblem::LeadsOut => format!("{name:?} leads out of the batch"),
+        ScanProblem::NotAFile => format!("{name:?} is not a file"),
+        ScanProblem::TooLarge {
+            bytes: Some(bytes),
+            max,
+        } => format!("{name:?} is {bytes} bytes, over the limit of {max} bytes"),
+        ScanProblem::TooLarge { bytes: None, max } => {
+            format!("{name:?} is over the limit of {max} bytes")
+        }
+        ScanProblem::Unreadable(why) => format!("{name:?} cannot be read: {why}"),
+        ScanProblem::NotAnImage => {
+            format!("{name:?} is not a JPEG, PNG, TIFF or PDF file (judged by its content)")
+        }
+    }
+}
+
+fn scan_zh(name: &str, problem: &ScanProblem) -> String {
+    match problem {
+        ScanProblem::Missing => "未填写：每个存量证照都须附纸质证照的扫描件".into(),
+        ScanProblem::ClimbsOut | ScanProblem::LeadsOut => {
+            format!("扫描件“{name}”指向上传文件之外，请只填文件名或批次内的路径")
+        }
+        ScanProblem::Absolute => format!("扫描件“{name}”是绝对路径，请填批次内的相对路径"),
+        ScanProblem::NotInBatch => format!("上传的文件中没有扫描件“{name}”"),
+        ScanProblem::Link => format!("扫描件“{name}”是链接，须是批次内的文件"),
+        ScanProblem::NotAFile => format!("“{name}”不是文件"),
+        ScanProblem::TooLarge { max, .. } => {
+            format!(
+                "扫描件“{name}”超过了 {} MB 的大小限制",
+                max.div_ceil(1 << 20)
+            )
+        }
+        ScanProblem::Unreadable(_) => format!("扫描件“{name}”无法读取"),
+        ScanProblem::NotAnImage => {
+            format!("扫描件“{name}”不是 JPEG、PNG、TIFF 或 PDF 文件（按内容判断）")
+        }
+    }
+}
+
+/// A reason as it is kept with a batch row: said in both languages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Said {
+    pub en: String,
+    pub zh: String,
+}
+
+impl From<&Reason> for Said {
+    fn from(reason: &Reason) -> Said {
+        Said {
+            en: reason.en(),
+            zh: reason.zh(),
+        }
+    }
+}
+
+impl From<Reason> for Said {
+    fn from(reason: Reason) -> Said {
+        Said::from(&reason)
     }
 }
 

@@ -4,6 +4,10 @@
 -- rows keep none (their licence has the values).
 ALTER TABLE batch_rows ADD COLUMN cells TEXT;
 
+-- A rejected row's reason in Chinese beside the English one (`reason`): the console and the
+-- reports speak Chinese to clerks, from the service's one message catalogue.
+ALTER TABLE batch_rows ADD COLUMN reason_zh TEXT;
+
 -- A department's recent jobs, newest first.
 CREATE INDEX batches_by_department ON batches (department, created_at);
 

@@ -14,9 +14,10 @@ use rayon::prelude::*;
 use super::manifest::{ManifestRow, STANDARD_COLUMNS};
 use super::progress::{Clock, Stage};
 use super::{blocking, scans};
-use crate::app::{permissions, Action, Actor, App, Result};
+use crate::app::{permissions, Action, Actor, App, AppError, Result};
 use crate::identifiers::TypeCode;
 use crate::licence::{Door, HolderInput, Record, RecordInput};
+use crate::messages::{Lang, Reason, Said};
 use crate::store::{BatchRow, BatchRowOutcome};
 use crate::time_util;
 
@@ -42,7 +43,7 @@ pub(super) struct Checker<'a> {
     clock: &'a Arc<Clock>,
 }
 
-type RowError = (String, String);
+type RowError = (String, Said);
 
 impl<'a> Checker<'a> {
     pub(super) fn new(
@@ -95,22 +96,22 @@ impl<'a> Checker<'a> {
         &mut self,
         row: &ManifestRow,
     ) -> std::result::Result<(TypeCode, Record), RowError> {
-        let err = |column: &str, reason: String| (column.to_string(), reason);
+        let err = |column: &str, reason: Reason| (column.to_string(), Said::from(reason));
         if let Some(reason) = &row.cell_count_error {
             return Err(err("*", reason.clone()));
         }
-        let type_code =
-            TypeCode::parse(row.get("type_code")).map_err(|e| err("type_code", e.to_string()))?;
+        let type_code = TypeCode::parse(row.get("type_code"))
+            .map_err(|e| err("type_code", Reason::Identifier(e)))?;
         let licence_type = self
             .app
             .licence_type(&type_code)
-            .map_err(|e| err("type_code", e.to_string()))?;
+            .map_err(|e| err("type_code", refused(&e)))?;
         if let Err(refusal) = permissions::check(
             self.actor,
             Action::ConvertBatch,
             Some(&licence_type.issuer.uscc),
         ) {
-            let reason = refusal.to_string();
+            let reason = refused(&refusal);
             if self.refused.insert(type_code.to_string()) {
                 let entry = self.actor.entry("batch.convert", type_code.as_str());
                 self.app.audit_failure(entry, &Err::<(), _>(refusal)).await;
@@ -126,7 +127,9 @@ impl<'a> Checker<'a> {
             if licence_type.field(column).is_none() {
                 return Err(err(
                     column,
-                    format!("is not a field of {}; leave it empty", licence_type.name),
+                    Reason::NotAFieldOf {
+                        type_name: licence_type.name.clone(),
+                    },
                 ));
             }
             fields.insert(column.clone(), serde_json::Value::String(value.clone()));
@@ -153,7 +156,10 @@ impl<'a> Checker<'a> {
         if let Some(first) = self.seen.get(&key) {
             return Err(err(
                 "number",
-                format!("{} appears at line {first} already", record.number),
+                Reason::RepeatedInBatch {
+                    number: record.number.clone(),
+                    first_line: *first,
+                },
             ));
         }
         self.seen.insert(key, row.line);
@@ -228,7 +234,7 @@ impl<'a> Checker<'a> {
                 Err((row, reason)) => {
                     rows[row].outcome = BatchRowOutcome::Rejected {
                         column: "scan".into(),
-                        reason,
+                        reason: reason.into(),
                     }
                 }
             }
@@ -245,13 +251,32 @@ fn invalid_row(errors: &crate::licence::ValidationErrors) -> RowError {
         other => other.strip_prefix("fields.").unwrap_or(other).to_string(),
     };
     if let [only] = errors.0.as_slice() {
-        return (column(&only.field), only.reason.clone());
+        let said = Said {
+            en: only.reason.clone(),
+            zh: only.reason_zh.clone(),
+        };
+        return (column(&only.field), said);
     }
     let columns: Vec<String> = errors.0.iter().map(|e| column(&e.field)).collect();
-    let reasons: Vec<String> = errors
-        .0
-        .iter()
-        .map(|e| format!("{}: {}", column(&e.field), e.reason))
-        .collect();
-    (columns.join(","), reasons.join("; "))
+    let each = |lang: Lang, between: &str| {
+        let reasons: Vec<String> = errors
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", column(&e.field), e.reason_in(lang)))
+            .collect();
+        reasons.join(between)
+    };
+    let said = Said {
+        en: each(Lang::En, "; "),
+        zh: each(Lang::Zh, "；"),
+    };
+    (columns.join(","), said)
+}
+
+/// A refusal of the service as a row's reason: its own words, and its code's in Chinese.
+fn refused(error: &AppError) -> Reason {
+    Reason::Refused {
+        code: error.code(),
+        detail: error.to_string(),
+    }
 }

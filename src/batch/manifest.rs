@@ -46,7 +46,7 @@ pub struct ManifestRow {
     /// never the [`REJECTION_REASON`] column).
     pub cells: Vec<(String, String)>,
     /// Set when the row has a different number of cells from the header.
-    pub cell_count_error: Option<String>,
+    pub cell_count_error: Option<crate::messages::Reason>,
 }
 
 impl ManifestRow {
@@ -144,13 +144,12 @@ impl Iterator for Manifest {
                 }));
             }
         };
-        let mismatch = (record.cells.len() != self.columns.len()).then(|| {
-            format!(
-                "the row has {} cells, the header {}",
-                record.cells.len(),
-                self.columns.len()
-            )
-        });
+        let mismatch = (record.cells.len() != self.columns.len()).then_some(
+            crate::messages::Reason::CellCount {
+                row: record.cells.len(),
+                header: self.columns.len(),
+            },
+        );
         let cells = self
             .columns
             .iter()

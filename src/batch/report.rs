@@ -1,6 +1,6 @@
 //! A run's report (SPEC §9): every row's outcome as CSV (for the spreadsheet the clerk started
-//! from; UTF-8 with a BOM so spreadsheet software reads the Chinese right) and as JSON (the API's
-//! shape). Read from the store a page at a time, so a 100,000-row report needs no more memory
+//! from; UTF-8 with a BOM so spreadsheet software reads the Chinese right; a rejected row's reason
+//! in English and, in `reason_zh`, in Chinese) and as JSON (the API's shape). Read from the store a page at a time, so a 100,000-row report needs no more memory
 //! than a page.
 //!
 //! A CSV cell a spreadsheet would run as a formula is written as text (see [`spreadsheet_text`]);
@@ -35,6 +35,7 @@ pub async fn write(app: &App, summary: &Summary, base: &Path) -> Result<(PathBuf
         "licence_id",
         "column",
         "reason",
+        "reason_zh",
     ])
     .map_err(|e| io(e.into()))?;
     let mut json = BufWriter::new(File::create(&json_path).map_err(io)?);
@@ -59,6 +60,7 @@ pub async fn write(app: &App, summary: &Summary, base: &Path) -> Result<(PathBuf
                 row.licence_id.as_deref().unwrap_or(""),
                 row.column.as_deref().unwrap_or(""),
                 row.reason.as_deref().unwrap_or(""),
+                row.reason_zh.as_deref().unwrap_or(""),
             ];
             csv.write_record(cells.map(spreadsheet_text).iter().map(|c| c.as_bytes()))
                 .map_err(|e| io(e.into()))?;

@@ -4,6 +4,8 @@
 use std::io::Read;
 use std::path::{Component, Path};
 
+use crate::messages::{Reason, ScanProblem};
+
 /// A scan read and checked.
 pub struct Scan {
     pub bytes: Vec<u8>,
@@ -28,61 +30,55 @@ fn sniff(head: &[u8]) -> Option<&'static str> {
 
 /// Reads the scan `relative` of the batch at `root` (canonical), refusing anything that could
 /// read outside the batch, a file over `max_bytes`, or one that is no JPEG, PNG, TIFF or PDF.
-pub fn read_scan(root: &Path, relative: &str, max_bytes: u64) -> Result<Scan, String> {
+pub fn read_scan(root: &Path, relative: &str, max_bytes: u64) -> Result<Scan, Reason> {
+    let fail = |problem: ScanProblem| Reason::Scan {
+        name: relative.to_string(),
+        problem,
+    };
     if relative.is_empty() {
-        return Err("is empty: every stock licence needs the scan of its paper original".into());
+        return Err(fail(ScanProblem::Missing));
     }
     let rel = Path::new(relative);
     for part in rel.components() {
         match part {
             Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                return Err(format!("{relative:?} climbs out of the batch with \"..\""))
-            }
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(format!(
-                    "{relative:?} is an absolute path; scans are named relative to the batch"
-                ))
-            }
+            Component::ParentDir => return Err(fail(ScanProblem::ClimbsOut)),
+            Component::RootDir | Component::Prefix(_) => return Err(fail(ScanProblem::Absolute)),
         }
     }
     let path = root.join(rel);
-    let meta = std::fs::symlink_metadata(&path)
-        .map_err(|_| format!("{relative:?} is not in the batch"))?;
+    let meta = std::fs::symlink_metadata(&path).map_err(|_| fail(ScanProblem::NotInBatch))?;
     if meta.file_type().is_symlink() {
-        return Err(format!(
-            "{relative:?} is a link; scans must be files in the batch"
-        ));
+        return Err(fail(ScanProblem::Link));
     }
     // A linked folder on the way would lead out too: the real path must stay inside.
     let real = path
         .canonicalize()
-        .map_err(|e| format!("{relative:?}: {e}"))?;
+        .map_err(|e| fail(ScanProblem::Unreadable(e.to_string())))?;
     if !real.starts_with(root) {
-        return Err(format!("{relative:?} leads out of the batch"));
+        return Err(fail(ScanProblem::LeadsOut));
     }
     if !meta.is_file() {
-        return Err(format!("{relative:?} is not a file"));
+        return Err(fail(ScanProblem::NotAFile));
     }
     if meta.len() > max_bytes {
-        return Err(format!(
-            "{relative:?} is {} bytes, over the limit of {max_bytes} bytes",
-            meta.len()
-        ));
+        return Err(fail(ScanProblem::TooLarge {
+            bytes: Some(meta.len()),
+            max: max_bytes,
+        }));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     std::fs::File::open(&real)
         .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("{relative:?} cannot be read: {e}"))?;
+        .map_err(|e| fail(ScanProblem::Unreadable(e.to_string())))?;
     if bytes.len() as u64 > max_bytes {
-        return Err(format!(
-            "{relative:?} is over the limit of {max_bytes} bytes"
-        ));
+        return Err(fail(ScanProblem::TooLarge {
+            bytes: None,
+            max: max_bytes,
+        }));
     }
     if sniff(&bytes).is_none() {
-        return Err(format!(
-            "{relative:?} is not a JPEG, PNG, TIFF or PDF file (judged by its content)"
-        ));
+        return Err(fail(ScanProblem::NotAnImage));
     }
     let sha256 = crate::hash::sha256_hex(&bytes);
     Ok(Scan { bytes, sha256 })
@@ -108,7 +104,7 @@ mod tests {
 
         let ok = read_scan(&root, "scans/a.png", 1000).unwrap();
         assert_eq!(ok.sha256, crate::hash::sha256_hex(b"\x89PNG\r\n\x1a\nabc"));
-        let refused = |rel: &str| read_scan(&root, rel, 1000).err().unwrap();
+        let refused = |rel: &str| read_scan(&root, rel, 1000).err().unwrap().en();
         assert!(refused("../x.png").contains("climbs out"));
         assert!(refused("scans/../../x.png").contains("climbs out"));
         assert!(refused("/etc/passwd").contains("absolute"));

@@ -10,6 +10,7 @@ use sqlx::Row;
 
 use super::{placeholders, Inserted, NewLicence, Result, Store, StoreError};
 use super::{BatchState, RowOutcome, UnknownWord};
+use crate::messages::Said;
 use crate::time_util;
 
 /// A conversion run about to start.
@@ -74,6 +75,7 @@ pub struct RejectedRow {
     pub line: u64,
     pub column: String,
     pub reason: String,
+    pub reason_zh: String,
     pub cells: Vec<(String, String)>,
 }
 
@@ -86,7 +88,7 @@ pub enum BatchRowOutcome {
     },
     Rejected {
         column: String,
-        reason: String,
+        reason: Said,
     },
 }
 
@@ -103,11 +105,14 @@ pub struct RowResult {
     pub column: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The reason in Chinese, from the message catalogue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_zh: Option<String>,
 }
 
 impl RowResult {
     fn resolved(row: &BatchRow, inserted: &[Inserted], licences: &[NewLicence<'_>]) -> RowResult {
-        let (outcome, licence_id, column, reason) = match &row.outcome {
+        let (outcome, licence_id, column, reason): (_, _, _, Option<&Said>) = match &row.outcome {
             BatchRowOutcome::Issue(i) => match &inserted[*i] {
                 Inserted::Issued { .. } => (
                     RowOutcome::Issued,
@@ -126,7 +131,7 @@ impl RowResult {
                 RowOutcome::Rejected,
                 None,
                 Some(column.clone()),
-                Some(reason.clone()),
+                Some(reason),
             ),
         };
         RowResult {
@@ -136,7 +141,8 @@ impl RowResult {
             number: row.number.clone(),
             licence_id,
             column,
-            reason,
+            reason: reason.map(|r| r.en.clone()),
+            reason_zh: reason.map(|r| r.zh.clone()),
         }
     }
 }
@@ -248,8 +254,8 @@ impl Store {
         for (chunk, decided) in results.chunks(200).zip(rows.chunks(200)) {
             let sql = format!(
                 "INSERT INTO batch_rows (batch_id, line, outcome, type_code, number, licence_id,
-                    column_name, reason, cells) VALUES {}",
-                placeholders(chunk.len(), 9)
+                    column_name, reason, reason_zh, cells) VALUES {}",
+                placeholders(chunk.len(), 10)
             );
             let mut query = sqlx::query(&sql);
             for (r, row) in chunk.iter().zip(decided) {
@@ -266,6 +272,7 @@ impl Store {
                     .bind(r.licence_id.clone())
                     .bind(r.column.clone())
                     .bind(r.reason.clone())
+                    .bind(r.reason_zh.clone())
                     .bind(cells);
             }
             query.execute(&mut *tx).await?;
@@ -455,7 +462,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RowResult>> {
         let rows = sqlx::query(
-            "SELECT line, outcome, type_code, number, licence_id, column_name, reason
+            "SELECT line, outcome, type_code, number, licence_id, column_name, reason, reason_zh
              FROM batch_rows WHERE batch_id = $1 AND line > $2 AND ($3 = '' OR outcome = $3)
              ORDER BY line LIMIT $4",
         )
@@ -475,6 +482,7 @@ impl Store {
                     licence_id: r.try_get("licence_id")?,
                     column: r.try_get("column_name")?,
                     reason: r.try_get("reason")?,
+                    reason_zh: r.try_get("reason_zh")?,
                 })
             })
             .collect()
@@ -488,7 +496,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RejectedRow>> {
         let rows = sqlx::query(
-            "SELECT line, column_name, reason, cells FROM batch_rows
+            "SELECT line, column_name, reason, reason_zh, cells FROM batch_rows
              WHERE batch_id = $1 AND line > $2 AND outcome = $3 ORDER BY line LIMIT $4",
         )
         .bind(id)
@@ -513,6 +521,9 @@ impl Store {
                         .unwrap_or_default(),
                     reason: r
                         .try_get::<Option<String>, _>("reason")?
+                        .unwrap_or_default(),
+                    reason_zh: r
+                        .try_get::<Option<String>, _>("reason_zh")?
                         .unwrap_or_default(),
                     cells,
                 })

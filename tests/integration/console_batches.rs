@@ -197,7 +197,10 @@ async fn a_clerk_uploads_a_batch_downloads_its_rejected_rows_and_resubmits_a_cor
     );
     // A rejected row says why in Chinese, with the column and the service's own words.
     let (_, rejected_only, _) = clerk.get(&format!("{job_page}?outcome=rejected")).await;
-    assert!(rejected_only.contains("日期格式不正确"), "{rejected_only}");
+    assert!(
+        rejected_only.contains("不是日期，请按 年-月-日 填写"),
+        "{rejected_only}"
+    );
     assert!(
         rejected_only.contains("有效期起始日期（valid_from）"),
         "{rejected_only}"

@@ -335,8 +335,8 @@ fn row_note(app: &App, row: &RowResult) -> Markup {
         @if let Some(reason) = &row.reason {
             @let column = row.column.as_deref().unwrap_or("");
             strong { (columns_named(app, column)) "：" }
-            @match words::rejection(reason) {
-                Some(chinese) => { (chinese) br; span class="hint" { (reason) } }
+            @match row.reason_zh.as_deref().filter(|zh| !zh.is_empty()) {
+                Some(chinese) => { (chinese) br; span class="hint" lang="en" { (reason) } }
                 None => { (reason) }
             }
         }
@@ -515,14 +515,16 @@ impl CsvPages {
         csv_text(&records, self.gb18030)
     }
 
-    /// `rejection_reason`: the line, the column and why, in Chinese where the console can say it
-    /// and always in the service's words.
+    /// `rejection_reason`: the line, the column and why, in Chinese from the message catalogue
+    /// (a row rejected before it kept Chinese reasons: in the service's English).
     fn reason(&self, row: &RejectedRow) -> String {
         let column = columns_named(&self.app, &row.column);
-        match words::rejection(&row.reason) {
-            Some(chinese) => format!("第{}行 {column}：{chinese}（{}）", row.line, row.reason),
-            None => format!("第{}行 {column}：{}", row.line, row.reason),
-        }
+        let why = if row.reason_zh.is_empty() {
+            &row.reason
+        } else {
+            &row.reason_zh
+        };
+        format!("第{}行 {column}：{why}", row.line)
     }
 }
 
@@ -614,6 +616,7 @@ mod tests {
             licence_id: None,
             column: None,
             reason: None,
+            reason_zh: None,
         };
         let full: Vec<RowResult> = (2..2 + PAGE_ROWS as u64).map(row).collect();
         let first = paging("j1", "issued", 0, &full).into_string();

@@ -133,49 +133,6 @@ pub fn manifest_column(column: &str) -> Option<&'static str> {
     })
 }
 
-/// Why a manifest row was rejected, in Chinese, when the service's reason is one the console
-/// knows (matched by the words the converter writes); None otherwise.
-pub fn rejection(reason: &str) -> Option<&'static str> {
-    const KNOWN: [(&str, &str); 17] = [
-        (
-            "check character",
-            "证件号码（或统一社会信用代码）的校验位不正确，请核对。",
-        ),
-        ("has no licence type", "证照目录中没有这个证照类型代码。"),
-        ("may not act for", "本部门无权转换这个类型的证照。"),
-        (
-            "keeps the number printed",
-            "证照编号为空：请填写纸质证照上印的编号。",
-        ),
-        (
-            "the date the paper licence took effect",
-            "有效期起始日期为空：请填写纸质证照的生效日期。",
-        ),
-        ("is required", "必填项没有填写。"),
-        (
-            "is not a date",
-            "日期格式不正确，应写作 YYYY-MM-DD，如 2024-03-01。",
-        ),
-        ("is before valid_from", "有效期截止日期早于起始日期。"),
-        ("has passed", "证照已过有效期，不能转换。"),
-        ("is not in the batch", "上传的文件中没有这个扫描件。"),
-        ("out of the batch", "扫描件的路径指向上传文件夹之外。"),
-        (
-            "is not a JPEG, PNG, TIFF or PDF",
-            "扫描件不是 JPEG、PNG、TIFF 或 PDF 文件。",
-        ),
-        ("over the limit", "扫描件超过了大小限制。"),
-        ("appears at line", "证照编号与前面一行重复。"),
-        ("cells, the header", "这一行的单元格个数与表头不一致。"),
-        ("cannot print", "含有无法打印的字符。"),
-        ("is not one of", "填写的值不在允许的选项中。"),
-    ];
-    KNOWN
-        .iter()
-        .find(|(words, _)| reason.contains(words))
-        .map(|(_, chinese)| *chinese)
-}
-
 /// Why sign-in was refused, as the sign-in page says it.
 pub fn sign_in_refusal(refusal: &SignInRefusal) -> String {
     match refusal {
@@ -246,10 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn known_rejections_are_said_in_chinese_and_others_are_not_guessed() {
-        let reason = "\"scans/a.png\" is not in the batch";
-        assert_eq!(rejection(reason), Some("上传的文件中没有这个扫描件。"));
-        assert_eq!(rejection("something new"), None);
+    fn standard_columns_are_named_in_chinese() {
         assert_eq!(manifest_column("holder_id"), Some("持证主体代码"));
         assert_eq!(manifest_column("business_scope"), None);
     }
