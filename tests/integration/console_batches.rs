@@ -122,7 +122,7 @@ async fn ended(person: &mut Person<'_>, path: &str) -> String {
 }
 
 /// (line, kind) of each row the sample broke on purpose.
-fn broken_rows(dir: &Path) -> Vec<(u64, String)> {
+pub fn broken_rows(dir: &Path) -> Vec<(u64, String)> {
     let mut reader = csv::Reader::from_path(dir.join("expected-rejections.csv")).unwrap();
     reader
         .records()

@@ -47,7 +47,20 @@ impl Driver {
 
     /// A new headless Chromium of 1366×768, with a profile of its own.
     async fn browser(&self, profile: &std::path::Path) -> Client {
+        self.browser_downloading(profile, profile).await
+    }
+
+    /// … that saves downloads in `downloads` without asking.
+    async fn browser_downloading(
+        &self,
+        profile: &std::path::Path,
+        downloads: &std::path::Path,
+    ) -> Client {
         let options = serde_json::json!({
+            "prefs": {
+                "download.default_directory": downloads.display().to_string(),
+                "download.prompt_for_download": false,
+            },
             "binary": "/usr/bin/chromium",
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -267,5 +280,260 @@ async fn people_sign_in_with_password_and_totp_and_a_supervisor_reads_the_trail_
         .unwrap();
     next_page(&browser, old_page).await;
     assert!(text_of(&browser).await.contains("审计链完整"));
+    browser.close().await.unwrap();
+}
+
+/// Opens `path` until its `main` says `words` (a job's page reloads itself until the job ends).
+async fn wait_for_text(browser: &Client, words: &str) -> String {
+    for _ in 0..300 {
+        if let Ok(main) = browser.find(Locator::Css("main")).await {
+            if let Ok(text) = main.text().await {
+                if text.contains(words) {
+                    return text;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the page never said {words}: {}", text_of(browser).await);
+}
+
+/// The rejected rows' CSV the browser downloaded into `dir`.
+async fn downloaded_csv(dir: &std::path::Path) -> Vec<u8> {
+    for _ in 0..100 {
+        let done = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(path) = done {
+            return std::fs::read(path).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing was downloaded");
+}
+
+#[tokio::test]
+async fn a_clerk_converts_and_resubmits_an_officer_revokes_and_a_supervisor_finds_both_in_chromium()
+{
+    use super::console_batches::broken_rows;
+    use super::uploads::{sample_folder, zip_folder};
+
+    let server = TestServer::start().await;
+    let base = server.base.clone();
+    let operator = Actor::local_operator();
+    let app = &server.t.app;
+    let made = |login: &'static str, name: &'static str, department, roles: &'static [Role]| {
+        app.create_staff(&operator, login, name, department, roles)
+    };
+    let clerk = made("zhao.clerk", "赵经办", Some(MARKET_BUREAU), &[Role::Clerk])
+        .await
+        .unwrap();
+    let officer = made(
+        "li.officer",
+        "李审批",
+        Some(MARKET_BUREAU),
+        &[Role::Officer],
+    )
+    .await
+    .unwrap();
+    let supervisor = made("zhou.jc", "周监察", None, &[Role::Supervisor])
+        .await
+        .unwrap();
+    let batch = sample_folder(app, server.t.dir.path(), 30, 0.4, 71, &[FOOD]);
+    let broken = broken_rows(&batch);
+    let (fix_line, _) = broken
+        .iter()
+        .find(|(_, kind)| kind == "impossible_date")
+        .expect("the sample breaks a date")
+        .clone();
+    let zip_path = server.t.dir.path().join("batch.zip");
+    std::fs::write(&zip_path, zip_folder(&batch)).unwrap();
+    let driver = Driver::start().await;
+
+    // The clerk uploads the batch and watches it end.
+    let profile = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let browser = driver
+        .browser_downloading(profile.path(), downloads.path())
+        .await;
+    first_sign_in(
+        &browser,
+        &base,
+        "zhao.clerk",
+        &clerk.one_time_password,
+        "clerk",
+    )
+    .await;
+    browser
+        .goto(&format!("{base}/console/batches"))
+        .await
+        .unwrap();
+    let zip_input = browser.find(Locator::Id("zip")).await.unwrap();
+    zip_input
+        .send_keys(zip_path.to_str().unwrap())
+        .await
+        .unwrap();
+    press(&browser, "上传并开始转换").await;
+    let page = wait_for_text(&browser, "已完成").await;
+    assert!(page.contains("被拒绝的行"), "{page}");
+    screenshot(&browser, "conversion-clerk-job").await;
+
+    // It downloads the rejected rows, corrects the impossible date and resubmits the file as it
+    // is, with that row's scan.
+    browser
+        .find(Locator::Css("a[href$='/rejected.csv']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let csv = downloaded_csv(downloads.path()).await;
+    let (text, _, unmappable) = encoding_rs::GB18030.decode(&csv);
+    assert!(!unmappable);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header.last().map(String::as_str), Some("rejection_reason"));
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let mut corrected = csv::Writer::from_writer(Vec::new());
+    corrected.write_record(&header).unwrap();
+    let mut fixed = None;
+    for record in reader.records() {
+        let mut cells: Vec<String> = record.unwrap().iter().map(String::from).collect();
+        if cells
+            .last()
+            .unwrap()
+            .starts_with(&format!("第{fix_line}行"))
+        {
+            assert!(cells.last().unwrap().contains("不是日期"), "{cells:?}");
+            cells[column("valid_from")] = elicence::time_util::format_date(
+                elicence::time_util::today_cst() - time::Duration::days(3),
+            );
+            fixed = Some((
+                cells[column("number")].clone(),
+                cells[column("scan")].clone(),
+            ));
+        }
+        corrected.write_record(&cells).unwrap();
+    }
+    let (number, scan) = fixed.expect("the broken date's row is in the download");
+    let corrected = String::from_utf8(corrected.into_inner().unwrap()).unwrap();
+    let (corrected, _, _) = encoding_rs::GB18030.encode(&corrected);
+    let corrected_path = server.t.dir.path().join("rejected-corrected.csv");
+    std::fs::write(&corrected_path, &corrected).unwrap();
+    let manifest_input = browser.find(Locator::Id("manifest")).await.unwrap();
+    manifest_input
+        .send_keys(corrected_path.to_str().unwrap())
+        .await
+        .unwrap();
+    let scans_input = browser.find(Locator::Id("scans")).await.unwrap();
+    scans_input
+        .send_keys(batch.join(&scan).to_str().unwrap())
+        .await
+        .unwrap();
+    press(&browser, "提交更正后的文件").await;
+    wait_for_text(&browser, "已完成").await;
+    let issued = browser
+        .find(Locator::Css("[data-figure=issued]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(issued, "1", "the corrected row is issued");
+    screenshot(&browser, "conversion-clerk-resubmitted").await;
+    browser.close().await.unwrap();
+
+    // The officer finds that licence and revokes it with a reason, after confirming.
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    first_sign_in(
+        &browser,
+        &base,
+        "li.officer",
+        &officer.one_time_password,
+        "officer",
+    )
+    .await;
+    browser
+        .goto(&format!("{base}/console/licences?number={number}"))
+        .await
+        .unwrap();
+    let old_page = browser.find(Locator::Css("html")).await.unwrap();
+    browser
+        .find(Locator::LinkText(&number))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    next_page(&browser, old_page).await;
+    let qr_text = app
+        .show(
+            &operator,
+            browser
+                .current_url()
+                .await
+                .unwrap()
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap(),
+            None,
+        )
+        .await
+        .unwrap()
+        .version
+        .qr_text;
+    fill(&browser, "reason-revoke", "经营者申请注销").await;
+    press(&browser, "注销…").await;
+    screenshot(&browser, "revoking-officer-confirm").await;
+    press(&browser, "确认注销").await;
+    assert!(text_of(&browser).await.contains("证照已注销"));
+    screenshot(&browser, "revoking-officer-revoked").await;
+    // The phone's page, at this server (the QR text names the deployment's public address).
+    let b32 = qr_text.rsplit_once("/V/").unwrap().1;
+    browser.goto(&format!("{base}/V/{b32}")).await.unwrap();
+    let public = browser
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        public.contains("无效") && public.contains("已注销"),
+        "{public}"
+    );
+    screenshot(&browser, "public-revoked").await;
+    browser.close().await.unwrap();
+
+    // The supervisor finds both acts in the audit trail.
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    first_sign_in(
+        &browser,
+        &base,
+        "zhou.jc",
+        &supervisor.one_time_password,
+        "supervisor-2",
+    )
+    .await;
+    for (action, who) in [
+        ("batch.submit", "zhao.clerk"),
+        ("licence.revoke", "li.officer"),
+    ] {
+        browser
+            .goto(&format!("{base}/console/audit?action={action}"))
+            .await
+            .unwrap();
+        let page = text_of(&browser).await;
+        assert!(
+            page.contains(who) && page.contains("成功"),
+            "{action}: {page}"
+        );
+    }
+    screenshot(&browser, "finding-supervisor-audit").await;
     browser.close().await.unwrap();
 }
