@@ -49,15 +49,15 @@ impl Stage {
         match s {
             "change_password" => Stage::ChangePassword,
             "enrol_totp" => Stage::EnrolTotp,
-            // An unknown stage (a newer release's) acts as nothing but itself: never signed in.
             "signed_in" => Stage::SignedIn,
+            // An unknown stage (a newer release's) is never taken for signed in.
             _ => Stage::ChangePassword,
         }
     }
 }
 
-/// A console session of a signed-in person.
-#[derive(Debug, Clone)]
+/// A console session of a signed-in person (its `Debug` leaves out the tokens and secrets).
+#[derive(Clone)]
 pub struct ConsoleSession {
     pub token_hash: String,
     pub stage: Stage,
@@ -72,17 +72,26 @@ pub struct ConsoleSession {
     pending_totp_secret: Option<String>,
 }
 
-/// Why a sign-in was refused. The console shows the same words for an unknown login, a wrong
-/// password and a disabled account, so that logins cannot be guessed one by one.
+/// Why a sign-in was refused. An unknown login, a disabled account, a wrong password and a
+/// missing, wrong or reused TOTP code are told the same words, so that neither logins nor
+/// passwords can be confirmed one by one; the audit trail tells them apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignInRefusal {
     WrongCredentials,
-    /// The account has a second factor and the code was missing, wrong or used already.
-    WrongCode,
     /// Locked after repeated failures, until this time (unix seconds).
     Locked {
         until: i64,
     },
+}
+
+impl std::fmt::Debug for ConsoleSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleSession")
+            .field("stage", &self.stage)
+            .field("login", &self.login)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The outcome of a sign-in: a session and its cookie token (shown once, stored only as a
@@ -125,7 +134,7 @@ impl App {
             )
         };
         let account = self.store.credentials(login).await?;
-        let Some(mut account) = account.filter(|a| a.disabled_at.is_none()) else {
+        let Some(account) = account.filter(|a| a.disabled_at.is_none()) else {
             // The same work as a real check, so that the time taken does not tell who exists.
             verify_password(password, dummy_hash()).await;
             self.append_audit_or_hold(audit_as("refused: unknown login or disabled account"))
@@ -133,32 +142,27 @@ impl App {
             return Ok(SignIn::Refused(SignInRefusal::WrongCredentials));
         };
         let entry = staff_entry(&account, source, "staff.sign_in");
-        if let Some(until) = account.locked_until {
-            if until > now {
-                self.append_audit_or_hold(Entry {
-                    outcome: "refused: account locked".into(),
-                    ..entry
-                })
-                .await;
-                return Ok(SignIn::Refused(SignInRefusal::Locked { until }));
-            }
-            // The lock has run out: the count starts again.
-            self.store.clear_failed_sign_ins(account.id).await?;
-            account.failed_sign_ins = 0;
-        }
-        let refusal = if !verify_password(password, &account.password_hash).await {
-            Some(SignInRefusal::WrongCredentials)
+        let Some(attempt) = self.claim_attempt(&account, now).await? else {
+            return self.refuse_locked(&account, entry, now).await;
+        };
+        let wrong = if !verify_password(password, &account.password_hash).await {
+            Some("wrong password")
         } else if let Some(secret) = &account.totp_secret {
             match code.and_then(|c| matching_step(secret, &account.login, c, now)) {
                 Some(step) if self.store.use_totp_step(account.id, step).await? => None,
-                _ => Some(SignInRefusal::WrongCode),
+                _ => Some("wrong or reused TOTP code"),
             }
         } else {
             None
         };
-        if let Some(refusal) = refusal {
-            return self.refuse_sign_in(&account, entry, refusal, now).await;
+        if let Some(what) = wrong {
+            return self
+                .refuse_attempt(&account, entry, what, attempt, now)
+                .await;
         }
+        // The idle sessions of everyone end now and then: at sign-in is often enough.
+        let idle = self.settings.console_idle_minutes as i64 * 60;
+        self.store.delete_idle_sessions(now - idle).await?;
         self.store.clear_failed_sign_ins(account.id).await?;
         let stage = if account.must_change_password != 0 {
             Stage::ChangePassword
@@ -190,41 +194,77 @@ impl App {
         })
     }
 
-    async fn refuse_sign_in(
+    /// Counts an attempt on `account` before its password is checked; None while it is locked.
+    async fn claim_attempt(&self, account: &Credentials, now: i64) -> Result<Option<i64>> {
+        Ok(self
+            .store
+            .claim_sign_in_attempt(account.id, now, LOCK_AFTER_FAILURES, now + LOCK_SECONDS)
+            .await?)
+    }
+
+    async fn refuse_locked(&self, account: &Credentials, entry: Entry, now: i64) -> Result<SignIn> {
+        let until = self
+            .store
+            .credentials_by_id(account.id)
+            .await?
+            .and_then(|a| a.locked_until)
+            .unwrap_or(now + LOCK_SECONDS);
+        self.append_audit_or_hold(Entry {
+            outcome: "refused: account locked".into(),
+            ..entry
+        })
+        .await;
+        Ok(SignIn::Refused(SignInRefusal::Locked { until }))
+    }
+
+    /// Refuses attempt number `attempt` (`what` was wrong), audited; the last one allowed locks
+    /// the account ([`App::lock_if_last`]).
+    async fn refuse_attempt(
         &self,
         account: &Credentials,
         entry: Entry,
-        refusal: SignInRefusal,
+        what: &str,
+        attempt: i64,
         now: i64,
     ) -> Result<SignIn> {
-        let until = now + LOCK_SECONDS;
-        let (failures, locked) = self
-            .store
-            .record_failed_sign_in(account.id, LOCK_AFTER_FAILURES, until)
-            .await?;
-        let what = match refusal {
-            SignInRefusal::WrongCode => "wrong or reused TOTP code",
-            _ => "wrong password",
-        };
         self.append_audit_or_hold(Entry {
             outcome: format!("refused: {what}"),
-            detail: format!("failure {failures} of {LOCK_AFTER_FAILURES}"),
+            detail: format!("failure {attempt} of {LOCK_AFTER_FAILURES}"),
             ..entry.clone()
         })
         .await;
-        if locked {
-            self.append_audit_or_hold(Entry {
-                action: "staff.lock".into(),
-                detail: format!(
-                    "{LOCK_AFTER_FAILURES} failed sign-ins: locked until {}",
-                    time_util::format_rfc3339(time_util::from_unix(until))
-                ),
-                ..entry
-            })
-            .await;
-            return Ok(SignIn::Refused(SignInRefusal::Locked { until }));
+        Ok(SignIn::Refused(
+            match self.lock_if_last(account, entry, attempt, now).await? {
+                Some(until) => SignInRefusal::Locked { until },
+                None => SignInRefusal::WrongCredentials,
+            },
+        ))
+    }
+
+    /// After the last failed attempt allowed, the account is locked (the claim set the time) and
+    /// its sessions end; the lock is audited. Returns until when, if it was the last.
+    async fn lock_if_last(
+        &self,
+        account: &Credentials,
+        entry: Entry,
+        attempt: i64,
+        now: i64,
+    ) -> Result<Option<i64>> {
+        if attempt < LOCK_AFTER_FAILURES {
+            return Ok(None);
         }
-        Ok(SignIn::Refused(refusal))
+        let until = now + LOCK_SECONDS;
+        self.store.delete_sessions_of(account.id, None).await?;
+        self.append_audit_or_hold(Entry {
+            action: "staff.lock".into(),
+            detail: format!(
+                "{LOCK_AFTER_FAILURES} failed attempts: locked until {}",
+                time_util::format_rfc3339(time_util::from_unix(until))
+            ),
+            ..entry
+        })
+        .await;
+        Ok(Some(until))
     }
 
     /// The session whose cookie token is `token`, seen from `source`; None when there is none,
@@ -343,6 +383,10 @@ impl App {
             }
             let hash = super::staff::hash_password(new)?;
             self.store.set_password(account.id, &hash, false).await?;
+            // Whoever else was signed in as this person used the old password: they end.
+            self.store
+                .delete_sessions_of(account.id, Some(&session.token_hash))
+                .await?;
             let next = if needs_second_factor(&account.roles) && account.totp_secret.is_none() {
                 Stage::EnrolTotp
             } else {
@@ -360,6 +404,15 @@ impl App {
     /// The second factor being enrolled in this session: made on first asking, the same until
     /// it is confirmed.
     pub async fn totp_enrolment(&self, session: &ConsoleSession) -> Result<TotpEnrolment> {
+        // Only a sign-in that has yet to enrol may: a signed-in session replacing the second
+        // factor would let a stolen cookie bind it to another phone (an admin's reset does it).
+        if session.stage != Stage::EnrolTotp {
+            return Err(AppError::State(
+                "the second factor is enrolled once, at first sign-in; an administrator's reset \
+                 enrols it again"
+                    .into(),
+            ));
+        }
         let secret = match &session.pending_totp_secret {
             Some(secret) => secret.clone(),
             None => {
@@ -388,7 +441,8 @@ impl App {
             .actor
             .entry("staff.enrol_totp", &format!("staff {}", session.login));
         self.audited(entry, async |entry| {
-            let Some(secret) = &session.pending_totp_secret else {
+            let (Stage::EnrolTotp, Some(secret)) = (session.stage, &session.pending_totp_secret)
+            else {
                 return Err(AppError::State(
                     "there is no second factor being enrolled: open the enrolment page again"
                         .into(),
@@ -449,8 +503,14 @@ fn needs_second_factor(roles: &str) -> bool {
         .any(|r| matches!(r, Role::Officer | Role::Admin))
 }
 
+/// How the audit trail and the events name a staff member: `staff:{login}:{name}`.
 fn staff_actor_name(login: &str, name: &str) -> String {
     format!("staff:{login}:{name}")
+}
+
+/// The login and name of a recorded actor that is a staff member (see [`staff_actor_name`]).
+pub fn staff_of_actor(recorded: &str) -> Option<(&str, &str)> {
+    recorded.strip_prefix("staff:")?.split_once(':')
 }
 
 fn staff_entry(account: &Credentials, source: &str, action: &str) -> Entry {

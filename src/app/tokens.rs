@@ -100,6 +100,17 @@ impl App {
         Ok(department)
     }
 
+    /// The tokens `actor` administers: its department's, or every one for a city-wide admin.
+    pub async fn tokens(&self, actor: &Actor) -> Result<Vec<crate::store::TokenListing>> {
+        let scope = self
+            .scope_audited(actor, Action::ManageTokens, "token.list", "tokens")
+            .await?;
+        Ok(self
+            .store
+            .tokens(scope.department().map(Uscc::as_str))
+            .await?)
+    }
+
     pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<()> {
         let entry = actor.entry("token.revoke", &format!("token {id}"));
         let result = async {

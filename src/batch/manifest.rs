@@ -160,7 +160,7 @@ impl Iterator for Manifest {
                     .chain(std::iter::repeat(String::new())),
             )
             .filter(|(c, _)| c.as_str() != REJECTION_REASON)
-            .map(|(c, v)| (c.clone(), v.trim().to_string()))
+            .map(|(c, v)| (c.clone(), without_formula_guard(v.trim()).to_string()))
             .collect();
         Some(Ok(ManifestRow {
             line: record.line,
@@ -349,6 +349,15 @@ pub fn detect_encoding(bytes: impl Read) -> std::io::Result<&'static Encoding> {
         if n == 0 {
             return Ok(encoding_rs::UTF_8);
         }
+    }
+}
+
+/// A cell without the `'` a rejected-rows download put before a leading `=`, `+`, `-` or `@`
+/// (so that a spreadsheet shows it as text): the corrected file goes back as it is.
+fn without_formula_guard(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@']) => rest,
+        _ => cell,
     }
 }
 

@@ -56,6 +56,8 @@ pub enum TokenCommand {
         #[arg(long, default_value = "token")]
         name: String,
     },
+    /// The tokens you administer, newest first (never the tokens themselves).
+    List,
     /// Revoke a token by its id.
     Revoke {
         /// The token's id, as `token create` printed it.
@@ -162,6 +164,25 @@ pub(super) async fn tokens(
             let created = serde_json::json!({"id": id, "token": token, "name": name, "department": department});
             print(json, &created, || {
                 format!("token {id} ({name}) — shown once, keep it safe:\n{token}")
+            });
+        }
+        TokenCommand::List => {
+            let tokens = app.tokens(actor).await?;
+            print(json, &tokens, || {
+                tokens
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{}\t{}\t{}\t{}\t{}",
+                            t.id,
+                            t.name,
+                            t.department.as_deref().unwrap_or("-"),
+                            t.roles,
+                            t.revoked_at.as_deref().map_or("active", |_| "revoked")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         TokenCommand::Revoke { id } => {

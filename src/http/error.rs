@@ -178,13 +178,18 @@ pub async fn localise_errors(request: Request, next: Next) -> Response {
         Lang::En,
     );
     let mut response = next.run(request).await;
-    let chinese = response.extensions_mut().remove::<ChineseBody>();
-    match chinese {
-        Some(ChineseBody(body)) if lang == Lang::Zh => {
-            let (mut parts, _) = response.into_parts();
-            parts.headers.remove(header::CONTENT_LENGTH);
-            Response::from_parts(parts, axum::body::Body::from(body.to_string()))
-        }
-        _ => response,
+    let Some(ChineseBody(chinese)) = response.extensions_mut().remove::<ChineseBody>() else {
+        return response;
+    };
+    // The body depends on the header: a cache must not answer one language with the other.
+    response.headers_mut().append(
+        header::VARY,
+        header::HeaderValue::from_static("accept-language"),
+    );
+    if lang == Lang::En {
+        return response;
     }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(chinese.to_string()))
 }

@@ -106,7 +106,7 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/healthz", get(api::health))
         .route("/readyz", get(api::readiness))
         .route("/metrics", get(api::metrics))
-        .merge(console::routes())
+        .merge(console::routes(state.clone()))
         .fallback(|| async { ApiError::NoRoute })
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     let metrics = state.metrics.clone();

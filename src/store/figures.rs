@@ -38,8 +38,8 @@ impl Store {
         Ok(query.fetch_all(&self.reader).await?)
     }
 
-    /// How many licences of `issuer` (None: every one) have a latest version whose validity ends
-    /// between `from` and `to` (ISO dates, inclusive).
+    /// How many licences of `issuer` (None: every one), not revoked, have a latest version whose
+    /// validity ends between `from` and `to` (ISO dates, inclusive): those to renew soon.
     pub async fn licences_expiring(
         &self,
         issuer: Option<&str>,
@@ -54,7 +54,9 @@ impl Store {
         let sql = format!(
             "SELECT COUNT(*) AS n FROM licences l JOIN versions v ON v.licence = l.id
              WHERE v.version = (SELECT MAX(version) FROM versions WHERE licence = l.id)
-               AND v.valid_until >= $1 AND v.valid_until <= $2 {narrowed}"
+               AND v.valid_until >= $1 AND v.valid_until <= $2
+               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.licence = l.id AND e.kind = 'revoked')
+               {narrowed}"
         );
         let query = sqlx::query_scalar(&sql).bind(from).bind(to);
         let query = match issuer {

@@ -48,7 +48,7 @@ pub use search::{LicenceMatch, LicenceQuery};
 pub use sessions::{Credentials, NewSession, SessionRow};
 pub use signers::{Revocation, WhenActive};
 pub use staff::{NewStaff, StaffRow};
-pub use tokens::TokenRow;
+pub use tokens::{TokenListing, TokenRow};
 pub use versions::{decode_full_record, StatusEntry, StoredVersion};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

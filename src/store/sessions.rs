@@ -6,8 +6,9 @@ use sqlx::Row;
 
 use super::{Result, Store};
 
-/// What signing in as an account checks.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// What signing in as an account checks. No `Debug`: it holds the password hash and the TOTP
+/// secret, which must not reach a log.
+#[derive(Clone, sqlx::FromRow)]
 pub struct Credentials {
     pub id: i64,
     pub login: String,
@@ -24,8 +25,8 @@ pub struct Credentials {
     pub disabled_at: Option<String>,
 }
 
-/// A session and the account it belongs to.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A session and the account it belongs to (no `Debug`: it holds the CSRF token and secrets).
+#[derive(Clone, sqlx::FromRow)]
 pub struct SessionRow {
     pub token_hash: String,
     pub stage: String,
@@ -74,30 +75,38 @@ impl Store {
             .await?)
     }
 
-    /// Counts a failed sign-in; the `lock_after`th failure in a row locks the account until
-    /// `lock_until`. Returns the failures so far and whether this one locked the account. One
-    /// statement, so two processes failing at once both count.
-    pub async fn record_failed_sign_in(
+    /// Counts a sign-in attempt before its password is checked, so that attempts sent at once
+    /// are counted at once: None while the account is locked (nothing is counted), else the
+    /// attempts since the last success, this one included. The `lock_after`th locks the account
+    /// until `lock_until`; a success clears the count and the lock
+    /// ([`Store::clear_failed_sign_ins`]). A lock that has run out starts the count again.
+    pub async fn claim_sign_in_attempt(
         &self,
         id: i64,
+        now: i64,
         lock_after: i64,
         lock_until: i64,
-    ) -> Result<(i64, bool)> {
-        let row = sqlx::query(
-            "UPDATE staff SET failed_sign_ins = failed_sign_ins + 1,
-                    locked_until = CASE WHEN failed_sign_ins + 1 >= $2 THEN $3 ELSE locked_until END
-             WHERE id = $1 RETURNING failed_sign_ins",
-        )
-        .bind(id)
-        .bind(lock_after)
-        .bind(lock_until)
-        .fetch_one(&self.writer)
-        .await?;
-        let failures: i64 = row.try_get("failed_sign_ins")?;
-        Ok((failures, failures == lock_after))
+    ) -> Result<Option<i64>> {
+        // SET expressions read the row as it was: `counted` is this attempt's number.
+        const COUNTED: &str =
+            "CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_sign_ins + 1 END";
+        let sql = format!(
+            "UPDATE staff SET failed_sign_ins = {COUNTED},
+                    locked_until = CASE WHEN {COUNTED} >= $3 THEN $4 ELSE NULL END
+             WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)
+             RETURNING failed_sign_ins"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .bind(now)
+            .bind(lock_after)
+            .bind(lock_until)
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(row.map(|r| r.try_get("failed_sign_ins")).transpose()?)
     }
 
-    /// Clears the failure count and the lock after a successful sign-in.
+    /// Clears the attempt count and the lock after a successful sign-in.
     pub async fn clear_failed_sign_ins(&self, id: i64) -> Result<()> {
         sqlx::query("UPDATE staff SET failed_sign_ins = 0, locked_until = NULL WHERE id = $1")
             .bind(id)
@@ -156,7 +165,7 @@ impl Store {
 
     /// Disables an account and ends its sessions; false when there is no such enabled account.
     pub async fn disable_staff(&self, id: i64, at: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let disabled =
             sqlx::query("UPDATE staff SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL")
                 .bind(id)
@@ -176,7 +185,7 @@ impl Store {
     /// Resets an account to a new one-time password: enabled, unlocked, without its TOTP
     /// secret (the person enrols again), every session ended.
     pub async fn reset_staff(&self, id: i64, password_hash: &str) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE staff SET password_hash = $2, must_change_password = 1, totp_secret = NULL,
                     totp_last_step = NULL, failed_sign_ins = 0, locked_until = NULL,
@@ -264,6 +273,16 @@ impl Store {
                 .rows_affected()
                 == 1,
         )
+    }
+
+    /// Ends every session of an account but `keep` (after a password change, or a lock).
+    pub async fn delete_sessions_of(&self, staff_id: i64, keep: Option<&str>) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE staff_id = $1 AND token_hash <> $2")
+            .bind(staff_id)
+            .bind(keep.unwrap_or(""))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     /// Ends every session idle since before `idle_before` (unix seconds); returns how many.

@@ -16,6 +16,18 @@ pub struct TokenRow {
     pub roles: String,
 }
 
+/// A token as an administrator lists it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct TokenListing {
+    pub id: i64,
+    pub name: String,
+    pub department: Option<String>,
+    /// Comma-separated role names.
+    pub roles: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
 impl Store {
     pub async fn insert_token(
         &self,
@@ -59,5 +71,22 @@ impl Store {
                 .rows_affected()
                 == 1,
         )
+    }
+
+    /// Every token (of `department` only, when given), newest first: never the token itself.
+    pub async fn tokens(&self, department: Option<&str>) -> Result<Vec<TokenListing>> {
+        const COLUMNS: &str =
+            "SELECT id, name, department, roles, created_at, revoked_at FROM tokens";
+        let rows = match department {
+            Some(d) => {
+                let sql = format!("{COLUMNS} WHERE department = $1 ORDER BY id DESC");
+                sqlx::query_as(&sql).bind(d).fetch_all(&self.reader).await?
+            }
+            None => {
+                let sql = format!("{COLUMNS} ORDER BY id DESC");
+                sqlx::query_as(&sql).fetch_all(&self.reader).await?
+            }
+        };
+        Ok(rows)
     }
 }

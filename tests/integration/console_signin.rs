@@ -321,7 +321,7 @@ async fn five_failures_lock_the_account_for_fifteen_minutes_even_against_the_rig
     for attempt in 1..=4 {
         let (status, page, _) = person.sign_in("zhao.clerk", "wrong", "").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
-        assert!(page.contains("用户名或密码不正确"), "{page}");
+        assert!(page.contains("用户名、密码或动态口令不正确"), "{page}");
     }
     let (status, page, _) = person.sign_in("zhao.clerk", "wrong", "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -343,7 +343,7 @@ async fn five_failures_lock_the_account_for_fifteen_minutes_even_against_the_rig
     // An unknown login is told the same as a wrong password, and recorded.
     let (status, page, _) = person.sign_in("nobody.here", "wrong", "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(page.contains("用户名或密码不正确"), "{page}");
+    assert!(page.contains("用户名、密码或动态口令不正确"), "{page}");
 
     // Fifteen minutes later (the lock moved back), the right password works again.
     let pool = raw_pool(&server.t.database_url).await;
@@ -470,4 +470,113 @@ async fn console_pages_are_never_cached_and_load_nothing_from_other_hosts() {
     for attribute in ["src=\"http", "href=\"http", "src=\"//", "href=\"//"] {
         assert!(!page.contains(attribute), "{attribute} in {page}");
     }
+}
+
+#[tokio::test]
+async fn attempts_sent_at_once_get_five_guesses_in_all_and_a_signed_in_session_cannot_replace_the_second_factor(
+) {
+    let server = TestServer::start().await;
+    let one_time = account(&server, "sun.officer", &[Role::Officer]).await;
+    let mut person = Person::new(&server);
+    let secret = first_sign_in(&mut person, "sun.officer", &one_time).await;
+
+    // A signed-in officer's session may not enrol another phone: the page sends it home and a
+    // posted code changes nothing.
+    let (status, _, to) = person.get("/console/totp").await;
+    assert_eq!(
+        (status, to.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/console/"))
+    );
+    let csrf = person.csrf("/console/").await;
+    let code = totp_code_at(&secret, "sun.officer", now()).unwrap();
+    person
+        .post("/console/totp", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    let pool = raw_pool(&server.t.database_url).await;
+    let (stored,): (String,) =
+        sqlx::query_as("SELECT totp_secret FROM staff WHERE login = 'sun.officer'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, secret, "the enrolled secret stays");
+
+    // Twenty guesses sent together: five are checked, the rest meet the lock.
+    let guesses = (0..20).map(|i| {
+        let client = reqwest::Client::new();
+        let url = server.url("/console/login");
+        async move {
+            let password = format!("guess-{i}");
+            client
+                .post(url)
+                .form(&[
+                    ("login", "sun.officer"),
+                    ("password", &password),
+                    ("code", ""),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    assert!(answers.iter().all(|s| *s == StatusCode::UNAUTHORIZED));
+    let checked = audited(&server, "staff.sign_in")
+        .await
+        .into_iter()
+        .filter(|(outcome, _)| outcome == "refused: wrong password")
+        .count();
+    assert_eq!(checked, 5, "only five guesses were checked");
+    assert_eq!(audited(&server, "staff.lock").await.len(), 1);
+    // The lock ended the officer's own session too.
+    let (_, _, to) = person.get("/console/").await;
+    assert_eq!(to.as_deref(), Some("/console/login"));
+}
+
+#[tokio::test]
+async fn a_form_posted_from_another_site_is_refused_and_a_new_password_ends_other_sessions() {
+    let server = TestServer::start().await;
+    let one_time = account(&server, "he.clerk", &[Role::Clerk]).await;
+    let answer = reqwest::Client::new()
+        .post(server.url("/console/login"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("login", "he.clerk"), ("password", one_time.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert!(
+        answer.headers().get(SET_COOKIE).is_none(),
+        "no session was made"
+    );
+    assert_eq!(audited(&server, "console.post").await.len(), 1);
+
+    // Two browsers sign in with the one-time password; the one that sets a new password keeps
+    // its session, the other is signed out.
+    let mut first = Person::new(&server);
+    let mut second = Person::new(&server);
+    first.sign_in("he.clerk", &one_time, "").await;
+    second.sign_in("he.clerk", &one_time, "").await;
+    first_sign_in_from_password_page(&mut first, &one_time).await;
+    let (status, _, _) = first.get("/console/").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, to) = second.get("/console/password").await;
+    assert_eq!(to.as_deref(), Some("/console/login"));
+}
+
+/// Sets GOOD_PASSWORD from the password page of a session signed in with `one_time`.
+async fn first_sign_in_from_password_page(person: &mut Person<'_>, one_time: &str) {
+    let csrf = person.csrf("/console/password").await;
+    let (status, _, _) = person
+        .post(
+            "/console/password",
+            &[
+                ("csrf", &csrf),
+                ("current", one_time),
+                ("new", GOOD_PASSWORD),
+                ("again", GOOD_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
 }

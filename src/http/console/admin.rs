@@ -9,7 +9,7 @@ use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{csrf_field, error_box, error_page, frame, may};
+use super::layout::{csrf_field, error_box, error_page, frame, may, status_of};
 use super::session::{check_csrf, Signed};
 use super::{page, see_other, words, SharedState};
 use crate::app::signin::ConsoleSession;
@@ -43,6 +43,9 @@ async fn overview_with(
         .filter(|i| department.is_none_or(|d| d == &i.uscc))
         .collect();
     let keys = may(session, Action::ManageKeys).then(|| state.app.trust_list().signers);
+    // Revoking a key undoes every licence it signed: a city-wide admin's act only.
+    let may_revoke_keys =
+        crate::app::permissions::check(&session.actor, Action::ManageKeys, None).is_ok();
     let body = html! {
         h1 { (TITLE) }
         @if let Some(notice) = notice { (notice) }
@@ -103,7 +106,7 @@ async fn overview_with(
                             tr {
                                 td { code { (k.kid) } } td { (k.department) }
                                 td { (format!("{:?}", k.status).to_lowercase()) @if let Some(at) = &k.revoked_at { " （" (words::date_time(at)) " 吊销）" } }
-                                td { @if k.revoked_at.is_none() {
+                                td { @if k.revoked_at.is_none() && may_revoke_keys {
                                     form method="post" action="/console/admin/keys/revoke" class="inline" {
                                         (csrf_field(session)) input type="hidden" name="kid" value=(k.kid);
                                         button type="submit" class="link" { "吊销" }
@@ -206,12 +209,7 @@ fn password_notice(created: &CreatedStaff) -> Markup {
 }
 
 async fn failed(state: &SharedState, session: &ConsoleSession, error: &AppError) -> Response {
-    let status = match error.code() {
-        "forbidden" => StatusCode::FORBIDDEN,
-        "not_found" => StatusCode::NOT_FOUND,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    overview_with(state, session, Some(error_box(error)), status).await
+    overview_with(state, session, Some(error_box(error)), status_of(error)).await
 }
 
 #[derive(Deserialize)]

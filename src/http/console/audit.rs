@@ -7,10 +7,11 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{error_page, frame};
+use super::layout::{error_page, frame, url_escaped};
 use super::session::Signed;
 use super::{page, words, SharedState};
 use crate::audit::Record;
+use crate::batch::report::spreadsheet_text;
 use crate::store::AuditFilter;
 
 const TITLE: &str = "电子监察";
@@ -85,22 +86,9 @@ fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", urlencoding(v)))
+        .map(|(k, v)| format!("{k}={}", url_escaped(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// Percent-encodes a query value (everything but unreserved characters).
-fn urlencoding(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn outcome_tag(outcome: &str) -> Markup {
@@ -258,16 +246,6 @@ pub async fn export(
     }
 }
 
-/// A cell a spreadsheet will not run as a formula: what a client typed (a login, a path) may
-/// start with `=`, `+`, `-` or `@`, so such a cell is shown as text behind a `'`.
-fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}").into()
-    } else {
-        cell.into()
-    }
-}
-
 fn audit_csv(records: &[Record]) -> Result<Vec<u8>, csv::Error> {
     let mut out = csv::Writer::from_writer(b"\xEF\xBB\xBF".to_vec());
     out.write_record([
@@ -298,21 +276,7 @@ fn audit_csv(records: &[Record]) -> Result<Vec<u8>, csv::Error> {
             &r.prev_hash,
             &r.hash,
         ];
-        out.write_record(cells.map(|c| inert(c).into_owned()))?;
+        out.write_record(cells.map(|c| spreadsheet_text(c).into_owned()))?;
     }
     out.into_inner().map_err(|e| e.into_error().into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cell_that_would_start_a_formula_is_shown_as_text() {
-        for formula in ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)"] {
-            assert_eq!(inert(formula), format!("'{formula}"));
-        }
-        assert_eq!(inert("staff:li"), "staff:li");
-        assert_eq!(inert("/api/v1/x"), "/api/v1/x");
-    }
 }

@@ -21,7 +21,7 @@ use super::layout::error_page;
 use super::see_other;
 use super::session::{check_csrf, Signed};
 use crate::app::signin::ConsoleSession;
-use crate::app::{App, AppError, Result};
+use crate::app::{Action, App, AppError, Result};
 use crate::batch::job;
 use crate::batch::manifest::Manifest;
 use crate::http::SharedState;
@@ -43,6 +43,19 @@ pub async fn upload(
         Ok(multipart) => multipart,
         Err(e) => return error_page(&unreadable(e), Some(&session)),
     };
+    // Refused before a byte is kept: only those who may convert get their files written.
+    if let Err(e) = state
+        .app
+        .scope_audited(
+            &session.actor,
+            Action::ConvertBatch,
+            "batch.submit",
+            "upload",
+        )
+        .await
+    {
+        return error_page(&e, Some(&session));
+    }
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
@@ -209,6 +222,11 @@ async fn resubmit(
             continue; // the scans box left empty: a browser sends one part without a file
         }
         plain_name(&name)?;
+        if name.eq_ignore_ascii_case("manifest.csv") {
+            return Err(AppError::BadInput(format!(
+                "the scan {name:?} has the manifest's own name in the batch: rename the scan"
+            )));
+        }
         if !names.insert(name.clone()) {
             return Err(AppError::BadInput(format!(
                 "the scan {name:?} is given twice"
@@ -309,6 +327,7 @@ fn plain_name(name: &str) -> Result<()> {
     if name.contains(['/', '\\', ':']) || name == "." || name == ".." {
         return refused("has a path in it");
     }
+
     if name.chars().any(char::is_control) {
         return refused("has a control character in it");
     }

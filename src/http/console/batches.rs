@@ -16,11 +16,12 @@ use futures_util::Stream;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{csrf_field, error_page, frame, frame_with_head, may};
+use super::layout::{csrf_field, error_page, frame, frame_with_head, may, url_escaped};
 use super::session::Signed;
 use super::{page, words};
 use crate::app::signin::ConsoleSession;
 use crate::app::{Action, Actor, App, AppError};
+use crate::batch::report::spreadsheet_text;
 use crate::batch::{job, BatchState, RowOutcome};
 use crate::http::SharedState;
 use crate::store::{BatchRecord, RejectedRow, RowResult};
@@ -60,7 +61,7 @@ pub async fn list(State(state): State<SharedState>, Signed(session): Signed) -> 
                         @for j in &jobs {
                             tr {
                                 td { (words::date_time(&j.created_at)) }
-                                td { (who(&j.actor)) }
+                                td { (words::actor(&j.actor)) }
                                 td { (state_tag(j.state)) }
                                 td { (j.issued) } td { (j.skipped) } td { (j.rejected) }
                                 td { (done(j)) @if let Some(total) = j.total_rows { " / " (total) } }
@@ -113,30 +114,7 @@ fn upload_form(session: &ConsoleSession, corrected: bool) -> Markup {
 }
 
 fn job_path(id: &str) -> String {
-    format!("/console/batches/{}", urlencoded(id))
-}
-
-/// A path segment or query value, percent-encoded (a job id is plain, but the page never
-/// trusts that).
-fn urlencoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Who submitted a job: a console account's `staff:{login}:{name}` as 王芳（wang.fang）; a
-/// token's or the command line's name as it is.
-fn who(actor: &str) -> String {
-    match actor
-        .strip_prefix("staff:")
-        .and_then(|rest| rest.split_once(':'))
-    {
-        Some((login, name)) => format!("{name}（{login}）"),
-        None => actor.to_string(),
-    }
+    format!("/console/batches/{}", url_escaped(id))
 }
 
 fn done(job: &BatchRecord) -> u64 {
@@ -264,7 +242,7 @@ fn figures(job: &BatchRecord) -> Markup {
 fn details(job: &BatchRecord) -> Markup {
     html! {
         dl class="fields card" {
-            dt { "提交人" } dd { (who(&job.actor)) }
+            dt { "提交人" } dd { (words::actor(&job.actor)) }
             dt { "提交时间" } dd { (words::date_time(&job.created_at)) }
             @if let Some(at) = &job.finished_at { dt { "结束时间" } dd { (words::date_time(at)) } }
             dt { "全部成功才签发" } dd { @if job.all_or_nothing { "是" } @else { "否" } }
@@ -328,7 +306,7 @@ fn rows_table(app: &App, rows: &[RowResult]) -> Markup {
 fn row_note(app: &App, row: &RowResult) -> Markup {
     html! {
         @if let Some(id) = &row.licence_id {
-            a href={ "/console/licences/" (urlencoded(id)) } {
+            a href={ "/console/licences/" (url_escaped(id)) } {
                 @if row.outcome == RowOutcome::Skipped { "此前已转换：" } (id)
             }
         }
@@ -472,7 +450,7 @@ pub async fn rejected_csv(
     let charset = if gb18030 { "gb18030" } else { "utf-8" };
     let mut response = axum::body::Body::from_stream(body).into_response();
     let headers = response.headers_mut();
-    let disposition = format!("attachment; filename=\"rejected-{}.csv\"", urlencoded(&id));
+    let disposition = format!("attachment; filename=\"rejected-{}.csv\"", url_escaped(&id));
     let values = [
         (header::CONTENT_TYPE, format!("text/csv; charset={charset}")),
         (header::CONTENT_DISPOSITION, disposition),
@@ -505,7 +483,10 @@ impl CsvPages {
                     .iter()
                     .map(|column| {
                         let cell = row.cells.iter().find(|(c, _)| c == column);
-                        cell.map(|(_, v)| v.clone()).unwrap_or_default()
+                        // A rejected row's cells are anyone's text: a formula is shown as text
+                        // (the manifest reader takes the `'` off again on resubmission).
+                        cell.map(|(_, v)| spreadsheet_text(v).into_owned())
+                            .unwrap_or_default()
                     })
                     .collect();
                 record.push(self.reason(row));
@@ -528,8 +509,7 @@ impl CsvPages {
     }
 }
 
-/// CSV records as bytes in GB18030 or UTF-8. The original cells are written as they were (they
-/// are the clerk's own, and go back into a manifest); only the reason is the service's.
+/// CSV records as bytes in GB18030 or UTF-8.
 fn csv_text(records: &[Vec<String>], gb18030: bool) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for record in records {
@@ -632,16 +612,16 @@ mod tests {
 
     #[test]
     fn a_console_account_is_shown_by_name_and_login() {
-        assert_eq!(who("staff:wang.fang:王芳"), "王芳（wang.fang）");
-        assert_eq!(who("token:窗口一"), "token:窗口一");
+        assert_eq!(words::actor("staff:wang.fang:王芳"), "王芳（wang.fang）");
+        assert_eq!(words::actor("token:窗口一"), "token:窗口一");
     }
 
     #[test]
     fn ids_in_addresses_are_percent_encoded() {
         assert_eq!(
-            urlencoded("20261202-101500-0a1b2c3d"),
+            url_escaped("20261202-101500-0a1b2c3d"),
             "20261202-101500-0a1b2c3d"
         );
-        assert_eq!(urlencoded("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(url_escaped("a/b?c"), "a%2Fb%3Fc");
     }
 }

@@ -23,6 +23,20 @@ const SECTIONS: [(&str, &str, Option<Action>); 5] = [
     ("系统管理", "/console/admin", Some(Action::ManageStaff)),
 ];
 
+/// `text` for a URL's path segment or query value: every byte but the unreserved ASCII
+/// characters (RFC 3986) percent-encoded.
+pub fn url_escaped(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            escaped.push(byte as char);
+        } else {
+            escaped.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    escaped
+}
+
 /// Whether the session's roles grant `action` somewhere (its department or the service).
 pub fn may(session: &ConsoleSession, action: Action) -> bool {
     crate::app::permissions::scope(&session.actor, action).is_ok()
@@ -107,6 +121,8 @@ pub fn status_of(error: &AppError) -> StatusCode {
         "invalid_state" | "duplicate" | "conflict" => StatusCode::CONFLICT,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "invalid_record" | "bad_input" | "malformed_identifier" => StatusCode::UNPROCESSABLE_ENTITY,
+        "signer_revoked" => StatusCode::CONFLICT,
+        "store_full" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -114,6 +130,9 @@ pub fn status_of(error: &AppError) -> StatusCode {
 /// A message box: what went wrong in Chinese, then the service's own words, which name the
 /// field and the reason.
 pub fn error_box(error: &AppError) -> Markup {
+    if status_of(error).is_server_error() {
+        tracing::error!(%error, "a console page failed");
+    }
     let detail = match error {
         // A defect of ours is not explained to the visitor (the log has it).
         AppError::Internal(_) | AppError::Store(_) | AppError::Config(_) | AppError::Blob(_) => {

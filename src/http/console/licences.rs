@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::layout::{error_box, error_page, frame, may, qr_svg, status_of};
+use super::layout::{error_box, error_page, frame, may, qr_svg, status_of, url_escaped};
 use super::session::Signed;
 use super::{licence_actions, page, words, SharedState};
 use crate::app::signin::ConsoleSession;
@@ -58,7 +58,7 @@ impl SearchQuery {
             ("identifier", &self.identifier),
         ] {
             if !value.trim().is_empty() {
-                pairs.push(format!("{name}={}", query_escaped(value.trim())));
+                pairs.push(format!("{name}={}", url_escaped(value.trim())));
             }
         }
         if page > 0 {
@@ -439,19 +439,6 @@ pub async fn pdf(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     response
-}
-
-/// `text` for a URL's query: every byte but the unreserved ASCII characters percent-encoded.
-fn query_escaped(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            escaped.push(byte as char);
-        } else {
-            escaped.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

@@ -21,15 +21,18 @@ mod signin;
 mod words;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 use super::SharedState;
+use crate::app::AppError;
 
 /// The console's routes, under `/console/`.
-pub fn routes() -> Router<SharedState> {
+pub fn routes(state: SharedState) -> Router<SharedState> {
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/") }))
         .route("/console/", get(home::page_of))
@@ -79,6 +82,40 @@ pub fn routes() -> Router<SharedState> {
         .route("/console/batches/{id}/events", get(batches::events))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/console.js", get(script))
+        .layer(middleware::from_fn_with_state(state, same_site_posts))
+}
+
+/// Refuses a form another site's page posts, as the browser tells it (`Sec-Fetch-Site`): the
+/// sign-in form has no session whose CSRF token it could carry, and SameSite=Strict cookies do
+/// not stop a page of a sibling subdomain. Clients that send no such header (scripts, old
+/// browsers) still meet the CSRF token of every other form.
+async fn same_site_posts(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let site = request
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if request.method() == Method::POST && site.is_some_and(|s| s != "same-origin" && s != "none") {
+        let (mut parts, _) = request.into_parts();
+        let source = match super::Client::from_request_parts(&mut parts, &state).await {
+            Ok(super::Client(ip)) => ip.to_string(),
+            Err(_) => String::new(),
+        };
+        let path = parts.uri.path().to_string();
+        state
+            .app
+            .audit_refusal(&source, "console.post", &path, "posted from another site")
+            .await;
+        let error = AppError::Forbidden(
+            "the form was posted from another site; open the console itself and submit it there"
+                .into(),
+        );
+        return layout::error_page(&error, None);
+    }
+    next.run(request).await
 }
 
 async fn stylesheet() -> Response {

@@ -165,8 +165,8 @@ async fn totp_page(
     session: &ConsoleSession,
     error: Option<&AppError>,
 ) -> Response {
-    if session.stage == Stage::ChangePassword {
-        return see_other("/console/password");
+    if session.stage != Stage::EnrolTotp {
+        return see_other(next_page(session.stage));
     }
     let enrolment = match state.app.totp_enrolment(session).await {
         Ok(enrolment) => enrolment,

@@ -39,10 +39,7 @@ pub fn event(kind: EventKind) -> &'static str {
 /// Who made a change, as the event records it: a staff member (`staff:LOGIN:NAME`) by name
 /// and login; anyone else (an API token, the operator at the command line) as recorded.
 pub fn actor(recorded: &str) -> String {
-    match recorded
-        .strip_prefix("staff:")
-        .and_then(|rest| rest.split_once(':'))
-    {
+    match crate::app::signin::staff_of_actor(recorded) {
         Some((login, name)) => format!("{name}（{login}）"),
         None => recorded.to_string(),
     }
@@ -136,9 +133,8 @@ pub fn manifest_column(column: &str) -> Option<&'static str> {
 /// Why sign-in was refused, as the sign-in page says it.
 pub fn sign_in_refusal(refusal: &SignInRefusal) -> String {
     match refusal {
-        SignInRefusal::WrongCredentials => "用户名或密码不正确。".into(),
-        SignInRefusal::WrongCode => {
-            "动态口令不正确或已使用过，请输入验证器当前显示的 6 位数字。".into()
+        SignInRefusal::WrongCredentials => {
+            "用户名、密码或动态口令不正确。已绑定验证器的账号请输入它当前显示的 6 位数字。".into()
         }
         SignInRefusal::Locked { until } => format!(
             "连续登录失败次数过多，账号已锁定，请于 {} 后再试，或联系管理员重置。",
