@@ -379,6 +379,12 @@ async fn tokens_are_printed_once_and_stored_only_as_hashes() {
         1,
         "revoking twice is an error"
     );
+    let listed = cli.ok(&["token", "list"]);
+    assert!(
+        listed.contains("窗口A") && listed.trim_end().ends_with("revoked"),
+        "{listed}"
+    );
+    assert!(!listed.contains(token), "{listed}");
     pool.close().await;
 }
 
@@ -740,4 +746,18 @@ async fn staff_create_prints_the_one_time_password_once_and_list_never_does() {
     let listed: serde_json::Value =
         serde_json::from_str(&cli.ok(&["--json", "staff", "list"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // A reset prints a new one-time password; a disabled account is listed as such.
+    let reset = cli.ok(&["staff", "reset", "wang.fang"]);
+    let third = reset.lines().last().unwrap();
+    assert!(third.len() == 19 && third != password, "{reset}");
+    cli.ok(&["staff", "disable", "li.na"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["--json", "staff", "list"])).unwrap();
+    assert!(listed[1]["disabled_at"].is_string(), "{listed}");
+    assert_ne!(
+        code(&cli.run(&["staff", "disable", "li.na"])),
+        0,
+        "disabled already"
+    );
 }

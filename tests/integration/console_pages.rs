@@ -156,3 +156,76 @@ async fn a_supervisor_exports_the_trail_as_a_csv_and_bad_dates_are_named() {
     assert!(page.contains("起始日期"), "{page}");
     assert_eq!(audited(&server, "audit.export").await.len(), 1);
 }
+
+#[tokio::test]
+async fn an_admin_makes_a_token_in_the_console_that_works_once_shown_and_revokes_it() {
+    let server = TestServer::start().await;
+    // A department's admin sees its tokens but may not make one.
+    let one_time = account(&server, "wei.admin", &[Role::Admin]).await;
+    let mut department_admin = Person::new(&server);
+    first_sign_in(&mut department_admin, "wei.admin", &one_time).await;
+    let (_, page, _) = department_admin.get("/console/admin").await;
+    assert!(
+        page.contains("接口令牌") && !page.contains("创建令牌"),
+        "{page}"
+    );
+
+    let one_time = server
+        .t
+        .app
+        .create_staff(
+            &Actor::local_operator(),
+            "qin.admin",
+            "秦管理",
+            None,
+            &[Role::Admin],
+        )
+        .await
+        .unwrap()
+        .one_time_password;
+    let mut admin = Person::new(&server);
+    first_sign_in(&mut admin, "qin.admin", &one_time).await;
+    let csrf = admin.csrf("/console/admin").await;
+    let (status, page, _) = admin
+        .post(
+            "/console/admin/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "窗口二"),
+                ("department", MARKET_BUREAU),
+                ("role_clerk", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let token = page
+        .split("class=\"secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the token is shown")
+        .to_string();
+    assert!(token.starts_with("elt_"), "{token}");
+    assert_eq!(server.issue(&token, FOOD, "TOKEN-1").await.status(), 201);
+    let (_, page, _) = admin.get("/console/admin").await;
+    assert!(
+        page.contains("窗口二") && !page.contains(&token),
+        "shown once only"
+    );
+
+    let listed = server.t.app.tokens(&Actor::local_operator()).await.unwrap();
+    let id = listed.iter().find(|t| t.name == "窗口二").unwrap().id;
+    let path = format!("/console/admin/tokens/{id}/revoke");
+    let (_, page, _) = admin.post(&path, &[("csrf", &csrf)]).await;
+    assert!(page.contains("请确认"), "{page}");
+    assert_eq!(
+        server.issue(&token, FOOD, "TOKEN-2").await.status(),
+        201,
+        "not yet revoked"
+    );
+    let (status, _, _) = admin
+        .post(&path, &[("csrf", &csrf), ("confirm", "yes")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(server.issue(&token, FOOD, "TOKEN-3").await.status(), 401);
+    assert_eq!(audited(&server, "token.revoke").await.len(), 1);
+}

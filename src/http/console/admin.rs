@@ -18,6 +18,14 @@ use crate::app::{Action, AppError, CreatedStaff, Role};
 const TITLE: &str = "系统管理";
 /// The roles a person may be given (the library's is not a person's).
 const PERSON_ROLES: [Role; 4] = [Role::Clerk, Role::Officer, Role::Supervisor, Role::Admin];
+/// The roles a token may be given.
+const TOKEN_ROLES: [Role; 5] = [
+    Role::Clerk,
+    Role::Officer,
+    Role::Library,
+    Role::Supervisor,
+    Role::Admin,
+];
 
 pub async fn overview(State(state): State<SharedState>, Signed(session): Signed) -> Response {
     overview_with(&state, &session, None, StatusCode::OK).await
@@ -42,10 +50,20 @@ async fn overview_with(
         .into_iter()
         .filter(|i| department.is_none_or(|d| d == &i.uscc))
         .collect();
+    let tokens = if may(session, Action::ManageTokens) {
+        match state.app.tokens(&session.actor).await {
+            Ok(tokens) => Some(tokens),
+            Err(e) => return error_page(&e, Some(session)),
+        }
+    } else {
+        None
+    };
     let keys = may(session, Action::ManageKeys).then(|| state.app.trust_list().signers);
-    // Revoking a key undoes every licence it signed: a city-wide admin's act only.
-    let may_revoke_keys =
-        crate::app::permissions::check(&session.actor, Action::ManageKeys, None).is_ok();
+    // Revoking a key undoes every licence it signed: a city-wide admin's act only, as are
+    // making and revoking tokens (a department's admin sees its tokens).
+    let city_wide = |action| crate::app::permissions::check(&session.actor, action, None).is_ok();
+    let may_revoke_keys = city_wide(Action::ManageKeys);
+    let may_make_tokens = city_wide(Action::ManageTokens);
     let body = html! {
         h1 { (TITLE) }
         @if let Some(notice) = notice { (notice) }
@@ -94,6 +112,47 @@ async fn overview_with(
                     }
                 }
                 button type="submit" { "创建账号" }
+            }
+        }
+        @if let Some(tokens) = tokens {
+            section aria-labelledby="tokens" {
+                h2 id="tokens" { "接口令牌" }
+                div class="table-wrap" { table {
+                    thead { tr { th scope="col" { "编号" } th scope="col" { "名称" } th scope="col" { "部门" } th scope="col" { "角色" } th scope="col" { "状态" } th scope="col" { "操作" } } }
+                    tbody {
+                        @for t in &tokens {
+                            tr {
+                                td { (t.id) } td { (t.name) }
+                                td { (t.department.as_deref().unwrap_or("全县")) }
+                                td { (role_words(&t.roles)) }
+                                td { @if t.revoked_at.is_some() { span class="tag bad" { "已吊销" } } @else { span class="tag ok" { "有效" } } }
+                                td { @if t.revoked_at.is_none() && may_make_tokens {
+                                    form method="post" action=(format!("/console/admin/tokens/{}/revoke", t.id)) class="inline" {
+                                        (csrf_field(session)) button type="submit" class="link" { "吊销" }
+                                    }
+                                } }
+                            }
+                        }
+                    }
+                } }
+                @if may_make_tokens { form method="post" action="/console/admin/tokens" class="card stack" {
+                    h3 { "新建令牌" }
+                    (csrf_field(session))
+                    label for="token-name" { "名称（持有者，如“窗口一”“市证照库”）" }
+                    input id="token-name" name="name" required maxlength="50";
+                    label for="token-department" { "部门" }
+                    select id="token-department" name="department" {
+                        @for d in &departments { option value=(d.uscc) { (d.name) } }
+                        @if department.is_none() { option value="" { "无部门（市证照库、全县管理员或监察员）" } }
+                    }
+                    fieldset {
+                        legend { "角色" }
+                        @for role in TOKEN_ROLES {
+                            label { input type="checkbox" name=(format!("role_{}", role.as_str())) value="1"; " " (words::role(role)) }
+                        }
+                    }
+                    button type="submit" { "创建令牌" }
+                } }
             }
         }
         @if let Some(keys) = keys {
@@ -193,6 +252,69 @@ pub async fn create_staff(
             )
             .await
         }
+        Err(e) => failed(&state, &session, &e).await,
+    })
+}
+
+/// The new-token form; each role is a checkbox named `role_{role}`.
+#[derive(Deserialize)]
+pub struct NewTokenForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    department: String,
+    #[serde(flatten)]
+    checked: std::collections::HashMap<String, String>,
+}
+
+pub async fn create_token(
+    State(state): State<SharedState>,
+    Signed(session): Signed,
+    Form(form): Form<NewTokenForm>,
+) -> Result<Response, Response> {
+    check_csrf(&state, &session, &form.csrf, "token.create").await?;
+    let roles: Vec<Role> = TOKEN_ROLES
+        .into_iter()
+        .filter(|r| form.checked.contains_key(&format!("role_{}", r.as_str())))
+        .collect();
+    let department = Some(form.department.as_str()).filter(|d| !d.is_empty());
+    let name = form.name.trim();
+    let created = state
+        .app
+        .create_token(&session.actor, name, department, &roles)
+        .await;
+    Ok(match created {
+        Ok((id, token)) => {
+            let notice = html! {
+                div class="message ok" role="status" {
+                    p { "已创建令牌 " (id) "（" (name) "）。令牌只显示这一次，请复制后以安全方式交给使用方：" }
+                    p { code class="secret" { (token) } }
+                }
+            };
+            overview_with(&state, &session, Some(notice), StatusCode::OK).await
+        }
+        Err(e) => failed(&state, &session, &e).await,
+    })
+}
+
+pub async fn revoke_token(
+    State(state): State<SharedState>,
+    Signed(session): Signed,
+    Path(id): Path<i64>,
+    Form(form): Form<ConfirmForm>,
+) -> Result<Response, Response> {
+    check_csrf(&state, &session, &form.csrf, "token.revoke").await?;
+    if form.confirm != "yes" {
+        let what = html! { p { "吊销接口令牌 " strong { (id) } "：使用它的系统将立即无法访问，不可撤回。" } };
+        return Ok(confirmation(
+            &session,
+            what,
+            &format!("/console/admin/tokens/{id}/revoke"),
+            &[],
+        ));
+    }
+    Ok(match state.app.revoke_token(&session.actor, id).await {
+        Ok(()) => see_other("/console/admin"),
         Err(e) => failed(&state, &session, &e).await,
     })
 }

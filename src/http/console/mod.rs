@@ -56,6 +56,11 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
             "/console/admin/staff/{login}/reset",
             post(admin::reset_staff),
         )
+        .route("/console/admin/tokens", post(admin::create_token))
+        .route(
+            "/console/admin/tokens/{id}/revoke",
+            post(admin::revoke_token),
+        )
         .route("/console/admin/keys/rotate", post(admin::rotate_key))
         .route("/console/admin/keys/revoke", post(admin::revoke_key))
         .route("/console/audit", get(audit::view))
