@@ -133,6 +133,33 @@ pub enum Reason {
         name: String,
         problem: ScanProblem,
     },
+    /// A manifest that cannot be read at all (the file system's or the CSV reader's words).
+    FileUnreadable(String),
+    /// The manifest's header row cannot be read, for this reason.
+    HeaderUnreadable(Box<Reason>),
+    EmptyManifest,
+    ColumnTwice(String),
+    ColumnMissing {
+        column: String,
+        required: String,
+    },
+    ColumnUnknown(String),
+    /// A manifest row longer than the limit (`over_lines`: a quoted cell carries it on).
+    RowTooLong {
+        over_lines: bool,
+        limit: u64,
+    },
+    TooManyRows {
+        rows: u64,
+        limit: u64,
+    },
+    /// An all-or-nothing batch with rejected rows: nothing was issued.
+    NothingIssued {
+        rejected: u64,
+        rows: u64,
+    },
+    /// A conversion whose process stopped before the end.
+    Interrupted,
 }
 
 /// What is wrong with a scan a manifest row names.
@@ -217,6 +244,36 @@ impl Reason {
             }
             Reason::Refused { detail, .. } => detail.clone(),
             Reason::Scan { name, problem } => scan_en(name, problem),
+            Reason::FileUnreadable(detail) => detail.clone(),
+            Reason::HeaderUnreadable(why) => format!("the header row cannot be read: {why}"),
+            Reason::EmptyManifest => "the file is empty: it has no header row".into(),
+            Reason::ColumnTwice(column) => format!("column {column:?} appears twice"),
+            Reason::ColumnMissing { column, required } => {
+                format!("column {column:?} is missing (the header must name {required})")
+            }
+            Reason::ColumnUnknown(column) => {
+                format!("column {column:?} is not a field of any licence type in the directory")
+            }
+            Reason::RowTooLong {
+                over_lines: true,
+                limit,
+            } => format!(
+                "the row starting there runs over several lines (a quoted cell) and is longer \
+                 than the limit of {limit} bytes"
+            ),
+            Reason::RowTooLong {
+                over_lines: false,
+                limit,
+            } => format!("is longer than the limit of {limit} bytes"),
+            Reason::TooManyRows { rows, limit } => {
+                format!("{rows} rows, over the limit of {limit}")
+            }
+            Reason::NothingIssued { rejected, rows } => format!(
+                "{rejected} of {rows} rows rejected, so nothing was issued (--all-or-nothing)"
+            ),
+            Reason::Interrupted => "interrupted: the process running it stopped before the end \
+                (killed or crashed); the rows it committed stay, convert the batch again to go on"
+                .into(),
             Reason::Unprintable(chars) => format!(
                 "the licence font cannot print {}",
                 chars
@@ -277,6 +334,34 @@ impl Reason {
             }
             Reason::Refused { code, .. } => error_zh(code).to_string(),
             Reason::Scan { name, problem } => scan_zh(name, problem),
+            Reason::FileUnreadable(_) => "文件无法读取，请确认它是表格软件另存的 CSV 文件".into(),
+            Reason::HeaderUnreadable(why) => format!("表头行无法读取：{}", why.zh()),
+            Reason::EmptyManifest => "文件是空的：没有表头行".into(),
+            Reason::ColumnTwice(column) => format!("表头中“{column}”列出现了两次"),
+            Reason::ColumnMissing { column, required } => {
+                format!("表头缺少“{column}”列（表头须包含 {required}）")
+            }
+            Reason::ColumnUnknown(column) => {
+                format!("表头中的“{column}”列不是证照目录中任何证照类型的登记项")
+            }
+            Reason::RowTooLong {
+                over_lines: true,
+                limit,
+            } => format!("从这一行开始的带引号单元格跨了多行，超过了 {limit} 字节的长度限制"),
+            Reason::RowTooLong {
+                over_lines: false,
+                limit,
+            } => format!("这一行超过了 {limit} 字节的长度限制"),
+            Reason::TooManyRows { rows, limit } => {
+                format!("清单有 {rows} 行，超过了 {limit} 行的限制，请分批上传")
+            }
+            Reason::NothingIssued { rejected, rows } => {
+                format!("{rows} 行中有 {rejected} 行被拒绝，按“全部成功才签发”的要求一张也没有签发")
+            }
+            Reason::Interrupted => {
+                "转换中途停止（进程被终止或崩溃）；已签发的行保留，重新转换这一批即可从中断处继续"
+                    .into()
+            }
             Reason::Unprintable(chars) => format!(
                 "证照字库无法打印 {}，请改用通用汉字",
                 chars

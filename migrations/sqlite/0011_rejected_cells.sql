@@ -8,6 +8,9 @@ ALTER TABLE batch_rows ADD COLUMN cells TEXT;
 -- reports speak Chinese to clerks, from the service's one message catalogue.
 ALTER TABLE batch_rows ADD COLUMN reason_zh TEXT;
 
+-- Why a job failed, in Chinese beside `error`.
+ALTER TABLE batches ADD COLUMN error_zh TEXT;
+
 -- A department's recent jobs, newest first.
 CREATE INDEX batches_by_department ON batches (department, created_at);
 

@@ -143,6 +143,9 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     BadInput(String),
+    /// Bad input the message catalogue words in both languages (a manifest's header, its size).
+    #[error("{}", .0.en)]
+    Explained(crate::messages::Said),
     /// Input over a size limit (an upload larger than allowed).
     #[error("{0}")]
     TooLarge(String),
@@ -290,7 +293,7 @@ impl AppError {
             AppError::Duplicate { .. } => "duplicate",
             AppError::State(_) => "invalid_state",
             AppError::Forbidden(_) => "forbidden",
-            AppError::BadInput(_) => "bad_input",
+            AppError::BadInput(_) | AppError::Explained(_) => "bad_input",
             AppError::TooLarge(_) => "too_large",
             AppError::Store(StoreError::Conflict) => "conflict",
             AppError::Store(StoreError::Full) => "store_full",
@@ -324,6 +327,14 @@ impl AppError {
         serde_json::json!({ "error": error })
     }
 
+    /// The error said in both languages, as a job keeps it.
+    pub fn said(&self) -> crate::messages::Said {
+        crate::messages::Said {
+            en: self.to_string(),
+            zh: self.message(Lang::Zh),
+        }
+    }
+
     /// The error's message in `lang`: in Chinese, the catalogue's words where it has them (a
     /// record's reasons, an identifier's), else the catalogue's sentence for the error's code
     /// followed by the service's own detail.
@@ -339,6 +350,7 @@ impl AppError {
                 format!("记录有误：{}", reasons.join("；"))
             }
             (Lang::Zh, AppError::BadIdentifier(e)) => crate::messages::id_zh(e),
+            (Lang::Zh, AppError::Explained(said)) => said.zh.clone(),
             (Lang::Zh, _) => format!("{}（{self}）", crate::messages::error_zh(self.code())),
         }
     }

@@ -314,12 +314,7 @@ pub async fn run(app: Arc<App>, id: String) {
         tracing::error!(batch = %id, error = %e, "conversion job failed");
         let _ = app
             .store
-            .finish_batch(
-                &id,
-                lease.holder(),
-                BatchState::Failed,
-                Some(&e.to_string()),
-            )
+            .finish_batch(&id, lease.holder(), BatchState::Failed, Some(&e.said()))
             .await;
     }
     drop(lease);

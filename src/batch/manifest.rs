@@ -11,6 +11,7 @@ use encoding_rs::Encoding;
 
 use super::limits::ManifestRows;
 use crate::directory::Directory;
+use crate::messages::Reason;
 
 /// The columns every manifest has, before the field columns: the record keys the licence itself
 /// uses, which no field may take.
@@ -22,12 +23,40 @@ pub const STANDARD_COLUMNS: [&str; 7] = crate::directory::RESERVED_KEYS;
 pub const REJECTION_REASON: &str = "rejection_reason";
 
 /// A manifest that cannot be read at all: nothing is converted.
-#[derive(Debug, thiserror::Error)]
-#[error("{file} line {line}: {reason}")]
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}{}: {reason}", line_words(*line))]
 pub struct ManifestError {
     pub file: String,
+    /// The line the problem is on; 0 for the file as a whole.
     pub line: u64,
-    pub reason: String,
+    pub reason: Reason,
+}
+
+fn line_words(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" line {line}")
+    }
+}
+
+impl From<ManifestError> for crate::app::AppError {
+    fn from(e: ManifestError) -> Self {
+        crate::app::AppError::Explained(crate::messages::Said {
+            en: e.to_string(),
+            zh: e.zh(),
+        })
+    }
+}
+
+impl ManifestError {
+    /// The error in Chinese, from the message catalogue.
+    pub fn zh(&self) -> String {
+        match self.line {
+            0 => format!("清单：{}", self.reason.zh()),
+            line => format!("清单第 {line} 行：{}", self.reason.zh()),
+        }
+    }
 }
 
 pub struct Manifest {
@@ -73,7 +102,7 @@ impl Manifest {
             .map_err(|e| ManifestError {
                 file: path.display().to_string(),
                 line: 0,
-                reason: e.to_string(),
+                reason: Reason::FileUnreadable(e.to_string()),
             })?;
         Manifest::open_as(path, encoding, directory, row_limit)
     }
@@ -100,22 +129,17 @@ impl Manifest {
         row_limit: u64,
     ) -> Result<Manifest, ManifestError> {
         let file = path.display().to_string();
-        let fail = |line: u64, reason: String| ManifestError {
+        let fail = |line: u64, reason: Reason| ManifestError {
             file: file.clone(),
             line,
             reason,
         };
-        let raw = File::open(path).map_err(|e| fail(0, e.to_string()))?;
+        let raw = File::open(path).map_err(|e| fail(0, Reason::FileUnreadable(e.to_string())))?;
         let mut records = Records::new(BufReader::with_capacity(1 << 16, raw), encoding, row_limit);
         let header = match records.next() {
             Some(Ok(header)) => header,
-            Some(Err(e)) => {
-                return Err(fail(
-                    e.line,
-                    format!("the header row cannot be read: {}", e.reason),
-                ))
-            }
-            None => return Err(fail(1, "the file is empty: it has no header row".into())),
+            Some(Err(e)) => return Err(fail(e.line, Reason::HeaderUnreadable(Box::new(e.reason)))),
+            None => return Err(fail(1, Reason::EmptyManifest)),
         };
         let columns: Vec<String> = header.cells.iter().map(|c| c.trim().to_string()).collect();
         check_header(&columns, directory).map_err(|reason| fail(header.line, reason))?;
@@ -181,7 +205,7 @@ pub(crate) struct Record {
 #[derive(Debug)]
 pub(crate) struct RecordError {
     pub line: u64,
-    pub reason: String,
+    pub reason: Reason,
 }
 
 /// CSV records (RFC 4180, as `csv_core` reads them) with their true line numbers.
@@ -220,7 +244,7 @@ impl<R: BufRead> Records<R> {
     fn read(&mut self) -> Result<Option<Record>, RecordError> {
         let io = |rows: &ManifestRows, e: std::io::Error| RecordError {
             line: rows.line(),
-            reason: e.to_string(),
+            reason: Reason::FileUnreadable(e.to_string()),
         };
         if std::mem::take(&mut self.first) {
             self.skip_byte_order_mark().map_err(|e| io(&self.rows, e))?;
@@ -233,7 +257,10 @@ impl<R: BufRead> Records<R> {
                 .read_record(input, &mut self.fields[filled..], &mut self.ends[ended..])
                 .map_err(|e| RecordError {
                     line: e.line,
-                    reason: e.reason().trim_start_matches([' ', ':']).to_string(),
+                    reason: Reason::RowTooLong {
+                        over_lines: e.over_lines,
+                        limit: e.limit,
+                    },
                 })?;
             let line = self.rows.row_line();
             self.input.consume(step.read);
@@ -290,19 +317,19 @@ impl<R: BufRead> Iterator for Records<R> {
     }
 }
 
-fn check_header(columns: &[String], directory: &Directory) -> Result<(), String> {
+fn check_header(columns: &[String], directory: &Directory) -> Result<(), Reason> {
     let mut seen = HashSet::new();
     for column in columns {
         if !seen.insert(column.as_str()) {
-            return Err(format!("column {column:?} appears twice"));
+            return Err(Reason::ColumnTwice(column.clone()));
         }
     }
     for required in STANDARD_COLUMNS {
         if !seen.contains(required) {
-            return Err(format!(
-                "column {required:?} is missing (the header must name {})",
-                STANDARD_COLUMNS.join(", ")
-            ));
+            return Err(Reason::ColumnMissing {
+                column: required.to_string(),
+                required: STANDARD_COLUMNS.join(", "),
+            });
         }
     }
     let field_keys: HashSet<&str> = directory
@@ -314,9 +341,7 @@ fn check_header(columns: &[String], directory: &Directory) -> Result<(), String>
             && !field_keys.contains(column.as_str())
             && column != REJECTION_REASON
         {
-            return Err(format!(
-                "column {column:?} is not a field of any licence type in the directory"
-            ));
+            return Err(Reason::ColumnUnknown(column.clone()));
         }
     }
     Ok(())
@@ -418,7 +443,10 @@ mod tests {
         // Any other unknown column is still refused.
         std::fs::write(&path, text.replace("rejection_reason", "no_such_column")).unwrap();
         let refused = Manifest::open(&path, &directory, 64 << 10).err().unwrap();
-        assert!(refused.reason.contains("\"no_such_column\""), "{refused}");
+        assert!(
+            refused.reason.en().contains("\"no_such_column\""),
+            "{refused}"
+        );
     }
 }
 
@@ -500,7 +528,7 @@ mod limit_tests {
         let error = rows.next().unwrap().err().unwrap();
         assert_eq!(error.line, 3);
         assert!(
-            error.reason.contains("limit of 1000 bytes"),
+            error.reason.en().contains("limit of 1000 bytes"),
             "{}",
             error.reason
         );

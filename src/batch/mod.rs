@@ -40,13 +40,14 @@ use std::time::Instant;
 use crate::app::{Actor, App, AppError, Result};
 use crate::audit::Entry;
 use crate::blobs::Blobs;
+use crate::messages::{Reason, Said};
 pub(crate) use crate::panics::failing_on_panic;
 use crate::store::{BatchRow, BatchRowOutcome, NewBatch, RowResult};
 use crate::time_util;
 use check::Checker;
 use issue::{commit, issue, joined};
 use lease::Lease;
-use manifest::{Manifest, ManifestRow};
+use manifest::{Manifest, ManifestError, ManifestRow};
 use progress::Clock;
 
 /// Rows checked, signed, rendered and committed together.
@@ -155,11 +156,11 @@ pub async fn convert(
     let (state, error) = match &result {
         Ok(end) if end.refusal.is_none() => (BatchState::Done, None),
         Ok(end) => (BatchState::Failed, end.refusal.clone()),
-        Err(e) => (BatchState::Failed, Some(e.to_string())),
+        Err(e) => (BatchState::Failed, Some(e.said())),
     };
     if let Err(e) = app
         .store
-        .finish_batch(batch_id, lease.holder(), state, error.as_deref())
+        .finish_batch(batch_id, lease.holder(), state, error.as_ref())
         .await
     {
         // The run cannot be marked ended (a full disk, or another process took it up): its
@@ -187,8 +188,8 @@ pub async fn convert(
             counts.skipped,
             counts.rejected,
             error
-                .as_deref()
-                .map(|e| format!("; {e}"))
+                .as_ref()
+                .map(|e| format!("; {}", e.en))
                 .unwrap_or_default()
         ),
         ..entry
@@ -203,7 +204,7 @@ pub async fn convert(
         counts,
         seconds: started.elapsed().as_secs_f64(),
         stages: clock.stages(),
-        error,
+        error: error.map(|e| e.en),
     })
 }
 
@@ -237,7 +238,7 @@ struct RunEnd {
     /// Data rows in the manifest.
     rows: u64,
     /// Why `--all-or-nothing` refused the batch.
-    refusal: Option<String>,
+    refusal: Option<Said>,
 }
 
 /// The run itself, until every row has its outcome or `--all-or-nothing` refuses the batch.
@@ -258,21 +259,20 @@ async fn run(
         &manifest_path,
         &app.directory,
         app.settings.max_manifest_line_bytes,
-    )
-    .map_err(|e| AppError::BadInput(e.to_string()))?;
+    )?;
     // Later passes read the file again with the encoding detected once.
-    let again = || {
-        manifest
-            .reopen(&app.directory)
-            .map_err(|e| AppError::BadInput(e.to_string()))
-    };
+    let again = || manifest.reopen(&app.directory).map_err(AppError::from);
     let row_count = again()?.count() as u64;
     if row_count > app.settings.max_manifest_rows {
-        return Err(AppError::BadInput(format!(
-            "{}: {row_count} rows, over the limit of {}",
-            manifest_path.display(),
-            app.settings.max_manifest_rows
-        )));
+        return Err(ManifestError {
+            file: manifest_path.display().to_string(),
+            line: 0,
+            reason: Reason::TooManyRows {
+                rows: row_count,
+                limit: app.settings.max_manifest_rows,
+            },
+        }
+        .into());
     }
     app.store
         .record_batch_rows(batch_id, lease.holder(), row_count)
@@ -289,9 +289,10 @@ async fn run(
             return Ok(RunEnd {
                 encoding,
                 rows: row_count,
-                refusal: Some(format!(
-                    "{rejected} of {row_count} rows rejected, so nothing was issued (--all-or-nothing)"
-                )),
+                refusal: Some(Said::from(Reason::NothingIssued {
+                    rejected: rejected as u64,
+                    rows: row_count,
+                })),
             });
         }
     }
@@ -393,7 +394,7 @@ fn chunks(
         for row in rows.by_ref().take(CHUNK_ROWS) {
             match row {
                 Ok(row) => chunk.push(row),
-                Err(e) => return Some(Err(AppError::BadInput(e.to_string()))),
+                Err(e) => return Some(Err(e.into())),
             }
         }
         Some(Ok(chunk))

@@ -54,7 +54,9 @@ impl From<QueryRejection> for ApiError {
 pub fn status_of(e: &AppError) -> StatusCode {
     match e {
         AppError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        AppError::BadIdentifier(_) | AppError::BadInput(_) => StatusCode::BAD_REQUEST,
+        AppError::BadIdentifier(_) | AppError::BadInput(_) | AppError::Explained(_) => {
+            StatusCode::BAD_REQUEST
+        }
         AppError::NotFound(_) | AppError::UnknownType(_) => StatusCode::NOT_FOUND,
         AppError::Duplicate { .. } | AppError::State(_) => StatusCode::CONFLICT,
         AppError::Store(StoreError::Conflict | StoreError::SignerRevoked(_)) => {

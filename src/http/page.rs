@@ -14,8 +14,8 @@ const STYLE: &str = r#"
 body { margin: 0; font-family: -apple-system, "PingFang SC", "Noto Sans CJK SC", "Microsoft YaHei", sans-serif;
        background: #f2f3f5; color: #1d2129; }
 .state { padding: 28px 20px 22px; text-align: center; color: #fff; }
-.state.ok { background: #00a870; }
-.state.bad { background: #d54941; }
+.state.ok { background: #067647; }
+.state.bad { background: #b42318; }
 .mark { font-size: 56px; line-height: 1; font-weight: 700; }
 .state h1 { margin: 8px 0 4px; font-size: 30px; letter-spacing: 4px; }
 .state p { margin: 0; font-size: 17px; opacity: .95; }
@@ -24,9 +24,9 @@ main { padding: 14px; max-width: 560px; margin: 0 auto; }
         box-shadow: 0 1px 3px rgba(0,0,0,.06); }
 .card h2 { margin: 0 0 10px; font-size: 19px; }
 dl { margin: 0; display: grid; grid-template-columns: 7.5em 1fr; row-gap: 9px; column-gap: 10px; font-size: 15px; }
-dt { color: #86909c; }
+dt { color: #4e5969; }
 dd { margin: 0; overflow-wrap: anywhere; }
-.note { color: #86909c; font-size: 12px; line-height: 1.6; overflow-wrap: anywhere; }
+.note { color: #4e5969; font-size: 12px; line-height: 1.6; overflow-wrap: anywhere; }
 "#;
 
 /// `2026-11-29` as 2026年11月29日.

@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use super::{placeholders, Inserted, NewLicence, Result, Store, StoreError};
 use super::{BatchState, RowOutcome, UnknownWord};
-use crate::messages::Said;
+use crate::messages::{Reason, Said};
 use crate::time_util;
 
 /// A conversion run about to start.
@@ -47,6 +47,9 @@ pub struct BatchRecord {
     pub skipped: u64,
     pub rejected: u64,
     pub error: Option<String>,
+    /// The error in Chinese, from the message catalogue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_zh: Option<String>,
     #[serde(skip)]
     pub department: Option<String>,
     #[serde(skip)]
@@ -149,7 +152,7 @@ impl RowResult {
 
 const BATCH_COLUMNS: &str =
     "id, created_at, actor, source, state, upload, all_or_nothing, done_line,
-    issued, skipped, rejected, error, department, roles, finished_at, total_rows";
+    issued, skipped, rejected, error, error_zh, department, roles, finished_at, total_rows";
 
 impl Store {
     pub async fn create_batch(&self, new: &NewBatch<'_>) -> Result<()> {
@@ -353,19 +356,21 @@ impl Store {
         id: &str,
         holder: &str,
         state: BatchState,
-        error: Option<&str>,
+        error: Option<&Said>,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let held = sqlx::query(
-            "UPDATE batches SET state = $1, error = $2, finished_at = $3, lease_until = 0
+            "UPDATE batches SET state = $1, error = $2, error_zh = $7, finished_at = $3,
+                    lease_until = 0
              WHERE id = $4 AND lease_holder = $5 AND state = $6",
         )
         .bind(state.as_str())
-        .bind(error)
+        .bind(error.map(|e| e.en.as_str()))
         .bind(time_util::format_rfc3339(time_util::now()))
         .bind(id)
         .bind(holder)
         .bind(BatchState::Running.as_str())
+        .bind(error.map(|e| e.zh.as_str()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -404,22 +409,22 @@ impl Store {
         if abandoned.is_empty() {
             return Ok(abandoned);
         }
-        let reason = "interrupted: the process running it stopped before the end (killed or \
-                      crashed); the rows it committed stay, convert the batch again to go on";
+        let reason = Said::from(Reason::Interrupted);
         let mut audits = Vec::new();
         let mut interrupted = Vec::new();
         for run in abandoned {
             // Only the process whose update marks the run records it: two processes looking at
             // once (PostgreSQL lets both read it running) leave one audit record, not two.
             let marked = sqlx::query(
-                "UPDATE batches SET state = $1, error = $2, finished_at = $3,
+                "UPDATE batches SET state = $1, error = $2, error_zh = $6, finished_at = $3,
                     lease_until = 0 WHERE id = $4 AND state = $5",
             )
             .bind(BatchState::Interrupted.as_str())
-            .bind(reason)
+            .bind(&reason.en)
             .bind(time_util::format_rfc3339(now))
             .bind(&run.id)
             .bind(BatchState::Running.as_str())
+            .bind(&reason.zh)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -429,8 +434,8 @@ impl Store {
             audits.push(crate::audit::Entry {
                 outcome: "failed: interrupted".into(),
                 detail: format!(
-                    "issued {}, skipped {}, rejected {}; {reason}",
-                    run.issued, run.skipped, run.rejected
+                    "issued {}, skipped {}, rejected {}; {}",
+                    run.issued, run.skipped, run.rejected, reason.en
                 ),
                 department: run.department.clone(),
                 ..crate::audit::Entry::new(&run.actor, &run.source, "batch.convert", &run.id)
@@ -666,6 +671,7 @@ fn batch_record(row: &AnyRow) -> Result<BatchRecord> {
         skipped: count("skipped")?,
         rejected: count("rejected")?,
         error: row.try_get("error")?,
+        error_zh: row.try_get("error_zh")?,
         department: row.try_get("department")?,
         roles: row.try_get("roles")?,
         finished_at: row.try_get("finished_at")?,

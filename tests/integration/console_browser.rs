@@ -85,7 +85,53 @@ impl Drop for Driver {
     }
 }
 
+/// What a page does against issue #15's "accessible and legible", as a list of problems: a
+/// control without a label, text below WCAG AA contrast (4.5:1, or 3:1 for large text) against
+/// the background it is drawn on, a page wider than the window.
+const LEGIBILITY: &str = r#"
+const problems = [];
+for (const el of document.querySelectorAll('input, select, textarea')) {
+  if (el.type === 'hidden') continue;
+  const labelled = (el.id && document.querySelector(`label[for="${el.id}"]`))
+    || el.closest('label') || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby');
+  if (!labelled) problems.push('no label: ' + el.outerHTML.slice(0, 80));
+}
+const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+const background = el => {
+  for (let e = el; e; e = e.parentElement) {
+    const c = rgb(getComputedStyle(e).backgroundColor);
+    if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c;
+  }
+  return [255, 255, 255];
+};
+for (const el of document.querySelectorAll('body *')) {
+  const text = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  if (!text || el.getClientRects().length === 0) continue;
+  const style = getComputedStyle(el);
+  const [hi, lo] = [luminance(rgb(style.color)), luminance(background(el))].sort((a, b) => b - a);
+  const ratio = (hi + 0.05) / (lo + 0.05);
+  const size = parseFloat(style.fontSize);
+  const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+  if (ratio < (large ? 3 : 4.5)) {
+    problems.push(`contrast ${ratio.toFixed(2)}: <${el.tagName}> ${el.textContent.trim().slice(0, 30)}`);
+  }
+}
+if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+  problems.push(`wider than the window: ${document.documentElement.scrollWidth} > ${window.innerWidth}`);
+}
+return problems;
+"#;
+
+/// Fails on anything [`LEGIBILITY`] finds on the page.
+async fn assert_legible(browser: &Client, name: &str) {
+    let problems = browser.execute(LEGIBILITY, Vec::new()).await.unwrap();
+    assert_eq!(problems, serde_json::json!([]), "{name}");
+}
+
 async fn screenshot(browser: &Client, name: &str) {
+    assert_legible(browser, name).await;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     let png = browser.screenshot().await.unwrap();
@@ -492,6 +538,13 @@ async fn a_clerk_converts_and_resubmits_an_officer_revokes_and_a_supervisor_find
     press(&browser, "确认注销").await;
     assert!(text_of(&browser).await.contains("证照已注销"));
     screenshot(&browser, "revoking-officer-revoked").await;
+    // On a tablet held upright the pages still fit and read.
+    let licence_page = browser.current_url().await.unwrap().to_string();
+    browser.set_window_size(768, 1024).await.unwrap();
+    browser.goto(&licence_page).await.unwrap();
+    screenshot(&browser, "tablet-licence").await;
+    browser.goto(&format!("{base}/console/")).await.unwrap();
+    screenshot(&browser, "tablet-dashboard").await;
     // The phone's page, at this server (the QR text names the deployment's public address).
     let b32 = qr_text.rsplit_once("/V/").unwrap().1;
     browser.goto(&format!("{base}/V/{b32}")).await.unwrap();

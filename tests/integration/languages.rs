@@ -98,3 +98,51 @@ async fn refusals_before_any_handler_are_in_chinese_too() {
     let body: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(body["error"]["message"], "没有这个地址。");
 }
+
+#[tokio::test]
+async fn a_batch_whose_manifest_cannot_be_read_says_why_in_both_languages() {
+    let server = TestServer::start().await;
+    let token = server.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let folder = server.t.dir.path().join("bad-header");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("manifest.csv"),
+        "type_code,number,holder_name,holder_id,valid_from,valid_until,scan,no_such_column\n",
+    )
+    .unwrap();
+    let zip = crate::uploads::zip_folder(&folder);
+    let queued: serde_json::Value = server
+        .client
+        .post(server.url("/api/v1/batches"))
+        .bearer_auth(&token)
+        .header("content-type", "application/zip")
+        .body(zip)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = queued["batch"]["id"].as_str().unwrap().to_string();
+    let mut job = serde_json::Value::Null;
+    for _ in 0..200 {
+        job = server
+            .get_json(&format!("/api/v1/batches/{id}"), Some(&token))
+            .await;
+        if job["batch"]["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(job["batch"]["state"], "failed", "{job}");
+    let error = job["batch"]["error"].as_str().unwrap();
+    let chinese = job["batch"]["error_zh"].as_str().unwrap();
+    assert!(
+        error.contains("\"no_such_column\" is not a field"),
+        "{error}"
+    );
+    assert_eq!(
+        chinese,
+        "清单第 1 行：表头中的“no_such_column”列不是证照目录中任何证照类型的登记项"
+    );
+}

@@ -250,7 +250,8 @@ fn details(job: &BatchRecord) -> Markup {
         @if let Some(error) = &job.error {
             div class="message error" role="alert" {
                 p { "转换没有完成。" }
-                p class="detail" { (error) }
+                @if let Some(chinese) = &job.error_zh { p { (chinese) } }
+                p class="detail" lang="en" { (error) }
             }
         }
     }

@@ -139,7 +139,9 @@ pub fn error_box(error: &AppError) -> Markup {
             None
         }
         // The catalogue words these in Chinese, field by field.
-        AppError::Invalid(_) | AppError::BadIdentifier(_) => Some(error.message(Lang::Zh)),
+        AppError::Invalid(_) | AppError::BadIdentifier(_) | AppError::Explained(_) => {
+            Some(error.message(Lang::Zh))
+        }
         _ => Some(error.to_string()),
     };
     html! {
