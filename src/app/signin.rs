@@ -133,7 +133,11 @@ impl App {
                 &format!("staff {}", clip(login)),
             )
         };
-        let account = self.store.credentials(login).await?;
+        // A login no account could have (a NUL, a page of text) is not looked up at all.
+        let account = match super::staff::check_login(login) {
+            Ok(()) => self.store.credentials(login).await?,
+            Err(_) => None,
+        };
         let Some(account) = account.filter(|a| a.disabled_at.is_none()) else {
             // The same work as a real check, so that the time taken does not tell who exists.
             verify_password(password, dummy_hash()).await;

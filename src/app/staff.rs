@@ -185,7 +185,7 @@ fn of_account(entry: &Entry, account: &crate::store::Credentials) -> Entry {
 
 /// A login: 3–32 characters of lowercase ASCII letters, digits, `.`, `_` and `-`, starting with a
 /// letter (what a clerk types on any keyboard, and safe in URLs and logs).
-fn check_login(login: &str) -> Result<()> {
+pub(super) fn check_login(login: &str) -> Result<()> {
     let ok = (3..=32).contains(&login.len())
         && login.starts_with(|c: char| c.is_ascii_lowercase())
         && login

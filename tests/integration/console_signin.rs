@@ -340,8 +340,11 @@ async fn five_failures_lock_the_account_for_fifteen_minutes_even_against_the_rig
     assert_eq!(sign_ins.last().unwrap().0, "refused: account locked");
     assert_eq!(sign_ins.len(), 6);
 
-    // An unknown login is told the same as a wrong password, and recorded.
+    // An unknown login is told the same as a wrong password, and recorded; so is one no account
+    // could have (PostgreSQL refuses a NUL in text: it must never reach the database).
     let (status, page, _) = person.sign_in("nobody.here", "wrong", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = person.sign_in("nul\u{0}login", "wrong", "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(page.contains("用户名、密码或动态口令不正确"), "{page}");
 
