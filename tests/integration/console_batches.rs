@@ -13,8 +13,8 @@ use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE, COOKIE, LOCATION};
 use reqwest::StatusCode;
 
 use crate::common::*;
-use crate::console_signin::{account_in, audited, hidden_value, Person, GOOD_PASSWORD};
-use crate::uploads::{sample_folder, zip_folder};
+use crate::console_signin::{account_in, audited, first_sign_in, hidden_value, Person};
+use crate::uploads::{raw_request, sample_folder, zip_folder};
 
 /// A person of `department` with `roles` (none needing a second factor), signed in with their
 /// password changed.
@@ -26,21 +26,8 @@ async fn signed_in<'a>(
 ) -> Person<'a> {
     let one_time = account_in(server, login, roles, department).await;
     let mut person = Person::new(server);
-    let (status, _, to) = person.sign_in(login, &one_time, "").await;
-    assert_eq!(to.as_deref(), Some("/console/password"), "{status}");
-    let csrf = person.csrf("/console/password").await;
-    let (status, page, to) = person
-        .post(
-            "/console/password",
-            &[
-                ("csrf", &csrf),
-                ("current", &one_time),
-                ("new", GOOD_PASSWORD),
-                ("again", GOOD_PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(to.as_deref(), Some("/console/"), "{status}: {page}");
+    let secret = first_sign_in(&mut person, login, &one_time).await;
+    assert!(secret.is_empty(), "{login} needed no second factor");
     person
 }
 
@@ -384,7 +371,7 @@ async fn refusals_are_a_403_for_roles_and_forged_forms_and_a_404_for_another_dep
     );
     let base = s.base.clone();
     // Only the start of the body is sent: the 413 must come without waiting for the rest.
-    let answer = tokio::task::spawn_blocking(move || first_answer(&base, &head))
+    let answer = tokio::task::spawn_blocking(move || raw_request(&base, &head, b""))
         .await
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
@@ -450,27 +437,4 @@ async fn refusals_are_a_403_for_roles_and_forged_forms_and_a_404_for_another_dep
         text.contains("\"finished\":true") && text.contains("\"total\":3"),
         "{text}"
     );
-}
-
-/// Sends `head` on a raw connection and returns the start of what the server answers within
-/// five seconds.
-fn first_answer(base: &str, head: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut answer = Vec::new();
-    let mut buffer = [0; 4096];
-    while let Ok(n) = stream.read(&mut buffer) {
-        if n == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buffer[..n]);
-        if answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&answer).into_owned()
 }

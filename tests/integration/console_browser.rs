@@ -148,11 +148,16 @@ async fn fill(browser: &Client, id: &str, text: &str) {
 /// Presses the button labelled `label` and waits for the page it leads to.
 async fn press(browser: &Client, label: &str) {
     let xpath = format!("//button[normalize-space()='{label}']");
+    follow(browser, Locator::XPath(&xpath)).await;
+}
+
+/// Clicks what `target` finds (a button, a link) and waits for the page it leads to.
+async fn follow(browser: &Client, target: Locator<'_>) {
     let old_page = browser.find(Locator::Css("html")).await.unwrap();
     browser
-        .find(Locator::XPath(&xpath))
+        .find(target)
         .await
-        .unwrap_or_else(|e| panic!("no button {label}: {e}"))
+        .unwrap_or_else(|e| panic!("nothing to click at {target:?}: {e}"))
         .click()
         .await
         .unwrap();
@@ -316,15 +321,7 @@ async fn people_sign_in_with_password_and_totp_and_a_supervisor_reads_the_trail_
         "the refused sign-in is listed: {page}"
     );
     screenshot(&browser, "supervisor-audit").await;
-    let old_page = browser.find(Locator::Css("html")).await.unwrap();
-    browser
-        .find(Locator::LinkText("校验审计链"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    next_page(&browser, old_page).await;
+    follow(&browser, Locator::LinkText("校验审计链")).await;
     assert!(text_of(&browser).await.contains("审计链完整"));
     browser.close().await.unwrap();
 }
@@ -499,22 +496,14 @@ async fn a_clerk_converts_and_resubmits_an_officer_revokes_and_a_supervisor_find
         &base,
         "li.officer",
         &officer.one_time_password,
-        "officer",
+        "revoking-officer",
     )
     .await;
     browser
         .goto(&format!("{base}/console/licences?number={number}"))
         .await
         .unwrap();
-    let old_page = browser.find(Locator::Css("html")).await.unwrap();
-    browser
-        .find(Locator::LinkText(&number))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    next_page(&browser, old_page).await;
+    follow(&browser, Locator::LinkText(&number)).await;
     let qr_text = app
         .show(
             &operator,
@@ -570,7 +559,7 @@ async fn a_clerk_converts_and_resubmits_an_officer_revokes_and_a_supervisor_find
         &base,
         "zhou.jc",
         &supervisor.one_time_password,
-        "supervisor-2",
+        "finding-supervisor",
     )
     .await;
     for (action, who) in [

@@ -155,20 +155,7 @@ pub async fn first_sign_in(person: &mut Person<'_>, login: &str, one_time: &str)
         (status, to.as_deref()),
         (StatusCode::SEE_OTHER, Some("/console/password"))
     );
-    let csrf = person.csrf("/console/password").await;
-    let (status, _, to) = person
-        .post(
-            "/console/password",
-            &[
-                ("csrf", &csrf),
-                ("current", one_time),
-                ("new", GOOD_PASSWORD),
-                ("again", GOOD_PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    match to.as_deref() {
+    match set_new_password(person, one_time).await.as_deref() {
         Some("/console/") => return String::new(),
         Some("/console/totp") => {}
         other => panic!("after the new password: {other:?}"),
@@ -560,17 +547,18 @@ async fn a_form_posted_from_another_site_is_refused_and_a_new_password_ends_othe
     let mut second = Person::new(&server);
     first.sign_in("he.clerk", &one_time, "").await;
     second.sign_in("he.clerk", &one_time, "").await;
-    first_sign_in_from_password_page(&mut first, &one_time).await;
+    set_new_password(&mut first, &one_time).await;
     let (status, _, _) = first.get("/console/").await;
     assert_eq!(status, StatusCode::OK);
     let (_, _, to) = second.get("/console/password").await;
     assert_eq!(to.as_deref(), Some("/console/login"));
 }
 
-/// Sets GOOD_PASSWORD from the password page of a session signed in with `one_time`.
-async fn first_sign_in_from_password_page(person: &mut Person<'_>, one_time: &str) {
+/// Sets GOOD_PASSWORD on the password page of a session signed in with `one_time`; returns
+/// where the page sends the person next.
+async fn set_new_password(person: &mut Person<'_>, one_time: &str) -> Option<String> {
     let csrf = person.csrf("/console/password").await;
-    let (status, _, _) = person
+    let (status, _, to) = person
         .post(
             "/console/password",
             &[
@@ -582,4 +570,5 @@ async fn first_sign_in_from_password_page(person: &mut Person<'_>, one_time: &st
         )
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    to
 }

@@ -229,7 +229,7 @@ pub fn zip_folder(out: &Path) -> Vec<u8> {
 
 /// Sends `head` (request line and headers) and, after it, `body`, on a raw connection; returns
 /// what the server answered within five seconds.
-fn raw_request(base: &str, head: &str, body: &[u8]) -> String {
+pub fn raw_request(base: &str, head: &str, body: &[u8]) -> String {
     let address = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream

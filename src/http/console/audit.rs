@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::layout::{error_page, frame, url_escaped};
 use super::session::Signed;
 use super::{page, words, SharedState};
+use crate::app::AppError;
 use crate::audit::Record;
 use crate::batch::report::spreadsheet_text;
 use crate::store::AuditFilter;
@@ -41,12 +42,13 @@ pub struct Filters {
 
 impl Filters {
     /// The store's filter: empty fields are no filter; a day runs from 00:00 China time.
-    fn to_filter(&self) -> Result<AuditFilter, String> {
+    fn to_filter(&self) -> Result<AuditFilter, AppError> {
         let text = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
-        let day = |s: &str, name: &str, next: bool| -> Result<Option<String>, String> {
+        let day = |s: &str, name: &str, next: bool| -> Result<Option<String>, AppError> {
             let Some(s) = text(s) else { return Ok(None) };
-            let date = crate::time_util::parse_date(&s)
-                .ok_or_else(|| format!("{name}：请按 年-月-日 填写日期，例如 2026-12-01"))?;
+            let date = crate::time_util::parse_date(&s).ok_or_else(|| {
+                AppError::BadInput(format!("{name}：请按 年-月-日 填写日期，例如 2026-12-01"))
+            })?;
             let date = if next {
                 date.next_day().unwrap_or(date)
             } else {
@@ -109,10 +111,7 @@ pub async fn view(
 ) -> Response {
     let filter = match filters.to_filter() {
         Ok(filter) => filter,
-        Err(problem) => {
-            let error = crate::app::AppError::BadInput(problem);
-            return error_page(&error, Some(&session));
-        }
+        Err(e) => return error_page(&e, Some(&session)),
     };
     let records = match state
         .app
@@ -200,9 +199,7 @@ pub async fn export(
 ) -> Response {
     let filter = match filters.to_filter() {
         Ok(filter) => filter,
-        Err(problem) => {
-            return error_page(&crate::app::AppError::BadInput(problem), Some(&session))
-        }
+        Err(e) => return error_page(&e, Some(&session)),
     };
     let mut records: Vec<Record> = Vec::new();
     let mut after = filters.after;
@@ -239,10 +236,7 @@ pub async fn export(
             csv,
         )
             .into_response(),
-        Err(e) => error_page(
-            &crate::app::AppError::Internal(e.to_string()),
-            Some(&session),
-        ),
+        Err(e) => error_page(&AppError::Internal(e.to_string()), Some(&session)),
     }
 }
 
