@@ -26,6 +26,10 @@ pub struct Settings {
     pub library_url: Option<String>,
     /// The HMAC key of push deliveries: never printed (its Debug says `[REDACTED]`).
     pub library_secret: Option<SecretString>,
+    /// The city supervision platform every audit record is pushed to (SPEC §15).
+    pub supervision_url: Option<String>,
+    /// The HMAC key of supervision deliveries: never printed.
+    pub supervision_secret: Option<SecretString>,
     /// Where the licence directory and the PDF layouts are.
     pub templates_dir: PathBuf,
     /// How old a cached status list may be before offline verification calls it stale.
@@ -142,6 +146,8 @@ struct FileSettings {
     mode: Option<String>,
     library_url: Option<String>,
     library_secret: Option<String>,
+    supervision_url: Option<String>,
+    supervision_secret: Option<String>,
     templates_dir: Option<PathBuf>,
     status_list_max_age_seconds: Option<u64>,
     blob_store: Option<String>,
@@ -362,6 +368,9 @@ impl Settings {
             library_url: pick("ELICENCE_LIBRARY_URL", from_file.library_url),
             library_secret: pick("ELICENCE_LIBRARY_SECRET", from_file.library_secret)
                 .map(SecretString::from),
+            supervision_url: pick("ELICENCE_SUPERVISION_URL", from_file.supervision_url),
+            supervision_secret: pick("ELICENCE_SUPERVISION_SECRET", from_file.supervision_secret)
+                .map(SecretString::from),
             status_list_max_age_seconds: max_age,
             blob_store,
             max_scan_bytes,
@@ -393,7 +402,7 @@ pub fn parse_trusted_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
 }
 
 /// The keys whose values never appear in a message.
-const SECRET_KEYS: [&str; 2] = ["library_secret", "database_url"];
+const SECRET_KEYS: [&str; 3] = ["library_secret", "supervision_secret", "database_url"];
 
 /// Reads the settings file. Its errors name line and column but never quote the file: toml's
 /// own message shows the offending line, which may hold `library_secret` or a database

@@ -22,6 +22,7 @@ pub mod panics;
 pub mod render;
 pub mod signing;
 pub mod store;
+pub mod supervision;
 pub mod sync;
 pub mod time_util;
 pub mod verify;

@@ -114,13 +114,14 @@ impl App {
 // ---------------------------------------------------------------------------------------------
 // Push delivery
 
-/// Events per push request.
+/// Events (or audit records) per push request.
 pub const PUSH_BATCH: i64 = 100;
 
 /// One delivery attempt's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Delivered and acknowledged everything up to `up_to`.
+    /// Delivered and acknowledged everything up to `up_to` (`count` seqs; none for a request
+    /// that carried only a checkpoint).
     Delivered { up_to: i64, count: usize },
     /// Nothing new to deliver.
     Idle,
@@ -130,31 +131,108 @@ pub enum Step {
     Failed(String),
 }
 
-/// A batch sent but not yet acknowledged, kept so a retry sends the same bytes and key.
-struct Pending {
-    first: i64,
-    last: i64,
-    body: Vec<u8>,
+/// One request of a stream: the seqs it carries and its body, kept until acknowledged so that a
+/// retry sends the same bytes under the same key.
+pub struct Outgoing {
+    /// The first seq it carries (one past what was delivered when it carries none).
+    pub first: i64,
+    /// The last seq it carries (what was delivered when it carries none).
+    pub last: i64,
+    pub idempotency_key: String,
+    pub body: Vec<u8>,
 }
 
-/// Delivers the change events to the city library: `POST {url}/events`, in seq order, at least
-/// once; progress is stored, and a lease lets one instance at a time deliver.
-pub struct Pusher {
+/// What a pusher delivers: one engine, two streams — the change events to the city library
+/// (SPEC §8) and the audit trail to the city supervision platform (SPEC §15).
+pub trait Stream: Send + Sync {
+    /// The path the stream posts to under the receiver's URL (`events`, `audit`).
+    const PATH: &'static str;
+    /// What the receiver is called in logs.
+    const RECEIVER: &'static str;
+
+    /// The name delivery progress and the lease are kept under for the receiver at `url`.
+    fn progress_key(&self, url: &str) -> String;
+
+    /// The next request after `delivered`, with at most `limit` seqs; None when there is nothing
+    /// to send.
+    fn next(
+        &self,
+        app: &App,
+        delivered: i64,
+        limit: i64,
+    ) -> impl std::future::Future<Output = Result<Option<Outgoing>, AppError>> + Send;
+
+    /// The receiver acknowledged `outgoing`.
+    fn acknowledged(&self, _outgoing: &Outgoing) {}
+}
+
+/// The change events, as the feed gives them, posted as a JSON array (SPEC §8).
+pub struct LibraryEvents;
+
+impl Stream for LibraryEvents {
+    const PATH: &'static str = "events";
+    const RECEIVER: &'static str = "city library";
+
+    /// The URL itself: progress kept before there were two streams stays where it was.
+    fn progress_key(&self, url: &str) -> String {
+        url.to_string()
+    }
+
+    async fn next(
+        &self,
+        app: &App,
+        delivered: i64,
+        limit: i64,
+    ) -> Result<Option<Outgoing>, AppError> {
+        let library = Actor {
+            name: "push".into(),
+            source: "internal".into(),
+            department: None,
+            roles: vec![Role::Library],
+        };
+        let page = app.feed(&library, delivered, limit).await?;
+        let (Some(first), Some(last)) = (page.events.first(), page.events.last()) else {
+            return Ok(None);
+        };
+        Ok(Some(Outgoing {
+            first: first.seq,
+            last: last.seq,
+            idempotency_key: format!("elicence-{}-{}", first.seq, last.seq),
+            body: serde_json::to_vec(&page.events).expect("events serialise"),
+        }))
+    }
+}
+
+/// Delivers a stream to its receiver: `POST {url}/{path}`, in seq order, at least once; progress
+/// is stored, and a lease lets one instance at a time deliver.
+pub struct Pusher<S: Stream = LibraryEvents> {
     app: std::sync::Arc<App>,
+    stream: S,
     url: String,
+    progress_key: String,
     secret: Vec<u8>,
     client: reqwest::Client,
     holder: String,
     lease_seconds: i64,
     batch: i64,
-    pending: tokio::sync::Mutex<Option<Pending>>,
+    pending: tokio::sync::Mutex<Option<Outgoing>>,
 }
 
-impl Pusher {
+impl Pusher<LibraryEvents> {
+    /// Delivers the change events to the city library at `url`.
     pub fn new(app: std::sync::Arc<App>, url: &str, secret: &[u8]) -> Pusher {
+        Pusher::of(LibraryEvents, app, url, secret)
+    }
+}
+
+impl<S: Stream> Pusher<S> {
+    pub fn of(stream: S, app: std::sync::Arc<App>, url: &str, secret: &[u8]) -> Pusher<S> {
+        let url = url.trim_end_matches('/').to_string();
         Pusher {
             app,
-            url: url.trim_end_matches('/').to_string(),
+            progress_key: stream.progress_key(&url),
+            stream,
+            url,
             secret: secret.to_vec(),
             client: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(15))
@@ -168,78 +246,73 @@ impl Pusher {
     }
 
     /// A shorter lease and smaller batches (tests).
-    pub fn with_lease_and_batch(mut self, lease_seconds: i64, batch: i64) -> Pusher {
+    pub fn with_lease_and_batch(mut self, lease_seconds: i64, batch: i64) -> Pusher<S> {
         self.lease_seconds = lease_seconds;
         self.batch = batch;
         self
     }
 
-    /// One attempt: take the lease, send the pending (or next) batch, record the acknowledgement.
+    /// One attempt: take the lease, send the pending (or next) request, record the
+    /// acknowledgement.
     pub async fn step(&self) -> Result<Step, AppError> {
         let now = time_util::now().unix_timestamp();
         let Some(delivered) = self
             .app
             .store
-            .take_push_lease(&self.url, &self.holder, now, now + self.lease_seconds)
+            .take_push_lease(
+                &self.progress_key,
+                &self.holder,
+                now,
+                now + self.lease_seconds,
+            )
             .await?
         else {
             return Ok(Step::NotLeader);
         };
         let mut pending = self.pending.lock().await;
-        // A batch another instance delivered meanwhile is dropped, not resent.
+        // A request another instance delivered meanwhile is dropped, not resent.
         if pending.as_ref().is_some_and(|p| p.first <= delivered) {
             *pending = None;
         }
         if pending.is_none() {
-            let library = Actor {
-                name: "push".into(),
-                source: "internal".into(),
-                department: None,
-                roles: vec![Role::Library],
-            };
-            let page = self.app.feed(&library, delivered, self.batch).await?;
-            let (Some(first), Some(last)) = (page.events.first(), page.events.last()) else {
+            let Some(next) = self.stream.next(&self.app, delivered, self.batch).await? else {
                 return Ok(Step::Idle);
             };
-            *pending = Some(Pending {
-                first: first.seq,
-                last: last.seq,
-                body: serde_json::to_vec(&page.events).expect("events serialise"),
-            });
+            *pending = Some(next);
         }
-        let batch = pending.as_ref().expect("set above");
-        let count_hint = batch.body.len();
+        let outgoing = pending.as_ref().expect("set above");
         let response = self
             .client
-            .post(format!("{}/events", self.url))
+            .post(format!("{}/{}", self.url, S::PATH))
             .header("content-type", "application/json")
-            .header(
-                "Idempotency-Key",
-                format!("elicence-{}-{}", batch.first, batch.last),
-            )
+            .header("Idempotency-Key", &outgoing.idempotency_key)
             .header(
                 "X-Elicence-Signature",
-                crate::hash::hmac_sha256_hex(&self.secret, &batch.body),
+                crate::hash::hmac_sha256_hex(&self.secret, &outgoing.body),
             )
-            .body(batch.body.clone())
+            .body(outgoing.body.clone())
             .send()
             .await;
+        let receiver = S::RECEIVER;
         match response {
             Ok(r) if r.status().is_success() => {
-                let (first, last) = (batch.first, batch.last);
-                *pending = None;
-                self.app
-                    .store
-                    .record_pushed(&self.url, &self.holder, last)
-                    .await?;
-                tracing::debug!(first, last, bytes = count_hint, "pushed");
+                let outgoing = pending.take().expect("set above");
+                self.stream.acknowledged(&outgoing);
+                let (first, last) = (outgoing.first, outgoing.last);
+                if last > delivered {
+                    self.app
+                        .store
+                        .record_pushed(&self.progress_key, &self.holder, last)
+                        .await?;
+                }
+                tracing::debug!(receiver, first, last, bytes = outgoing.body.len(), "pushed");
                 Ok(Step::Delivered {
                     up_to: last,
-                    count: (last - first + 1) as usize,
+                    count: (last - first + 1).max(0) as usize,
                 })
             }
-            Ok(r) => Ok(Step::Failed(format!("library answered {}", r.status()))),
-            Err(e) => Ok(Step::Failed(format!("library unreachable: {e}"))),
+            Ok(r) => Ok(Step::Failed(format!("{receiver} answered {}", r.status()))),
+            Err(e) => Ok(Step::Failed(format!("{receiver} unreachable: {e}"))),
         }
     }
 
@@ -248,7 +321,8 @@ impl Pusher {
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut failures: u32 = 0;
         let url = crate::config::mask_password(&self.url);
-        tracing::info!(%url, holder = %self.holder, "pushing change events to the city library");
+        let receiver = S::RECEIVER;
+        tracing::info!(%url, holder = %self.holder, receiver, "pushing");
         loop {
             let pause = match self.step().await {
                 Ok(Step::Delivered { .. }) => {
@@ -262,12 +336,12 @@ impl Pusher {
                 Ok(Step::Failed(reason)) => {
                     failures += 1;
                     let wait = backoff(failures);
-                    tracing::warn!(%reason, retry_in_ms = wait.as_millis() as u64, "push failed");
+                    tracing::warn!(receiver, %reason, retry_in_ms = wait.as_millis() as u64, "push failed");
                     wait
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::error!(error = %e, "push could not read the store");
+                    tracing::error!(receiver, error = %e, "push could not read the store");
                     backoff(failures)
                 }
             };
@@ -282,12 +356,12 @@ impl Pusher {
         if let Err(e) = self
             .app
             .store
-            .release_push_lease(&self.url, &self.holder)
+            .release_push_lease(&self.progress_key, &self.holder)
             .await
         {
             tracing::warn!(error = %e, "could not hand the push lease back; it runs out by itself");
         }
-        tracing::info!("push stopped");
+        tracing::info!(receiver, "push stopped");
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::directory::Issuer;
+use crate::signing::cert::Purpose;
 use crate::signing::keys::{kid_hex, SignerRecord};
 use crate::signing::trust::SignerStatus;
 use crate::store::{Revocation, WhenActive};
@@ -28,6 +29,13 @@ pub(super) async fn open_key_ring(
     issuers: &[Issuer],
 ) -> Result<(KeyRing, bool)> {
     let created = KeyRing::ensure_root(dir)?;
+    if KeyRing::ensure_service_key(dir, Purpose::Supervision)? {
+        tracing::warn!(
+            keys_dir = %dir.display(),
+            "made a development supervision key under the root: the city supervision platform \
+             trusts it only through this deployment's trust list"
+        );
+    }
     let operator = Actor::local_operator();
     let mut signers = store.signers().await?;
     if signers.is_empty() && import_state_json(store, dir, &operator).await? {

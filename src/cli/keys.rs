@@ -64,9 +64,15 @@ pub(super) async fn run(
         KeysCommand::Init => {
             // Opening the application made the keys if there were none (and said so loudly).
             let list = app.trust_list();
+            let (signers, services): (Vec<_>, Vec<_>) = list
+                .signers
+                .iter()
+                .partition(|s| s.purpose == crate::signing::cert::Purpose::Licence);
+            let services: Vec<&str> = services.iter().map(|s| s.purpose.as_str()).collect();
             let message = format!(
-                "{} signer certificates under {}",
-                list.signers.len(),
+                "{} signer certificates and the service's own keys ({}) under {}",
+                signers.len(),
+                services.join(", "),
                 app.settings.keys_dir.display()
             );
             print(json, &list, || message.clone());
@@ -101,7 +107,7 @@ fn describe_signers(signers: &[crate::signing::trust::TrustedSigner]) -> String 
                 "{}  {:<8} {} {}{}",
                 s.kid,
                 format!("{:?}", s.status).to_lowercase(),
-                s.uscc,
+                s.uscc.as_deref().unwrap_or(s.purpose.as_str()),
                 s.department,
                 s.revoked_at
                     .as_deref()

@@ -78,8 +78,17 @@ pub enum RegisterCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain; names the first broken record. Exit 0 when intact, 2 when broken.
-    Verify,
+    /// Check the hash chain; names the first broken record. With a checkpoint the supervision
+    /// platform holds (or a head written down), also that the trail still extends it: a deleted
+    /// tail or a rewritten chain is named. Exit 0 when intact, 2 when not.
+    Verify {
+        /// A checkpoint (COSE_Sign1 bytes or their base64), checked against the supervision key.
+        #[arg(long, value_name = "FILE", conflicts_with = "expect_head")]
+        checkpoint: Option<std::path::PathBuf>,
+        /// A head written down earlier: the seq and the record's hash.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
+    },
 }
 
 /// `staff …`: creates an account (printing its one-time password once) or lists accounts.
@@ -234,16 +243,57 @@ pub(super) async fn register(
     Ok(0)
 }
 
-/// `audit verify`: exit 0 when the hash chain is intact, 2 when a record was edited or removed.
+/// `audit verify`: exit 0 when the hash chain is intact (and extends the checkpoint or head
+/// given), 2 when it does not.
 pub(super) async fn audit(app: &App, command: AuditCommand, json: bool) -> Result<i32, AppError> {
-    let AuditCommand::Verify = command;
-    let report = app.store.verify_audit().await?;
-    print(json, &report, || match &report.first_break {
+    let AuditCommand::Verify {
+        checkpoint,
+        expect_head,
+    } = command;
+    let expected = match (checkpoint, expect_head) {
+        (Some(path), _) => {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| AppError::BadInput(format!("{}: {e}", path.display())))?;
+            let checkpoint = app.read_checkpoint(&bytes)?;
+            Some((checkpoint.seq, checkpoint.hash))
+        }
+        (None, Some(head)) => Some(parse_head(&head)?),
+        (None, None) => None,
+    };
+    let Some((seq, hash)) = expected else {
+        let report = app.store.verify_audit().await?;
+        print(json, &report, || match &report.first_break {
+            None => format!(
+                "audit trail intact: {} records, head {}",
+                report.records, report.head
+            ),
+            Some(b) => format!("audit trail BROKEN at record {}: {}", b.seq, b.reason),
+        });
+        return Ok(if report.first_break.is_none() { 0 } else { 2 });
+    };
+    let report = app.check_audit_against(seq, &hash).await?;
+    print(json, &report, || match &report.problem {
         None => format!(
-            "audit trail intact: {} records, head {}",
-            report.records, report.head
+            "audit trail intact: {} records, extends record {seq} of the checkpoint; head {}",
+            report.chain.records, report.chain.head
         ),
-        Some(b) => format!("audit trail BROKEN at record {}: {}", b.seq, b.reason),
+        Some(problem) => format!("audit trail does NOT extend the checkpoint: {problem}"),
     });
-    Ok(if report.first_break.is_none() { 0 } else { 2 })
+    Ok(if report.problem.is_none() { 0 } else { 2 })
+}
+
+/// `SEQ:HASH` as `--expect-head` takes it.
+fn parse_head(text: &str) -> Result<(i64, String), AppError> {
+    let bad = || {
+        AppError::BadInput(format!(
+            "--expect-head: {text:?} is not SEQ:HASH (a record number, a colon, 64 hex digits)"
+        ))
+    };
+    let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
+    let seq: i64 = seq.parse().ok().filter(|s| *s > 0).ok_or_else(bad)?;
+    let hash = hash.to_ascii_lowercase();
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok((seq, hash))
 }

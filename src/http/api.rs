@@ -458,3 +458,18 @@ pub async fn feed(
     let Query(q) = query?;
     Ok(Json(state.app.feed(&actor, q.after, q.limit).await?))
 }
+
+#[utoipa::path(get, path = "/api/v1/supervision/audit", tag = "supervision", security(("bearer" = [])), params(FeedQuery), responses((status = 200, description = "The whole audit trail after a seq, with a checkpoint signed by the supervision key (SPEC §15)", body = crate::supervision::AuditPull), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Not a city-wide supervisor or admin", body = crate::http::error::ErrorBody)))]
+pub async fn supervision_audit(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    query: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(q) = query?;
+    Ok(Json(
+        state
+            .app
+            .supervision_audit(&actor, q.after, q.limit)
+            .await?,
+    ))
+}

@@ -98,6 +98,7 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/batches", post(api::submit_batch))
         .route("/batches/{id}", get(api::batch))
         .route("/feed", get(api::feed))
+        .route("/supervision/audit", get(api::supervision_audit))
         .route("/openapi.json", get(api::openapi));
     let routes = Router::new()
         .nest("/api/v1", api)
@@ -163,18 +164,21 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, verify_base = %app.verify_base().await?, "serving");
     let app = Arc::new(app);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let pusher = match (&app.settings.library_url, &app.settings.library_secret) {
-        (Some(url), Some(secret)) => {
-            use secrecy::ExposeSecret;
-            let pusher =
-                crate::sync::Pusher::new(app.clone(), url, secret.expose_secret().as_bytes());
-            Some(tokio::spawn(pusher.run(stopped)))
-        }
-        (Some(_), None) => {
-            anyhow::bail!("ELICENCE_LIBRARY_URL is set but ELICENCE_LIBRARY_SECRET is not")
-        }
-        _ => None,
-    };
+    let settings = &app.settings;
+    let pusher = start_pushing(
+        &app,
+        (&settings.library_url, "ELICENCE_LIBRARY_URL"),
+        (&settings.library_secret, "ELICENCE_LIBRARY_SECRET"),
+        || Ok(crate::sync::LibraryEvents),
+        stopped,
+    )?;
+    let supervision = start_pushing(
+        &app,
+        (&settings.supervision_url, "ELICENCE_SUPERVISION_URL"),
+        (&settings.supervision_secret, "ELICENCE_SUPERVISION_SECRET"),
+        || crate::supervision::AuditStream::new(&app),
+        stop.subscribe(),
+    )?;
     let jobs = tokio::spawn(crate::batch::job::supervise(app.clone(), stop.subscribe()));
     let held_audit = tokio::spawn(append_held_audit(app.clone(), stop.subscribe()));
     let keys = tokio::spawn(app.clone().watch_keys(stop.subscribe()));
@@ -186,12 +190,38 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let _ = jobs.await;
     let _ = held_audit.await;
     let _ = keys.await;
-    if let Some(pusher) = pusher {
+    for pusher in [pusher, supervision].into_iter().flatten() {
         let _ = pusher.await;
     }
     app.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts delivering a stream to its receiver when the receiver's URL is configured; its secret
+/// must be too.
+fn start_pushing<S: crate::sync::Stream + 'static>(
+    app: &Arc<App>,
+    (url, url_name): (&Option<String>, &str),
+    (secret, secret_name): (&Option<secrecy::SecretString>, &str),
+    stream: impl FnOnce() -> Result<S, crate::app::AppError>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    use secrecy::ExposeSecret;
+    match (url, secret) {
+        (Some(url), Some(secret)) => {
+            let stream = stream().map_err(|e| anyhow::anyhow!("{url_name}: cannot push: {e}"))?;
+            let pusher = crate::sync::Pusher::of(
+                stream,
+                app.clone(),
+                url,
+                secret.expose_secret().as_bytes(),
+            );
+            Ok(Some(tokio::spawn(pusher.run(stop))))
+        }
+        (Some(_), None) => anyhow::bail!("{url_name} is set but {secret_name} is not"),
+        (None, _) => Ok(None),
+    }
 }
 
 /// Appends, every second until `stop`, the audit records held while writes failed, so the

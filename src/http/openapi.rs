@@ -14,7 +14,7 @@ use super::api;
         title = "elicence",
         description = "Signed electronic licences of a county: the licence directory, issuing and \
                        changing licences, batch conversion of stock licences, verification, the \
-                       audit trail and the change feed of the city e-licence library. \
+                       audit trail, the change feed of the city e-licence library and the supervision stream. \
                        Errors are `{\"error\": {\"code\", \"message\"}}` (SPEC §10)."
     ),
     paths(
@@ -41,6 +41,7 @@ use super::api;
         api::submit_batch,
         api::batch,
         api::feed,
+        api::supervision_audit,
     ),
     modifiers(&BearerAuth, &StandardErrors)
 )]

@@ -3,6 +3,7 @@
 //! kid, and reading a PEM certificate.
 
 use base64::Engine;
+use serde::{Deserialize, Serialize};
 
 /// The extended key usage every signer certificate carries: a UUID-based OID of this project
 /// (`2.25.` followed by the UUID 7c2e5a91-4f3b-4d8e-9a61-3b0f5c8d2e47 as an integer).
@@ -13,6 +14,49 @@ pub const SIGNER_EKU_DER: &[u8] = &[
     0x69, 0x81, 0xf8, 0xae, 0xad, 0xa4, 0xa9, 0xf3, 0xda, 0xb6, 0x9d, 0x9a, 0xb0, 0xce, 0xe1, 0xf5,
     0xe4, 0xb4, 0xdc, 0x47,
 ];
+
+/// The extended key usage of the supervision key (SPEC §15): `2.25.` followed by the UUID
+/// ae5a5955-9db0-42d3-ae0c-a966afb3984b as an integer.
+pub const SUPERVISION_EKU_OID: &str = "2.25.231754789901494268150162404709667936331";
+
+/// The DER content octets of [`SUPERVISION_EKU_OID`].
+pub const SUPERVISION_EKU_DER: &[u8] = &[
+    0x69, 0x82, 0xdc, 0xda, 0xac, 0xd5, 0xb3, 0xdb, 0x82, 0x8b, 0xa7, 0xae, 0x86, 0xaa, 0xac, 0xea,
+    0xfd, 0xce, 0xb0, 0x4b,
+];
+
+/// What a certificate under the root may sign (SPEC §5): each purpose has its own EKU, and a
+/// verifier accepts a key only for its purpose — a department's licence key cannot sign a
+/// supervision checkpoint, nor the supervision key a licence.
+#[derive(
+    utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Purpose {
+    /// A department's licence signer.
+    #[default]
+    Licence,
+    /// The service's supervision key: checkpoints of the audit trail (SPEC §15).
+    Supervision,
+}
+
+impl Purpose {
+    /// The DER content octets of the purpose's EKU.
+    pub fn eku_der(self) -> &'static [u8] {
+        match self {
+            Purpose::Licence => SIGNER_EKU_DER,
+            Purpose::Supervision => SUPERVISION_EKU_DER,
+        }
+    }
+
+    /// The name of the purpose as the trust list writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Licence => "licence",
+            Purpose::Supervision => "supervision",
+        }
+    }
+}
 
 /// The X.500 attribute type organizationIdentifier (2.5.4.97): where a subject carries its USCC.
 pub const ORGANIZATION_IDENTIFIER: [u64; 4] = [2, 5, 4, 97];
@@ -37,4 +81,31 @@ pub fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
         return Err(format!("PEM holds a {}, not a CERTIFICATE", parsed.label));
     }
     Ok(parsed.contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DER content octets of an OID `2.25.{arc}` (X.690 8.19): the first two arcs make one
+    /// subidentifier, each written base 128, most significant group first.
+    fn uuid_oid_der(oid: &str) -> Vec<u8> {
+        let arc: u128 = oid.strip_prefix("2.25.").unwrap().parse().unwrap();
+        let mut out = vec![2 * 40 + 25];
+        let mut groups = vec![(arc & 0x7f) as u8];
+        let mut rest = arc >> 7;
+        while rest > 0 {
+            groups.push((rest & 0x7f) as u8 | 0x80);
+            rest >>= 7;
+        }
+        out.extend(groups.iter().rev());
+        out
+    }
+
+    #[test]
+    fn each_purpose_has_its_own_eku_matching_its_oid() {
+        assert_eq!(uuid_oid_der(SIGNER_EKU_OID), SIGNER_EKU_DER);
+        assert_eq!(uuid_oid_der(SUPERVISION_EKU_OID), SUPERVISION_EKU_DER);
+        assert_ne!(Purpose::Licence.eku_der(), Purpose::Supervision.eku_der());
+    }
 }

@@ -25,7 +25,7 @@ use rcgen::{
 use serde::Deserialize;
 use time::Duration;
 
-use super::cert::{kid_of, kid_text, pem_der, ORGANIZATION_IDENTIFIER, SIGNER_EKU_DER};
+use super::cert::{kid_of, kid_text, pem_der, Purpose, ORGANIZATION_IDENTIFIER};
 use super::trust::{SignerStatus, TrustList, TrustedSigner};
 use crate::directory::Issuer;
 use crate::identifiers::Uscc;
@@ -123,9 +123,31 @@ struct Signer {
 /// The root certificate and the register's signers, with the active signers' private keys.
 pub struct KeyRing {
     root_pem: String,
+    /// The service's own certificates under the root (the supervision key …), one per purpose.
+    services: Vec<ServiceCert>,
     /// The register's trust list version this ring was loaded at.
     version: u64,
     signers: Vec<Signer>,
+}
+
+/// A certificate of the service itself under the root, for one purpose other than licences.
+struct ServiceCert {
+    purpose: Purpose,
+    kid: [u8; 8],
+    /// The subject's organisation: who holds the key.
+    holder: String,
+    certificate: String,
+}
+
+/// The purposes the service holds a key of its own for, kept as `keys/{purpose}.key.pem` and
+/// `keys/{purpose}.crt.pem`.
+const SERVICE_PURPOSES: [Purpose; 1] = [Purpose::Supervision];
+
+fn service_paths(dir: &Path, purpose: Purpose) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{}.crt.pem", purpose.as_str())),
+        dir.join(format!("{}.key.pem", purpose.as_str())),
+    )
 }
 
 /// The hex form (the key files' names, the register's key) of a kid written either way an
@@ -200,8 +222,16 @@ impl KeyRing {
             }
             signers.push(Signer { record, kid, key });
         }
+        let mut services = Vec::new();
+        for purpose in SERVICE_PURPOSES {
+            let (cert_path, _) = service_paths(dir, purpose);
+            if cert_path.exists() {
+                services.push(read_service_cert(&cert_path, purpose)?);
+            }
+        }
         Ok(KeyRing {
             root_pem,
+            services,
             version,
             signers,
         })
@@ -211,14 +241,6 @@ impl KeyRing {
     /// key, to `signers/`. Returns its state, `active`: the register makes it the department's
     /// signer (and retires the one before) or refuses it.
     pub fn make_signer(dir: &Path, issuer: &Issuer) -> Result<SignerRecord, KeyError> {
-        let root_pem = read(&dir.join("root.crt.pem"))?;
-        let root_key = KeyPair::from_pem(&read(&dir.join("root.key.pem"))?)
-            .map_err(|_| file_error(&dir.join("root.key.pem"), "not a private key"))?;
-        let root_params = CertificateParams::from_ca_cert_pem(&root_pem).map_err(generate_error)?;
-        let root = root_params.self_signed(&root_key).map_err(generate_error)?;
-
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(generate_error)?;
-        let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CountryName, "CN");
         dn.push(DnType::OrganizationName, issuer.name.as_str());
@@ -227,29 +249,7 @@ impl KeyRing {
             issuer.uscc.as_str(),
         );
         dn.push(DnType::CommonName, format!("{} 电子证照签发", issuer.name));
-        params.distinguished_name = dn;
-        // No basicConstraints at all: rcgen's explicit `cA FALSE` encodes a DEFAULT value, which
-        // DER forbids and strict parsers (Python's cryptography) reject.
-        params.is_ca = IsCa::NoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.use_authority_key_identifier_extension = true;
-        // extendedKeyUsage (2.5.29.37) = SEQUENCE { OID 2.25.… }, written out because rcgen's
-        // typed EKU takes arcs as u64 and a UUID arc is 128 bits.
-        let mut eku = vec![
-            0x30,
-            SIGNER_EKU_DER.len() as u8 + 2,
-            0x06,
-            SIGNER_EKU_DER.len() as u8,
-        ];
-        eku.extend_from_slice(SIGNER_EKU_DER);
-        params
-            .custom_extensions
-            .push(CustomExtension::from_oid_content(&[2, 5, 29, 37], eku));
-        set_validity(&mut params, SIGNER_YEARS);
-        let cert = params
-            .signed_by(&key, &root, &root_key)
-            .map_err(generate_error)?;
-
+        let (cert, key) = issue_under_root(dir, dn, Purpose::Licence)?;
         let kid_hex = HEXLOWER.encode(&kid_of(cert.der()));
         let signers_dir = dir.join("signers");
         fs::create_dir_all(&signers_dir).map_err(|e| file_error(&signers_dir, e))?;
@@ -265,6 +265,51 @@ impl KeyRing {
             revoked_at: None,
             certificate: cert.pem(),
         })
+    }
+
+    /// Makes the service's key for `purpose` under the root when there is none and the root's
+    /// private key is here to sign it (a development deployment; elsewhere the county's CA issues
+    /// it and the operator installs both files). Returns whether it made one. Two processes
+    /// starting at once cannot leave a mismatched pair: each file is linked into place only if
+    /// absent, the private key first.
+    pub fn ensure_service_key(dir: &Path, purpose: Purpose) -> Result<bool, KeyError> {
+        let (cert_path, key_path) = service_paths(dir, purpose);
+        if key_path.exists() || !dir.join("root.key.pem").exists() {
+            return Ok(false);
+        }
+        let root = pem_der(&read(&dir.join("root.crt.pem"))?)
+            .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
+        let holder = subject_organisation(&root).unwrap_or_default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, "CN");
+        dn.push(DnType::OrganizationName, holder.as_str());
+        dn.push(DnType::CommonName, format!("{holder} 电子监察数据签名"));
+        let (cert, key) = issue_under_root(dir, dn, purpose)?;
+        if !write_new(&key_path, &key.serialize_pem(), 0o600)? {
+            return Ok(false);
+        }
+        write_new(&cert_path, &cert.pem(), 0o644)?;
+        Ok(true)
+    }
+
+    /// The private key of the service's `purpose` key, and its kid; a clear error naming the file
+    /// when it is missing or unusable (never its content).
+    pub fn service_signing_key(
+        dir: &Path,
+        purpose: Purpose,
+    ) -> Result<(SigningKey, [u8; 8]), KeyError> {
+        let (cert_path, key_path) = service_paths(dir, purpose);
+        let cert = read_service_cert(&cert_path, purpose)?;
+        let pem = read(&key_path)?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|_| file_error(&key_path, "not a PKCS#8 Ed25519 private key"))?;
+        let public = pem_der(&cert.certificate).map_err(|e| file_error(&cert_path, e))?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(&public).map_err(|e| file_error(&cert_path, e))?;
+        if parsed.public_key().subject_public_key.data.as_ref() != key.verifying_key().as_bytes() {
+            return Err(file_error(&key_path, "does not match its certificate"));
+        }
+        Ok((key, cert.kid))
     }
 
     /// Removes the files of a signer the register did not take (another process made the
@@ -339,14 +384,42 @@ impl KeyRing {
                 .map(|s| TrustedSigner {
                     kid: kid_text(&s.kid),
                     department: s.record.department.clone(),
-                    uscc: s.record.uscc.to_string(),
+                    uscc: Some(s.record.uscc.to_string()),
                     certificate: s.record.certificate.clone(),
                     status: s.record.status,
                     revoked_at: s.record.revoked_at.clone(),
+                    purpose: Purpose::Licence,
                 })
+                .chain(self.services.iter().map(|s| TrustedSigner {
+                    kid: kid_text(&s.kid),
+                    department: s.holder.clone(),
+                    uscc: None,
+                    certificate: s.certificate.clone(),
+                    status: SignerStatus::Active,
+                    revoked_at: None,
+                    purpose: s.purpose,
+                }))
                 .collect(),
         }
     }
+}
+
+fn read_service_cert(path: &Path, purpose: Purpose) -> Result<ServiceCert, KeyError> {
+    let certificate = read(path)?;
+    let der = pem_der(&certificate).map_err(|e| file_error(path, e))?;
+    Ok(ServiceCert {
+        purpose,
+        kid: kid_of(&der),
+        holder: subject_organisation(&der).unwrap_or_default(),
+        certificate,
+    })
+}
+
+/// The organizationName of a certificate's subject.
+fn subject_organisation(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let name = cert.subject().iter_organization().next()?.as_str().ok()?;
+    Some(name.to_string())
 }
 
 /// An active signer's private key from `signers/{kid}.key.pem`. The file's content is never put
@@ -361,6 +434,42 @@ fn read_signing_key(dir: &Path, kid_hex: &str) -> Result<SigningKey, KeyError> {
     let pem = fs::read_to_string(&path).map_err(|e| unusable(e.to_string()))?;
     SigningKey::from_pkcs8_pem(&pem)
         .map_err(|_| unusable("not a PKCS#8 Ed25519 private key".into()))
+}
+
+/// A new Ed25519 key and its certificate under the root of `dir`, for `subject` and `purpose`
+/// (digitalSignature and the purpose's EKU).
+fn issue_under_root(
+    dir: &Path,
+    subject: DistinguishedName,
+    purpose: Purpose,
+) -> Result<(rcgen::Certificate, KeyPair), KeyError> {
+    let root_pem = read(&dir.join("root.crt.pem"))?;
+    let root_key = KeyPair::from_pem(&read(&dir.join("root.key.pem"))?)
+        .map_err(|_| file_error(&dir.join("root.key.pem"), "not a private key"))?;
+    let root_params = CertificateParams::from_ca_cert_pem(&root_pem).map_err(generate_error)?;
+    let root = root_params.self_signed(&root_key).map_err(generate_error)?;
+
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(generate_error)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = subject;
+    // No basicConstraints at all: rcgen's explicit `cA FALSE` encodes a DEFAULT value, which
+    // DER forbids and strict parsers (Python's cryptography) reject.
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    // extendedKeyUsage (2.5.29.37) = SEQUENCE { OID 2.25.… }, written out because rcgen's
+    // typed EKU takes arcs as u64 and a UUID arc is 128 bits.
+    let oid = purpose.eku_der();
+    let mut eku = vec![0x30, oid.len() as u8 + 2, 0x06, oid.len() as u8];
+    eku.extend_from_slice(oid);
+    params
+        .custom_extensions
+        .push(CustomExtension::from_oid_content(&[2, 5, 29, 37], eku));
+    set_validity(&mut params, SIGNER_YEARS);
+    let cert = params
+        .signed_by(&key, &root, &root_key)
+        .map_err(generate_error)?;
+    Ok((cert, key))
 }
 
 fn set_validity(params: &mut CertificateParams, years: i64) {
@@ -385,29 +494,48 @@ fn write_private(path: &Path, text: &str) -> Result<(), KeyError> {
     write_atomically(path, text.as_bytes(), 0o600)
 }
 
+/// Writes `text` to `path` only if no file is there (false: another process wrote it first),
+/// through a temporary file of its own linked into place, so the file is whole or absent.
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<bool, KeyError> {
+    let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
+    write_new_file(&tmp, text.as_bytes(), mode)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(file_error(path, e)),
+    }
+}
+
 /// Writes to a temporary file created with `mode` and renames it into place, so a crash never
 /// leaves half a key file and a private key is never readable by others, not even for a moment.
 /// A temporary file left by an interrupted write is removed, not reused: it would keep its own
-/// mode, and whoever opened it meanwhile would read the key. The mode is set on the open file
-/// as well, since the umask narrows the mode a file is created with.
+/// mode, and whoever opened it meanwhile would read the key.
 fn write_atomically(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let tmp = path.with_extension("tmp");
     match fs::remove_file(&tmp) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(file_error(&tmp, e)),
         _ => {}
     }
+    write_new_file(&tmp, data, mode)?;
+    fs::rename(&tmp, path).map_err(|e| file_error(path, e))
+}
+
+/// Creates `path`, which must not exist, with `mode`, and writes and syncs `data`. The mode is
+/// set on the open file as well, since the umask narrows the mode a file is created with.
+fn write_new_file(path: &Path, data: &[u8], mode: u32) -> Result<(), KeyError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(&tmp)
-        .map_err(|e| file_error(&tmp, e))?;
+        .open(path)
+        .map_err(|e| file_error(path, e))?;
     file.set_permissions(fs::Permissions::from_mode(mode))
         .and_then(|_| file.write_all(data))
         .and_then(|_| file.sync_all())
-        .map_err(|e| file_error(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| file_error(path, e))
+        .map_err(|e| file_error(path, e))
 }
 
 #[cfg(test)]
@@ -484,7 +612,7 @@ mod tests {
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         // x509-parser prints a 128-bit arc as hex, so compare the encoded OID.
         let ekus: Vec<&[u8]> = eku.other.iter().map(|o| o.as_bytes()).collect();
-        assert_eq!(ekus, [SIGNER_EKU_DER]);
+        assert_eq!(ekus, [crate::signing::cert::SIGNER_EKU_DER]);
         assert!(cert.key_usage().unwrap().unwrap().value.digital_signature());
         let uscc = cert
             .subject()

@@ -2,6 +2,7 @@
 //! token and its text, status lists, and the trust list verifiers start from.
 
 pub mod cert;
+pub mod checkpoint;
 pub mod claims;
 pub mod cose;
 pub mod keys;

@@ -5,7 +5,7 @@ use ed25519_dalek::VerifyingKey;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::{Deserialize, Serialize};
 
-use super::cert::{kid_of, kid_text, pem_der, SIGNER_EKU_DER};
+use super::cert::{kid_of, kid_text, pem_der, Purpose};
 use crate::identifiers::Uscc;
 
 #[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,10 +29,15 @@ pub struct TrustList {
 pub struct TrustedSigner {
     pub kid: String,
     pub department: String,
-    pub uscc: String,
+    /// The department's USCC; null for the service's own keys (supervision …).
+    pub uscc: Option<String>,
     pub certificate: String,
     pub status: SignerStatus,
     pub revoked_at: Option<String>,
+    /// What the key may sign (SPEC §5); lists written before purposes existed held licence
+    /// signers only.
+    #[serde(default)]
+    pub purpose: Purpose,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,17 @@ impl SignerCert {
 /// pinned root.
 pub struct TrustStore {
     signers: Vec<SignerCert>,
+    /// The service's own keys (supervision …), each usable for its purpose only.
+    service_keys: Vec<ServiceKey>,
+}
+
+/// A key of the service itself, for one purpose other than licences.
+#[derive(Debug, Clone)]
+struct ServiceKey {
+    purpose: Purpose,
+    kid: [u8; 8],
+    valid_window: Option<(i64, i64)>,
+    key: VerifyingKey,
 }
 
 impl TrustStore {
@@ -80,6 +96,7 @@ impl TrustStore {
             .map(|pem| pem_der(pem).map_err(TrustError))
             .collect::<Result<Vec<_>, _>>()?;
         let mut signers = Vec::new();
+        let mut service_keys = Vec::new();
         for s in &list.signers {
             let der = pem_der(&s.certificate).map_err(TrustError)?;
             let kid = kid_of(&der);
@@ -89,9 +106,21 @@ impl TrustStore {
                     s.kid
                 )));
             }
+            let valid_window = chain_window(&der, &roots, s.purpose);
+            if s.purpose != Purpose::Licence {
+                let key = read_ed25519_key(&der).map_err(|e| {
+                    TrustError(format!("{} key {}: {e}", s.purpose.as_str(), s.kid))
+                })?;
+                service_keys.push(ServiceKey {
+                    purpose: s.purpose,
+                    kid,
+                    valid_window,
+                    key,
+                });
+                continue;
+            }
             let (key, uscc) = read_signer_certificate(&der)
                 .map_err(|e| TrustError(format!("signer {}: {e}", s.kid)))?;
-            let valid_window = chain_window(&der, &roots);
             signers.push(SignerCert {
                 kid,
                 valid_window,
@@ -102,7 +131,24 @@ impl TrustStore {
                 der,
             });
         }
-        Ok(TrustStore { signers })
+        Ok(TrustStore {
+            signers,
+            service_keys,
+        })
+    }
+
+    /// The service's key for `purpose` with this kid, when it chains to a pinned root with the
+    /// purpose's EKU and is within its validity at `at` (seconds since the epoch).
+    pub fn service_key(&self, purpose: Purpose, kid: &[u8], at: i64) -> Option<&VerifyingKey> {
+        self.service_keys
+            .iter()
+            .find(|k| {
+                k.purpose == purpose
+                    && k.kid == kid
+                    && k.valid_window
+                        .is_some_and(|(from, until)| from <= at && at <= until)
+            })
+            .map(|k| &k.key)
     }
 
     pub fn from_json(json: &str) -> Result<TrustStore, TrustError> {
@@ -125,10 +171,10 @@ impl TrustStore {
     }
 }
 
-/// The span of time in which `cert_der` chains to one of `roots` with the signer EKU: webpki
+/// The span of time in which `cert_der` chains to one of `roots` with `purpose`'s EKU: webpki
 /// validates the path once, at the start of the span where both certificates are valid, and the
 /// span is where the chain holds, since nothing but time changes the answer.
-fn chain_window(cert_der: &[u8], roots: &[Vec<u8>]) -> Option<(i64, i64)> {
+fn chain_window(cert_der: &[u8], roots: &[Vec<u8>], purpose: Purpose) -> Option<(i64, i64)> {
     let validity = |der: &[u8]| {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let v = cert.validity();
@@ -150,7 +196,7 @@ fn chain_window(cert_der: &[u8], roots: &[Vec<u8>]) -> Option<(i64, i64)> {
                 &[anchor],
                 &[],
                 time,
-                webpki::KeyUsage::required(SIGNER_EKU_DER),
+                webpki::KeyUsage::required(purpose.eku_der()),
                 None,
                 None,
             )
@@ -159,8 +205,8 @@ fn chain_window(cert_der: &[u8], roots: &[Vec<u8>]) -> Option<(i64, i64)> {
     })
 }
 
-/// The Ed25519 key and the organizationIdentifier (USCC) of a signer certificate.
-fn read_signer_certificate(der: &[u8]) -> Result<(VerifyingKey, Uscc), String> {
+/// The Ed25519 key of a certificate.
+fn read_ed25519_key(der: &[u8]) -> Result<VerifyingKey, String> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| format!("not X.509: {e}"))?;
     let raw: [u8; 32] = cert
@@ -170,7 +216,14 @@ fn read_signer_certificate(der: &[u8]) -> Result<(VerifyingKey, Uscc), String> {
         .as_ref()
         .try_into()
         .map_err(|_| "not an Ed25519 key".to_string())?;
-    let key = VerifyingKey::from_bytes(&raw).map_err(|_| "invalid Ed25519 key".to_string())?;
+    VerifyingKey::from_bytes(&raw).map_err(|_| "invalid Ed25519 key".to_string())
+}
+
+/// The Ed25519 key and the organizationIdentifier (USCC) of a signer certificate.
+fn read_signer_certificate(der: &[u8]) -> Result<(VerifyingKey, Uscc), String> {
+    let key = read_ed25519_key(der)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| format!("not X.509: {e}"))?;
     let uscc = cert
         .subject()
         .iter_attributes()

@@ -135,6 +135,17 @@ impl Store {
         .await?)
     }
 
+    /// The last record's seq and hash; None while the trail is empty.
+    pub async fn audit_head(&self) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get("seq")?, row.try_get("hash")?)),
+            None => None,
+        })
+    }
+
     /// Checks the whole audit chain, reading it in pages.
     pub async fn verify_audit(&self) -> Result<audit::ChainReport> {
         let mut all = Vec::new();

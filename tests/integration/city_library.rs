@@ -2,7 +2,7 @@
 //! issued and revoked over HTTP; the receiver ends up holding exactly the service's events, each
 //! verified against the trust list. A second receiver catches up by pulling the feed.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -10,34 +10,6 @@ use serde_json::{json, Value};
 
 /// As many licences as the city-library issue's 1,000-row batch (issued over the API here).
 const LICENCES: usize = 1000;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_until_up(url: &str) {
-    let started = Instant::now();
-    while reqwest::get(url).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{url} did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn the_receiver_holds_exactly_the_services_events_each_verified() {

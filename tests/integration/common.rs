@@ -260,3 +260,34 @@ impl TestServer {
             .1
     }
 }
+
+/// A child process killed when the test ends, however it ends.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A local port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (at most 20 s) until `url` answers at all.
+pub async fn wait_until_up(url: &str) {
+    let started = std::time::Instant::now();
+    while reqwest::get(url).await.is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{url} did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -282,9 +282,11 @@ async fn an_existing_state_json_is_imported_once_and_the_register_is_the_truth_a
     // A deployment from before the register: its state.json, and a database with no signers.
     let keys = t.dir.path().join("keys");
     let hex = |kid: &str| elicence::signing::keys::kid_hex(kid).unwrap();
+    // state.json held the departments' signers only: the service's own keys live in files.
     let signers: Vec<Value> = before
         .signers
         .iter()
+        .filter(|s| s.purpose == elicence::signing::cert::Purpose::Licence)
         .map(|s| {
             let revoked = s.kid == revoked_kid;
             json!({"kid": hex(&s.kid), "department": s.department, "uscc": s.uscc,

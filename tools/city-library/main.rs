@@ -3,6 +3,11 @@
 //! keeps what it receives in its own SQLite file, catches up by pulling the feed, and reports what
 //! it holds. Built from the contract alone, as another vendor's library would be — except that it
 //! borrows the service's verification code rather than repeating it.
+//!
+//! Its second mode is the city supervision platform (SPEC §15, `supervise`, `supervision-pull`,
+//! `supervision-report`): see `supervision.rs`.
+
+mod supervision;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +62,31 @@ enum Command {
     },
     /// What the receiver holds: counts by kind, verified or not, the last seq.
     Report,
+    /// Supervision platform: take the audit stream on POST /audit (and report on GET /status).
+    /// Needs --trust: every checkpoint is checked against the county's supervision key.
+    Supervise {
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        listen: String,
+        /// The HMAC key shared with the service (ELICENCE_SUPERVISION_SECRET there).
+        #[arg(long, env = "CITY_SUPERVISION_SECRET")]
+        secret: String,
+    },
+    /// Supervision platform: catch up by pulling the audit stream from the last seq held.
+    SupervisionPull {
+        /// The service's base URL, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        source: String,
+        /// A city-wide supervisor token of the service.
+        #[arg(long, env = "CITY_SUPERVISION_TOKEN")]
+        token: String,
+    },
+    /// Supervision platform: what it holds and every problem found (exit 2 when any).
+    SupervisionReport {
+        /// Also write the last checkpoint received to this file (for `elicence audit verify
+        /// --checkpoint`).
+        #[arg(long, value_name = "FILE")]
+        checkpoint_out: Option<PathBuf>,
+    },
 }
 
 /// An event as pushed or pulled (SPEC §8); only what the receiver needs is read.
@@ -153,11 +183,30 @@ impl Receiver {
     }
 }
 
-async fn open(db: &Path, trust: Option<&Path>, secret: &[u8]) -> anyhow::Result<Receiver> {
+async fn connect(db: &Path) -> anyhow::Result<SqlitePool> {
     let options = SqliteConnectOptions::new()
         .filename(db)
         .create_if_missing(true);
-    let pool = SqlitePool::connect_with(options).await?;
+    Ok(SqlitePool::connect_with(options).await?)
+}
+
+fn read_trust(path: &Path) -> anyhow::Result<TrustStore> {
+    let json = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    Ok(TrustStore::from_json(&json)?)
+}
+
+/// The supervision platform's store; it cannot check checkpoints without the trust list.
+async fn open_platform(
+    db: &Path,
+    trust: Option<&Path>,
+    secret: &[u8],
+) -> anyhow::Result<supervision::Platform> {
+    let trust = trust.context("--trust is needed: checkpoints are checked against it")?;
+    supervision::Platform::open(connect(db).await?, read_trust(trust)?, secret).await
+}
+
+async fn open(db: &Path, trust: Option<&Path>, secret: &[u8]) -> anyhow::Result<Receiver> {
+    let pool = connect(db).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS events (
             seq INTEGER PRIMARY KEY, licence_id TEXT NOT NULL, version INTEGER NOT NULL,
@@ -166,13 +215,7 @@ async fn open(db: &Path, trust: Option<&Path>, secret: &[u8]) -> anyhow::Result<
     )
     .execute(&pool)
     .await?;
-    let trust = match trust {
-        Some(path) => {
-            let json = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-            Some(TrustStore::from_json(&json)?)
-        }
-        None => None,
-    };
+    let trust = trust.map(read_trust).transpose()?;
     Ok(Receiver {
         db: pool,
         trust,
@@ -293,6 +336,47 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 serde_json::to_string_pretty(&receiver.report().await?)?
             );
+        }
+        Command::Supervise { listen, secret } => {
+            let platform =
+                Arc::new(open_platform(&cli.db, cli.trust.as_deref(), secret.as_bytes()).await?);
+            let app = axum::Router::new()
+                .route("/audit", post(supervision::receive))
+                .route("/status", get(supervision::status))
+                .with_state(platform);
+            let listener = tokio::net::TcpListener::bind(&listen).await?;
+            eprintln!(
+                "supervision platform listening on {}",
+                listener.local_addr()?
+            );
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+        Command::SupervisionPull { source, token } => {
+            let platform = open_platform(&cli.db, cli.trust.as_deref(), b"").await?;
+            let new = platform.pull(&source, &token).await?;
+            println!(
+                "{}",
+                serde_json::json!({"new": new, "report": platform.report().await?})
+            );
+        }
+        Command::SupervisionReport { checkpoint_out } => {
+            let platform = open_platform(&cli.db, cli.trust.as_deref(), b"").await?;
+            let report = platform.report().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(path) = checkpoint_out {
+                let checkpoint = platform
+                    .last_checkpoint()
+                    .await?
+                    .context("no checkpoint received yet")?;
+                std::fs::write(&path, checkpoint).with_context(|| path.display().to_string())?;
+            }
+            if report["intact"] != true {
+                std::process::exit(2);
+            }
         }
     }
     Ok(())

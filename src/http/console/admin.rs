@@ -14,6 +14,7 @@ use super::session::{check_csrf, Signed};
 use super::{page, see_other, words, SharedState};
 use crate::app::signin::ConsoleSession;
 use crate::app::{Action, AppError, CreatedStaff, Role};
+use crate::signing::cert::Purpose;
 
 const TITLE: &str = "系统管理";
 /// The roles a person may be given (the library's is not a person's).
@@ -161,7 +162,7 @@ async fn overview_with(
                 div class="table-wrap" { table {
                     thead { tr { th scope="col" { "密钥标识" } th scope="col" { "部门" } th scope="col" { "状态" } th scope="col" { "操作" } } }
                     tbody {
-                        @for k in keys.iter().filter(|k| department.is_none_or(|d| d.as_str() == k.uscc)) {
+                        @for k in keys.iter().filter(|k| k.purpose == Purpose::Licence && department.is_none_or(|d| Some(d.as_str()) == k.uscc.as_deref())) {
                             tr {
                                 td { code { (k.kid) } } td { (k.department) }
                                 td { (format!("{:?}", k.status).to_lowercase()) @if let Some(at) = &k.revoked_at { " （" (words::date_time(at)) " 吊销）" } }
