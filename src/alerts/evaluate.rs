@@ -3,6 +3,7 @@
 //! records and appends the alerts, so the logic is tested on records made up in memory.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -106,19 +107,19 @@ pub struct VerificationTotal {
 }
 
 /// The rules applied to records in seq order, remembering what the windows count and which
-/// alerts were raised.
-pub struct Evaluation<'r> {
-    rules: &'r Rules,
+/// alerts were raised. The watcher keeps one from pass to pass while it holds the lease.
+pub struct Evaluation {
+    rules: Arc<Rules>,
     /// Records the windows count (changes and refusals), in seq order, with their times.
     counted: VecDeque<(OffsetDateTime, Record)>,
     /// When each (rule, target)'s last alert was set off.
     raised: HashMap<(String, String), OffsetDateTime>,
 }
 
-impl<'r> Evaluation<'r> {
+impl Evaluation {
     /// An evaluation that knows `earlier` records (in seq order): the ones the windows count
     /// and the alerts already raised. They raise nothing themselves.
-    pub fn new(rules: &'r Rules, earlier: impl IntoIterator<Item = Record>) -> Evaluation<'r> {
+    pub fn new(rules: Arc<Rules>, earlier: impl IntoIterator<Item = Record>) -> Evaluation {
         let mut evaluation = Evaluation {
             rules,
             counted: VecDeque::new(),
@@ -144,7 +145,7 @@ impl<'r> Evaluation<'r> {
             return Vec::new();
         };
         self.note_counted(at, record.clone());
-        let rules = self.rules;
+        let rules = self.rules.clone();
         let mut alerts = Vec::new();
         for rule in rules.enabled() {
             let Some(alert) = self.candidate(rule, record, at, issued_at) else {
@@ -190,6 +191,12 @@ impl<'r> Evaluation<'r> {
             });
         }
         alerts
+    }
+
+    /// Forgets the alerts set off before `at`: their episodes are over for every rule.
+    pub fn forget_alerts_before(&mut self, at: OffsetDateTime) {
+        let horizon = at - minutes(self.rules.longest_window_minutes());
+        self.raised.retain(|_, raised| *raised >= horizon);
     }
 
     /// Remembers an alert record's episode; false when the record is no alert.
@@ -397,9 +404,10 @@ mod tests {
     const FEDERATION: &str = "13330122MB0000003M";
 
     /// Rules with low thresholds; working hours Monday to Friday 08:30–17:30.
-    fn rules() -> Rules {
-        Rules::parse(
-            r#"
+    fn rules() -> Arc<Rules> {
+        Arc::new(
+            Rules::parse(
+                r#"
             [[rules]]
             name = "night"
             kind = "revocation_outside_hours"
@@ -431,9 +439,10 @@ mod tests {
             more_than = 100
             window_minutes = 10
             "#,
-            "test",
+                "test",
+            )
+            .unwrap(),
         )
-        .unwrap()
     }
 
     /// Records made one after another from `seq`.
@@ -476,7 +485,7 @@ mod tests {
     #[test]
     fn ordinary_work_raises_nothing() {
         let rules = rules();
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         let mut trail = Trail { seq: 0 };
         let issued_yesterday = Some(MORNING - Duration::days(1));
         for i in 0..40 {
@@ -497,7 +506,7 @@ mod tests {
     #[test]
     fn a_revocation_at_night_alerts_once_per_person_and_window() {
         let rules = rules();
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         let mut trail = Trail { seq: 0 };
         let night = datetime!(2026-12-03 14:00 UTC); // 22:00 in China
         let first = trail.record(night, "token:1:a", "licence.revoke", "ok");
@@ -558,7 +567,7 @@ mod tests {
     #[test]
     fn more_than_n_changes_by_one_person_within_the_window_alert_once_per_burst() {
         let rules = rules();
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         let mut trail = Trail { seq: 0 };
         let mut raised = Vec::new();
         for i in 0..6 {
@@ -580,7 +589,7 @@ mod tests {
         assert_eq!(raised[0].detail.seqs, [1, 2, 3]);
         assert_eq!(raised[0].target, "token:1:a");
         // Two changes an hour apart each are never more than two within an hour.
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         for i in 0..6 {
             let record = trail.record(
                 MORNING + Duration::minutes(i * 31),
@@ -595,7 +604,7 @@ mod tests {
     #[test]
     fn refusals_are_counted_per_actor_and_per_address_but_not_for_anonymous_or_the_cli() {
         let rules = rules();
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         let mut trail = Trail { seq: 0 };
         let mut raised = Vec::new();
         for i in 0..3 {
@@ -626,7 +635,7 @@ mod tests {
             ("10.0.0.7", Some(4))
         );
         // The command line is no address.
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         for i in 0..6 {
             let mut record = trail.record(
                 MORNING + Duration::minutes(i),
@@ -642,7 +651,7 @@ mod tests {
     #[test]
     fn a_licence_revoked_soon_after_issue_alerts_and_one_revoked_later_does_not() {
         let rules = rules();
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         let mut trail = Trail { seq: 0 };
         let record = trail.record(MORNING, "token:1:a", "licence.revoke", "ok");
         let alerts = evaluation.observe(&record, Some(MORNING - Duration::minutes(12)));
@@ -662,13 +671,13 @@ mod tests {
         let mut trail = Trail { seq: 0 };
         let night = datetime!(2026-12-03 14:00 UTC);
         let first = trail.record(night, "token:1:a", "licence.revoke", "ok");
-        let raised = Evaluation::new(&rules, []).observe(&first, None);
+        let raised = Evaluation::new(rules.clone(), []).observe(&first, None);
         let mut alert_record =
             trail.record(night + Duration::minutes(1), "alerts", "alert.night", "ok");
         alert_record.target = raised[0].target.clone();
         alert_record.detail = raised[0].entry().detail;
         // A new evaluation (a restart) that reads the alert back does not raise it again.
-        let mut evaluation = Evaluation::new(&rules, [first, alert_record.clone()]);
+        let mut evaluation = Evaluation::new(rules.clone(), [first, alert_record.clone()]);
         let again = trail.record(
             night + Duration::minutes(30),
             "token:1:a",
@@ -677,7 +686,7 @@ mod tests {
         );
         assert!(evaluation.observe(&again, None).is_empty());
         // An alert never sets a rule off, nor does a supervision record.
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         assert!(evaluation.observe(&alert_record, None).is_empty());
         let mut daily = trail.record(night, "supervision", "supervision.summary", "refused: odd");
         daily.action = "supervision.summary".into();
@@ -690,7 +699,7 @@ mod tests {
     fn a_burst_of_verifications_alerts_once_per_window() {
         let rules = rules();
         let burst = rules.rules.iter().find(|r| r.name == "burst").unwrap();
-        let mut evaluation = Evaluation::new(&rules, []);
+        let mut evaluation = Evaluation::new(rules.clone(), []);
         let totals = [
             VerificationTotal {
                 licence: "L-busy".into(),

@@ -42,22 +42,26 @@ pub enum Pass {
 
 pub struct Watcher {
     app: Arc<App>,
-    rules: Rules,
+    rules: Arc<Rules>,
     holder: String,
     lease_seconds: i64,
     /// The cursor after the last pass and when the lease was last taken: a poll that finds no
     /// new record and a fresh lease costs a read, not a write.
     last: Mutex<(i64, Option<Instant>)>,
+    /// What the last pass knew (the windows' records, the alerts raised) and the cursor it
+    /// ended at: the next pass goes on from it instead of reading the windows back.
+    kept: Mutex<Option<(i64, Evaluation)>>,
 }
 
 impl Watcher {
     pub fn new(app: Arc<App>, rules: Rules) -> Watcher {
         Watcher {
             app,
-            rules,
+            rules: Arc::new(rules),
             holder: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
             lease_seconds: 30,
             last: Mutex::new((0, None)),
+            kept: Mutex::new(None),
         }
     }
 
@@ -116,12 +120,14 @@ impl Watcher {
                 alerts: Vec::new(),
             });
         };
-        let since = parse_time(&first.at).unwrap_or_else(time_util::now) - self.lookback();
-        let from = store
-            .first_audit_seq_since(&time_util::format_rfc3339(since))
-            .await?;
-        let context = store.alert_context(from, cursor, &COUNTED_CHANGES).await?;
-        let mut evaluation = Evaluation::new(&self.rules, context);
+        let first_at = parse_time(&first.at).unwrap_or_else(time_util::now);
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut evaluation = match kept {
+            // The last pass ended where this one starts: what it knew still holds.
+            Some((end, evaluation)) if end == cursor => evaluation,
+            _ => self.evaluation_before(first_at, cursor).await?,
+        };
+        evaluation.forget_alerts_before(first_at - CLOCK_MARGIN);
         let mut alerts = Vec::new();
         for record in &records {
             let issued_at = self.issued_at_if_revoked(record).await?;
@@ -131,11 +137,28 @@ impl Watcher {
             return Ok(Pass::NotLeader);
         }
         self.remember(last.seq);
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Some((last.seq, evaluation));
         Ok(Pass::Watched {
             records: records.len(),
             up_to: last.seq,
             alerts,
         })
+    }
+
+    /// An evaluation that knows the trail up to seq `cursor`, as far back as the rules look
+    /// from `first_at` (a new watcher, or one whose cursor another instance moved).
+    async fn evaluation_before(
+        &self,
+        first_at: OffsetDateTime,
+        cursor: i64,
+    ) -> Result<Evaluation, AppError> {
+        let store = &self.app.store;
+        let since = first_at - self.lookback();
+        let from = store
+            .first_audit_seq_since(&time_util::format_rfc3339(since))
+            .await?;
+        let context = store.alert_context(from, cursor, &COUNTED_CHANGES).await?;
+        Ok(Evaluation::new(self.rules.clone(), context))
     }
 
     /// Applies the verification-burst rules to the verification counts now.
@@ -160,7 +183,7 @@ impl Watcher {
         let context = store
             .alert_context(from, from - 1, &COUNTED_CHANGES)
             .await?;
-        let mut evaluation = Evaluation::new(&self.rules, context);
+        let mut evaluation = Evaluation::new(self.rules.clone(), context);
         let mut alerts = Vec::new();
         for rule in bursts {
             let Check::VerificationBurst {
