@@ -507,16 +507,14 @@ async fn a_restart_does_not_alert_again_and_two_instances_do_not_both_watch() {
     );
 }
 
-/// The `elicence` binary with a fresh database and `ELICENCE_ALERT_RULES` = `rules`, if any.
-fn elicence(
+/// The `elicence` binary on `database`, with `ELICENCE_ALERT_RULES` = `rules`, if any.
+fn elicence_command(
     t: &tempfile::TempDir,
     database: &TestDatabase,
     rules: Option<&str>,
-    args: &[&str],
-) -> std::process::Output {
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_elicence"));
     command
-        .args(args)
         .env("ELICENCE_DATA_DIR", t.path().join("data"))
         .env("ELICENCE_KEYS_DIR", t.path().join("keys"))
         .env("ELICENCE_TEMPLATES_DIR", templates_dir())
@@ -528,7 +526,115 @@ fn elicence(
         Some(path) => command.env("ELICENCE_ALERT_RULES", path),
         None => command.env_remove("ELICENCE_ALERT_RULES"),
     };
-    command.output().unwrap()
+    command
+}
+
+fn elicence(
+    t: &tempfile::TempDir,
+    database: &TestDatabase,
+    rules: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    elicence_command(t, database, rules)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Ends the child process when dropped, whatever the test's end.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_watches_the_trail_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(dir.path()).await;
+    let rules = dir.path().join("alerts.toml");
+    std::fs::write(
+        &rules,
+        DEFAULT_RULES.replace(NO_WORKING_DAY.0, NO_WORKING_DAY.1),
+    )
+    .unwrap();
+    let rules = rules.display().to_string();
+    let run = |args: &[&str]| {
+        let out = elicence(&dir, &database, Some(&rules), args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created: Value = serde_json::from_str(&run(&[
+        "token",
+        "create",
+        "--department",
+        MARKET_BUREAU,
+        "--roles",
+        "supervisor",
+        "--json",
+    ]))
+    .unwrap();
+    let supervisor = created["token"].as_str().unwrap().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _serve = Running(
+        elicence_command(&dir, &database, Some(&rules))
+            .env("ELICENCE_LISTEN", format!("127.0.0.1:{port}"))
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // A licence issued and revoked at the command line, while serve runs.
+    let example = run(&["directory", "show", FOOD, "--example"]);
+    let file = dir.path().join("food.json");
+    std::fs::write(&file, example).unwrap();
+    let issued = run(&["issue", FOOD, "--file", &file.display().to_string()]);
+    let id = issued
+        .lines()
+        .next()
+        .unwrap()
+        .rsplitn(3, '.')
+        .nth(2)
+        .unwrap()
+        .to_string();
+    run(&["licence", "revoke", &id, "--reason", "吊销"]);
+
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/v1/audit?action=alert.revocation_outside_hours");
+    let started = std::time::Instant::now();
+    let alerts = loop {
+        let answer = client.get(&url).bearer_auth(&supervisor).send().await;
+        if let Ok(answer) = answer {
+            let page: Value = answer.json().await.unwrap();
+            if page["records"].as_array().is_some_and(|r| !r.is_empty()) {
+                break page["records"].clone();
+            }
+        }
+        assert!(started.elapsed().as_secs() < 30, "no alert from serve");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(alerts[0]["actor"], "alerts");
+    assert_eq!(alerts[0]["department"], MARKET_BUREAU);
+    assert!(
+        alerts[0]["detail"].as_str().unwrap().contains(&id),
+        "{alerts}"
+    );
+    // serve holds the watcher's lease: a pass from the command line leaves the work to it.
+    let checked: Value = serde_json::from_str(&run(&["alerts", "check", "--json"])).unwrap();
+    assert_eq!(checked["watched"], false, "{checked}");
 }
 
 #[tokio::test]
