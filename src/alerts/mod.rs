@@ -5,12 +5,14 @@
 //! verifications of one licence. Each alert is an audit record of its own (`alert.{rule}`), so it
 //! reaches the city supervision platform with the rest of the trail and shows in the console.
 //!
-//! `rules` reads the file, `evaluate` decides (no I/O), `watcher` reads the trail and appends.
+//! `rules` reads the file, `evaluate` decides (no I/O), `alert` is an alert's audit record,
+//! `watcher` reads the trail and appends.
 
+mod alert;
 mod evaluate;
 mod rules;
 mod watcher;
 
-pub use evaluate::{alert_detail, Alert, AlertDetail, ALERT_ACTOR, ALERT_PREFIX};
+pub use alert::{alert_detail, Alert, AlertDetail, ALERT_ACTOR, ALERT_PREFIX};
 pub use rules::{Check, Kind, Per, Rule, Rules, WorkingHours, DEFAULT_RULES};
 pub use watcher::{Pass, Watcher, TARGET};

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use super::evaluate::{minutes, parse_time, Alert, Evaluation, VerificationTotal, COUNTED_CHANGES};
+use super::alert::Alert;
+use super::evaluate::{minutes, parse_time, Evaluation, VerificationTotal, COUNTED_CHANGES};
 use super::rules::{Check, Rules};
 use crate::app::{App, AppError};
 use crate::audit::Record;
@@ -65,10 +66,6 @@ impl Watcher {
         }
     }
 
-    pub fn rules(&self) -> &Rules {
-        &self.rules
-    }
-
     /// One pass: every audit record not yet watched, then the verification counts.
     pub async fn pass(&self) -> Result<Pass, AppError> {
         let (mut records, mut alerts) = (0, Vec::new());
@@ -114,11 +111,7 @@ impl Watcher {
             .await?;
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             self.remember(cursor);
-            return Ok(Pass::Watched {
-                records: 0,
-                up_to: cursor,
-                alerts: Vec::new(),
-            });
+            return Ok(watched_nothing(cursor));
         };
         let first_at = parse_time(&first.at).unwrap_or_else(time_util::now);
         let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner()).take();
