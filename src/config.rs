@@ -54,6 +54,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How long a console session may stay idle before it ends (SPEC §10 "People").
     pub console_idle_minutes: u64,
+    /// The alert rules file (`ELICENCE_ALERT_RULES`); None: the shipped rules.
+    pub alert_rules: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +163,7 @@ struct FileSettings {
     verify_cache_seconds: Option<u64>,
     trusted_proxies: Option<String>,
     console_idle_minutes: Option<u64>,
+    alert_rules: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -383,6 +386,11 @@ impl Settings {
             verify_cache_seconds,
             trusted_proxies,
             console_idle_minutes,
+            alert_rules: pick(
+                "ELICENCE_ALERT_RULES",
+                from_file.alert_rules.map(|p| p.display().to_string()),
+            )
+            .map(PathBuf::from),
         })
     }
 }
@@ -409,7 +417,9 @@ const SECRET_KEYS: [&str; 3] = ["library_secret", "supervision_secret", "databas
 /// password, and serde's names the value it found where another type belongs, so the secret
 /// keys' values are masked out of it.
 fn parse_file(text: &str) -> Result<FileSettings, String> {
-    let table: toml::Table = text.parse().map_err(|e| describe(text, &e, &[]))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| describe_toml_error(text, &e, &[]))?;
     let secrets: Vec<String> = SECRET_KEYS
         .iter()
         .filter_map(|key| table.get(*key))
@@ -419,10 +429,12 @@ fn parse_file(text: &str) -> Result<FileSettings, String> {
         })
         .filter(|secret| !secret.is_empty())
         .collect();
-    toml::from_str(text).map_err(|e| describe(text, &e, &secrets))
+    toml::from_str(text).map_err(|e| describe_toml_error(text, &e, &secrets))
 }
 
-fn describe(text: &str, e: &toml::de::Error, secrets: &[String]) -> String {
+/// A TOML file's error as a line, column and reason, with `secrets` masked out of the reason
+/// (the settings file and the alert rules file).
+pub fn describe_toml_error(text: &str, e: &toml::de::Error, secrets: &[String]) -> String {
     let mut reason = e.message().trim().to_string();
     for secret in secrets {
         reason = reason.replace(secret.as_str(), "***");
@@ -431,9 +443,26 @@ fn describe(text: &str, e: &toml::de::Error, secrets: &[String]) -> String {
         return reason;
     };
     let before = text.get(..span.start).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    format!("line {line}, column {column}: {reason}")
+    let line = line_of(text, span.start);
+    let line_start = before.rsplit('\n').next().unwrap_or("");
+    let column = line_start.chars().count() + 1;
+    // A wrong value's message names the type, not the key: name the key written before it.
+    match line_start.split_once('=').map(|(key, _)| key.trim()) {
+        Some(key)
+            if !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) =>
+        {
+            format!("line {line}, column {column}: {key}: {reason}")
+        }
+        _ => format!("line {line}, column {column}: {reason}"),
+    }
+}
+
+/// The line (from 1) of `text` that byte `offset` lies on.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
 
 #[cfg(test)]

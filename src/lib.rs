@@ -5,6 +5,7 @@
 //! input → validate (`licence`) → licence version → sign (`signing`) → store (`store`).
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod batch;

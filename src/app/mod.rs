@@ -6,6 +6,7 @@
 //!
 //! Data flows one way: input → validate → licence version → sign → store (→ render, publish).
 
+mod alerts;
 mod dashboard;
 pub mod health;
 mod jobs;

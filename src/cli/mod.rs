@@ -53,6 +53,7 @@ fn write_line(out: &mut impl std::io::Write, line: std::fmt::Arguments) -> std::
     out.flush()
 }
 
+mod alerts;
 mod bench;
 mod convert;
 mod directory;
@@ -61,6 +62,7 @@ mod licence;
 mod staff;
 mod verify;
 
+pub use alerts::AlertsCommand;
 pub use bench::BenchCommand;
 pub use convert::{ConvertArgs, SampleBatchArgs};
 pub use directory::DirectoryCommand;
@@ -88,7 +90,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP service (and the push worker when a library URL is configured).
+    /// Run the HTTP service, the alert watcher (and the push worker when a library URL is
+    /// configured).
     Serve {
         /// Public verifications allowed per client address per minute (0: no limit).
         #[arg(long, default_value_t = 600)]
@@ -129,6 +132,9 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Alerts from the rules of electronic supervision (电子监察): the rules, one pass now.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Print the OpenAPI 3 document of the HTTP API (also served at /api/v1/openapi.json).
     Openapi,
     /// Benchmarks: throughput and latency percentiles with the core count.
@@ -223,6 +229,14 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         Command::Audit(command) => {
             let app = open(settings).await?;
             closing(&app, staff::audit(&app, command, json).await).await
+        }
+        Command::Alerts(AlertsCommand::Rules) => {
+            alerts::rules(&alerts::load_rules(&settings)?, json)
+        }
+        Command::Alerts(AlertsCommand::Check) => {
+            let rules = alerts::load_rules(&settings)?;
+            let app = open(settings).await?;
+            closing(&app, alerts::check(app.clone(), rules, json).await).await
         }
     }
 }

@@ -157,6 +157,9 @@ async fn count_requests(
 /// Runs the service on the configured address until Ctrl-C or SIGTERM, then finishes the
 /// requests in flight.
 pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
+    // A broken rules file stops the start: supervision must not be silently off.
+    let alert_rules = crate::alerts::Rules::load(app.settings.alert_rules.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let listen = app.settings.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
@@ -182,6 +185,8 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let jobs = tokio::spawn(crate::batch::job::supervise(app.clone(), stop.subscribe()));
     let held_audit = tokio::spawn(append_held_audit(app.clone(), stop.subscribe()));
     let keys = tokio::spawn(app.clone().watch_keys(stop.subscribe()));
+    let alerts = crate::alerts::Watcher::new(app.clone(), alert_rules);
+    let alerts = tokio::spawn(alerts.run(stop.subscribe()));
     let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
@@ -190,6 +195,7 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let _ = jobs.await;
     let _ = held_audit.await;
     let _ = keys.await;
+    let _ = alerts.await;
     for pusher in [pusher, supervision].into_iter().flatten() {
         let _ = pusher.await;
     }

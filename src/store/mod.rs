@@ -11,16 +11,18 @@
 //!
 //! One file per aggregate: `licences`, `versions` and `events` (the licence tables), `audit`,
 //! `directory`, `reservations`, `tokens`, `push`, `signers`, `register`, `batches`, `staff`,
-//! `sessions` (console sign-in) and `figures` (the dashboard's counts). This file
-//! holds what they share: the [`Store`] handle (open, pools, write transactions), [`StoreError`]
-//! and the multi-row `placeholders` helper; the public types are re-exported here, so callers
-//! name them `crate::store::LicenceRow` whatever file they live in.
+//! `sessions` (console sign-in), `figures` (the dashboard's counts) and `alerts` (what the alert
+//! watcher reads and appends). This file holds what they share: the [`Store`] handle (open,
+//! pools, write transactions), [`StoreError`] and the multi-row `placeholders` helper; the public
+//! types are re-exported here, so callers name them `crate::store::LicenceRow` whatever file they
+//! live in.
 
 use std::path::Path;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+mod alerts;
 mod audit;
 mod batch_state;
 mod batches;

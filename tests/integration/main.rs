@@ -3,6 +3,7 @@
 
 mod common;
 
+mod alerts;
 mod batch;
 mod browser;
 mod city_library;

@@ -154,6 +154,8 @@ pub async fn view(
             a href=(format!("/console/audit?{}", join(&filters.query(0), "check=1"))) { "校验审计链" }
             " · "
             a href=(format!("/console/audit/export.csv?{}", filters.query(0))) download { "导出筛选结果（CSV）" }
+            " · "
+            a href="/console/audit/alerts" { "警报" }
         }
         div class="table-wrap" {
             table {

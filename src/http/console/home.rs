@@ -21,6 +21,16 @@ pub async fn page_of(State(state): State<SharedState>, Signed(session): Signed) 
     } else {
         None
     };
+    // Alerts of the last day, for those who watch (a count over a day's records, found by seq).
+    let alerts = if may(&session, Action::ReadAudit) {
+        let since = crate::time_util::now() - time::Duration::days(1);
+        match state.app.alerts_since(&session.actor, since).await {
+            Ok(alerts) => Some(alerts),
+            Err(e) => return error_page(&e, Some(&session)),
+        }
+    } else {
+        None
+    };
     let writes = state.app.write_health.readiness();
     let body = html! {
         h1 { "工作台" }
@@ -30,6 +40,13 @@ pub async fn page_of(State(state): State<SharedState>, Signed(session): Signed) 
             ul {
                 @if !writes.ready {
                     li class="message error" { "系统暂时不能写入，签发和转换会失败，请联系管理员。" }
+                }
+                @if let Some(alerts) = alerts {
+                    @if alerts > 0 {
+                        li class="message error" { a href="/console/audit/alerts" { "最近 24 小时有 " (alerts) " 条警报" } "，请查看。" }
+                    } @else {
+                        li { "最近 24 小时没有警报。" }
+                    }
                 }
                 @if let Some(figures) = &figures {
                     @if figures.expiring_soon > 0 {

@@ -8,6 +8,7 @@
 //! Policy (nothing from other hosts, no inline script) and pages that are never cached.
 
 mod admin;
+mod alerts;
 mod audit;
 mod batch_upload;
 mod batches;
@@ -65,6 +66,7 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
         .route("/console/admin/keys/revoke", post(admin::revoke_key))
         .route("/console/audit", get(audit::view))
         .route("/console/audit/export.csv", get(audit::export))
+        .route("/console/audit/alerts", get(alerts::list))
         .route("/console/licences", get(licences::search))
         .route("/console/licences/{id}", get(licences::detail))
         .route("/console/licences/{id}/pdf", get(licences::pdf))

@@ -1,6 +1,7 @@
 //! The console's Chinese words in one place: roles, statuses, events and what each error code
 //! means to a clerk. Pages take their wording from here rather than writing their own.
 
+use crate::alerts::{AlertDetail, Kind, Per};
 use crate::app::signin::SignInRefusal;
 use crate::app::{AppError, Role};
 use crate::batch::{BatchState, RowOutcome};
@@ -147,6 +148,49 @@ pub fn sign_in_refusal(refusal: &SignInRefusal) -> String {
 /// error's code); the service's own detail follows it on the page.
 pub fn error(error: &AppError) -> &'static str {
     crate::messages::error_zh(error.code())
+}
+
+/// An alert rule's kind, as a supervisor names it.
+pub fn alert_rule(kind: Option<Kind>, per: Option<Per>) -> &'static str {
+    match (kind, per) {
+        (Some(Kind::RevocationOutsideHours), _) => "非工作时间注销证照",
+        (Some(Kind::ChangesByOneActor), _) => "一人短时间内大量注销或变更",
+        (Some(Kind::RefusedAttempts), Some(Per::Address)) => "同一地址反复被拒绝",
+        (Some(Kind::RefusedAttempts), _) => "同一令牌或账号反复被拒绝",
+        (Some(Kind::RevokedSoonAfterIssue), _) => "签发后不久即注销",
+        (Some(Kind::VerificationBurst), _) => "单个证照核验次数激增",
+        (None, _) => "警报",
+    }
+}
+
+/// What an alert found, in a sentence with its figures.
+pub fn alert_figures(d: &AlertDetail) -> String {
+    let count = d.count.unwrap_or_default();
+    let more_than = d.more_than.unwrap_or_default();
+    let window = d.window_minutes.unwrap_or_default();
+    match d.kind {
+        Some(Kind::RevocationOutsideHours) => format!(
+            "{} 注销证照 {}，不在工作时间内",
+            date_time(&d.at),
+            d.licence.as_deref().unwrap_or("")
+        ),
+        Some(Kind::ChangesByOneActor) => {
+            format!("{window} 分钟内注销或变更 {count} 次（超过 {more_than} 次即报警）")
+        }
+        Some(Kind::RefusedAttempts) => {
+            format!("{window} 分钟内被拒绝 {count} 次（超过 {more_than} 次即报警）")
+        }
+        Some(Kind::RevokedSoonAfterIssue) => format!(
+            "签发后 {} 分钟即由 {} 注销（{} 分钟内注销即报警）",
+            d.minutes_after_issue.unwrap_or_default(),
+            actor(d.actor.as_deref().unwrap_or("")),
+            d.within_minutes.unwrap_or_default()
+        ),
+        Some(Kind::VerificationBurst) => {
+            format!("{window} 分钟内被公开核验 {count} 次（超过 {more_than} 次即报警）")
+        }
+        None => String::new(),
+    }
 }
 
 /// `2026-12-02T20:15:00Z` as 2026年12月2日 20:15 (China Standard Time, as clerks read clocks).
