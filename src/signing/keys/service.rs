@@ -1,0 +1,124 @@
+//! The service's own keys under the root (SPEC §5): one per purpose other than licences — the
+//! supervision key that signs audit checkpoints (SPEC §15). Kept as `keys/{purpose}.key.pem` and
+//! `keys/{purpose}.crt.pem`, not in the register: they belong to the service, not a department.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::SigningKey;
+use rcgen::{DistinguishedName, DnType};
+
+use super::{file_error, issue_under_root, read, write_new_file, KeyError, KeyRing};
+use crate::signing::cert::{kid_of, pem_der, Purpose};
+
+/// A certificate of the service itself under the root, for one purpose other than licences.
+pub(super) struct ServiceCert {
+    pub(super) purpose: Purpose,
+    pub(super) kid: [u8; 8],
+    /// The subject's organisation: who holds the key.
+    pub(super) holder: String,
+    pub(super) certificate: String,
+}
+
+/// The purposes the service holds a key of its own for, kept as `keys/{purpose}.key.pem` and
+/// `keys/{purpose}.crt.pem`.
+const SERVICE_PURPOSES: [Purpose; 1] = [Purpose::Supervision];
+
+fn service_paths(dir: &Path, purpose: Purpose) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{}.crt.pem", purpose.as_str())),
+        dir.join(format!("{}.key.pem", purpose.as_str())),
+    )
+}
+
+/// The service keys installed under `dir`.
+pub(super) fn installed(dir: &Path) -> Result<Vec<ServiceCert>, KeyError> {
+    let mut services = Vec::new();
+    for purpose in SERVICE_PURPOSES {
+        let (cert_path, _) = service_paths(dir, purpose);
+        if cert_path.exists() {
+            services.push(read_service_cert(&cert_path, purpose)?);
+        }
+    }
+    Ok(services)
+}
+
+impl KeyRing {
+    /// Makes the service's key for `purpose` under the root when there is none and the root's
+    /// private key is here to sign it (a development deployment; elsewhere the county's CA issues
+    /// it and the operator installs both files). Returns whether it made one. Two processes
+    /// starting at once cannot leave a mismatched pair: each file is linked into place only if
+    /// absent, the private key first.
+    pub fn ensure_service_key(dir: &Path, purpose: Purpose) -> Result<bool, KeyError> {
+        let (cert_path, key_path) = service_paths(dir, purpose);
+        if key_path.exists() || !dir.join("root.key.pem").exists() {
+            return Ok(false);
+        }
+        let root = pem_der(&read(&dir.join("root.crt.pem"))?)
+            .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
+        let holder = subject_organisation(&root).unwrap_or_default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, "CN");
+        dn.push(DnType::OrganizationName, holder.as_str());
+        dn.push(DnType::CommonName, format!("{holder} 电子监察数据签名"));
+        let (cert, key) = issue_under_root(dir, dn, purpose)?;
+        if !write_new(&key_path, &key.serialize_pem(), 0o600)? {
+            return Ok(false);
+        }
+        write_new(&cert_path, &cert.pem(), 0o644)?;
+        Ok(true)
+    }
+
+    /// The private key of the service's `purpose` key, and its kid; a clear error naming the file
+    /// when it is missing or unusable (never its content).
+    pub fn service_signing_key(
+        dir: &Path,
+        purpose: Purpose,
+    ) -> Result<(SigningKey, [u8; 8]), KeyError> {
+        let (cert_path, key_path) = service_paths(dir, purpose);
+        let cert = read_service_cert(&cert_path, purpose)?;
+        let pem = read(&key_path)?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|_| file_error(&key_path, "not a PKCS#8 Ed25519 private key"))?;
+        let public = pem_der(&cert.certificate).map_err(|e| file_error(&cert_path, e))?;
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(&public).map_err(|e| file_error(&cert_path, e))?;
+        if parsed.public_key().subject_public_key.data.as_ref() != key.verifying_key().as_bytes() {
+            return Err(file_error(&key_path, "does not match its certificate"));
+        }
+        Ok((key, cert.kid))
+    }
+}
+
+fn read_service_cert(path: &Path, purpose: Purpose) -> Result<ServiceCert, KeyError> {
+    let certificate = read(path)?;
+    let der = pem_der(&certificate).map_err(|e| file_error(path, e))?;
+    Ok(ServiceCert {
+        purpose,
+        kid: kid_of(&der),
+        holder: subject_organisation(&der).unwrap_or_default(),
+        certificate,
+    })
+}
+
+/// The organizationName of a certificate's subject.
+fn subject_organisation(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let name = cert.subject().iter_organization().next()?.as_str().ok()?;
+    Some(name.to_string())
+}
+
+/// Writes `text` to `path` only if no file is there (false: another process wrote it first),
+/// through a temporary file of its own linked into place, so the file is whole or absent.
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<bool, KeyError> {
+    let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
+    write_new_file(&tmp, text.as_bytes(), mode)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(file_error(path, e)),
+    }
+}
