@@ -26,3 +26,4 @@ pub mod sync;
 pub mod time_util;
 pub mod verify;
 pub mod verify_cache;
+pub mod verify_tally;

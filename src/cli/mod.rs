@@ -59,6 +59,7 @@ mod directory;
 mod keys;
 mod licence;
 mod staff;
+mod supervision;
 mod verify;
 
 pub use bench::BenchCommand;
@@ -67,6 +68,7 @@ pub use directory::DirectoryCommand;
 pub use keys::{KeysCommand, StatusListCommand, TrustCommand};
 pub use licence::{IssueArgs, LicenceCommand};
 pub use staff::{AuditCommand, RegisterCommand, StaffCommand, TokenCommand};
+pub use supervision::SupervisionCommand;
 pub use verify::VerifyArgs;
 
 #[derive(Debug, Parser)]
@@ -129,6 +131,9 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Supervision figures (电子监察): what each department did, day by day.
+    #[command(subcommand)]
+    Supervision(SupervisionCommand),
     /// Print the OpenAPI 3 document of the HTTP API (also served at /api/v1/openapi.json).
     Openapi,
     /// Benchmarks: throughput and latency percentiles with the core count.
@@ -223,6 +228,10 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         Command::Audit(command) => {
             let app = open(settings).await?;
             closing(&app, staff::audit(&app, command, json).await).await
+        }
+        Command::Supervision(command) => {
+            let app = open(settings).await?;
+            closing(&app, supervision::run(&app, &actor, command, json).await).await
         }
     }
 }

@@ -11,7 +11,8 @@
 //!
 //! One file per aggregate: `licences`, `versions` and `events` (the licence tables), `audit`,
 //! `directory`, `reservations`, `tokens`, `push`, `signers`, `register`, `batches`, `staff`,
-//! `sessions` (console sign-in) and `figures` (the dashboard's counts). This file
+//! `sessions` (console sign-in), `figures` (the dashboard's counts) and `summary` (the
+//! supervision figures). This file
 //! holds what they share: the [`Store`] handle (open, pools, write transactions), [`StoreError`]
 //! and the multi-row `placeholders` helper; the public types are re-exported here, so callers
 //! name them `crate::store::LicenceRow` whatever file they live in.
@@ -35,6 +36,7 @@ mod search;
 mod sessions;
 mod signers;
 mod staff;
+mod summary;
 mod tokens;
 mod versions;
 
@@ -48,6 +50,7 @@ pub use search::{LicenceMatch, LicenceQuery};
 pub use sessions::{Credentials, NewSession, SessionRow};
 pub use signers::{Revocation, WhenActive};
 pub use staff::{NewStaff, StaffRow};
+pub use summary::{ConversionTimes, FigureRange, HourCount, RejectedCount};
 pub use tokens::{TokenListing, TokenRow};
 pub use versions::{decode_full_record, StatusEntry, StoredVersion};
 
