@@ -26,5 +26,6 @@ mod push;
 mod register;
 mod renewals;
 mod staff;
+mod supervision_summary;
 mod uploads;
 mod verification;
