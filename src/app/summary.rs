@@ -91,19 +91,37 @@ pub struct ConversionSeconds {
     pub p95: i64,
 }
 
-/// The figures being gathered: per (day, department), with the conversion times as a
-/// histogram (seconds → licences) until the percentiles are taken.
+/// Conversion times: seconds → licences.
+type Histogram = BTreeMap<i64, i64>;
+
+/// One department's figures of one day (or of the range) being gathered, with the conversion
+/// times as a histogram until the percentiles are taken.
+#[derive(Default)]
+struct Cell {
+    figures: Figures,
+    times: Histogram,
+}
+
+impl Cell {
+    /// The figures, named and with their percentiles.
+    fn finish(self, department: Option<String>, names: &BTreeMap<String, String>) -> Figures {
+        Figures {
+            department_name: department.as_ref().and_then(|d| names.get(d)).cloned(),
+            department,
+            conversion_seconds: percentiles(&self.times),
+            ..self.figures
+        }
+    }
+}
+
+/// The figures being gathered, per (day, department).
 #[derive(Default)]
 struct Gathered {
-    cells: BTreeMap<(Date, Option<String>), (Figures, BTreeMap<i64, i64>)>,
+    cells: BTreeMap<(Date, Option<String>), Cell>,
 }
 
 impl Gathered {
-    fn cell(
-        &mut self,
-        day: Date,
-        department: Option<String>,
-    ) -> &mut (Figures, BTreeMap<i64, i64>) {
+    fn cell(&mut self, day: Date, department: Option<String>) -> &mut Cell {
         self.cells.entry((day, department)).or_default()
     }
 
@@ -112,43 +130,36 @@ impl Gathered {
             let Some(day) = cst_day_of_hour(&c.hour) else {
                 continue;
             };
-            add(&mut self.cell(day, c.department).0, &c.what, c.count);
+            add(&mut self.cell(day, c.department).figures, &c.what, c.count);
         }
     }
 
     /// The days in order, and each department's totals over them.
     fn finish(self, names: &BTreeMap<String, String>) -> (Vec<Figures>, Vec<Figures>) {
-        let name = |d: &Option<String>| d.as_ref().and_then(|d| names.get(d)).cloned();
-        let mut totals: BTreeMap<Option<String>, (Figures, BTreeMap<i64, i64>)> = BTreeMap::new();
+        let mut totals: BTreeMap<Option<String>, Cell> = BTreeMap::new();
         let mut days = Vec::with_capacity(self.cells.len());
-        for ((day, department), (mut figures, times)) in self.cells {
+        for ((day, department), cell) in self.cells {
             let total = totals.entry(department.clone()).or_default();
-            total.0.add(&figures);
-            for (seconds, n) in &times {
-                *total.1.entry(*seconds).or_default() += n;
+            total.figures.add(&cell.figures);
+            for (seconds, n) in &cell.times {
+                *total.times.entry(*seconds).or_default() += n;
             }
-            figures.date = Some(time_util::format_date(day));
-            figures.department_name = name(&department);
-            figures.department = department;
-            figures.conversion_seconds = percentiles(&times);
-            days.push(figures);
+            days.push(Figures {
+                date: Some(time_util::format_date(day)),
+                ..cell.finish(department, names)
+            });
         }
         let totals = totals
             .into_iter()
-            .map(|(department, (mut figures, times))| {
-                figures.department_name = name(&department);
-                figures.department = department;
-                figures.conversion_seconds = percentiles(&times);
-                figures
-            })
+            .map(|(department, cell)| cell.finish(department, names))
             .collect();
         (days, totals)
     }
 }
 
 impl Figures {
-    /// Adds `other`'s counts to these (not its conversion times: they are a histogram's).
-    fn add(&mut self, other: &Figures) {
+    /// Adds `other`'s counts to these (not its conversion times: percentiles do not add).
+    pub fn add(&mut self, other: &Figures) {
         self.converted += other.converted;
         self.issued += other.issued;
         self.amended += other.amended;
@@ -181,7 +192,7 @@ impl Figures {
 }
 
 /// Nearest-rank median and 95th percentile of a histogram (seconds → licences).
-fn percentiles(times: &BTreeMap<i64, i64>) -> Option<ConversionSeconds> {
+fn percentiles(times: &Histogram) -> Option<ConversionSeconds> {
     let licences: i64 = times.values().sum();
     if licences == 0 {
         return None;
@@ -216,40 +227,48 @@ fn parse_instant(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
+/// A refusal of a summary's parameter, said in both languages (the API answers in the caller's,
+/// the console in Chinese); the English starts with the field's name.
+fn refused(en: String, zh: String) -> AppError {
+    AppError::Explained(crate::messages::Said { en, zh })
+}
+
 /// A day a summary's range names, or the field's error.
-fn parse_day(text: Option<&str>, field: &str) -> Result<Option<Date>> {
+fn parse_day(text: Option<&str>, field: &str, label: &str) -> Result<Option<Date>> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
     time_util::parse_date(text).map(Some).ok_or_else(|| {
-        AppError::BadInput(format!(
-            "{field}: {:?} is not a date written YYYY-MM-DD",
-            text.chars().take(40).collect::<String>()
-        ))
+        let shown: String = text.chars().take(40).collect();
+        refused(
+            format!("{field}: {shown:?} is not a date written YYYY-MM-DD"),
+            format!("{label}“{shown}”不是日期，请按 年-月-日 填写，例如 2026-03-01"),
+        )
     })
 }
 
 /// The days a summary covers: both given, or the last [`DEFAULT_SUMMARY_DAYS`] up to `to`
 /// (today when absent), at most [`MAX_SUMMARY_DAYS`].
 pub fn summary_range(from: Option<&str>, to: Option<&str>) -> Result<(Date, Date)> {
-    let from = parse_day(from, "from")?;
-    let to = parse_day(to, "to")?.unwrap_or_else(time_util::today_cst);
+    let from = parse_day(from, "from", "起始日期")?;
+    let to = parse_day(to, "to", "截止日期")?.unwrap_or_else(time_util::today_cst);
     let from = from.unwrap_or(to - Duration::days(DEFAULT_SUMMARY_DAYS - 1));
+    let (first, last) = (time_util::format_date(from), time_util::format_date(to));
     if to < from {
-        return Err(AppError::BadInput(format!(
-            "to: {} is before from {}",
-            time_util::format_date(to),
-            time_util::format_date(from)
-        )));
+        return Err(refused(
+            format!("to: {last} is before from {first}"),
+            format!("截止日期 {last} 早于起始日期 {first}"),
+        ));
     }
     let days = (to - from).whole_days() + 1;
     if days > MAX_SUMMARY_DAYS {
-        return Err(AppError::BadInput(format!(
-            "to: the range from {} to {} is {days} days; at most {MAX_SUMMARY_DAYS} are summarised \
-             at once",
-            time_util::format_date(from),
-            time_util::format_date(to)
-        )));
+        return Err(refused(
+            format!(
+                "to: the range from {first} to {last} is {days} days; at most {MAX_SUMMARY_DAYS} \
+                 are summarised at once"
+            ),
+            format!("{first} 至 {last} 共 {days} 天，一次最多统计 {MAX_SUMMARY_DAYS} 天"),
+        ));
     }
     Ok((from, to))
 }
@@ -287,11 +306,17 @@ impl App {
 
     /// A department the summary may be asked for: a USCC that issues licences in the directory.
     fn issuing_department(&self, text: &str) -> Result<Uscc> {
-        let uscc = Uscc::parse(text).map_err(|e| AppError::BadInput(format!("department: {e}")))?;
+        let uscc = Uscc::parse(text).map_err(|e| {
+            refused(
+                format!("department: {e}"),
+                format!("部门：{}", crate::messages::id_zh(&e)),
+            )
+        })?;
         if !self.directory.issuers().iter().any(|i| i.uscc == uscc) {
-            return Err(AppError::BadInput(format!(
-                "department: {uscc} issues no licence type in the directory"
-            )));
+            return Err(refused(
+                format!("department: {uscc} issues no licence type in the directory"),
+                format!("部门：{uscc} 不是证照目录中的发证部门"),
+            ));
         }
         Ok(uscc)
     }
@@ -327,7 +352,7 @@ impl App {
             let day = time_util::date_in_cst(issued);
             *gathered
                 .cell(day, Some(t.department))
-                .1
+                .times
                 .entry(seconds)
                 .or_default() += t.count;
         }
@@ -365,7 +390,7 @@ impl App {
             let Some(day) = cst_day_of_hour(&r.hour) else {
                 continue;
             };
-            let figures = &mut gathered.cell(day, department).0;
+            let figures = &mut gathered.cell(day, department).figures;
             figures.rejected_rows += r.count;
             let codes = r.codes.as_deref().unwrap_or(UNRECORDED_REASON);
             for code in codes.split(',') {

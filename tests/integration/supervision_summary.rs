@@ -363,3 +363,70 @@ async fn the_days_figures_enter_the_audit_trail_once_whichever_instance_records_
         .first_break
         .is_none());
 }
+
+#[tokio::test]
+async fn the_supervision_page_shows_the_figures_as_charts_and_a_table() {
+    use crate::console_signin::{account, first_sign_in, Person};
+    let s = TestServer::start().await;
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let issued: Value = s
+        .issue(&clerk, FOOD, "SJ-PAGE-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        verify(&s, issued["qr_text"].as_str().unwrap()).await;
+    }
+    s.t.app.flush_verification_counts().await.unwrap();
+    let dir = batch_with_a_missing_scan(&s.t.app, s.t.dir.path(), 2);
+    convert_as_clerk_of(&s.t.app, MARKET_BUREAU, &dir).await;
+
+    let one_time = account(&s, "qian.jc", &[Role::Supervisor]).await;
+    let mut supervisor = Person::new(&s);
+    first_sign_in(&mut supervisor, "qian.jc", &one_time).await;
+    let (status, page, _) = supervisor.get("/console/audit").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    assert!(
+        page.contains("监察数据") && page.contains("各部门合计"),
+        "{page}"
+    );
+    // Three charts, drawn on the server: the kinds of change, the rejections, the verifications.
+    let charts: Vec<&str> = page.split("<div class=\"svg\"><svg ").skip(1).collect();
+    assert_eq!(charts.len(), 3, "{page}");
+    assert!(
+        charts.iter().all(|c| c.contains("<rect")),
+        "every chart has bars: {page}"
+    );
+    assert!(
+        page.contains("批次中无此扫描件"),
+        "the rejection reason in Chinese: {page}"
+    );
+    assert!(!page.contains("<script>"), "no inline script");
+    // The table: the bureau's row — converted 1, issued 1, one rejected row, 3 verifications.
+    let row = page
+        .split("<th scope=\"row\">示范县市场监督管理局</th>")
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .unwrap_or_else(|| panic!("the bureau's row: {page}"));
+    let cells: Vec<&str> = row
+        .split("<td>")
+        .skip(1)
+        .map(|c| c.split("</td>").next().unwrap())
+        .collect();
+    assert_eq!(
+        &cells[..10],
+        ["1", "1", "0", "0", "0", "0", "0", "1", "0", "3"]
+    );
+    assert!(
+        cells[10].contains(" / "),
+        "median / p95 of the conversion: {row}"
+    );
+    // A department's supervisor has no department to choose; a bad date is said in Chinese,
+    // and the trail is still shown.
+    assert!(!page.contains("name=\"department\""), "{page}");
+    let (status, page, _) = supervisor.get("/console/audit?from=2026-02-30").await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(page.contains("起始日期“2026-02-30”不是日期"), "{page}");
+    assert!(page.contains("审计记录"), "{page}");
+}

@@ -11,6 +11,7 @@ mod admin;
 mod audit;
 mod batch_upload;
 mod batches;
+mod figures;
 mod home;
 mod layout;
 mod licence_actions;
