@@ -116,7 +116,6 @@ pub async fn view(
         Ok(filter) => filter,
         Err(e) => return error_page(&e, Some(&session)),
     };
-    let figures = figures::section(&state, &session, &range).await;
     let records = match state
         .app
         .audit_records(&session.actor, &filter, filters.after, PAGE)
@@ -125,6 +124,8 @@ pub async fn view(
         Ok(records) => records,
         Err(e) => return error_page(&e, Some(&session)),
     };
+    // After the trail's own permission check: one refusal is audited once, not twice.
+    let figures = figures::section(&state, &session, &range).await;
     let chain = if filters.check == "1" {
         match state.app.verify_audit_chain(&session.actor).await {
             Ok(report) => Some(report),
