@@ -206,8 +206,12 @@ pub async fn verify_http(
     let texts = Arc::new(texts);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/api/v1/verify", listener.local_addr()?);
+    let app = Arc::new(app);
+    // As in `serve`: verifications are counted in memory and stored every few seconds.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let figures = tokio::spawn(app.clone().keep_figures(stopped));
     let router = crate::http::router(
-        Arc::new(app),
+        app,
         crate::http::HttpOptions {
             verify_per_minute: None,
             ..Default::default()
@@ -270,6 +274,8 @@ pub async fn verify_http(
         started.elapsed(),
     );
     server.abort();
+    let _ = stop.send(true);
+    let _ = figures.await;
     Ok(report)
 }
 

@@ -28,3 +28,4 @@ pub mod sync;
 pub mod time_util;
 pub mod verify;
 pub mod verify_cache;
+pub mod verify_tally;

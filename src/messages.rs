@@ -184,6 +184,45 @@ pub enum ScanProblem {
 }
 
 impl Reason {
+    /// The reason's stable code, as the supervision figures count rejected rows by (SPEC §15):
+    /// what was wrong, without the values that made it so.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Empty => "empty",
+            Reason::TooLong { .. } => "too_long",
+            Reason::ControlCharacter(_) => "control_character",
+            Reason::NotText(_) => "not_text",
+            Reason::NotWholeNumber(_) => "not_whole_number",
+            Reason::NotOneOf { .. } => "not_one_of",
+            Reason::NotADate(_) => "not_a_date",
+            Reason::Required { .. } => "required",
+            Reason::NoSuchField { .. } => "no_such_field",
+            Reason::UntilBeforeFrom { .. } => "until_before_from",
+            Reason::AlreadyExpired { .. } => "already_expired",
+            Reason::StockNumberMissing => "stock_number_missing",
+            Reason::StockStartMissing => "stock_start_missing",
+            Reason::Rule(_) => "rule",
+            Reason::PersonHolder(_) | Reason::OrganisationHolder(_) => "holder_id",
+            Reason::Identifier(_) => "identifier",
+            Reason::Unprintable(_) => "unprintable",
+            Reason::CellCount { .. } => "cell_count",
+            Reason::NotAFieldOf { .. } => "not_a_field",
+            Reason::RepeatedInBatch { .. } => "repeated_in_batch",
+            Reason::Refused { code, .. } => code,
+            Reason::Scan { problem, .. } => problem.code(),
+            Reason::FileUnreadable(_) => "file_unreadable",
+            Reason::HeaderUnreadable(_) => "header_unreadable",
+            Reason::EmptyManifest => "empty_manifest",
+            Reason::ColumnTwice(_) => "column_twice",
+            Reason::ColumnMissing { .. } => "column_missing",
+            Reason::ColumnUnknown(_) => "column_unknown",
+            Reason::RowTooLong { .. } => "row_too_long",
+            Reason::TooManyRows { .. } => "too_many_rows",
+            Reason::NothingIssued { .. } => "nothing_issued",
+            Reason::Interrupted => "interrupted",
+        }
+    }
+
     pub fn say(&self, lang: Lang) -> String {
         match lang {
             Lang::En => self.en(),
@@ -377,6 +416,23 @@ impl Reason {
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.en())
+    }
+}
+
+impl ScanProblem {
+    fn code(&self) -> &'static str {
+        match self {
+            ScanProblem::Missing => "scan_missing",
+            ScanProblem::ClimbsOut
+            | ScanProblem::Absolute
+            | ScanProblem::Link
+            | ScanProblem::LeadsOut => "scan_path",
+            ScanProblem::NotInBatch => "scan_not_in_batch",
+            ScanProblem::NotAFile => "scan_not_a_file",
+            ScanProblem::TooLarge { .. } => "scan_too_large",
+            ScanProblem::Unreadable(_) => "scan_unreadable",
+            ScanProblem::NotAnImage => "scan_not_an_image",
+        }
     }
 }
 

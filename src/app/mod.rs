@@ -1,8 +1,9 @@
 //! The application: settings, store, directory and keys put together, and every operation the CLI
 //! and the HTTP API offer — one function per operation, so both call the same code. The
 //! operations live by job: `licences` (issue, change, read, PDF), `verification` (trust, status
-//! lists, online verification), `tokens` (API tokens and the audit trail); `permissions` is the
-//! one check of who may do what that every operation asks.
+//! lists, online verification), `tokens` (API tokens and the audit trail), `summary` (the
+//! supervision figures); `permissions` is the one check of who may do what that every operation
+//! asks.
 //!
 //! Data flows one way: input → validate → licence version → sign → store (→ render, publish).
 
@@ -17,6 +18,7 @@ mod register;
 mod signers;
 pub mod signin;
 mod staff;
+mod summary;
 mod tokens;
 mod verification;
 mod views;
@@ -26,6 +28,10 @@ pub use permissions::{Action, Scope};
 pub use reading::{LicenceSearch, LicenceSummary, SearchPage};
 pub use register::{VerifyBaseChange, EXISTING_VERSIONS_KEEP_THEIR_ADDRESS};
 pub use staff::CreatedStaff;
+pub use summary::{
+    summary_range, ConversionSeconds, Figures, Summary, DAILY_FIGURES_ACTION, MAX_SUMMARY_DAYS,
+    UNRECORDED_REASON,
+};
 pub use views::{
     Amendment, BatchStatus, DirectoryListing, EventView, HolderView, Issued, LicenceView, Renewal,
     VersionView, DEFAULT_PAGE_LIMIT,
@@ -179,6 +185,8 @@ pub struct App {
     /// The trust list as verification uses it, rebuilt whenever the keys change.
     trust: RwLock<Arc<TrustStore>>,
     verify_cache: VerifyCache,
+    /// Public verifications counted since they were last added to the store.
+    verify_tally: crate::verify_tally::VerifyTally,
     /// Conversion jobs started by this process, and how many may run at once.
     pub jobs: jobs::JobSlots,
     /// Whether writes work, and the audit records held while they do not.
@@ -232,6 +240,7 @@ impl App {
             directory_version,
             renderer,
             verify_cache,
+            verify_tally: Default::default(),
             jobs,
             write_health: health::WriteHealth::default(),
             keys: RwLock::new(keys),

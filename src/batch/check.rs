@@ -43,7 +43,23 @@ pub(super) struct Checker<'a> {
     clock: &'a Arc<Clock>,
 }
 
-type RowError = (String, Said);
+/// Why a row is rejected: its column (several, comma-separated), the reason in both languages,
+/// and the reason's code (several, comma-separated) that the supervision figures count by.
+struct RowError {
+    column: String,
+    reason: Said,
+    code: String,
+}
+
+impl RowError {
+    fn new(column: &str, reason: Reason) -> RowError {
+        RowError {
+            column: column.to_string(),
+            code: reason.code().to_string(),
+            reason: Said::from(reason),
+        }
+    }
+}
 
 impl<'a> Checker<'a> {
     pub(super) fn new(
@@ -75,7 +91,15 @@ impl<'a> Checker<'a> {
                     good.push((rows.len(), type_code, record, row.get("scan").to_string()));
                     BatchRowOutcome::Issue(0)
                 }
-                Err((column, reason)) => BatchRowOutcome::Rejected { column, reason },
+                Err(RowError {
+                    column,
+                    reason,
+                    code,
+                }) => BatchRowOutcome::Rejected {
+                    column,
+                    reason,
+                    code,
+                },
             };
             rows.push(BatchRow {
                 line: row.line,
@@ -96,7 +120,7 @@ impl<'a> Checker<'a> {
         &mut self,
         row: &ManifestRow,
     ) -> std::result::Result<(TypeCode, Record), RowError> {
-        let err = |column: &str, reason: Reason| (column.to_string(), Said::from(reason));
+        let err = RowError::new;
         if let Some(reason) = &row.cell_count_error {
             return Err(err("*", reason.clone()));
         }
@@ -234,6 +258,7 @@ impl<'a> Checker<'a> {
                 Err((row, reason)) => {
                     rows[row].outcome = BatchRowOutcome::Rejected {
                         column: "scan".into(),
+                        code: reason.code().into(),
                         reason: reason.into(),
                     }
                 }
@@ -250,12 +275,23 @@ fn invalid_row(errors: &crate::licence::ValidationErrors) -> RowError {
         "holder.id" => "holder_id".to_string(),
         other => other.strip_prefix("fields.").unwrap_or(other).to_string(),
     };
+    let mut codes: Vec<&str> = Vec::new();
+    for e in &errors.0 {
+        if !codes.contains(&e.code) {
+            codes.push(e.code);
+        }
+    }
+    let code = codes.join(",");
     if let [only] = errors.0.as_slice() {
-        let said = Said {
+        let reason = Said {
             en: only.reason.clone(),
             zh: only.reason_zh.clone(),
         };
-        return (column(&only.field), said);
+        return RowError {
+            column: column(&only.field),
+            reason,
+            code,
+        };
     }
     let columns: Vec<String> = errors.0.iter().map(|e| column(&e.field)).collect();
     let each = |lang: Lang, between: &str| {
@@ -266,11 +302,14 @@ fn invalid_row(errors: &crate::licence::ValidationErrors) -> RowError {
             .collect();
         reasons.join(between)
     };
-    let said = Said {
-        en: each(Lang::En, "; "),
-        zh: each(Lang::Zh, "；"),
-    };
-    (columns.join(","), said)
+    RowError {
+        column: columns.join(","),
+        reason: Said {
+            en: each(Lang::En, "; "),
+            zh: each(Lang::Zh, "；"),
+        },
+        code,
+    }
 }
 
 /// A refusal of the service as a row's reason: its own words, and its code's in Chinese.

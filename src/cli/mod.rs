@@ -60,6 +60,7 @@ mod directory;
 mod keys;
 mod licence;
 mod staff;
+mod supervision;
 mod verify;
 
 pub use alerts::AlertsCommand;
@@ -69,6 +70,7 @@ pub use directory::DirectoryCommand;
 pub use keys::{KeysCommand, StatusListCommand, TrustCommand};
 pub use licence::{IssueArgs, LicenceCommand};
 pub use staff::{AuditCommand, RegisterCommand, StaffCommand, TokenCommand};
+pub use supervision::SupervisionCommand;
 pub use verify::VerifyArgs;
 
 #[derive(Debug, Parser)]
@@ -135,6 +137,9 @@ pub enum Command {
     /// Alerts from the rules of electronic supervision (电子监察): the rules, one pass now.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Supervision figures (电子监察): what each department did, day by day.
+    #[command(subcommand)]
+    Supervision(SupervisionCommand),
     /// Print the OpenAPI 3 document of the HTTP API (also served at /api/v1/openapi.json).
     Openapi,
     /// Benchmarks: throughput and latency percentiles with the core count.
@@ -237,6 +242,10 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
             let rules = alerts::load_rules(&settings)?;
             let app = open(settings).await?;
             closing(&app, alerts::check(app.clone(), rules, json).await).await
+        }
+        Command::Supervision(command) => {
+            let app = open(settings).await?;
+            closing(&app, supervision::run(&app, &actor, command, json).await).await
         }
     }
 }

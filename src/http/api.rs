@@ -250,6 +250,7 @@ pub async fn verify(
     state.check_verify_rate(&client)?;
     let verification = state.app.verify(&request.input).await?;
     state.metrics.record_verification(verification.result);
+    state.app.note_public_verification(&verification);
     Ok(Json(verification))
 }
 
@@ -275,6 +276,7 @@ pub async fn verification_page(
     };
     let verification = state.app.verify_token(&token).await?;
     state.metrics.record_verification(verification.result);
+    state.app.note_public_verification(&verification);
     Ok(page_response(StatusCode::OK, page::render(&verification)))
 }
 
@@ -363,6 +365,37 @@ pub struct AuditPage {
     records: Vec<crate::audit::Record>,
     /// The seq to ask for next (`after`).
     next: i64,
+}
+
+#[derive(utoipa::IntoParams, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// The first day, YYYY-MM-DD (China Standard Time); 29 days before `to` when absent.
+    from: Option<String>,
+    /// The last day, included; today when absent. At most 366 days from `from`.
+    to: Option<String>,
+    /// One department (USCC); every department the caller may read when absent.
+    department: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/supervision/summary", tag = "audit", security(("bearer" = [])), params(SummaryQuery), responses((status = 200, description = "The supervision figures per department and day (SPEC §15)", body = crate::app::Summary), (status = 400, description = "A bad date, range or department, named", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
+pub async fn supervision_summary(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let Query(q) = query?;
+    let summary = state
+        .app
+        .supervision_summary(
+            &actor,
+            q.from.as_deref(),
+            q.to.as_deref(),
+            q.department.as_deref(),
+        )
+        .await?;
+    Ok(Json(summary))
 }
 
 #[derive(utoipa::IntoParams, Deserialize)]

@@ -94,6 +94,7 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/verify", post(api::verify))
         .route("/status-lists/{issuer}/{n}", get(api::status_list))
         .route("/audit", get(api::audit))
+        .route("/supervision/summary", get(api::supervision_summary))
         // Its body streams to a file; the batch job itself enforces the upload limit.
         .route("/batches", post(api::submit_batch))
         .route("/batches/{id}", get(api::batch))
@@ -187,6 +188,7 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let keys = tokio::spawn(app.clone().watch_keys(stop.subscribe()));
     let alerts = crate::alerts::Watcher::new(app.clone(), alert_rules);
     let alerts = tokio::spawn(alerts.run(stop.subscribe()));
+    let figures = tokio::spawn(app.clone().keep_figures(stop.subscribe()));
     let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
@@ -196,6 +198,7 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let _ = held_audit.await;
     let _ = keys.await;
     let _ = alerts.await;
+    let _ = figures.await;
     for pusher in [pusher, supervision].into_iter().flatten() {
         let _ = pusher.await;
     }

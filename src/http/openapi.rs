@@ -38,6 +38,7 @@ use super::api;
         api::trust_list,
         api::status_list,
         api::audit,
+        api::supervision_summary,
         api::submit_batch,
         api::batch,
         api::feed,

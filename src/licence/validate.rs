@@ -89,6 +89,9 @@ pub struct FieldError {
     pub reason: String,
     #[serde(skip)]
     pub reason_zh: String,
+    /// The reason's code in the message catalogue ([`Reason::code`]).
+    #[serde(skip)]
+    pub code: &'static str,
 }
 
 impl FieldError {
@@ -97,6 +100,7 @@ impl FieldError {
             field: field.to_string(),
             reason: reason.en(),
             reason_zh: reason.zh(),
+            code: reason.code(),
         }
     }
 

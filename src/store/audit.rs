@@ -41,6 +41,38 @@ impl Store {
         Ok(())
     }
 
+    /// Appends `entry` unless the trail holds a record of the same action and target already;
+    /// whether it did. The look and the append happen under the chain's lock (PostgreSQL's
+    /// advisory lock, SQLite's write lock), so two instances never both append it.
+    pub async fn append_audit_once(&self, entry: &Entry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        self.lock_audit_chain(&mut tx).await?;
+        let present = sqlx::query("SELECT 1 AS one FROM audit WHERE action = $1 AND target = $2")
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if present {
+            return Ok(false);
+        }
+        self.append_audit_in(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Takes the audit chain's lock for the rest of `tx` (PostgreSQL; SQLite's write lock is
+    /// taken by the write transaction itself).
+    async fn lock_audit_chain(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(AUDIT_CHAIN_LOCK)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Appends an audit record inside `tx`, chained to the last one.
     pub(super) async fn append_audit_in(
         &self,
@@ -57,12 +89,7 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         entries: &[&Entry],
     ) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(AUDIT_CHAIN_LOCK)
-                .execute(&mut **tx)
-                .await?;
-        }
+        self.lock_audit_chain(tx).await?;
         let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut **tx)
             .await?;

@@ -92,6 +92,8 @@ pub enum BatchRowOutcome {
     Rejected {
         column: String,
         reason: Said,
+        /// The reason's codes in the message catalogue, comma-separated.
+        code: String,
     },
 }
 
@@ -130,7 +132,7 @@ impl RowResult {
             BatchRowOutcome::Skipped { licence_id } => {
                 (RowOutcome::Skipped, Some(licence_id.clone()), None, None)
             }
-            BatchRowOutcome::Rejected { column, reason } => (
+            BatchRowOutcome::Rejected { column, reason, .. } => (
                 RowOutcome::Rejected,
                 None,
                 Some(column.clone()),
@@ -257,8 +259,8 @@ impl Store {
         for (chunk, decided) in results.chunks(200).zip(rows.chunks(200)) {
             let sql = format!(
                 "INSERT INTO batch_rows (batch_id, line, outcome, type_code, number, licence_id,
-                    column_name, reason, reason_zh, cells) VALUES {}",
-                placeholders(chunk.len(), 10)
+                    column_name, reason, reason_zh, cells, reason_code) VALUES {}",
+                placeholders(chunk.len(), 11)
             );
             let mut query = sqlx::query(&sql);
             for (r, row) in chunk.iter().zip(decided) {
@@ -266,6 +268,10 @@ impl Store {
                     .cells
                     .clone()
                     .filter(|_| r.outcome == RowOutcome::Rejected);
+                let code = match &row.outcome {
+                    BatchRowOutcome::Rejected { code, .. } => Some(code.clone()),
+                    _ => None,
+                };
                 query = query
                     .bind(batch_id)
                     .bind(r.line as i64)
@@ -276,7 +282,8 @@ impl Store {
                     .bind(r.column.clone())
                     .bind(r.reason.clone())
                     .bind(r.reason_zh.clone())
-                    .bind(cells);
+                    .bind(cells)
+                    .bind(code);
             }
             query.execute(&mut *tx).await?;
         }

@@ -11,11 +11,11 @@
 //!
 //! One file per aggregate: `licences`, `versions` and `events` (the licence tables), `audit`,
 //! `directory`, `reservations`, `tokens`, `push`, `signers`, `register`, `batches`, `staff`,
-//! `sessions` (console sign-in), `figures` (the dashboard's counts) and `alerts` (what the alert
-//! watcher reads and appends). This file holds what they share: the [`Store`] handle (open,
-//! pools, write transactions), [`StoreError`] and the multi-row `placeholders` helper; the public
-//! types are re-exported here, so callers name them `crate::store::LicenceRow` whatever file they
-//! live in.
+//! `sessions` (console sign-in), `figures` (the dashboard's counts), `alerts` (what the alert
+//! watcher reads and appends) and `summary` (the supervision figures). This file holds what they
+//! share: the [`Store`] handle (open, pools, write transactions), [`StoreError`] and the multi-row
+//! `placeholders` helper; the public types are re-exported here, so callers name them
+//! `crate::store::LicenceRow` whatever file they live in.
 
 use std::path::Path;
 
@@ -37,6 +37,7 @@ mod search;
 mod sessions;
 mod signers;
 mod staff;
+mod summary;
 mod tokens;
 mod versions;
 
@@ -50,6 +51,7 @@ pub use search::{LicenceMatch, LicenceQuery};
 pub use sessions::{Credentials, NewSession, SessionRow};
 pub use signers::{Revocation, WhenActive};
 pub use staff::{NewStaff, StaffRow};
+pub use summary::{ConversionTimes, FigureRange, HourCount, RejectedCount};
 pub use tokens::{TokenListing, TokenRow};
 pub use versions::{decode_full_record, StatusEntry, StoredVersion};
 

@@ -767,3 +767,29 @@ async fn staff_create_prints_the_one_time_password_once_and_list_never_does() {
         "disabled already"
     );
 }
+
+/// `supervision summary --json` prints what `GET /api/v1/supervision/summary` answers for the
+/// same range, and a bad range exits 1 naming the field.
+#[tokio::test]
+async fn supervision_summary_json_is_the_apis_summary() {
+    let cli = Cli::new().await;
+    cli.issue_example(FOOD);
+    let today = elicence::time_util::format_date(elicence::time_util::today_cst());
+    let printed = cli_json(
+        &cli,
+        &["supervision", "summary", "--from", &today, "--to", &today],
+    );
+    assert_eq!(printed["totals"][0]["issued"], 1, "{printed}");
+    let api = api_of(&cli).await;
+    let answered = api_get(
+        &api,
+        &format!("/api/v1/supervision/summary?from={today}&to={today}"),
+    )
+    .await;
+    assert_eq!(printed, answered);
+    let table = cli.ok(&["supervision", "summary"]);
+    assert!(table.contains(MARKET_BUREAU), "{table}");
+    let refused = cli.run(&["supervision", "summary", "--from", "2026-02-30"]);
+    assert_eq!(code(&refused), 1);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("from:"));
+}

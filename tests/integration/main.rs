@@ -28,5 +28,6 @@ mod register;
 mod renewals;
 mod staff;
 mod supervision;
+mod supervision_summary;
 mod uploads;
 mod verification;

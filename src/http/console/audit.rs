@@ -1,5 +1,6 @@
-//! 电子监察: the audit trail for supervisors — filtered, paged, its hash chain checked, and
-//! exported as a CSV — through the same operations as `GET /api/v1/audit` and `audit verify`.
+//! 电子监察: the supervision figures (`figures.rs`) and the audit trail for supervisors —
+//! filtered, paged, its hash chain checked, and exported as a CSV — through the same operations
+//! as `GET /api/v1/supervision/summary`, `GET /api/v1/audit` and `audit verify`.
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -7,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::figures::{self, FigureQuery};
 use super::layout::{error_page, frame, url_escaped};
 use super::session::Signed;
 use super::{page, words, SharedState};
@@ -108,6 +110,7 @@ pub async fn view(
     State(state): State<SharedState>,
     Signed(session): Signed,
     Query(filters): Query<Filters>,
+    Query(range): Query<FigureQuery>,
 ) -> Response {
     let filter = match filters.to_filter() {
         Ok(filter) => filter,
@@ -121,6 +124,8 @@ pub async fn view(
         Ok(records) => records,
         Err(e) => return error_page(&e, Some(&session)),
     };
+    // After the trail's own permission check: one refusal is audited once, not twice.
+    let figures = figures::section(&state, &session, &range).await;
     let chain = if filters.check == "1" {
         match state.app.verify_audit_chain(&session.actor).await {
             Ok(report) => Some(report),
@@ -135,6 +140,8 @@ pub async fn view(
         .filter(|_| records.len() as i64 == PAGE);
     let body = html! {
         h1 { (TITLE) }
+        (figures)
+        h2 { "审计记录" }
         p { "每一次写入和被拒绝的尝试都有记录，前后以哈希相连：记录被修改或删除都能查出。" }
         @if let Some(report) = &chain {
             @match &report.first_break {

@@ -12,6 +12,7 @@ mod alerts;
 mod audit;
 mod batch_upload;
 mod batches;
+mod figures;
 mod home;
 mod layout;
 mod licence_actions;

@@ -131,6 +131,44 @@ pub fn manifest_column(column: &str) -> Option<&'static str> {
     })
 }
 
+/// A rejected row's reason code (the message catalogue's `Reason::code`), as the supervision
+/// figures name it; a code this list does not know is shown as it is.
+pub fn rejection_reason(code: &str) -> &str {
+    match code {
+        "empty" => "必填项为空",
+        "too_long" => "内容超长",
+        "control_character" => "含控制字符",
+        "not_text" => "不是文字",
+        "not_whole_number" => "不是整数",
+        "not_one_of" => "不是可选值",
+        "not_a_date" => "日期格式有误",
+        "required" => "缺必填项",
+        "no_such_field" => "无此登记项",
+        "until_before_from" => "有效期截止早于起始",
+        "already_expired" => "证照已过期",
+        "stock_number_missing" => "缺纸质证照编号",
+        "stock_start_missing" => "缺纸质证照生效日期",
+        "rule" => "登记项之间不符",
+        "holder_id" => "持证主体代码有误",
+        "identifier" | "malformed_identifier" => "编号格式有误",
+        "unprintable" => "含字库无法打印的字",
+        "cell_count" => "单元格数与表头不符",
+        "not_a_field" => "不是该类证照的登记项",
+        "repeated_in_batch" => "批次内编号重复",
+        "forbidden" => "无权转换该类证照",
+        "unknown_type" => "目录中无此证照类型",
+        "scan_missing" => "缺扫描件",
+        "scan_path" => "扫描件路径有误",
+        "scan_not_in_batch" => "批次中无此扫描件",
+        "scan_not_a_file" => "扫描件不是文件",
+        "scan_too_large" => "扫描件过大",
+        "scan_unreadable" => "扫描件无法读取",
+        "scan_not_an_image" => "扫描件格式不符",
+        crate::app::UNRECORDED_REASON => "未记录原因（早期批次）",
+        other => other,
+    }
+}
+
 /// Why sign-in was refused, as the sign-in page says it.
 pub fn sign_in_refusal(refusal: &SignInRefusal) -> String {
     match refusal {
