@@ -97,6 +97,21 @@ pub struct Record {
     pub hash: String,
 }
 
+impl Record {
+    /// The record's content, as it was appended (what its hash covers besides `prev_hash`, `at`).
+    pub fn entry(&self) -> Entry {
+        Entry {
+            actor: self.actor.clone(),
+            source: self.source.clone(),
+            action: self.action.clone(),
+            target: self.target.clone(),
+            outcome: self.outcome.clone(),
+            detail: self.detail.clone(),
+            department: self.department.clone(),
+        }
+    }
+}
+
 /// The hash of a record: SHA-256 over the JSON array of the previous hash and every field, so no
 /// choice of field contents can make two different records hash alike. The department, when the
 /// record has one, is the array's last element: records written before departments were recorded
@@ -145,16 +160,7 @@ pub fn verify_chain(records: impl IntoIterator<Item = Record>) -> ChainReport {
                 }),
             };
         }
-        let entry = Entry {
-            actor: r.actor.clone(),
-            source: r.source.clone(),
-            action: r.action.clone(),
-            target: r.target.clone(),
-            outcome: r.outcome.clone(),
-            detail: r.detail.clone(),
-            department: r.department.clone(),
-        };
-        if record_hash(&r.prev_hash, &r.at, &entry) != r.hash {
+        if record_hash(&r.prev_hash, &r.at, &r.entry()) != r.hash {
             return ChainReport {
                 records: count,
                 head: prev,

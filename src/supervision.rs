@@ -139,6 +139,11 @@ pub struct AuditStream {
 struct Checkpoints {
     acknowledged: Option<((i64, String), Instant)>,
     sent: Option<(i64, String)>,
+    /// The (seq, hash) of the last record the platform acknowledged, and of the last record in
+    /// the request awaiting acknowledgement: if the trail no longer holds that record with that
+    /// hash, it was cut or rewritten below what was delivered.
+    delivered: Option<(i64, String)>,
+    sent_last: Option<(i64, String)>,
 }
 
 impl AuditStream {
@@ -159,6 +164,7 @@ impl AuditStream {
         delivered: i64,
         records: Vec<SupervisionRecord>,
         checkpoint: Option<(i64, String)>,
+        rewinds: bool,
     ) -> Result<Outgoing, AppError> {
         let (first, last) = match (records.first(), records.last()) {
             (Some(first), Some(last)) => (first.seq, last.seq),
@@ -168,16 +174,20 @@ impl AuditStream {
             Some((seq, hash)) => Some(self.key.checkpoint(*seq, hash)?),
             None => None,
         };
-        let idempotency_key = match &checkpoint {
-            Some((seq, hash)) if records.is_empty() => {
-                format!(
-                    "elicence-audit-checkpoint-{seq}-{}",
-                    &hash[..16.min(hash.len())]
-                )
-            }
-            _ => format!("elicence-audit-{first}-{last}"),
+        // Each body its own key: the same records with or without a checkpoint (or with a newer
+        // one) are different requests to a platform that remembers keys.
+        let idempotency_key = match &signed {
+            Some(signed) => format!(
+                "elicence-audit-{first}-{last}-{}",
+                &crate::hash::sha256_hex(signed.as_bytes())[..16]
+            ),
+            None => format!("elicence-audit-{first}-{last}"),
         };
-        self.checkpoints().sent = checkpoint;
+        {
+            let mut checkpoints = self.checkpoints();
+            checkpoints.sent = checkpoint;
+            checkpoints.sent_last = records.last().map(|r| (r.seq, r.hash.clone()));
+        }
         let body = AuditDelivery {
             records,
             checkpoint: signed,
@@ -187,7 +197,23 @@ impl AuditStream {
             last,
             idempotency_key,
             body: serde_json::to_vec(&body).expect("records serialise"),
+            rewinds,
         })
+    }
+}
+
+impl AuditStream {
+    /// Whether the trail still holds the last record delivered (as far as this process knows
+    /// it) with the hash it was delivered with.
+    async fn still_holds_what_was_delivered(&self, app: &App) -> Result<bool, AppError> {
+        let Some((seq, hash)) = self.checkpoints().delivered.clone() else {
+            return Ok(true);
+        };
+        let now = app
+            .store
+            .audit_records(&AuditFilter::default(), None, seq - 1, 1)
+            .await?;
+        Ok(now.first().is_some_and(|r| r.seq == seq && r.hash == hash))
     }
 }
 
@@ -200,52 +226,61 @@ impl Stream for AuditStream {
     }
 
     /// The records after `delivered`, with a checkpoint of the last when they reach the trail's
-    /// head (the end of a batch of work) or when the last checkpoint is a minute old; with no
-    /// records, a checkpoint alone when the head is not the one last checkpointed — which is
-    /// how a trail cut short or rewritten below what was delivered reaches the platform.
+    /// head (the end of a burst of work) or when the last checkpoint is a minute old. With no
+    /// records, a checkpoint of the head alone when it is not the one last acknowledged, or a
+    /// minute has passed (so a silent stream means a stopped one). A trail that now ends below
+    /// what was delivered was cut short: delivery starts again from its first record, so that
+    /// what stands under the old seqs reaches the platform, which holds the originals.
     async fn next(
         &self,
         app: &App,
         delivered: i64,
         limit: i64,
     ) -> Result<Option<Outgoing>, AppError> {
+        let Some(head) = app.store.audit_head().await? else {
+            return Ok(None);
+        };
+        let rewinds = head.0 < delivered || !self.still_holds_what_was_delivered(app).await?;
+        if rewinds {
+            tracing::error!(
+                head = head.0,
+                delivered,
+                "the audit trail no longer holds the records already delivered to the supervision \
+                 platform: records were removed or rewritten; delivering it again from the start"
+            );
+        }
+        let after = if rewinds { 0 } else { delivered };
         let records: Vec<SupervisionRecord> = app
             .store
-            .audit_records(&AuditFilter::default(), None, delivered, limit)
+            .audit_records(&AuditFilter::default(), None, after, limit)
             .await?
             .into_iter()
             .map(SupervisionRecord::from)
             .collect();
-        let Some(head) = app.store.audit_head().await? else {
-            return Ok(None);
-        };
-        if head.0 < delivered {
-            tracing::error!(
-                head = head.0,
-                delivered,
-                "the audit trail ends before the records already delivered to the supervision \
-                 platform: records were removed"
-            );
-        }
         let acknowledged = self.checkpoints().acknowledged.clone();
+        let due = acknowledged
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= CHECKPOINT_INTERVAL);
         if let Some(last) = records.last() {
             let at_head = (last.seq, &last.hash) == (head.0, &head.1);
-            let due = acknowledged
-                .as_ref()
-                .is_none_or(|(_, at)| at.elapsed() >= CHECKPOINT_INTERVAL);
             let checkpoint = (at_head || due).then(|| (last.seq, last.hash.clone()));
-            return self.outgoing(delivered, records, checkpoint).map(Some);
+            return self.outgoing(after, records, checkpoint, rewinds).map(Some);
         }
-        if acknowledged.is_some_and(|(checkpointed, _)| checkpointed == head) {
+        let head_acknowledged = acknowledged.is_some_and(|(checkpointed, _)| checkpointed == head);
+        if head_acknowledged && !due {
             return Ok(None);
         }
-        self.outgoing(delivered, Vec::new(), Some(head)).map(Some)
+        self.outgoing(delivered, Vec::new(), Some(head), false)
+            .map(Some)
     }
 
     fn acknowledged(&self, _outgoing: &Outgoing) {
         let mut checkpoints = self.checkpoints();
         if let Some(sent) = checkpoints.sent.take() {
             checkpoints.acknowledged = Some((sent, Instant::now()));
+        }
+        if let Some(last) = checkpoints.sent_last.take() {
+            checkpoints.delivered = Some(last);
         }
     }
 }

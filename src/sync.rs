@@ -140,6 +140,9 @@ pub struct Outgoing {
     pub last: i64,
     pub idempotency_key: String,
     pub body: Vec<u8>,
+    /// Delivery starts again from `first`, below what was delivered: the stream's source shrank
+    /// (an audit trail cut short), and what now stands under the old seqs is sent again.
+    pub rewinds: bool,
 }
 
 /// What a pusher delivers: one engine, two streams — the change events to the city library
@@ -199,6 +202,7 @@ impl Stream for LibraryEvents {
             last: last.seq,
             idempotency_key: format!("elicence-{}-{}", first.seq, last.seq),
             body: serde_json::to_vec(&page.events).expect("events serialise"),
+            rewinds: false,
         }))
     }
 }
@@ -271,7 +275,10 @@ impl<S: Stream> Pusher<S> {
         };
         let mut pending = self.pending.lock().await;
         // A request another instance delivered meanwhile is dropped, not resent.
-        if pending.as_ref().is_some_and(|p| p.first <= delivered) {
+        if pending
+            .as_ref()
+            .is_some_and(|p| p.first <= delivered && !p.rewinds)
+        {
             *pending = None;
         }
         if pending.is_none() {
@@ -299,7 +306,12 @@ impl<S: Stream> Pusher<S> {
                 let outgoing = pending.take().expect("set above");
                 self.stream.acknowledged(&outgoing);
                 let (first, last) = (outgoing.first, outgoing.last);
-                if last > delivered {
+                if outgoing.rewinds {
+                    self.app
+                        .store
+                        .rewind_pushed(&self.progress_key, &self.holder, last)
+                        .await?;
+                } else if last > delivered {
                     self.app
                         .store
                         .record_pushed(&self.progress_key, &self.holder, last)

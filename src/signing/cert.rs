@@ -38,14 +38,19 @@ pub enum Purpose {
     Licence,
     /// The service's supervision key: checkpoints of the audit trail (SPEC §15).
     Supervision,
+    /// A purpose this code does not know (a later one: SPEC §5 names `pdf-seal` and `log`): the
+    /// key is used for nothing, and the rest of the list still reads.
+    #[serde(other)]
+    Unknown,
 }
 
 impl Purpose {
-    /// The DER content octets of the purpose's EKU.
+    /// The DER content octets of the purpose's EKU (none for an unknown purpose).
     pub fn eku_der(self) -> &'static [u8] {
         match self {
             Purpose::Licence => SIGNER_EKU_DER,
             Purpose::Supervision => SUPERVISION_EKU_DER,
+            Purpose::Unknown => &[],
         }
     }
 
@@ -54,6 +59,7 @@ impl Purpose {
         match self {
             Purpose::Licence => "licence",
             Purpose::Supervision => "supervision",
+            Purpose::Unknown => "unknown",
         }
     }
 }

@@ -97,7 +97,11 @@ impl TrustStore {
             .collect::<Result<Vec<_>, _>>()?;
         let mut signers = Vec::new();
         let mut service_keys = Vec::new();
-        for s in &list.signers {
+        for s in list
+            .signers
+            .iter()
+            .filter(|s| s.purpose != Purpose::Unknown)
+        {
             let der = pem_der(&s.certificate).map_err(TrustError)?;
             let kid = kid_of(&der);
             if kid_text(&kid) != s.kid {
@@ -244,5 +248,27 @@ impl TrustStore {
 
     pub(crate) fn signer_count(&self) -> usize {
         self.signers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_of_a_purpose_not_known_yet_is_skipped_and_the_rest_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = crate::directory::Issuer {
+            name: "示范县市场监督管理局".into(),
+            uscc: Uscc::parse("11330122MB0000001M").unwrap(),
+        };
+        let ring = crate::signing::keys::KeyRing::for_tests(dir.path(), &[issuer]);
+        let mut json = serde_json::to_value(ring.trust_list()).unwrap();
+        let mut later = json["signers"][0].clone();
+        later["purpose"] = "log".into();
+        later["uscc"] = serde_json::Value::Null;
+        json["signers"].as_array_mut().unwrap().push(later);
+        let store = TrustStore::from_json(&json.to_string()).unwrap();
+        assert_eq!(store.signer_count(), 1);
     }
 }

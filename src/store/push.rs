@@ -72,4 +72,21 @@ impl Store {
         tx.commit().await?;
         Ok(updated == 1)
     }
+
+    /// Sets what was delivered to `target` back to `seq`, if `holder` holds the lease: the
+    /// source shrank below it (an audit trail cut short), and delivery starts again lower.
+    pub async fn rewind_pushed(&self, target: &str, holder: &str, seq: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE push_state SET last_seq = $1 WHERE target = $2 AND lease_holder = $3",
+        )
+        .bind(seq)
+        .bind(target)
+        .bind(holder)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
 }

@@ -37,6 +37,10 @@ struct Cli {
     /// The county's trust list (from `elicence trust export` or /.well-known/elicence/trust.json).
     #[arg(long, global = true)]
     trust: Option<PathBuf>,
+    /// The county's root certificate (PEM), obtained out of band: only keys chaining to it are
+    /// trusted. Without it, the trust list's own roots are (a test or a first look).
+    #[arg(long, global = true, value_name = "PEM")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -190,22 +194,29 @@ async fn connect(db: &Path) -> anyhow::Result<SqlitePool> {
     Ok(SqlitePool::connect_with(options).await?)
 }
 
-fn read_trust(path: &Path) -> anyhow::Result<TrustStore> {
+fn read_trust(path: &Path, root: Option<&Path>) -> anyhow::Result<TrustStore> {
     let json = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    Ok(TrustStore::from_json(&json)?)
+    let list = serde_json::from_str(&json)
+        .with_context(|| format!("{}: not a trust list", path.display()))?;
+    let pinned = match root {
+        Some(root) => Some(vec![
+            std::fs::read_to_string(root).with_context(|| root.display().to_string())?
+        ]),
+        None => None,
+    };
+    Ok(TrustStore::new(&list, pinned.as_deref())?)
 }
 
 /// The supervision platform's store; it cannot check checkpoints without the trust list.
-async fn open_platform(
-    db: &Path,
-    trust: Option<&Path>,
-    secret: &[u8],
-) -> anyhow::Result<supervision::Platform> {
-    let trust = trust.context("--trust is needed: checkpoints are checked against it")?;
-    supervision::Platform::open(connect(db).await?, read_trust(trust)?, secret).await
+async fn open_platform(cli: &Cli, secret: &[u8]) -> anyhow::Result<supervision::Platform> {
+    let trust =
+        (cli.trust.as_deref()).context("--trust is needed: checkpoints are checked against it")?;
+    let trust = read_trust(trust, cli.root.as_deref())?;
+    supervision::Platform::open(connect(&cli.db).await?, trust, secret).await
 }
 
-async fn open(db: &Path, trust: Option<&Path>, secret: &[u8]) -> anyhow::Result<Receiver> {
+async fn open(cli: &Cli, secret: &[u8]) -> anyhow::Result<Receiver> {
+    let db = &cli.db;
     let pool = connect(db).await?;
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS events (
@@ -215,12 +226,26 @@ async fn open(db: &Path, trust: Option<&Path>, secret: &[u8]) -> anyhow::Result<
     )
     .execute(&pool)
     .await?;
-    let trust = trust.map(read_trust).transpose()?;
+    let trust = match &cli.trust {
+        Some(path) => Some(read_trust(path, cli.root.as_deref())?),
+        None => None,
+    };
     Ok(Receiver {
         db: pool,
         trust,
         secret: secret.to_vec(),
     })
+}
+
+/// Whether the request's `X-Elicence-Signature` is the HMAC of `body` under `secret` (compared
+/// in constant time).
+fn signed_with(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
+    let signature = headers
+        .get("x-elicence-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let expected = elicence::hash::hmac_sha256_hex(secret, body);
+    elicence::hash::same_secret(signature.as_bytes(), expected.as_bytes())
 }
 
 /// POST /events: the HMAC must match the body; then every event not held yet is stored.
@@ -229,11 +254,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let signature = headers
-        .get("x-elicence-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if signature != elicence::hash::hmac_sha256_hex(&receiver.secret, &body) {
+    if !signed_with(&receiver.secret, &headers, &body) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(serde_json::json!({"error": "bad signature"})),
@@ -307,9 +328,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {
+    match &cli.command {
         Command::Serve { listen, secret } => {
-            let receiver = Arc::new(open(&cli.db, cli.trust.as_deref(), secret.as_bytes()).await?);
+            let receiver = Arc::new(open(&cli, secret.as_bytes()).await?);
             let app = axum::Router::new()
                 .route("/events", post(receive))
                 .route("/status", get(status))
@@ -323,23 +344,22 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
         Command::Pull { source, token } => {
-            let receiver = open(&cli.db, cli.trust.as_deref(), b"").await?;
-            let new = pull(&receiver, &source, &token).await?;
+            let receiver = open(&cli, b"").await?;
+            let new = pull(&receiver, source, token).await?;
             println!(
                 "{}",
                 serde_json::json!({"new": new, "report": receiver.report().await?})
             );
         }
         Command::Report => {
-            let receiver = open(&cli.db, cli.trust.as_deref(), b"").await?;
+            let receiver = open(&cli, b"").await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&receiver.report().await?)?
             );
         }
         Command::Supervise { listen, secret } => {
-            let platform =
-                Arc::new(open_platform(&cli.db, cli.trust.as_deref(), secret.as_bytes()).await?);
+            let platform = Arc::new(open_platform(&cli, secret.as_bytes()).await?);
             let app = axum::Router::new()
                 .route("/audit", post(supervision::receive))
                 .route("/status", get(supervision::status))
@@ -356,15 +376,15 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
         }
         Command::SupervisionPull { source, token } => {
-            let platform = open_platform(&cli.db, cli.trust.as_deref(), b"").await?;
-            let new = platform.pull(&source, &token).await?;
+            let platform = open_platform(&cli, b"").await?;
+            let new = platform.pull(source, token).await?;
             println!(
                 "{}",
                 serde_json::json!({"new": new, "report": platform.report().await?})
             );
         }
         Command::SupervisionReport { checkpoint_out } => {
-            let platform = open_platform(&cli.db, cli.trust.as_deref(), b"").await?;
+            let platform = open_platform(&cli, b"").await?;
             let report = platform.report().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if let Some(path) = checkpoint_out {

@@ -19,6 +19,9 @@ use serde::Deserialize;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
+/// Which checkpoint the county is held to: the highest agreeing one.
+const HELD_TO: &str = "WHERE consistent = 1 ORDER BY seq DESC, id DESC LIMIT 1";
+
 /// The hash before the first record.
 const GENESIS: &str = elicence::audit::GENESIS;
 
@@ -47,7 +50,7 @@ impl Platform {
                 received_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
             "CREATE TABLE IF NOT EXISTS audit_checkpoints (
                 id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL,
-                time INTEGER NOT NULL, cose TEXT NOT NULL,
+                time INTEGER NOT NULL, cose TEXT NOT NULL, consistent INTEGER NOT NULL,
                 received_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
             "CREATE TABLE IF NOT EXISTS audit_problems (
                 id INTEGER PRIMARY KEY, kind TEXT NOT NULL, seq INTEGER, message TEXT NOT NULL,
@@ -63,9 +66,8 @@ impl Platform {
     }
 
     /// Takes one delivery: every record checked and kept (a record that fails a check is kept
-    /// as evidence with the problem, never dropped), then the checkpoint. A delivery without
-    /// records states the county's head: a platform holding records beyond it reports the trail
-    /// as cut short. Returns how many records were new.
+    /// as evidence with the problem, never dropped), then the checkpoint. Returns how many
+    /// records were new.
     pub async fn ingest(&self, delivery: &Delivery) -> anyhow::Result<usize> {
         let mut tx = self.db.begin().await?;
         let mut new = 0;
@@ -73,8 +75,7 @@ impl Platform {
             new += self.take_record(&mut tx, record).await? as usize;
         }
         if let Some(cose) = &delivery.checkpoint {
-            self.take_checkpoint(&mut tx, cose, delivery.records.is_empty())
-                .await?;
+            self.take_checkpoint(&mut tx, cose).await?;
         }
         tx.commit().await?;
         Ok(new)
@@ -137,11 +138,15 @@ impl Platform {
         Ok(true)
     }
 
+    /// Checks a checkpoint against the records held. The county signs its checkpoints over the
+    /// last record of a delivery or over its head, never below what it delivered: one naming a
+    /// seq below the last held says its trail was cut short. Only a checkpoint that agrees with
+    /// what is held, over a chain with no problem found at or below it, is one the county is
+    /// held to (`last_checkpoint`).
     async fn take_checkpoint(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
         cose: &str,
-        states_head: bool,
     ) -> anyhow::Result<()> {
         let checked = base64::engine::general_purpose::STANDARD
             .decode(cose)
@@ -161,21 +166,18 @@ impl Platform {
             }
         };
         let seq = checkpoint.seq;
-        sqlx::query("INSERT INTO audit_checkpoints (seq, hash, time, cose) VALUES (?, ?, ?, ?)")
-            .bind(seq)
-            .bind(&checkpoint.hash)
-            .bind(checkpoint.time)
-            .bind(cose)
-            .execute(&mut **tx)
-            .await?;
+        let last = last_seq(tx).await?;
+        let mut consistent = true;
         match held_hash(tx, seq).await? {
             Some(held) if held != checkpoint.hash => {
+                consistent = false;
                 problem(tx, "rewritten", seq, format!(
                     "the county now signs record {seq} as {} but {held} was received: its trail was rewritten at or before record {seq}",
                     checkpoint.hash
                 ), cose).await?;
             }
             None => {
+                consistent = false;
                 problem(
                     tx,
                     "gap",
@@ -187,12 +189,29 @@ impl Platform {
             }
             Some(_) => {}
         }
-        let last = last_seq(tx).await?;
-        if states_head && seq < last {
+        if seq < last {
+            consistent = false;
             problem(tx, "truncated", seq, format!(
                 "the county's trail now ends at record {seq}, but records up to {last} were received: its tail was removed"
             ), cose).await?;
         }
+        // A checkpoint over a chain that was found broken at or below it proves nothing.
+        let broken_below: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_problems WHERE seq <= ?")
+                .bind(seq)
+                .fetch_one(&mut **tx)
+                .await?;
+        consistent &= broken_below == 0;
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, time, cose, consistent) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(&checkpoint.hash)
+        .bind(checkpoint.time)
+        .bind(cose)
+        .bind(consistent)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 
@@ -203,10 +222,11 @@ impl Platform {
             sqlx::query("SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS last FROM audit_records")
                 .fetch_one(&mut *tx)
                 .await?;
-        let checkpoint =
-            sqlx::query("SELECT seq, hash, time FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
+        let checkpoint = sqlx::query(&format!(
+            "SELECT seq, hash, time FROM audit_checkpoints {HELD_TO}"
+        ))
+        .fetch_optional(&mut *tx)
+        .await?;
         let problems = sqlx::query("SELECT kind, seq, message FROM audit_problems ORDER BY id")
             .fetch_all(&mut *tx)
             .await?
@@ -223,7 +243,7 @@ impl Platform {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        let last_checkpoint = match checkpoint {
+        let held_to = match checkpoint {
             Some(r) => serde_json::json!({
                 "seq": r.try_get::<i64, _>("seq")?,
                 "hash": r.try_get::<String, _>("hash")?,
@@ -235,16 +255,18 @@ impl Platform {
             "records": counts.try_get::<i64, _>("n")?,
             "last_seq": counts.try_get::<i64, _>("last")?,
             "checkpoints": checkpoints,
-            "last_checkpoint": last_checkpoint,
+            "held_to": held_to,
             "intact": problems.is_empty(),
             "problems": problems,
         }))
     }
 
-    /// The last checkpoint received, as base64 (for `elicence audit verify --checkpoint`).
+    /// The checkpoint the county is held to, as base64 (for `elicence audit verify
+    /// --checkpoint`): the highest seq of those that agreed with what was held when they came,
+    /// so a later checkpoint of a tampered trail never replaces it.
     pub async fn last_checkpoint(&self) -> anyhow::Result<Option<String>> {
         Ok(
-            sqlx::query_scalar("SELECT cose FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
+            sqlx::query_scalar(&format!("SELECT cose FROM audit_checkpoints {HELD_TO}"))
                 .fetch_optional(&self.db)
                 .await?,
         )
@@ -333,11 +355,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let signature = headers
-        .get("x-elicence-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if signature != elicence::hash::hmac_sha256_hex(&platform.secret, &body) {
+    if !crate::signed_with(&platform.secret, &headers, &body) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(serde_json::json!({"error": "bad signature"})),
