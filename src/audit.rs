@@ -150,6 +150,18 @@ pub fn verify_chain(records: impl IntoIterator<Item = Record>) -> ChainReport {
     let mut count = 0;
     for r in records {
         count += 1;
+        // Seqs are gap-free (appended one past the last, under the chain's lock): a hole is a
+        // removed record even where the links were mended around it.
+        if r.seq != count as i64 {
+            return ChainReport {
+                records: count,
+                head: prev,
+                first_break: Some(Break {
+                    seq: r.seq,
+                    reason: format!("record {count} is missing before it (a record was removed)"),
+                }),
+            };
+        }
         if r.prev_hash != prev {
             return ChainReport {
                 records: count,
@@ -222,11 +234,21 @@ mod tests {
         edited[2].outcome = "refused: forbidden".into();
         assert_eq!(verify_chain(edited).first_break.unwrap().seq, 3);
 
-        let mut removed = good;
+        let mut removed = good.clone();
         removed.remove(1);
         let broken = verify_chain(removed).first_break.unwrap();
         assert_eq!(broken.seq, 3);
-        assert!(broken.reason.contains("does not link"));
+        assert!(broken.reason.contains("removed"));
+
+        // Removed, and the next record's link mended to skip it: the hole in the seqs still shows.
+        let mut mended = good;
+        mended.remove(1);
+        mended[1].prev_hash = mended[0].hash.clone();
+        let entry = mended[1].entry();
+        mended[1].hash = record_hash(&mended[1].prev_hash, &mended[1].at, &entry);
+        let broken = verify_chain(mended).first_break.unwrap();
+        assert_eq!(broken.seq, 3);
+        assert!(broken.reason.contains("record 2 is missing"));
     }
 
     #[test]

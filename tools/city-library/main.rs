@@ -392,7 +392,7 @@ async fn main() -> anyhow::Result<()> {
                     .last_checkpoint()
                     .await?
                     .context("no checkpoint received yet")?;
-                std::fs::write(&path, checkpoint).with_context(|| path.display().to_string())?;
+                std::fs::write(path, checkpoint).with_context(|| path.display().to_string())?;
             }
             if report["intact"] != true {
                 std::process::exit(2);
