@@ -456,6 +456,48 @@ async fn repeated_refused_attempts_from_one_token_or_one_address_alert() {
 }
 
 #[tokio::test]
+async fn refused_pulls_of_the_supervision_stream_count_as_refused_attempts() {
+    let s = TestServer::start().await;
+    let watcher = Watcher::new(s.t.app.clone(), shipped_rules_with(&[]));
+    // A department's supervisor token (a stolen one, say) pulls the whole trail, which only a
+    // city-wide supervisor or admin may.
+    let department_supervisor = s.token(Some(MARKET_BUREAU), &[Role::Supervisor]).await;
+    let pull = || async {
+        s.client
+            .get(s.url("/api/v1/supervision/audit?after=0"))
+            .bearer_auth(&department_supervisor)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    // Five refusals: at the shipped limit, not over it.
+    for _ in 0..5 {
+        assert_eq!(pull().await, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(pass(&watcher).await, []);
+    assert_eq!(pull().await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        rules_of(&pass(&watcher).await),
+        ["refused_attempts_by_token"]
+    );
+
+    let refusals = records_of(&s.t, "supervision.read").await;
+    assert_eq!(refusals.len(), 6, "{refusals:#?}");
+    assert!(refusals.iter().all(|r| r.outcome.starts_with("refused")));
+    let alerts = records_of(&s.t, "alert.refused_attempts_by_token").await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].target, refusals[0].actor);
+    assert_eq!(alerts[0].department.as_deref(), Some(MARKET_BUREAU));
+    let figures = detail(&alerts[0]);
+    assert_eq!(figures.count, Some(6));
+    assert_eq!(
+        figures.seqs,
+        refusals.iter().map(|r| r.seq).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn a_licence_revoked_minutes_after_its_issue_alerts_and_one_issued_yesterday_does_not() {
     let s = TestServer::start().await;
     let watcher = Watcher::new(s.t.app.clone(), shipped_rules_with(&[]));
