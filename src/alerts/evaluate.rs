@@ -9,10 +9,10 @@ use time::{Duration, OffsetDateTime};
 
 use super::alert::{alert_detail, Alert, AlertDetail, ALERT_PREFIX};
 use super::rules::{Check, Per, Rule, Rules};
+use crate::app::DAILY_FIGURES_ACTION;
 use crate::audit::Record;
 use crate::time_util;
-/// Records of the supervision exchange (daily figures, checkpoints) never set a rule off.
-const SUPERVISION_PREFIX: &str = "supervision.";
+
 /// The changes `changes_by_one_actor` counts.
 pub const COUNTED_CHANGES: [&str; 2] = ["licence.revoke", "licence.amend"];
 const REVOKE: &str = "licence.revoke";
@@ -49,7 +49,7 @@ impl Evaluation {
             raised: HashMap::new(),
         };
         for record in earlier {
-            if !evaluation.note_alert(&record) {
+            if !evaluation.note_alert(&record) && !is_daily_figures(&record) {
                 if let Some(at) = parse_time(&record.at) {
                     evaluation.note_counted(at, record);
                 }
@@ -61,7 +61,7 @@ impl Evaluation {
     /// The alerts `record` sets off, the next in seq order. `issued_at` is when the licence a
     /// revocation names was issued, if known.
     pub fn observe(&mut self, record: &Record, issued_at: Option<OffsetDateTime>) -> Vec<Alert> {
-        if self.note_alert(record) || record.action.starts_with(SUPERVISION_PREFIX) {
+        if self.note_alert(record) || is_daily_figures(record) {
             return Vec::new();
         }
         let Some(at) = parse_time(&record.at) else {
@@ -292,6 +292,13 @@ pub(super) fn minutes(m: u32) -> Duration {
 /// An RFC 3339 time, as audit records hold them.
 pub(super) fn parse_time(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The day's supervision figures, which the service records about itself (as it does its
+/// alerts): they are nobody's doing. Every other record counts, `supervision.read` refusals too
+/// (someone trying a department's token on the whole trail).
+fn is_daily_figures(record: &Record) -> bool {
+    record.action == DAILY_FIGURES_ACTION
 }
 
 fn is_ok_change(record: &Record) -> bool {
@@ -572,6 +579,35 @@ mod tests {
     }
 
     #[test]
+    fn refused_reads_of_the_supervision_stream_count_like_any_refusal() {
+        let rules = rules();
+        let mut trail = Trail { seq: 0 };
+        let refused_read = |trail: &mut Trail, i: i64| {
+            trail.record(
+                MORNING + Duration::minutes(i),
+                "token:4:stolen",
+                "supervision.read",
+                "refused: forbidden",
+            )
+        };
+        let earlier: Vec<Record> = (0..3).map(|i| refused_read(&mut trail, i)).collect();
+        let mut evaluation = Evaluation::new(rules.clone(), []);
+        let raised: Vec<Alert> = earlier
+            .iter()
+            .flat_map(|r| evaluation.observe(r, None))
+            .collect();
+        assert_eq!(rule_names(&raised), ["refused_actor"]);
+        assert_eq!(raised[0].target, "token:4:stolen");
+        // Read back at a restart, they count too.
+        let mut restarted = Evaluation::new(rules.clone(), earlier);
+        let fourth = refused_read(&mut trail, 3);
+        assert_eq!(
+            rule_names(&restarted.observe(&fourth, None)),
+            ["refused_actor", "refused_address"]
+        );
+    }
+
+    #[test]
     fn a_licence_revoked_soon_after_issue_alerts_and_one_revoked_later_does_not() {
         let rules = rules();
         let mut evaluation = Evaluation::new(rules.clone(), []);
@@ -608,11 +644,10 @@ mod tests {
             "ok",
         );
         assert!(evaluation.observe(&again, None).is_empty());
-        // An alert never sets a rule off, nor does a supervision record.
+        // An alert never sets a rule off, nor do the day's figures: the service's own records.
         let mut evaluation = Evaluation::new(rules.clone(), []);
         assert!(evaluation.observe(&alert_record, None).is_empty());
-        let mut daily = trail.record(night, "supervision", "supervision.summary", "refused: odd");
-        daily.action = "supervision.summary".into();
+        let daily = trail.record(night, "elicence", DAILY_FIGURES_ACTION, "refused: odd");
         for _ in 0..5 {
             assert!(evaluation.observe(&daily, None).is_empty());
         }
