@@ -1,6 +1,8 @@
 //! End to end with the real binaries: `elicence serve` pushing to `city-library serve`, licences
 //! issued and revoked over HTTP; the receiver ends up holding exactly the service's events, each
-//! verified against the trust list. A second receiver catches up by pulling the feed.
+//! verified against the trust list. A second receiver catches up by pulling the feed. The same
+//! `serve` pushes its audit trail to `city-library supervise`, which ends up holding all of it,
+//! checked, with a checkpoint the county's trail extends.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ async fn the_receiver_holds_exactly_the_services_events_each_verified() {
     let database = fresh_database(dir.path()).await;
     let service_port = free_port();
     let library_port = free_port();
+    let platform_port = free_port();
     let elicence = |args: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_elicence"));
         c.args(args)
@@ -32,6 +35,11 @@ async fn the_receiver_holds_exactly_the_services_events_each_verified() {
                 format!("http://127.0.0.1:{library_port}"),
             )
             .env("ELICENCE_LIBRARY_SECRET", "city-secret")
+            .env(
+                "ELICENCE_SUPERVISION_URL",
+                format!("http://127.0.0.1:{platform_port}"),
+            )
+            .env("ELICENCE_SUPERVISION_SECRET", "supervision-secret")
             .env("RUST_LOG", "warn");
         c
     };
@@ -74,6 +82,31 @@ async fn the_receiver_holds_exactly_the_services_events_each_verified() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
+    );
+    let platform_db = dir.path().join("platform.sqlite");
+    let root = dir.path().join("keys/root.crt.pem");
+    let platform = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_city-library"));
+        c.args(args).args([
+            "--db",
+            platform_db.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ]);
+        c
+    };
+    let supervision = Killed(
+        platform(&[
+            "supervise",
+            "--listen",
+            &format!("127.0.0.1:{platform_port}"),
+        ])
+        .env("CITY_SUPERVISION_SECRET", "supervision-secret")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
     );
     let service = Killed(
         elicence(&["serve", "--verify-per-minute", "0"])
@@ -155,5 +188,52 @@ async fn the_receiver_holds_exactly_the_services_events_each_verified() {
     let pulled: Value = serde_json::from_slice(&pulled.stdout).unwrap();
     assert_eq!(pulled["new"], total);
     assert_eq!(pulled["report"]["verified"], total);
-    drop((service, receiver));
+
+    // The supervision platform holds the whole trail, checked, and the county's trail extends
+    // the checkpoint it holds.
+    let pool = raw_pool(&database.url).await;
+    let head: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let held = loop {
+        let report: Value = reqwest::get(format!("http://127.0.0.1:{platform_port}/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if report["held_to"]["seq"] == head || started.elapsed() > Duration::from_secs(60) {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(held["records"], head, "{held}");
+    assert_eq!(held["intact"], true, "{held}");
+    assert_eq!(held["held_to"]["seq"], head, "{held}");
+    let checkpoint = dir.path().join("held.cose");
+    let out = platform(&[
+        "supervision-report",
+        "--checkpoint-out",
+        checkpoint.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let verified = run(&[
+        "audit",
+        "verify",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ]);
+    assert!(
+        verified.contains(&format!("extends record {head}")),
+        "{verified}"
+    );
+    drop((service, receiver, supervision));
 }
