@@ -24,9 +24,17 @@ pub struct Body<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
+    /// Every body this API takes is a JSON object: serde would also read a struct from an
+    /// array (`[]` as a renewal with every field left out), which no client means.
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(Body(value))
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        let unreadable = |why: String| ApiError::Request(StatusCode::UNPROCESSABLE_ENTITY, why);
+        if !value.is_object() {
+            return Err(unreadable("the body must be a JSON object".into()));
+        }
+        serde_json::from_value(value)
+            .map(Body)
+            .map_err(|e| unreadable(format!("Failed to deserialize the JSON body: {e}")))
     }
 }
 

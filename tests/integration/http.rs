@@ -685,3 +685,40 @@ async fn readiness_follows_whether_writes_work() {
         held.detail
     );
 }
+
+/// serde reads a struct from a JSON array too (`[]` as a renewal with every field left out):
+/// schemathesis found a renewal made from `[]`. A body must be an object, and nothing changes.
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused_and_changes_nothing() {
+    let s = TestServer::start().await;
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    let officer = s.token(Some(MARKET_BUREAU), &[Role::Officer]).await;
+    let issued: Value = s.issue(&clerk, FOOD, "ARRAY-1").await.json().await.unwrap();
+    let id = issued["licence_id"].as_str().unwrap();
+    for body in [json!([]), json!([{}]), json!("renew"), json!(1)] {
+        let response = post(
+            &s,
+            &officer,
+            &format!("/api/v1/licences/{id}/renew"),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}"
+        );
+        let answer: Value = response.json().await.unwrap();
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("JSON object"),
+            "{answer}"
+        );
+    }
+    let versions = s
+        .get_json(&format!("/api/v1/licences/{id}/versions"), Some(&officer))
+        .await;
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
+}
