@@ -572,3 +572,16 @@ async fn set_new_password(person: &mut Person<'_>, one_time: &str) -> Option<Str
     assert_eq!(status, StatusCode::SEE_OTHER);
     to
 }
+
+#[tokio::test]
+async fn a_hand_made_form_missing_a_field_gets_the_chinese_error_page_naming_it() {
+    let server = TestServer::start().await;
+    let mut person = Person::new(&server);
+    let (status, page, _) = person.post("/console/login", &[("login", "x")]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("无法完成"), "{page}");
+    assert!(
+        page.contains("password"),
+        "the missing field is named: {page}"
+    );
+}

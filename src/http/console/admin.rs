@@ -5,13 +5,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::layout::{csrf_field, error_box, error_page, frame, may, status_of};
 use super::session::{check_csrf, Signed};
-use super::{page, see_other, words, SharedState};
+use super::{page, see_other, words, ConsoleForm, SharedState};
 use crate::app::signin::ConsoleSession;
 use crate::app::{Action, AppError, CreatedStaff, Role};
 use crate::signing::cert::Purpose;
@@ -225,7 +224,7 @@ pub struct NewStaffForm {
 pub async fn create_staff(
     State(state): State<SharedState>,
     Signed(session): Signed,
-    Form(form): Form<NewStaffForm>,
+    ConsoleForm(form): ConsoleForm<NewStaffForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "staff.create").await?;
     let roles: Vec<Role> = PERSON_ROLES
@@ -271,7 +270,7 @@ pub struct NewTokenForm {
 pub async fn create_token(
     State(state): State<SharedState>,
     Signed(session): Signed,
-    Form(form): Form<NewTokenForm>,
+    ConsoleForm(form): ConsoleForm<NewTokenForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "token.create").await?;
     let roles: Vec<Role> = TOKEN_ROLES
@@ -302,7 +301,7 @@ pub async fn revoke_token(
     State(state): State<SharedState>,
     Signed(session): Signed,
     Path(id): Path<i64>,
-    Form(form): Form<ConfirmForm>,
+    ConsoleForm(form): ConsoleForm<ConfirmForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "token.revoke").await?;
     if form.confirm != "yes" {
@@ -374,7 +373,7 @@ pub async fn disable_staff(
     State(state): State<SharedState>,
     Signed(session): Signed,
     Path(login): Path<String>,
-    Form(form): Form<ConfirmForm>,
+    ConsoleForm(form): ConsoleForm<ConfirmForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "staff.disable").await?;
     if form.confirm != "yes" {
@@ -398,7 +397,7 @@ pub async fn reset_staff(
     State(state): State<SharedState>,
     Signed(session): Signed,
     Path(login): Path<String>,
-    Form(form): Form<ConfirmForm>,
+    ConsoleForm(form): ConsoleForm<ConfirmForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "staff.reset").await?;
     if form.confirm != "yes" {
@@ -427,7 +426,7 @@ pub async fn reset_staff(
 pub async fn rotate_key(
     State(state): State<SharedState>,
     Signed(session): Signed,
-    Form(form): Form<ConfirmForm>,
+    ConsoleForm(form): ConsoleForm<ConfirmForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "key.rotate").await?;
     if form.confirm != "yes" {
@@ -453,7 +452,7 @@ pub async fn rotate_key(
 pub async fn revoke_key(
     State(state): State<SharedState>,
     Signed(session): Signed,
-    Form(form): Form<ConfirmForm>,
+    ConsoleForm(form): ConsoleForm<ConfirmForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "key.revoke").await?;
     if form.confirm != "yes" {

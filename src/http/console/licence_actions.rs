@@ -135,9 +135,8 @@ pub async fn change(
     Path(id): Path<String>,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Result<Response, Response> {
-    let Form(values) = form.map_err(|rejection| {
-        error_page(&AppError::BadInput(rejection.body_text()), Some(&session))
-    })?;
+    let Form(values) =
+        form.map_err(|rejection| error_page(&super::form_error(rejection), Some(&session)))?;
     let act = value_of(&values, "act").unwrap_or_default();
     let asked = words::licence_change(act);
     let audit_action = match asked {

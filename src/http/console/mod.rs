@@ -165,6 +165,34 @@ fn page(status: StatusCode, markup: maud::Markup) -> Response {
     response
 }
 
+/// A posted form. One that cannot be read — a field missing or of the wrong kind, as only a
+/// hand-made request sends — answers the console's Chinese error page naming the field, not
+/// axum's plain-text 422.
+pub struct ConsoleForm<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ConsoleForm<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(ConsoleForm(value)),
+            Err(rejection) => Err(layout::error_page(&form_error(rejection), None)),
+        }
+    }
+}
+
+/// What was wrong with a form that could not be read.
+fn form_error(rejection: axum::extract::rejection::FormRejection) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return AppError::TooLarge(format!("form: {}", rejection.body_text()));
+    }
+    AppError::BadInput(format!("form: {}", rejection.body_text()))
+}
+
 /// After a form that changed something: see the result page by GET (so that reloading it does
 /// not post the form again).
 fn see_other(to: &str) -> Response {

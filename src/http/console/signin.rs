@@ -4,13 +4,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Form;
 use maud::html;
 use serde::Deserialize;
 
 use super::layout::{csrf_field, error_box, frame, qr_svg};
 use super::session::{check_csrf, cleared_cookie, session_cookie, with_cookie, Started};
-use super::{page, see_other, words, SharedState};
+use super::{page, see_other, words, ConsoleForm, SharedState};
 use crate::app::signin::{ConsoleSession, SignIn, Stage};
 use crate::app::AppError;
 use crate::http::Client;
@@ -51,7 +50,7 @@ pub struct SignInForm {
 pub async fn submit(
     State(state): State<SharedState>,
     Client(ip): Client,
-    Form(form): Form<SignInForm>,
+    ConsoleForm(form): ConsoleForm<SignInForm>,
 ) -> Result<Response, Response> {
     let code = Some(form.code.as_str()).filter(|c| !c.trim().is_empty());
     let signed = state
@@ -94,7 +93,7 @@ pub struct CsrfOnly {
 pub async fn sign_out(
     State(state): State<SharedState>,
     Started(session): Started,
-    Form(form): Form<CsrfOnly>,
+    ConsoleForm(form): ConsoleForm<CsrfOnly>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "staff.sign_out").await?;
     state
@@ -147,7 +146,7 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(state): State<SharedState>,
     Started(session): Started,
-    Form(form): Form<PasswordForm>,
+    ConsoleForm(form): ConsoleForm<PasswordForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "staff.change_password").await?;
     match state
@@ -210,7 +209,7 @@ pub struct CodeForm {
 pub async fn confirm_totp(
     State(state): State<SharedState>,
     Started(session): Started,
-    Form(form): Form<CodeForm>,
+    ConsoleForm(form): ConsoleForm<CodeForm>,
 ) -> Result<Response, Response> {
     check_csrf(&state, &session, &form.csrf, "staff.enrol_totp").await?;
     match state.app.confirm_totp(&session, &form.code).await {
