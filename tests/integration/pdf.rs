@@ -73,7 +73,18 @@ fn decode_qr(pdf: &Path) -> String {
         ],
     );
     let png = prefix.with_extension("png");
-    let decoded = tool("zbarimg", &["--quiet", "--raw", png.to_str().unwrap()]);
+    // QR codes only: zbar's linear decoders now and then read a few digits out of the page's
+    // lettering or border (a CI run got "649672" after the QR text), which no verifier scans for.
+    let decoded = tool(
+        "zbarimg",
+        &[
+            "--quiet",
+            "--raw",
+            "-Sdisable",
+            "-Sqrcode.enable",
+            png.to_str().unwrap(),
+        ],
+    );
     decoded.trim().to_string()
 }
 
