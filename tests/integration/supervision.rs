@@ -286,6 +286,18 @@ async fn every_audit_record_reaches_the_platform_in_order_and_once_through_failu
     );
     let head = t.app.store.audit_head().await.unwrap().unwrap();
     assert_eq!(report["held_to"]["hash"], head.1.as_str());
+    // A monitor that allows a few minutes of silence is content; one that allows none, a second
+    // later, reports the stream silent.
+    let watched = |max: &str| {
+        platform
+            .command(&["supervision-report", "--max-silence", max])
+            .status
+            .code()
+            .unwrap()
+    };
+    assert_eq!(watched("180"), 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(watched("0"), 2);
 
     // The checkpoint the platform holds proves the county's trail to the county's own tool.
     let (code, text) = audit_verify(&t, &["--checkpoint", checkpoint.to_str().unwrap()]);

@@ -90,6 +90,10 @@ enum Command {
         /// --checkpoint`).
         #[arg(long, value_name = "FILE")]
         checkpoint_out: Option<PathBuf>,
+        /// Also fail (exit 2) when no checkpoint arrived for this long: the county sends one at
+        /// least every minute, idle or not, so a longer silence is a stopped stream.
+        #[arg(long, value_name = "SECONDS")]
+        max_silence: Option<i64>,
     },
 }
 
@@ -383,7 +387,10 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::json!({"new": new, "report": platform.report().await?})
             );
         }
-        Command::SupervisionReport { checkpoint_out } => {
+        Command::SupervisionReport {
+            checkpoint_out,
+            max_silence,
+        } => {
             let platform = open_platform(&cli, b"").await?;
             let report = platform.report().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -393,6 +400,16 @@ async fn main() -> anyhow::Result<()> {
                     .await?
                     .context("no checkpoint received yet")?;
                 std::fs::write(path, checkpoint).with_context(|| path.display().to_string())?;
+            }
+            let silent = report["silent_seconds"].as_i64();
+            if let Some(max) = max_silence {
+                if silent.is_none_or(|s| s > *max) {
+                    eprintln!(
+                        "the county's stream is silent: no checkpoint for {} (at most {max} s allowed)",
+                        silent.map_or("ever".to_string(), |s| format!("{s} s"))
+                    );
+                    std::process::exit(2);
+                }
             }
             if report["intact"] != true {
                 std::process::exit(2);

@@ -242,6 +242,14 @@ impl Platform {
         let checkpoints: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints")
             .fetch_one(&mut *tx)
             .await?;
+        // The county checkpoints at least once a minute, idle or not: a long silence is a
+        // stopped stream, which is how tampering that stops the pusher would show.
+        let silent_seconds: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(strftime('%s', 'now') - strftime('%s', MAX(received_at)) AS INTEGER)
+             FROM audit_checkpoints",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         let held_to = match checkpoint {
             Some(r) => serde_json::json!({
@@ -255,6 +263,7 @@ impl Platform {
             "records": counts.try_get::<i64, _>("n")?,
             "last_seq": counts.try_get::<i64, _>("last")?,
             "checkpoints": checkpoints,
+            "silent_seconds": silent_seconds,
             "held_to": held_to,
             "intact": problems.is_empty(),
             "problems": problems,
