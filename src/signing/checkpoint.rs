@@ -154,6 +154,19 @@ mod tests {
     }
 
     #[test]
+    fn a_key_left_without_its_certificate_is_replaced_by_a_whole_pair() {
+        let (dir, _) = ring_with_supervision_key();
+        std::fs::remove_file(dir.path().join("supervision.crt.pem")).unwrap();
+        assert!(KeyRing::service_signing_key(dir.path(), Purpose::Supervision).is_err());
+        assert!(KeyRing::ensure_service_key(dir.path(), Purpose::Supervision).unwrap());
+        let (key, kid) = KeyRing::service_signing_key(dir.path(), Purpose::Supervision).unwrap();
+        let ring = KeyRing::load(dir.path(), 1, vec![]).unwrap();
+        let trust = TrustStore::new(&ring.trust_list(), None).unwrap();
+        let bytes = checkpoint().sign(&key, &kid).unwrap();
+        assert_eq!(Checkpoint::verify(&bytes, &trust).unwrap(), checkpoint());
+    }
+
+    #[test]
     fn a_licence_signer_cannot_sign_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let issuer = crate::directory::Issuer {

@@ -539,3 +539,43 @@ async fn the_platform_catches_up_by_pulling_with_a_city_wide_supervisor_token_on
     );
     assert_eq!(pulled["report"]["intact"], true, "{pulled}");
 }
+
+#[tokio::test]
+async fn a_service_killed_mid_stream_resumes_where_the_platform_acknowledged() {
+    let t = TestApp::new().await;
+    let platform = Platform::start(&t).await;
+    let killed = Pusher::of(
+        AuditStream::new(&t.app).unwrap(),
+        t.app.clone(),
+        &platform.url,
+        SECRET.as_bytes(),
+    )
+    .with_lease_and_batch(1, 4);
+    some_work(&t, "BEFORE").await;
+    for _ in 0..3 {
+        killed.step().await.unwrap();
+    }
+    // Gone without handing its lease back or finishing its batch, as after kill -9.
+    drop(killed);
+    some_work(&t, "AFTER").await;
+
+    let restarted = Arc::new(t.reopen().await);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let pusher = Pusher::of(
+        AuditStream::new(&restarted).unwrap(),
+        restarted.clone(),
+        &platform.url,
+        SECRET.as_bytes(),
+    )
+    .with_lease_and_batch(1, 4);
+    drain(&pusher).await;
+    let (report, code) = platform.report(&t.dir.path().join("held.cose"));
+    let head = restarted.store.audit_head().await.unwrap().unwrap();
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["records"], head.0, "nothing lost: {report}");
+    assert_eq!(
+        report["intact"], true,
+        "nothing twice, nothing out of order: {report}"
+    );
+    assert_eq!(report["held_to"]["seq"], head.0, "{report}");
+}

@@ -49,11 +49,16 @@ impl KeyRing {
     /// private key is here to sign it (a development deployment; elsewhere the county's CA issues
     /// it and the operator installs both files). Returns whether it made one. Two processes
     /// starting at once cannot leave a mismatched pair: each file is linked into place only if
-    /// absent, the private key first.
+    /// absent, the private key first; a private key left without its certificate (a start killed
+    /// between the two) is replaced rather than left to stop every later start.
     pub fn ensure_service_key(dir: &Path, purpose: Purpose) -> Result<bool, KeyError> {
         let (cert_path, key_path) = service_paths(dir, purpose);
-        if key_path.exists() || !dir.join("root.key.pem").exists() {
+        if !dir.join("root.key.pem").exists() || cert_path.exists() {
             return Ok(false);
+        }
+        if key_path.exists() {
+            tracing::warn!(path = %key_path.display(), "a service key without its certificate is replaced");
+            fs::remove_file(&key_path).map_err(|e| file_error(&key_path, e))?;
         }
         let root = pem_der(&read(&dir.join("root.crt.pem"))?)
             .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
