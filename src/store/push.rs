@@ -59,33 +59,36 @@ impl Store {
     /// Records that everything up to `seq` was delivered to `target`, if `holder` still holds
     /// the lease; false when it lost it (another instance delivers now).
     pub async fn record_pushed(&self, target: &str, holder: &str, seq: i64) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE push_state SET last_seq = $1 WHERE target = $2 AND lease_holder = $3 AND last_seq < $1",
-        )
-        .bind(seq)
-        .bind(target)
-        .bind(holder)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(updated == 1)
+        self.set_pushed(target, holder, seq, "AND last_seq < $1")
+            .await
     }
 
     /// Sets what was delivered to `target` back to `seq`, if `holder` holds the lease: the
     /// source shrank below it (an audit trail cut short), and delivery starts again lower.
     pub async fn rewind_pushed(&self, target: &str, holder: &str, seq: i64) -> Result<bool> {
+        self.set_pushed(target, holder, seq, "").await
+    }
+
+    /// Sets `target`'s delivered seq to `seq` where `holder` holds the lease and `condition`
+    /// (SQL over `last_seq` and `$1`, the new seq) holds; whether it did.
+    async fn set_pushed(
+        &self,
+        target: &str,
+        holder: &str,
+        seq: i64,
+        condition: &str,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let updated = sqlx::query(
-            "UPDATE push_state SET last_seq = $1 WHERE target = $2 AND lease_holder = $3",
-        )
-        .bind(seq)
-        .bind(target)
-        .bind(holder)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let sql = format!(
+            "UPDATE push_state SET last_seq = $1 WHERE target = $2 AND lease_holder = $3 {condition}"
+        );
+        let updated = sqlx::query(&sql)
+            .bind(seq)
+            .bind(target)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(updated == 1)
     }
