@@ -252,32 +252,13 @@ fn signed_with(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
     elicence::hash::same_secret(signature.as_bytes(), expected.as_bytes())
 }
 
-/// POST /events: the HMAC must match the body; then every event not held yet is stored.
-async fn receive(
-    State(receiver): State<Arc<Receiver>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, Json<serde_json::Value>) {
-    if !signed_with(&receiver.secret, &headers, &body) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "bad signature"})),
-        );
-    }
-    let events: Vec<Event> = match serde_json::from_slice(&body) {
-        Ok(events) => events,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": e.to_string()})),
-            )
-        }
-    };
-    match receiver.store(&events).await {
-        Ok(new) => (
-            StatusCode::OK,
-            Json(serde_json::json!({"received": events.len(), "new": new})),
-        ),
+/// A JSON answer of either receiver.
+type Answer = (StatusCode, Json<serde_json::Value>);
+
+/// What a receiver's work gave: its JSON, or a 500 naming the failure.
+fn answer(result: anyhow::Result<serde_json::Value>) -> Answer {
+    match result {
+        Ok(value) => (StatusCode::OK, Json(value)),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(serde_json::json!({"error": e.to_string()})),
@@ -285,14 +266,45 @@ async fn receive(
     }
 }
 
-async fn status(State(receiver): State<Arc<Receiver>>) -> (StatusCode, Json<serde_json::Value>) {
-    match receiver.report().await {
-        Ok(report) => (StatusCode::OK, Json(report)),
+/// A push as both receivers take it: the HMAC must match the body (401), the body must read as
+/// `T` (400), then `take` keeps it and says what to answer.
+async fn take_signed<T: serde::de::DeserializeOwned>(
+    secret: &[u8],
+    headers: &HeaderMap,
+    body: &[u8],
+    take: impl AsyncFnOnce(T) -> anyhow::Result<serde_json::Value>,
+) -> Answer {
+    if !signed_with(secret, headers, body) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "bad signature"})),
+        );
+    }
+    match serde_json::from_slice(body) {
+        Ok(pushed) => answer(take(pushed).await),
         Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_REQUEST,
             Json(serde_json::json!({"error": e.to_string()})),
         ),
     }
+}
+
+/// POST /events: every event not held yet is stored.
+async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Answer {
+    take_signed(
+        &receiver.secret,
+        &headers,
+        &body,
+        async |events: Vec<Event>| {
+            let new = receiver.store(&events).await?;
+            Ok(serde_json::json!({"received": events.len(), "new": new}))
+        },
+    )
+    .await
+}
+
+async fn status(State(receiver): State<Arc<Receiver>>) -> Answer {
+    answer(receiver.report().await)
 }
 
 async fn pull(receiver: &Receiver, source: &str, token: &str) -> anyhow::Result<usize> {

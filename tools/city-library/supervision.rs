@@ -9,8 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::http::HeaderMap;
 use base64::Engine;
 use elicence::signing::checkpoint::Checkpoint;
 use elicence::signing::trust::TrustStore;
@@ -358,47 +357,24 @@ async fn problem(
     Ok(())
 }
 
-/// POST /audit: the HMAC must match the body; then the delivery is taken.
+/// POST /audit: the delivery is taken.
 pub async fn receive(
     State(platform): State<Arc<Platform>>,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, Json<serde_json::Value>) {
-    if !crate::signed_with(&platform.secret, &headers, &body) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "bad signature"})),
-        );
-    }
-    let delivery: Delivery = match serde_json::from_slice(&body) {
-        Ok(delivery) => delivery,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": e.to_string()})),
-            )
-        }
-    };
-    match platform.ingest(&delivery).await {
-        Ok(new) => (
-            StatusCode::OK,
-            Json(serde_json::json!({"received": delivery.records.len(), "new": new})),
-        ),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"error": e.to_string()})),
-        ),
-    }
+) -> crate::Answer {
+    crate::take_signed(
+        &platform.secret,
+        &headers,
+        &body,
+        async |delivery: Delivery| {
+            let new = platform.ingest(&delivery).await?;
+            Ok(serde_json::json!({"received": delivery.records.len(), "new": new}))
+        },
+    )
+    .await
 }
 
-pub async fn status(
-    State(platform): State<Arc<Platform>>,
-) -> (StatusCode, Json<serde_json::Value>) {
-    match platform.report().await {
-        Ok(report) => (StatusCode::OK, Json(report)),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"error": e.to_string()})),
-        ),
-    }
+pub async fn status(State(platform): State<Arc<Platform>>) -> crate::Answer {
+    crate::answer(platform.report().await)
 }
