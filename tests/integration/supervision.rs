@@ -108,6 +108,16 @@ impl Platform {
         }
     }
 
+    /// The county's audit stream from `app` to this platform (through the failing proxy).
+    fn pusher(&self, app: &Arc<elicence::app::App>) -> Pusher<AuditStream> {
+        Pusher::of(
+            AuditStream::new(app).unwrap(),
+            app.clone(),
+            &self.url,
+            SECRET.as_bytes(),
+        )
+    }
+
     fn command(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_city-library"))
             .args(args)
@@ -256,13 +266,7 @@ fn problems(report: &Value) -> Vec<(String, String)> {
 async fn every_audit_record_reaches_the_platform_in_order_and_once_through_failures() {
     let t = TestApp::new().await;
     let platform = Platform::start(&t).await;
-    let pusher = Pusher::of(
-        AuditStream::new(&t.app).unwrap(),
-        t.app.clone(),
-        &platform.url,
-        SECRET.as_bytes(),
-    )
-    .with_lease_and_batch(30, 4);
+    let pusher = platform.pusher(&t.app).with_lease_and_batch(30, 4);
     some_work(&t, "ONE").await;
     let failures = drain(&pusher).await;
     some_work(&t, "TWO").await;
@@ -319,12 +323,7 @@ async fn every_audit_record_reaches_the_platform_in_order_and_once_through_failu
 async fn a_deleted_tail_is_reported_by_the_platform_and_by_audit_verify() {
     let t = TestApp::new().await;
     let platform = Platform::start(&t).await;
-    let pusher = Pusher::of(
-        AuditStream::new(&t.app).unwrap(),
-        t.app.clone(),
-        &platform.url,
-        SECRET.as_bytes(),
-    );
+    let pusher = platform.pusher(&t.app);
     some_work(&t, "CUT").await;
     drain(&pusher).await;
     let checkpoint = t.dir.path().join("held.cose");
@@ -371,12 +370,7 @@ async fn a_deleted_tail_is_reported_by_the_platform_and_by_audit_verify() {
 async fn a_tail_deleted_without_a_write_after_it_is_reported_as_cut_short() {
     let t = TestApp::new().await;
     let platform = Platform::start(&t).await;
-    let pusher = Pusher::of(
-        AuditStream::new(&t.app).unwrap(),
-        t.app.clone(),
-        &platform.url,
-        SECRET.as_bytes(),
-    );
+    let pusher = platform.pusher(&t.app);
     some_work(&t, "TAIL").await;
     drain(&pusher).await;
     let total = audit_count(&t).await;
@@ -402,12 +396,7 @@ async fn a_tail_deleted_without_a_write_after_it_is_reported_as_cut_short() {
 async fn an_edited_and_rehashed_chain_is_caught_at_the_next_checkpoint() {
     let t = TestApp::new().await;
     let platform = Platform::start(&t).await;
-    let pusher = Pusher::of(
-        AuditStream::new(&t.app).unwrap(),
-        t.app.clone(),
-        &platform.url,
-        SECRET.as_bytes(),
-    );
+    let pusher = platform.pusher(&t.app);
     some_work(&t, "EDIT").await;
     drain(&pusher).await;
     let checkpoint = t.dir.path().join("held.cose");
@@ -544,13 +533,7 @@ async fn the_platform_catches_up_by_pulling_with_a_city_wide_supervisor_token_on
 async fn a_service_killed_mid_stream_resumes_where_the_platform_acknowledged() {
     let t = TestApp::new().await;
     let platform = Platform::start(&t).await;
-    let killed = Pusher::of(
-        AuditStream::new(&t.app).unwrap(),
-        t.app.clone(),
-        &platform.url,
-        SECRET.as_bytes(),
-    )
-    .with_lease_and_batch(1, 4);
+    let killed = platform.pusher(&t.app).with_lease_and_batch(1, 4);
     some_work(&t, "BEFORE").await;
     for _ in 0..3 {
         killed.step().await.unwrap();
@@ -561,13 +544,7 @@ async fn a_service_killed_mid_stream_resumes_where_the_platform_acknowledged() {
 
     let restarted = Arc::new(t.reopen().await);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let pusher = Pusher::of(
-        AuditStream::new(&restarted).unwrap(),
-        restarted.clone(),
-        &platform.url,
-        SECRET.as_bytes(),
-    )
-    .with_lease_and_batch(1, 4);
+    let pusher = platform.pusher(&restarted).with_lease_and_batch(1, 4);
     drain(&pusher).await;
     let (report, code) = platform.report(&t.dir.path().join("held.cose"));
     let head = restarted.store.audit_head().await.unwrap().unwrap();
