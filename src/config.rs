@@ -32,8 +32,9 @@ pub struct Settings {
     pub supervision_secret: Option<SecretString>,
     /// Where the licence directory and the PDF layouts are.
     pub templates_dir: PathBuf,
-    /// How old a cached status list may be before offline verification calls it stale.
-    pub status_list_max_age_seconds: i64,
+    /// How long a status list the service signs may be believed: its `exp` is its `iat` plus
+    /// this (SPEC §7). Offline verifiers honour the list's own `exp`, not a setting of theirs.
+    pub status_list_lifetime_seconds: i64,
     /// Where scans and PDFs are archived: `folder` (under the data dir) or `database`.
     pub blob_store: BlobStoreKind,
     /// Limits on conversion input (SPEC §10): a scan's size, a manifest's rows, an upload's size.
@@ -151,7 +152,7 @@ struct FileSettings {
     supervision_url: Option<String>,
     supervision_secret: Option<String>,
     templates_dir: Option<PathBuf>,
-    status_list_max_age_seconds: Option<u64>,
+    status_list_lifetime_seconds: Option<u64>,
     blob_store: Option<String>,
     max_scan_bytes: Option<u64>,
     max_manifest_rows: Option<u64>,
@@ -266,11 +267,11 @@ impl Settings {
                     }),
                 None => Ok(default),
             };
-        let max_age = whole(
-            "ELICENCE_STATUS_LIST_MAX_AGE_SECONDS",
-            from_file.status_list_max_age_seconds,
-            crate::verify::DEFAULT_MAX_STATUS_AGE_SECONDS as u64,
-            1,
+        let list_lifetime = whole(
+            "ELICENCE_STATUS_LIST_LIFETIME_SECONDS",
+            from_file.status_list_lifetime_seconds,
+            DEFAULT_STATUS_LIST_LIFETIME_SECONDS,
+            60,
         )? as i64;
         // Several instances share PostgreSQL, so by default they share blobs through it too.
         let blob_store = match pick("ELICENCE_BLOB_STORE", from_file.blob_store).as_deref() {
@@ -374,7 +375,7 @@ impl Settings {
             supervision_url: pick("ELICENCE_SUPERVISION_URL", from_file.supervision_url),
             supervision_secret: pick("ELICENCE_SUPERVISION_SECRET", from_file.supervision_secret)
                 .map(SecretString::from),
-            status_list_max_age_seconds: max_age,
+            status_list_lifetime_seconds: list_lifetime,
             blob_store,
             max_scan_bytes,
             max_manifest_rows,
@@ -408,6 +409,10 @@ pub fn parse_trusted_proxies(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
         })
         .collect()
 }
+
+/// How long a signed status list may be believed unless configured (a day): a revocation reaches
+/// an offline verifier at most this late, and a verifier offline longer must refresh.
+pub const DEFAULT_STATUS_LIST_LIFETIME_SECONDS: u64 = 24 * 3600;
 
 /// The keys whose values never appear in a message.
 const SECRET_KEYS: [&str; 3] = ["library_secret", "supervision_secret", "database_url"];

@@ -319,18 +319,17 @@ pub fn check_full_record(
     Ok(full)
 }
 
-/// How old a cached status list may be before it can no longer vouch for `valid`.
-pub const DEFAULT_MAX_STATUS_AGE_SECONDS: i64 = 24 * 3600;
-
 /// Offline verification: trust list and status lists cached, no network.
 ///
 /// `lists` are status lists already parsed; each is used only when it is for the token's issuer
-/// and list number and its signature verifies under a signer of that issuer in `trust`.
+/// and list number and its signature verifies under a signer of that issuer in `trust`; of
+/// several, the newest. A list past its `exp` cannot vouch for `valid` (SPEC §7); nor, when the
+/// verifier `can_refresh` (it could fetch a fresh list), one older than its `ttl`.
 pub fn verify_offline(
     bytes: &[u8],
     trust: &TrustStore,
     lists: &[(StatusList, Envelope)],
-    max_age_seconds: i64,
+    can_refresh: bool,
     now: i64,
 ) -> Verification {
     let authentic = match check_token(bytes, trust) {
@@ -343,12 +342,15 @@ pub fn verify_offline(
     let (n, _) = StatusList::locate(authentic.token.status_index);
     let iss = &authentic.token.claims.iss;
     // A list counts only when signed like a token: chained at its issue time, not revoked.
-    let list = lists.iter().find(|(list, envelope)| {
-        &list.issuer == iss
-            && list.n == n
-            && authenticate(envelope, iss, list.issued_at, trust)
-                .is_ok_and(|s| s.status != SignerStatus::Revoked)
-    });
+    let list = lists
+        .iter()
+        .filter(|(list, envelope)| {
+            &list.issuer == iss
+                && list.n == n
+                && authenticate(envelope, iss, list.issued_at, trust)
+                    .is_ok_and(|s| s.status != SignerStatus::Revoked)
+        })
+        .max_by_key(|(list, _)| list.issued_at);
     let Some((list, _)) = list else {
         return authentic.verification(
             Outcome::Stale,
@@ -361,22 +363,35 @@ pub fn verify_offline(
         EntryStatus::Revoked => return authentic.verification(Outcome::Revoked, "证照已注销"),
         EntryStatus::Suspended => return authentic.verification(Outcome::Suspended, "证照已暂停"),
         EntryStatus::Superseded => {
-            // The list's bit says superseded, not how: renewal and amendment look alike here.
+            // The list's entry says superseded, not how: renewal and amendment look alike here.
             return authentic
                 .verification(Outcome::Superseded, "此版本已被新版本替代（已变更或延续）");
         }
-        EntryStatus::Good => {}
+        EntryStatus::Valid => {}
     }
-    if now - list.issued_at > max_age_seconds {
-        return authentic.verification(
-            Outcome::Stale,
-            format!(
-                "status list is {} s old (more than {max_age_seconds} s): verify online",
-                now - list.issued_at
-            ),
-        );
+    if let Some(stale) = staleness(list, can_refresh, now) {
+        return authentic.verification(Outcome::Stale, stale);
     }
     authentic.by_dates(now)
+}
+
+/// Why a list can no longer vouch for `valid` at `now`, if it cannot.
+fn staleness(list: &StatusList, can_refresh: bool, now: i64) -> Option<String> {
+    let age = now - list.issued_at;
+    if now >= list.expires_at {
+        return Some(format!(
+            "status list {} expired {} s ago: fetch a fresh one",
+            list.uri,
+            now - list.expires_at
+        ));
+    }
+    match list.ttl {
+        Some(ttl) if can_refresh && age > ttl => Some(format!(
+            "status list {} is {age} s old, past its ttl of {ttl} s: fetch a fresh one",
+            list.uri
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -386,7 +401,7 @@ pub(crate) mod tests {
     use crate::identifiers::{LicenceKey, TypeCode, Uscc};
     use crate::licence::{Holder, HolderId, Record};
     use crate::signing::keys::KeyRing;
-    use crate::signing::status_list::StatusList;
+    use crate::signing::status_list::{EntryStatus, StatusList};
     use crate::signing::{sign_version, Unsigned};
     use time::macros::{date, datetime};
 
@@ -577,49 +592,73 @@ pub(crate) mod tests {
         let kid = ring.trust_list().signers[0].kid.clone();
         let ring = ring.with_revoked(dir.path(), &kid);
         // Decided before any status list is consulted.
-        let v = verify_offline(&token, &trust(&ring), &[], 3600, IN_VALIDITY);
+        let v = verify_offline(&token, &trust(&ring), &[], false, IN_VALIDITY);
         assert_eq!(v.result, Outcome::SignerRevoked);
     }
 
+    /// An empty status list 0 of the test issuer made at `iat`, believed for an hour.
+    fn list_at(iat: i64) -> StatusList {
+        StatusList::new(BASE, issuer().uscc, 0, iat, 3600)
+    }
+
+    const BASE: &str = "HTTPS://ZZ.EXAMPLE.GOV.CN";
+
     #[test]
-    fn offline_status_bits_decide_and_a_stale_list_is_never_valid() {
+    fn offline_status_entries_decide_and_a_stale_list_is_never_valid() {
         let dir = tempfile::tempdir().unwrap();
         let ring = ring(dir.path());
         let token = token(&ring);
         let trust = trust(&ring);
         let (key, kid) = ring.signing_key(&issuer().uscc).unwrap();
-        let offline = |list: &StatusList, now: i64| {
+        let offline = |list: &StatusList, can_refresh: bool, now: i64| {
             let lists = [StatusList::parse_signed(&list.sign(key, &kid)).unwrap()];
-            verify_offline(&token, &trust, &lists, 3600, now).result
+            verify_offline(&token, &trust, &lists, can_refresh, now).result
         };
-        let mut list = StatusList::new(issuer().uscc, 0, IN_VALIDITY);
-        assert_eq!(offline(&list, IN_VALIDITY + 60), Outcome::Valid);
-        assert_eq!(offline(&list, IN_VALIDITY + 3601), Outcome::Stale);
-        list.superseded.set(77);
-        assert_eq!(offline(&list, IN_VALIDITY), Outcome::Superseded);
-        list.invalid.set(77);
-        list.suspended.set(77);
-        assert_eq!(offline(&list, IN_VALIDITY), Outcome::Suspended);
-        list.suspended = Default::default();
-        assert_eq!(offline(&list, IN_VALIDITY), Outcome::Revoked);
+        let mut list = list_at(IN_VALIDITY);
+        assert_eq!(offline(&list, false, IN_VALIDITY + 60), Outcome::Valid);
+        assert_eq!(offline(&list, false, IN_VALIDITY + 3599), Outcome::Valid);
         assert_eq!(
-            offline(&list, IN_VALIDITY + 99_999),
+            offline(&list, false, IN_VALIDITY + 3600),
+            Outcome::Stale,
+            "past exp"
+        );
+        assert_eq!(
+            offline(&list, true, IN_VALIDITY + 301),
+            Outcome::Stale,
+            "past ttl, and a fresh list could be fetched"
+        );
+        assert_eq!(offline(&list, true, IN_VALIDITY + 299), Outcome::Valid);
+        list.entries.set(77, EntryStatus::Superseded);
+        assert_eq!(offline(&list, false, IN_VALIDITY), Outcome::Superseded);
+        list.entries.set(77, EntryStatus::Suspended);
+        assert_eq!(offline(&list, false, IN_VALIDITY), Outcome::Suspended);
+        list.entries.set(77, EntryStatus::Revoked);
+        assert_eq!(offline(&list, false, IN_VALIDITY), Outcome::Revoked);
+        assert_eq!(
+            offline(&list, false, IN_VALIDITY + 99_999),
             Outcome::Revoked,
             "revoked stays revoked when stale"
         );
+        // Of two lists, the newer decides.
+        let revoked = StatusList::parse_signed(&list.sign(key, &kid)).unwrap();
+        let reinstated =
+            StatusList::parse_signed(&list_at(IN_VALIDITY + 10).sign(key, &kid)).unwrap();
+        let both = [reinstated.clone(), revoked.clone()];
+        assert_eq!(
+            verify_offline(&token, &trust, &both, false, IN_VALIDITY + 20).result,
+            Outcome::Valid
+        );
         // No list for the token's issuer at all: cannot vouch.
         assert_eq!(
-            verify_offline(&token, &trust, &[], 3600, IN_VALIDITY).result,
+            verify_offline(&token, &trust, &[], false, IN_VALIDITY).result,
             Outcome::Stale
         );
         // A list signed by a key outside the trust list is ignored.
         let stranger = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
-        let forged = [StatusList::parse_signed(
-            &StatusList::new(issuer().uscc, 0, IN_VALIDITY).sign(&stranger, &kid),
-        )
-        .unwrap()];
+        let forged =
+            [StatusList::parse_signed(&list_at(IN_VALIDITY).sign(&stranger, &kid)).unwrap()];
         assert_eq!(
-            verify_offline(&token, &trust, &forged, 3600, IN_VALIDITY).result,
+            verify_offline(&token, &trust, &forged, false, IN_VALIDITY).result,
             Outcome::Stale
         );
     }
@@ -631,10 +670,10 @@ pub(crate) mod tests {
         let token = token(&ring); // by the first signer, retired below but still trusted
         let (ring, second) = ring.with_rotated(dir.path(), &issuer());
         let (key, kid) = ring.signing_key(&issuer().uscc).unwrap();
-        let all_good = StatusList::new(issuer().uscc, 0, IN_VALIDITY).sign(key, &kid);
+        let all_good = list_at(IN_VALIDITY).sign(key, &kid);
         let ring = ring.with_revoked(dir.path(), &second);
         let lists = [StatusList::parse_signed(&all_good).unwrap()];
-        let v = verify_offline(&token, &trust(&ring), &lists, 3600, IN_VALIDITY);
+        let v = verify_offline(&token, &trust(&ring), &lists, false, IN_VALIDITY);
         assert_eq!(v.result, Outcome::Stale);
     }
 }

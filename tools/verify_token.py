@@ -7,7 +7,7 @@ it exists to show, and to test, that the format document is enough to build a ve
     python3 tools/verify_token.py trust.json "HTTPS://ZZ.EXAMPLE.GOV.CN/V/2KCE…"
 
 Checks signature, signer chain (root pinned from the trust list), EKU, issuer and dates; it does
-not consult status lists (see docs/FORMATS.md for that step). Prints the claims as JSON and exits
+not consult status lists (tools/check_status_list.py does that step). Prints the claims as JSON and exits
 0 when the token is authentic and within its dates, 2 otherwise.
 """
 import base64
@@ -33,19 +33,12 @@ def fail(reason):
     sys.exit(2)
 
 
-def main(trust_path, qr_text):
-    b32 = qr_text.rsplit("/V/", 1)[-1]
-    token = base64.b32decode(b32 + "=" * (-len(b32) % 8))
-    if not token.startswith(b"\xd2"):
-        fail("not a tagged COSE_Sign1 (tag 18)")
-    message = CoseMessage.decode(token)  # tag 18: a COSE_Sign1
+def authenticate(message, trust, iss, when):
+    """The trust-list signer of `iss` whose certificate, chained to the list's root, valid at
+    `when` and carrying the signer EKU, verifies `message`'s signature; fails otherwise."""
     kid = message.phdr[KID]
-    claims = cbor2.loads(message.payload)
-    iss, iat, cti = claims[1], claims[6], claims[7].decode()
-    trust = json.load(open(trust_path))
     root = x509.load_pem_x509_certificate(trust["roots"][0].encode())
     kid_text = base64.urlsafe_b64encode(kid).rstrip(b"=").decode()
-    when = datetime.datetime.fromtimestamp(iat, datetime.timezone.utc)
     for signer in trust["signers"]:
         if signer["kid"] != kid_text:
             continue
@@ -67,19 +60,37 @@ def main(trust_path, qr_text):
             fail("bad signature")
         if signer["status"] == "revoked":
             fail("signer revoked")
-        qr = claims[-65538]
-        now = datetime.datetime.now(datetime.timezone.utc).timestamp()
-        if 4 in claims and now >= claims[4]:
-            fail("expired")
-        print(json.dumps({
-            "result": "authentic",
-            "id": cti, "issuer": iss, "department": signer["department"], "kid": kid_text,
-            "licence": qr[4], "holder": qr[5], "holder_id": qr[6],
-            "valid_from": qr[7], "valid_until": qr[8], "status_index": qr[10],
-            "record_sha256": qr[9].hex(),
-        }, ensure_ascii=False, indent=2))
-        return
+        return signer
     fail("unknown signer: no certificate with this kid chains to the root for " + iss)
+
+
+def decode_token(qr_text):
+    """The COSE_Sign1 message and claims of a QR text or its base32 part."""
+    b32 = qr_text.rsplit("/V/", 1)[-1]
+    token = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+    if not token.startswith(b"\xd2"):
+        fail("not a tagged COSE_Sign1 (tag 18)")
+    message = CoseMessage.decode(token)  # tag 18: a COSE_Sign1
+    return message, cbor2.loads(message.payload)
+
+
+def main(trust_path, qr_text):
+    message, claims = decode_token(qr_text)
+    iss, iat, cti = claims[1], claims[6], claims[7].decode()
+    trust = json.load(open(trust_path))
+    when = datetime.datetime.fromtimestamp(iat, datetime.timezone.utc)
+    signer = authenticate(message, trust, iss, when)
+    qr = claims[-65538]
+    now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+    if 4 in claims and now >= claims[4]:
+        fail("expired")
+    print(json.dumps({
+        "result": "authentic",
+        "id": cti, "issuer": iss, "department": signer["department"], "kid": signer["kid"],
+        "licence": qr[4], "holder": qr[5], "holder_id": qr[6],
+        "valid_from": qr[7], "valid_until": qr[8], "status_index": qr[10],
+        "record_sha256": qr[9].hex(),
+    }, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

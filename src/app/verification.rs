@@ -7,7 +7,7 @@ use crate::directory::FieldDef;
 use crate::identifiers::{Uscc, VersionId};
 use crate::licence::{FieldValue, Standing};
 use crate::signing::qr;
-use crate::signing::status_list::{StatusList, LIST_LEN};
+use crate::signing::status_list::{list_uri, EntryStatus, StatusList, LIST_LEN};
 use crate::signing::trust::{TrustList, TrustStore};
 use crate::time_util;
 use crate::verify::{self, Current, Outcome, PublicField, Verification};
@@ -41,24 +41,43 @@ impl App {
         self.sync_keys().await?;
         let now = time_util::now();
         let today = time_util::date_in_cst(now);
-        let mut list = StatusList::new(issuer.clone(), n, now.unix_timestamp());
+        let verify_base = self.verify_base().await?;
+        let lifetime = self.settings.status_list_lifetime_seconds;
+        let mut list = StatusList::new(
+            &verify_base,
+            issuer.clone(),
+            n,
+            now.unix_timestamp(),
+            lifetime,
+        );
         for e in entries {
-            let bit = e.index - lo;
-            match e.standing {
-                Standing::Revoked => list.invalid.set(bit),
-                Standing::Suspended => {
-                    list.invalid.set(bit);
-                    list.suspended.set(bit);
+            let status = match e.standing {
+                Standing::Revoked => EntryStatus::Revoked,
+                Standing::Suspended => EntryStatus::Suspended,
+                Standing::Active if e.succession.superseded_by(e.version, today).is_some() => {
+                    EntryStatus::Superseded
                 }
-                Standing::Active => {}
-            }
-            if e.succession.superseded_by(e.version, today).is_some() {
-                list.superseded.set(bit);
-            }
+                Standing::Active => continue,
+            };
+            list.entries.set(e.index - lo, status);
         }
         let keys = self.keys();
         let (key, kid) = keys.signing_key(&issuer)?;
         Ok(list.sign(key, &kid))
+    }
+
+    /// The URI of every status list that holds an index (SPEC §7, the draft's Status List
+    /// Aggregation): a verifier prefetches them all to check offline later.
+    pub async fn status_list_uris(&self) -> Result<Vec<String>> {
+        let verify_base = self.verify_base().await?;
+        let mut uris = Vec::new();
+        for (issuer, n) in self.store.status_lists_in_use().await? {
+            let issuer = Uscc::parse(&issuer).map_err(|e| {
+                crate::store::StoreError::Corrupt(format!("status slot issuer {issuer:?}: {e}"))
+            })?;
+            uris.push(list_uri(&verify_base, &issuer, n));
+        }
+        Ok(uris)
     }
 
     /// Online verification of a QR text, its base32 part, or a version identifier (SPEC §7).

@@ -185,7 +185,7 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         }
         Command::SampleBatch(args) => convert::sample_batch(&settings, args, json),
         Command::Bench(command) => bench::run(&settings, command, json).await,
-        Command::Verify(args) if args.offline => verify::run_offline(&settings, args, json),
+        Command::Verify(args) if args.offline => verify::run_offline(args, json),
         Command::Serve { verify_per_minute } => serve(settings, verify_per_minute).await,
         Command::Verify(args) => {
             let app = open(settings).await?;

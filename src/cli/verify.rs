@@ -8,7 +8,6 @@ use clap::Args;
 
 use super::{bad_file, print};
 use crate::app::{App, AppError};
-use crate::config::Settings;
 use crate::signing::cose::Envelope;
 use crate::signing::qr;
 use crate::signing::status_list::StatusList;
@@ -33,6 +32,10 @@ pub struct VerifyArgs {
     /// The root certificate (PEM) to pin instead of trusting the trust list's own root.
     #[arg(long, value_name = "PEM")]
     root: Option<PathBuf>,
+    /// Hold status lists to their `ttl` as well as their `exp`: for a verifier that could fetch
+    /// a fresh list, so an older one is reported stale rather than believed.
+    #[arg(long, requires = "offline")]
+    can_refresh: bool,
 }
 
 /// `verify` against the service's store: the answer `POST /api/v1/verify` gives.
@@ -42,11 +45,7 @@ pub(super) async fn run(app: &App, args: VerifyArgs, json: bool) -> Result<i32, 
 }
 
 /// `verify --offline`: only the trust list, the status lists and the pinned root named.
-pub(super) fn run_offline(
-    settings: &Settings,
-    args: VerifyArgs,
-    json: bool,
-) -> Result<i32, AppError> {
+pub(super) fn run_offline(args: VerifyArgs, json: bool) -> Result<i32, AppError> {
     let trust = args
         .trust
         .as_deref()
@@ -62,7 +61,7 @@ pub(super) fn run_offline(
             &token,
             &store,
             &lists,
-            settings.status_list_max_age_seconds,
+            args.can_refresh,
             time_util::now().unix_timestamp(),
         ),
         Err(e) => Verification::failed(Outcome::Malformed, e.to_string()),

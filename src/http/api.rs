@@ -13,6 +13,7 @@ use super::{page, Caller, Client, SharedState};
 use crate::app::{Amendment, BatchStatus, Renewal};
 use crate::identifiers::TypeCode;
 use crate::licence::{EventKind, RecordInput};
+use crate::signing::status_list;
 use crate::store::AuditFilter;
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -313,7 +314,30 @@ pub async fn trust_list(State(state): State<SharedState>) -> impl IntoResponse {
     )
 }
 
-#[utoipa::path(get, path = "/api/v1/status-lists/{issuer}/{n}", tag = "verification", params(("issuer" = String, Path, description = "The issuing department's USCC"), ("n" = u64, Path, description = "List number")), responses((status = 200, description = "Signed status list (COSE_Sign1)", content_type = "application/cose"), (status = 400, body = crate::http::error::ErrorBody), (status = 404, body = crate::http::error::ErrorBody)))]
+/// Caches may keep a status list as long as its `ttl` lets a verifier (SPEC §7).
+const STATUS_LIST_CACHE: &str = "public, max-age=300";
+const _: () = assert!(
+    status_list::TTL_SECONDS == 300,
+    "STATUS_LIST_CACHE names the ttl"
+);
+
+/// The draft's Status List Aggregation: `{"status_lists": [URI…]}`.
+#[derive(utoipa::ToSchema, serde::Serialize)]
+pub struct StatusListAggregation {
+    pub status_lists: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/status-lists", tag = "verification", responses((status = 200, description = "The URI of every status list that holds an index", body = StatusListAggregation)))]
+pub async fn status_list_aggregation(State(state): State<SharedState>) -> ApiResult<Response> {
+    let status_lists = state.app.status_list_uris().await?;
+    Ok((
+        [(header::CACHE_CONTROL, STATUS_LIST_CACHE)],
+        Json(StatusListAggregation { status_lists }),
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/status-lists/{issuer}/{n}", tag = "verification", params(("issuer" = String, Path, description = "The issuing department's USCC"), ("n" = u64, Path, description = "List number")), responses((status = 200, description = "Status List Token, CWT form (a COSE_Sign1)", content_type = "application/statuslist+cwt"), (status = 400, body = crate::http::error::ErrorBody), (status = 404, body = crate::http::error::ErrorBody)))]
 pub async fn status_list(
     State(state): State<SharedState>,
     Path((issuer, n)): Path<(String, String)>,
@@ -326,11 +350,8 @@ pub async fn status_list(
     let signed = state.app.status_list(&issuer, n).await?;
     Ok((
         [
-            (
-                header::CONTENT_TYPE,
-                "application/cose; cose-type=\"cose-sign1\"",
-            ),
-            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::CONTENT_TYPE, status_list::MEDIA_TYPE),
+            (header::CACHE_CONTROL, STATUS_LIST_CACHE),
         ],
         signed,
     )

@@ -92,6 +92,7 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/licences/{id}/reinstate", post(api::reinstate))
         .route("/licences/{id}/revoke", post(api::revoke))
         .route("/verify", post(api::verify))
+        .route("/status-lists", get(api::status_list_aggregation))
         .route("/status-lists/{issuer}/{n}", get(api::status_list))
         .route("/audit", get(api::audit))
         .route("/supervision/summary", get(api::supervision_summary))

@@ -37,6 +37,7 @@ use super::api;
         api::verification_page,
         api::trust_list,
         api::status_list,
+        api::status_list_aggregation,
         api::audit,
         api::supervision_summary,
         api::submit_batch,

@@ -16,6 +16,8 @@ const ISS: i64 = 1;
 const EXP: i64 = 4;
 const IAT: i64 = 6;
 const CTI: i64 = 7;
+/// The Token Status List's `status` claim (SPEC §7): where a version's entry is.
+const STATUS: i64 = 65535;
 const FULL_RECORD: i64 = -65537;
 const QR_TOKEN: i64 = -65538;
 
@@ -49,6 +51,16 @@ pub struct FullRecord {
     pub record: Record,
     pub directory_version: i64,
     pub prev: Option<String>,
+    /// The version's status-list entry (claim 65535); None in versions signed before SPEC §7
+    /// took up the Token Status List, whose bytes stay as they were.
+    pub status: Option<StatusReference>,
+}
+
+/// `{"status_list": {"idx": …, "uri": …}}`: the entry `idx` of the list at `uri`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReference {
+    pub idx: u64,
+    pub uri: String,
 }
 
 /// What the QR token says: only public data, as little as possible.
@@ -111,17 +123,34 @@ fn encode(value: &Value) -> Vec<u8> {
     out
 }
 
-fn claim_set(claims: &Claims, extra_key: i64, extra: Value) -> Vec<u8> {
+fn claim_set(claims: &Claims, extra: Vec<(i64, Value)>) -> Vec<u8> {
     let mut entries = vec![
         (int(ISS), text(claims.iss.as_str())),
         (int(IAT), int(claims.iat)),
         (int(CTI), Value::Bytes(claims.cti.to_string().into_bytes())),
-        (int(extra_key), extra),
     ];
+    entries.extend(extra.into_iter().map(|(key, value)| (int(key), value)));
     if let Some(exp) = claims.exp {
         entries.push((int(EXP), int(exp)));
     }
     encode(&deterministic(Value::Map(entries)))
+}
+
+impl StatusReference {
+    fn to_value(&self) -> Value {
+        let idx = Value::Integer(self.idx.into());
+        let list = Value::Map(vec![(text("idx"), idx), (text("uri"), text(&self.uri))]);
+        Value::Map(vec![(text("status_list"), list)])
+    }
+
+    fn from_value(value: Value) -> Result<StatusReference, ClaimsError> {
+        let status = TextMap::new(value, "status (65535)")?;
+        let list = TextMap::new(status.get("status_list")?.clone(), "status_list")?;
+        Ok(StatusReference {
+            idx: list.uint("idx")?,
+            uri: list.text("uri")?,
+        })
+    }
 }
 
 impl FullRecord {
@@ -163,7 +192,9 @@ impl FullRecord {
             (text("scan"), opt_text(&r.scan)),
             (text("prev"), opt_text(&self.prev)),
         ]);
-        claim_set(&self.claims, FULL_RECORD, body)
+        let mut extra = vec![(FULL_RECORD, body)];
+        extra.extend(self.status.as_ref().map(|s| (STATUS, s.to_value())));
+        claim_set(&self.claims, extra)
     }
 
     /// The record a signed full record carries (the signature is not checked: for reading back
@@ -174,7 +205,7 @@ impl FullRecord {
     }
 
     pub fn from_payload(payload: &[u8]) -> Result<FullRecord, ClaimsError> {
-        let (claims, body) = parse_claim_set(payload, FULL_RECORD)?;
+        let (claims, body, status) = parse_claim_set(payload, FULL_RECORD)?;
         let body = TextMap::new(body, "full record")?;
         let id = body.text("id")?;
         if id != claims.cti.to_string() {
@@ -229,6 +260,7 @@ impl FullRecord {
             directory_version: i64::try_from(body.uint("directory_version")?)
                 .map_err(|_| ClaimsError("directory_version too large".into()))?,
             prev: body.optional_text("prev")?,
+            status: status.map(StatusReference::from_value).transpose()?,
         })
     }
 
@@ -248,11 +280,11 @@ impl QrToken {
             (int(9), Value::Bytes(self.record_hash.to_vec())),
             (int(10), Value::Integer(self.status_index.into())),
         ]);
-        claim_set(&self.claims, QR_TOKEN, body)
+        claim_set(&self.claims, vec![(QR_TOKEN, body)])
     }
 
     pub fn from_payload(payload: &[u8]) -> Result<QrToken, ClaimsError> {
-        let (claims, body) = parse_claim_set(payload, QR_TOKEN)?;
+        let (claims, body, _status) = parse_claim_set(payload, QR_TOKEN)?;
         let body = IntMap::new(body)?;
         let hash = match body.get(9)? {
             Value::Bytes(b) if b.len() == 32 => b.as_slice().try_into().expect("32 bytes"),
@@ -277,7 +309,11 @@ impl QrToken {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-fn parse_claim_set(payload: &[u8], extra_key: i64) -> Result<(Claims, Value), ClaimsError> {
+/// The registered claims, claim `extra_key` (which must be there) and the status claim (if it is).
+fn parse_claim_set(
+    payload: &[u8],
+    extra_key: i64,
+) -> Result<(Claims, Value, Option<Value>), ClaimsError> {
     let value: Value =
         ciborium::from_reader(payload).map_err(|e| ClaimsError(format!("not CBOR: {e}")))?;
     let entries = as_map(&value, "claims")?;
@@ -310,7 +346,8 @@ fn parse_claim_set(payload: &[u8], extra_key: i64) -> Result<(Claims, Value), Cl
     let body = find(extra_key)
         .ok_or_else(|| ClaimsError(format!("no claim {extra_key}")))?
         .clone();
-    Ok((Claims { iss, iat, exp, cti }, body))
+    let status = find(STATUS).cloned();
+    Ok((Claims { iss, iat, exp, cti }, body, status))
 }
 
 fn as_map<'a>(v: &'a Value, what: &str) -> Result<&'a Vec<(Value, Value)>, ClaimsError> {

@@ -1,6 +1,7 @@
 //! COSE_Sign1 envelopes (RFC 9052) as SPEC §6 fixes them: always tagged (CBOR tag 18), protected
 //! header `{1: -8, 4: kid}`, empty unprotected header, EdDSA (Ed25519) signatures.
 
+use coset::cbor::Value;
 use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
@@ -21,10 +22,26 @@ pub enum CoseError {
 
 /// Signs `payload` with `key`, naming `kid` in the protected header; returns the tagged bytes.
 pub fn sign(key: &SigningKey, kid: &[u8], payload: Vec<u8>) -> Vec<u8> {
-    let protected = HeaderBuilder::new()
+    sign_with(key, header(kid).build(), payload)
+}
+
+/// As [`sign`], with a `typ` (label 16, RFC 9596) in the protected header: what a status list
+/// carries (SPEC §7), so that it cannot pass for another kind of token.
+pub fn sign_typed(key: &SigningKey, kid: &[u8], typ: &str, payload: Vec<u8>) -> Vec<u8> {
+    let protected = header(kid).value(TYP, Value::Text(typ.to_string())).build();
+    sign_with(key, protected, payload)
+}
+
+/// The `typ` protected header parameter (RFC 9596).
+const TYP: i64 = 16;
+
+fn header(kid: &[u8]) -> HeaderBuilder {
+    HeaderBuilder::new()
         .algorithm(iana::Algorithm::EdDSA)
         .key_id(kid.to_vec())
-        .build();
+}
+
+fn sign_with(key: &SigningKey, protected: coset::Header, payload: Vec<u8>) -> Vec<u8> {
     CoseSign1Builder::new()
         .protected(protected)
         .payload(payload)
@@ -66,6 +83,17 @@ impl Envelope {
         }
         let kid = header.key_id.clone();
         Ok(Envelope { sign1, kid })
+    }
+
+    /// The `typ` the protected header names, if any (RFC 9596).
+    pub fn typ(&self) -> Option<&str> {
+        self.sign1
+            .protected
+            .header
+            .rest
+            .iter()
+            .find(|(label, _)| *label == coset::Label::Int(TYP))
+            .and_then(|(_, value)| value.as_text())
     }
 
     /// The payload bytes exactly as signed.

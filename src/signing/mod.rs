@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 
 use crate::identifiers::VersionId;
 use crate::licence::{LicenceVersion, Record};
-use claims::{Claims, FullRecord, QrToken};
+use claims::{Claims, FullRecord, QrToken, StatusReference};
+use status_list::{list_uri, StatusList};
 
 /// What a version is before it is signed.
 pub struct Unsigned<'a> {
@@ -39,6 +40,7 @@ pub fn sign_version(key: &SigningKey, kid: [u8; 8], v: Unsigned<'_>) -> LicenceV
         record: v.record,
         directory_version: v.directory_version,
         prev: v.prev,
+        status: Some(status_reference(&v.verify_base, &v.id, v.status_index)),
     };
     let payload = full.to_payload();
     let record_hash = crate::hash::sha256(&payload);
@@ -66,5 +68,15 @@ pub fn sign_version(key: &SigningKey, kid: [u8; 8], v: Unsigned<'_>) -> LicenceV
         payload_hash: data_encoding::HEXLOWER.encode(&record_hash),
         kid: kid.to_vec(),
         verify_base: v.verify_base,
+    }
+}
+
+/// Where a version's status-list entry is (SPEC §7): entry `index mod L` of list `index div L` of
+/// its issuer, at the URI a verifier derives from the QR text's verify base.
+fn status_reference(verify_base: &str, id: &VersionId, index: u64) -> StatusReference {
+    let (n, idx) = StatusList::locate(index);
+    StatusReference {
+        idx,
+        uri: list_uri(verify_base, &id.key.issuer, n),
     }
 }

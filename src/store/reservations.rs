@@ -74,4 +74,18 @@ impl Store {
         tx.commit().await?;
         Ok(taken)
     }
+
+    /// Every (issuer, list number) holding at least one reserved index, in that order: the
+    /// lists the aggregation route names (SPEC §7).
+    pub async fn status_lists_in_use(&self) -> Result<Vec<(String, u64)>> {
+        use crate::signing::status_list::LIST_LEN;
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT issuer, slot / {LIST_LEN} AS n FROM status_slots ORDER BY issuer, n"
+        ))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("issuer")?, row.try_get::<i64, _>("n")? as u64)))
+            .collect()
+    }
 }

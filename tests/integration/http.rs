@@ -562,13 +562,17 @@ async fn trust_list_status_lists_health_and_metrics_are_public() {
         .await
         .unwrap();
     assert_eq!(list.status(), StatusCode::OK);
-    assert!(list.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/cose"));
+    assert_eq!(list.headers()["content-type"], "application/statuslist+cwt");
     let bytes = list.bytes().await.unwrap();
     let (parsed, _) = elicence::signing::status_list::StatusList::parse_signed(&bytes).unwrap();
     assert_eq!(parsed.issuer.as_str(), MARKET_BUREAU);
+    // The aggregation names the lists that hold an index: none before a licence is issued.
+    let aggregation = s.get_json("/api/v1/status-lists", None).await;
+    assert_eq!(aggregation, json!({"status_lists": []}));
+    let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
+    assert_eq!(s.issue(&clerk, FOOD, "JY-AGG-1").await.status(), 201);
+    let aggregation = s.get_json("/api/v1/status-lists", None).await;
+    assert_eq!(aggregation, json!({"status_lists": [parsed.uri]}));
 
     let health = s.get_json("/healthz", None).await;
     assert_eq!(health["status"], "ok");

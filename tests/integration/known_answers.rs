@@ -10,7 +10,7 @@ use elicence::identifiers::{LicenceKey, ResidentId, TypeCode, Uscc};
 use elicence::licence::{FieldValue, Holder, HolderId, Record};
 use elicence::signing::claims::{FullRecord, QrToken};
 use elicence::signing::cose::Envelope;
-use elicence::signing::status_list::StatusList;
+use elicence::signing::status_list::{EntryStatus, StatusList};
 use elicence::signing::{qr, sign_version, Unsigned};
 use time::macros::{date, datetime};
 
@@ -94,6 +94,14 @@ fn check(name: &str, actual: &str) {
     );
 }
 
+/// A committed vector written as hex.
+fn read_hex(name: &str) -> Vec<u8> {
+    let text = std::fs::read_to_string(vector_path(name)).unwrap();
+    data_encoding::HEXLOWER
+        .decode(text.trim().as_bytes())
+        .unwrap()
+}
+
 fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
 }
@@ -107,10 +115,35 @@ fn full_record_matches_its_vector_and_decodes_back() {
     check("full_record.payload.hex", &hex(envelope.payload()));
     let full = FullRecord::from_payload(envelope.payload()).unwrap();
     assert_eq!(full.record, v.record);
+    let status = full.status.expect("the status claim (65535)");
+    assert_eq!(
+        (status.idx, status.uri.as_str()),
+        (
+            123_456,
+            "HTTPS://ZZ.EXAMPLE.GOV.CN/api/v1/status-lists/13330122MB0000003M/0"
+        )
+    );
     assert_eq!(
         full.claims.exp,
         Some(datetime!(2035-12-31 16:00 UTC).unix_timestamp())
     );
+}
+
+/// A version signed before the full record carried the status claim (65535) still decodes,
+/// verifies, and encodes back to the very bytes it was signed as: old versions keep their bytes.
+#[test]
+fn a_full_record_from_before_the_status_claim_keeps_its_bytes() {
+    let signed = read_hex("full_record.before-status-claim.cose.hex");
+    let envelope = Envelope::parse(&signed).unwrap();
+    assert!(envelope.verifies_with(&key().verifying_key()));
+    assert_eq!(
+        envelope.payload(),
+        read_hex("full_record.before-status-claim.payload.hex")
+    );
+    let full = FullRecord::from_payload(envelope.payload()).unwrap();
+    assert_eq!(full.status, None);
+    assert_eq!(full.to_payload(), envelope.payload());
+    assert_eq!(full.record, vector_version().record);
 }
 
 #[test]
@@ -133,29 +166,36 @@ fn qr_token_and_qr_text_match_their_vectors() {
 
 #[test]
 fn status_list_matches_its_vector() {
-    let mut list = StatusList::new(Uscc::parse("13330122MB0000003M").unwrap(), 0, 1_767_322_800);
-    list.invalid.set(123_456);
-    list.invalid.set(7);
-    list.suspended.set(7);
-    list.superseded.set(42);
+    let issuer = Uscc::parse("13330122MB0000003M").unwrap();
+    let base = "HTTPS://ZZ.EXAMPLE.GOV.CN";
+    let mut list = StatusList::new(base, issuer, 0, 1_767_322_800, 86_400);
+    list.entries.set(123_456, EntryStatus::Revoked);
+    list.entries.set(7, EntryStatus::Suspended);
+    list.entries.set(42, EntryStatus::Superseded);
     check("status_list.cose.hex", &hex(&list.sign(&key(), &KID)));
 }
 
-/// A layout's PDF is a promise (docs/DESIGN.md, "Stability"): the vector version renders to the
-/// same bytes under every layout the repository ships, for as long as it ships it. A renderer
-/// change that moves these hashes needs a new layout, not a new vector.
+/// A layout's PDF is a promise (docs/DESIGN.md, "Stability"): a stored version renders to the
+/// same bytes under every layout the repository ships, for as long as it ships it. The version
+/// rendered is a stored one — the committed full record and QR text of a version signed before
+/// the status claim — so that only the renderer can move these hashes. A renderer change that
+/// moves them needs a new layout, not a new vector.
 #[test]
 fn every_layout_renders_the_vector_version_to_its_committed_bytes() {
     let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("templates");
     let directory = elicence::directory::Directory::load(&templates.join("directory")).unwrap();
     let renderer = elicence::render::Renderer::load(&templates, &directory).unwrap();
-    let v = vector_version();
-    let full = FullRecord::from_signed(&v.full_record).unwrap();
-    let text = qr::qr_text("HTTPS://ZZ.EXAMPLE.GOV.CN", &v.qr_token);
-    let mut licence_type = directory.get(&v.id.key.type_code).unwrap().clone();
+    let signed = read_hex("full_record.before-status-claim.cose.hex");
+    let full = FullRecord::from_signed(&signed).unwrap();
+    let text = std::fs::read_to_string(vector_path("qr_text.before-status-claim.txt")).unwrap();
+    let text = text.trim_end();
+    let mut licence_type = directory
+        .get(&full.claims.cti.key.type_code)
+        .unwrap()
+        .clone();
     for layout in ["standard", "standard-v2"] {
         licence_type.template = layout.to_string();
-        let pdf = renderer.render(&licence_type, &full, &text).unwrap();
+        let pdf = renderer.render(&licence_type, &full, text).unwrap();
         let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/licences");
         std::fs::create_dir_all(&out).unwrap();
         std::fs::write(out.join(format!("vector-{layout}.pdf")), &pdf).unwrap();

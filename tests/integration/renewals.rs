@@ -44,7 +44,7 @@ async fn offline(app: &App, qr_text: &str) -> Outcome {
     let lists = [StatusList::parse_signed(&signed).unwrap()];
     let token = qr::token_from_text(qr_text).unwrap();
     let now = time_util::now().unix_timestamp();
-    verify_offline(&token, &trust, &lists, 3600, now).result
+    verify_offline(&token, &trust, &lists, false, now).result
 }
 
 /// The phone's page for a QR text, fetched over HTTP.

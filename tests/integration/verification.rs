@@ -4,8 +4,9 @@
 use crate::common::*;
 use elicence::app::{Actor, Amendment, App};
 use elicence::licence::EventKind;
+use elicence::signing::claims::FullRecord;
 use elicence::signing::qr;
-use elicence::signing::status_list::StatusList;
+use elicence::signing::status_list::{EntryStatus, StatusList, LIST_LEN};
 use elicence::signing::trust::{TrustList, TrustStore};
 use elicence::time_util;
 use elicence::verify::{verify_offline, Outcome};
@@ -24,7 +25,7 @@ async fn offline(app: &App, qr_text: &str) -> Outcome {
         &token,
         &trust,
         &lists,
-        3600,
+        false,
         time_util::now().unix_timestamp(),
     )
     .result
@@ -189,4 +190,69 @@ async fn another_instance_sees_a_revocation_within_the_cache_time_and_this_one_a
 
 async fn online(app: &App, qr_text: &str) -> Outcome {
     app.verify(qr_text).await.unwrap().result
+}
+
+/// SPEC §7: the list a department serves is a Token Status List — typed, its `sub` the URI every
+/// full record's status claim (65535) points at, its 2-bit entries telling revoked, suspended,
+/// superseded and valid apart — and the aggregation route names it.
+#[tokio::test]
+async fn full_records_point_into_a_token_status_list_the_aggregation_names() {
+    let t = TestApp::new().await;
+    let actor = Actor::local_operator();
+    let mut issued = Vec::new();
+    for number in ["JY-TSL-1", "JY-TSL-2", "JY-TSL-3", "JY-TSL-4"] {
+        let sample = sample(&t.app, FOOD, number);
+        issued.push(t.app.issue(&actor, FOOD, &sample, None).await.unwrap());
+    }
+    let amended = Amendment {
+        holder_name: Some("更名后有限公司".into()),
+        ..Default::default()
+    };
+    let v2 = t
+        .app
+        .amend(&actor, &issued[0].licence_id, &amended)
+        .await
+        .unwrap();
+    for (licence, kind) in [(1, EventKind::Suspended), (2, EventKind::Revoked)] {
+        let licence = &issued[licence].licence_id;
+        t.app
+            .change_status(&actor, licence, kind, Some("核查"))
+            .await
+            .unwrap();
+    }
+
+    let signed = t.app.status_list(MARKET_BUREAU, 0).await.unwrap();
+    let (list, envelope) = StatusList::parse_signed(&signed).unwrap();
+    assert_eq!(envelope.typ(), Some("application/statuslist+cwt"));
+    assert_eq!(
+        list.uri,
+        format!("HTTPS://ZZ.EXAMPLE.GOV.CN/api/v1/status-lists/{MARKET_BUREAU}/0")
+    );
+    assert!(list.expires_at > list.issued_at && list.ttl.is_some());
+    let expected = [
+        (&issued[0], EntryStatus::Superseded),
+        (&v2, EntryStatus::Valid),
+        (&issued[1], EntryStatus::Suspended),
+        (&issued[2], EntryStatus::Revoked),
+        (&issued[3], EntryStatus::Valid),
+    ];
+    for (version, status) in expected {
+        let row = t.app.find(&version.licence_id).await.unwrap();
+        let stored = t
+            .app
+            .store
+            .version(row.pk, version.version)
+            .await
+            .unwrap()
+            .unwrap();
+        let full = FullRecord::from_signed(&stored.full_record).unwrap();
+        let reference = full.status.expect("a status claim");
+        assert_eq!(reference.uri, list.uri, "{}", version.id);
+        assert_eq!(reference.idx, stored.status_index % LIST_LEN);
+        assert_eq!(list.entries.get(reference.idx), status, "{}", version.id);
+    }
+    assert_eq!(
+        t.app.status_list_uris().await.unwrap(),
+        vec![list.uri.clone()]
+    );
 }
