@@ -1,5 +1,6 @@
 //! COSE_Sign1 envelopes (RFC 9052) as SPEC §6 fixes them: always tagged (CBOR tag 18), protected
-//! header `{1: -8, 4: kid}`, empty unprotected header, EdDSA (Ed25519) signatures.
+//! header `{1: -8, 4: kid}` (plus `16: typ` on a status list, SPEC §7), empty unprotected header,
+//! EdDSA (Ed25519) signatures.
 
 use coset::cbor::Value;
 use coset::{iana, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
