@@ -26,6 +26,7 @@ pub mod store;
 pub mod supervision;
 pub mod sync;
 pub mod time_util;
+pub mod transparency;
 pub mod verify;
 pub mod verify_cache;
 pub mod verify_tally;

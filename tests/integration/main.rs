@@ -29,5 +29,6 @@ mod renewals;
 mod staff;
 mod supervision;
 mod supervision_summary;
+mod transparency;
 mod uploads;
 mod verification;
