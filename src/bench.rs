@@ -353,7 +353,12 @@ pub async fn render(
             &format!("{layout} (renderer {generation})"),
             Box::new(move |n| {
                 let (licence_type, full, qr_text, seal) = &jobs[n % jobs.len()];
-                std::hint::black_box(renderer.render(licence_type, full, qr_text, seal.as_ref())?);
+                std::hint::black_box(renderer.render(
+                    licence_type,
+                    full,
+                    qr_text,
+                    seal.as_ref(),
+                )?);
                 Ok(())
             }),
         )?;

@@ -17,7 +17,7 @@ use super::{Composed, RenderError, Renderer};
 
 /// Bytes kept for the CMS signature in /Contents: a signature with the seal's and the seal CA's
 /// certificates takes about 1.5 KB.
-const SIGNATURE_ROOM: usize = 6 * 1024;
+const SIGNATURE_ROOM: usize = 3 * 1024;
 
 /// What /ByteRange holds until the file is written: ten digits each, so the real offsets fit.
 const BYTE_RANGE_PLACEHOLDER: i64 = 9_999_999_999;
@@ -150,9 +150,8 @@ fn add_signature_field(
 /// those bytes.
 fn sign_in_place(bytes: &mut [u8], seal: &PdfSeal) -> Result<(), RenderError> {
     let missing = |what: &str| RenderError::Sign(format!("no {what} placeholder in the file"));
-    let placeholder = format!(
-        "[0 {BYTE_RANGE_PLACEHOLDER} {BYTE_RANGE_PLACEHOLDER} {BYTE_RANGE_PLACEHOLDER}]"
-    );
+    let placeholder =
+        format!("[0 {BYTE_RANGE_PLACEHOLDER} {BYTE_RANGE_PLACEHOLDER} {BYTE_RANGE_PLACEHOLDER}]");
     let range_at = find(bytes, placeholder.as_bytes()).ok_or_else(|| missing("/ByteRange"))?;
     let mut hole = vec![b'0'; 2 * SIGNATURE_ROOM + 2];
     hole[0] = b'<';

@@ -421,8 +421,8 @@ fn issue_under_root(
 fn load_issuer(dir: &Path, name: &str) -> Result<(rcgen::Certificate, KeyPair), KeyError> {
     let key_path = dir.join(format!("{name}.key.pem"));
     let ca_pem = read(&dir.join(format!("{name}.crt.pem")))?;
-    let ca_key =
-        KeyPair::from_pem(&read(&key_path)?).map_err(|_| file_error(&key_path, "not a private key"))?;
+    let ca_key = KeyPair::from_pem(&read(&key_path)?)
+        .map_err(|_| file_error(&key_path, "not a private key"))?;
     let ca_params = CertificateParams::from_ca_cert_pem(&ca_pem).map_err(generate_error)?;
     let ca = ca_params.self_signed(&ca_key).map_err(generate_error)?;
     Ok((ca, ca_key))

@@ -22,8 +22,7 @@ use x509_cert::Certificate;
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo,
-    SignerInfos,
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 
 const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
@@ -74,9 +73,14 @@ pub struct PdfSeal {
 
 impl PdfSeal {
     /// A seal from its key and DER certificates; refused when the key is not the certificate's.
-    pub fn new(key: SigningKey, certificate_der: &[u8], chain_der: &[Vec<u8>]) -> Result<PdfSeal, SealError> {
+    pub fn new(
+        key: SigningKey,
+        certificate_der: &[u8],
+        chain_der: &[Vec<u8>],
+    ) -> Result<PdfSeal, SealError> {
         let parse = |der: &[u8]| {
-            Certificate::from_der(der).map_err(|e| SealError::Certificate(format!("not X.509: {e}")))
+            Certificate::from_der(der)
+                .map_err(|e| SealError::Certificate(format!("not X.509: {e}")))
         };
         let certificate = parse(certificate_der)?;
         let public = key.verifying_key().to_encoded_point(false);
@@ -90,7 +94,10 @@ impl PdfSeal {
                 "the private key does not match its certificate".into(),
             ));
         }
-        let chain = chain_der.iter().map(|der| parse(der)).collect::<Result<_, _>>()?;
+        let chain = chain_der
+            .iter()
+            .map(|der| parse(der))
+            .collect::<Result<_, _>>()?;
         Ok(PdfSeal {
             key,
             certificate,

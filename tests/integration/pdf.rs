@@ -170,10 +170,10 @@ fn templates_before_v2(dir: &Path) -> PathBuf {
     for entry in std::fs::read_dir(templates_dir().join("directory")).unwrap() {
         let file = entry.unwrap().path();
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.contains("template = \"standard-v2\""));
+        assert!(text.contains("template = \"signed-v3\""));
         std::fs::write(
             templates.join("directory").join(file.file_name().unwrap()),
-            text.replace("template = \"standard-v2\"", "template = \"standard\""),
+            text.replace("template = \"signed-v3\"", "template = \"standard\""),
         )
         .unwrap();
     }

@@ -14,7 +14,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use p256::pkcs8::DecodePrivateKey;
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
 
 use super::service::{subject_organisation, write_new};
 use super::{
@@ -122,12 +124,17 @@ impl KeyRing {
             DnType::CustomDnType(ORGANIZATION_IDENTIFIER.to_vec()),
             record.uscc.as_str(),
         );
-        dn.push(DnType::CommonName, format!("{} 电子印章", record.department));
+        dn.push(
+            DnType::CommonName,
+            format!("{} 电子印章", record.department),
+        );
         let mut params = end_entity_params(dn, Purpose::PdfSeal, &[EMAIL_PROTECTION_EKU_DER]);
         params.key_usages.push(KeyUsagePurpose::ContentCommitment);
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
         let (ca, ca_key) = load_issuer(dir, SEAL_CA)?;
-        let cert = params.signed_by(&key, &ca, &ca_key).map_err(generate_error)?;
+        let cert = params
+            .signed_by(&key, &ca, &ca_key)
+            .map_err(generate_error)?;
         if !write_new(&key_path, &key.serialize_pem(), 0o600)? {
             return Ok(false);
         }
