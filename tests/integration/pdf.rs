@@ -118,7 +118,8 @@ async fn every_sample_type_renders_a_checked_pdf_whose_qr_decodes_to_the_qr_text
 /// qpdf finds no error, one page, the font is embedded, subset and mapped to Unicode, and every
 /// word lies inside the border. Returns the text pdftotext extracts.
 fn check_with_readers(name: &str, pdf: &[u8], qr_text: &str) -> String {
-    assert!(pdf.len() < 50_000, "{name}: {} bytes", pdf.len());
+    // Renderer 3's signature adds about 7 KB (6 KB of room for the CMS, written as hex).
+    assert!(pdf.len() < 58_000, "{name}: {} bytes", pdf.len());
     let path = write(name, pdf);
     let file = path.to_str().unwrap();
     assert_eq!(
