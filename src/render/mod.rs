@@ -275,7 +275,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            error.contains("layouts/standard-v2.toml") && error.contains("named by type"),
+            error.contains("layouts/signed-v3.toml") && error.contains("named by type"),
             "{error}"
         );
     }
