@@ -298,7 +298,8 @@ pub async fn render(
             licence_type.name.clone(),
             app.pdf(&actor, &i.id, None).await?.len(),
         ));
-        jobs.push((licence_type, full, i.qr_text.clone()));
+        let seal = app.pdf_seal(&stored.kid).ok();
+        jobs.push((licence_type, full, i.qr_text.clone(), seal));
     }
     let mut reports = Vec::new();
     let mut measure = |name: &str,
@@ -318,8 +319,8 @@ pub async fn render(
     measure(
         "render PDF page",
         Box::new(|n| {
-            let (licence_type, full, qr_text) = &jobs[n % jobs.len()];
-            std::hint::black_box(renderer.render(licence_type, full, qr_text)?);
+            let (licence_type, full, qr_text, seal) = &jobs[n % jobs.len()];
+            std::hint::black_box(renderer.render(licence_type, full, qr_text, seal.as_ref())?);
             Ok(())
         }),
     )?;
@@ -333,7 +334,7 @@ pub async fn render(
     measure(
         "  of which: lay out page",
         Box::new(|n| {
-            let (licence_type, full, qr_text) = &jobs[n % jobs.len()];
+            let (licence_type, full, qr_text, _) = &jobs[n % jobs.len()];
             std::hint::black_box(renderer.compose(licence_type, full, qr_text)?);
             Ok(())
         }),
@@ -342,17 +343,22 @@ pub async fn render(
     for (layout, generation) in renderer.layouts() {
         let jobs: Vec<_> = jobs
             .iter()
-            .map(|(licence_type, full, qr_text)| {
+            .map(|(licence_type, full, qr_text, seal)| {
                 let mut licence_type = licence_type.clone();
                 licence_type.template = layout.to_string();
-                (licence_type, full, qr_text)
+                (licence_type, full, qr_text, seal)
             })
             .collect();
         measure(
             &format!("{layout} (renderer {generation})"),
             Box::new(move |n| {
-                let (licence_type, full, qr_text) = &jobs[n % jobs.len()];
-                std::hint::black_box(renderer.render(licence_type, full, qr_text)?);
+                let (licence_type, full, qr_text, seal) = &jobs[n % jobs.len()];
+                std::hint::black_box(renderer.render(
+                    licence_type,
+                    full,
+                    qr_text,
+                    seal.as_ref(),
+                )?);
                 Ok(())
             }),
         )?;

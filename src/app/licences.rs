@@ -135,17 +135,30 @@ impl App {
         }
     }
 
-    /// Renders a version's record and QR text with the type as it was when it was issued.
+    /// Renders a version's record and QR text with the type as it was when it was issued; a
+    /// layout that signs (renderer 3) is signed with the seal of the version's signer `kid`.
     pub(super) fn render(
         &self,
         licence_type: &LicenceType,
         full: &FullRecord,
         qr_text: &str,
         identifier: &str,
+        kid: &[u8],
     ) -> Result<Vec<u8>> {
+        let seal = if self.renderer.signs(licence_type) {
+            Some(self.pdf_seal(kid)?)
+        } else {
+            None
+        };
         self.renderer
-            .render(licence_type, full, qr_text)
+            .render(licence_type, full, qr_text, seal.as_ref())
             .map_err(|e| AppError::Internal(format!("rendering {identifier}: {e}")))
+    }
+
+    /// The PDF seal of signer `kid` (docs/DESIGN.md, "PDF seals").
+    pub fn pdf_seal(&self, kid: &[u8]) -> Result<crate::signing::pdf_seal::PdfSeal> {
+        let kid_hex = data_encoding::HEXLOWER.encode(kid);
+        Ok(KeyRing::pdf_seal(&self.settings.keys_dir, &kid_hex)?)
     }
 
     /// A licence type as the directory defined it at `directory_version`.
@@ -241,6 +254,7 @@ impl App {
             &full,
             &qr::qr_text(&version.verify_base, &version.qr_token),
             &version.id.to_string(),
+            &version.kid,
         )
     }
 

@@ -229,7 +229,13 @@ impl App {
             .type_at(&row.key.type_code, full.directory_version)
             .await?;
         let qr_text = qr::qr_text(&stored.verify_base, &stored.qr_token);
-        let pdf = self.render(&licence_type, &full, &qr_text, &stored.identifier)?;
+        let pdf = self.render(
+            &licence_type,
+            &full,
+            &qr_text,
+            &stored.identifier,
+            &stored.kid,
+        )?;
         self.archive_pdf(&stored.identifier, &pdf).await;
         Ok(pdf)
     }

@@ -46,7 +46,25 @@ pub(super) async fn open_key_ring(
             make_first_signer(store, dir, issuer, &operator, created).await?;
         }
     }
+    ensure_seals(store, dir).await?;
     Ok((load_key_ring(store, dir).await?, created))
+}
+
+/// The county's PDF seal CA and a seal for every active signer without one (signers made before
+/// seals existed), where the keys to issue them are on this host (docs/DESIGN.md, "PDF seals").
+async fn ensure_seals(store: &Store, dir: &Path) -> Result<()> {
+    if KeyRing::ensure_seal_ca(dir)? {
+        tracing::warn!(
+            keys_dir = %dir.display(),
+            "made a development PDF seal CA under the root"
+        );
+    }
+    for signer in store.signers().await? {
+        if signer.status == SignerStatus::Active && KeyRing::ensure_seal(dir, &signer)? {
+            tracing::info!(department = %signer.uscc, kid = %signer.kid_text(), "made the signer's PDF seal");
+        }
+    }
+    Ok(())
 }
 
 fn is_active_signer_of(signer: &SignerRecord, issuer: &Issuer) -> bool {

@@ -35,14 +35,33 @@ pub(super) fn document(full: &FullRecord, id: &str) -> PdfDocument {
 /// (Type0, Identity-H, with /W and /ToUnicode).
 pub(super) fn save_with_own_subset(
     renderer: &Renderer,
-    mut doc: PdfDocument,
+    doc: PdfDocument,
     page: Composed,
     id: &str,
 ) -> Result<Vec<u8>, RenderError> {
+    let (mut pdf, _) = lay_out_with_own_subset(renderer, doc, page)?;
+    finish(&mut pdf, id);
+    write(&mut pdf)
+}
+
+/// The document as renderer 2 lays it out, before compression: the page, its font subset and
+/// QR form. A page carrying its seal apart (renderer 3) gets it as a second page set in the
+/// same subset, for `pades` to turn into the signature's appearance; returned with the font's
+/// object id.
+pub(super) fn lay_out_with_own_subset(
+    renderer: &Renderer,
+    mut doc: PdfDocument,
+    page: Composed,
+) -> Result<(lopdf::Document, lopdf::ObjectId), RenderError> {
     let mut subset = FontSubset::default();
     let ops = subset.encode(renderer, page.ops);
+    let mut pages = vec![PdfPage::new(Mm(page.width), Mm(page.height), ops)];
+    if let Some((seal_ops, _)) = page.seal {
+        let seal_ops = subset.encode(renderer, seal_ops);
+        pages.push(PdfPage::new(Mm(page.width), Mm(page.height), seal_ops));
+    }
     let mut pdf = doc
-        .with_pages(vec![PdfPage::new(Mm(page.width), Mm(page.height), ops)])
+        .with_pages(pages)
         .to_lopdf_document(&uncompressed(), &mut Vec::new());
     let font = subset.write(&mut pdf, &renderer.font, &page.font)?;
     page_resources(&mut pdf, b"Font")?.set(page.font.0.as_bytes(), Object::Reference(font));
@@ -50,7 +69,12 @@ pub(super) fn save_with_own_subset(
         let form = pdf.add_object(form.into_stream());
         page_resources(&mut pdf, b"XObject")?.set(QR_FORM, Object::Reference(form));
     }
-    deflate_streams(&mut pdf);
+    Ok((pdf, font))
+}
+
+/// Compresses the streams and sets the trailer `/ID` derived from the version.
+pub(super) fn finish(pdf: &mut lopdf::Document, id: &str) {
+    deflate_streams(pdf);
     let (first, second) = trailer_id(id);
     pdf.trailer.set(
         "ID",
@@ -59,6 +83,10 @@ pub(super) fn save_with_own_subset(
             Object::string_literal(second),
         ],
     );
+}
+
+/// The document's bytes.
+pub(super) fn write(pdf: &mut lopdf::Document) -> Result<Vec<u8>, RenderError> {
     let mut out = Vec::with_capacity(48 * 1024);
     pdf.save_to(&mut out)
         .map_err(|e| RenderError::Write(e.to_string()))?;

@@ -21,6 +21,9 @@ pub enum Generation {
     Frozen1,
     /// Renderer 2: the page's font subset and the QR form are written here.
     Subset2,
+    /// Renderer 3: renderer 2's page, signed (PAdES B-B, `pades.rs`), the department's seal
+    /// drawn as the signature's appearance instead of in the page.
+    Signed3,
 }
 
 impl Generation {
@@ -29,6 +32,7 @@ impl Generation {
         match self {
             Generation::Frozen1 => 1,
             Generation::Subset2 => 2,
+            Generation::Signed3 => 3,
         }
     }
 
@@ -36,8 +40,13 @@ impl Generation {
     pub(super) fn cuts_a_long_first_word(self) -> bool {
         match self {
             Generation::Frozen1 => frozen_v1::CUTS_A_LONG_FIRST_WORD,
-            Generation::Subset2 => true,
+            Generation::Subset2 | Generation::Signed3 => true,
         }
+    }
+
+    /// Whether the PDF carries a signature whose appearance is the seal.
+    pub fn is_signed(self) -> bool {
+        self == Generation::Signed3
     }
 }
 
@@ -48,7 +57,8 @@ impl TryFrom<u8> for Generation {
         match number {
             1 => Ok(Generation::Frozen1),
             2 => Ok(Generation::Subset2),
-            other => Err(format!("renderer {other} is not 1 or 2")),
+            3 => Ok(Generation::Signed3),
+            other => Err(format!("renderer {other} is not 1, 2 or 3")),
         }
     }
 }
@@ -70,7 +80,7 @@ impl fmt::Display for Generation {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layout {
-    /// The renderer that draws this layout: 1 or 2 (`templates/layouts/standard.toml`).
+    /// The renderer that draws this layout: 1, 2 or 3 (`templates/layouts/standard.toml`).
     pub renderer: Generation,
     pub page_width: f32,
     pub page_height: f32,
@@ -182,6 +192,7 @@ mod tests {
         let layouts = load_layouts(&templates().join("layouts")).unwrap();
         assert_eq!(layouts["standard"].renderer, Generation::Frozen1);
         assert_eq!(layouts["standard-v2"].renderer, Generation::Subset2);
+        assert_eq!(layouts["signed-v3"].renderer, Generation::Signed3);
     }
 
     #[test]
@@ -189,18 +200,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let text = std::fs::read_to_string(templates().join("layouts/standard.toml"))
             .unwrap()
-            .replace("renderer = 1", "renderer = 3");
+            .replace("renderer = 1", "renderer = 4");
         std::fs::write(dir.path().join("odd.toml"), text).unwrap();
         let error = load_layouts(dir.path()).err().unwrap().to_string();
         assert!(
-            error.contains("odd.toml") && error.contains("renderer 3 is not 1 or 2"),
+            error.contains("odd.toml") && error.contains("renderer 4 is not 1, 2 or 3"),
             "{error}"
         );
     }
 
     #[test]
     fn a_generation_keeps_the_number_its_layout_file_spells() {
-        for number in [1u8, 2] {
+        for number in [1u8, 2, 3] {
             let generation = Generation::try_from(number).unwrap();
             assert_eq!(u8::from(generation), number);
             assert_eq!(generation.to_string(), number.to_string());

@@ -14,6 +14,7 @@ mod font_subset;
 mod frozen_v1;
 mod layout;
 mod lines;
+mod pades;
 mod page;
 mod qr_form;
 
@@ -25,6 +26,7 @@ use printpdf::{FontId, Op, ParsedFont};
 
 use crate::directory::{Directory, LicenceType};
 use crate::signing::claims::FullRecord;
+use crate::signing::pdf_seal::PdfSeal;
 use crate::signing::qr;
 use crate::time_util;
 
@@ -49,6 +51,10 @@ pub enum RenderError {
     Qr(#[from] qr::QrError),
     #[error("writing the PDF: {0}")]
     Write(String),
+    #[error("the layout signs its PDFs, and no PDF seal was given")]
+    NoSeal,
+    #[error("signing the PDF: {0}")]
+    Sign(String),
 }
 
 /// The font and the layouts, loaded once per process and shared by every render.
@@ -63,6 +69,8 @@ pub struct Renderer {
 pub struct Composed {
     ops: Vec<Op>,
     qr_form: Option<QrForm>,
+    /// Renderer 3's seal, drawn as the signature's appearance: operations and square (mm).
+    seal: Option<(Vec<Op>, [f32; 4])>,
     font: FontId,
     width: f32,
     height: f32,
@@ -139,15 +147,24 @@ impl Renderer {
         pt_to_mm(units / per_em * size)
     }
 
-    /// Renders one version to PDF bytes.
+    /// Whether the type's layout signs its PDFs (renderer 3): its render needs the seal of the
+    /// version's signer.
+    pub fn signs(&self, licence_type: &LicenceType) -> bool {
+        self.layouts
+            .get(&licence_type.template)
+            .is_some_and(|layout| layout.renderer.is_signed())
+    }
+
+    /// Renders one version to PDF bytes; `seal` signs it when the layout signs (else unused).
     pub fn render(
         &self,
         licence_type: &LicenceType,
         full: &FullRecord,
         qr_text: &str,
+        seal: Option<&PdfSeal>,
     ) -> Result<Vec<u8>, RenderError> {
         let page = self.compose(licence_type, full, qr_text)?;
-        self.save(page, full)
+        self.save(page, full, seal)
     }
 
     /// Lays out the page (everything but writing the file). Public for the benchmark, which
@@ -177,6 +194,7 @@ impl Renderer {
         Ok(Composed {
             ops: page.ops,
             qr_form: page.qr_form,
+            seal: page.seal,
             font,
             width: layout.page_width,
             height: layout.page_height,
@@ -186,12 +204,21 @@ impl Renderer {
 
     /// Writes a composed page as PDF bytes (subsetting the font, compressing the streams) with
     /// the renderer its layout names.
-    pub fn save(&self, page: Composed, full: &FullRecord) -> Result<Vec<u8>, RenderError> {
+    pub fn save(
+        &self,
+        page: Composed,
+        full: &FullRecord,
+        seal: Option<&PdfSeal>,
+    ) -> Result<Vec<u8>, RenderError> {
         let id = full.claims.cti.to_string();
         let doc = document::document(full, &id);
         match page.generation {
             Generation::Frozen1 => Ok(frozen_v1::save(self, doc, page, &id)),
             Generation::Subset2 => document::save_with_own_subset(self, doc, page, &id),
+            Generation::Signed3 => {
+                let seal = seal.ok_or(RenderError::NoSeal)?;
+                pades::save_signed(self, doc, page, full, seal)
+            }
         }
     }
 }
@@ -248,7 +275,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            error.contains("layouts/standard-v2.toml") && error.contains("named by type"),
+            error.contains("layouts/signed-v3.toml") && error.contains("named by type"),
             "{error}"
         );
     }

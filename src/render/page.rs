@@ -25,6 +25,9 @@ pub(super) struct Page<'a> {
     pub(super) ops: Vec<Op>,
     /// Renderer 2 draws the QR code as a form XObject.
     pub(super) qr_form: Option<QrForm>,
+    /// Renderer 3 draws the seal apart, as the signature's appearance: its operations and the
+    /// square it fills (left, bottom, right, top in millimetres).
+    pub(super) seal: Option<(Vec<Op>, [f32; 4])>,
 }
 
 fn point(x: f32, y: f32) -> Point {
@@ -54,6 +57,7 @@ impl<'a> Page<'a> {
             font,
             ops: Vec::new(),
             qr_form: None,
+            seal: None,
         }
     }
 
@@ -269,7 +273,7 @@ impl<'a> Page<'a> {
         ]);
         match l.renderer {
             Generation::Frozen1 => self.ops.extend(frozen_v1::qr_modules(&rectangles, width)),
-            Generation::Subset2 => {
+            Generation::Subset2 | Generation::Signed3 => {
                 // One path in a form XObject written here: printpdf would write a fill per
                 // rectangle and format every coordinate as a float, a fifth of the render time.
                 self.ops.push(Op::UseXobject {
@@ -303,7 +307,16 @@ impl<'a> Page<'a> {
         let centre_x = self.right() - l.seal_radius - 6.0;
         let base_y = l.margin + l.padding + 20.0;
         // Stamped first, so the printed name and date stay readable through the red ink.
-        self.seal(department, centre_x, base_y + 4.0);
+        if l.renderer.is_signed() {
+            let page_ops = std::mem::take(&mut self.ops);
+            self.seal(department, centre_x, base_y + 4.0);
+            let r = l.seal_radius + 1.0;
+            let (x, y) = (centre_x, base_y + 4.0);
+            let drawn = std::mem::replace(&mut self.ops, page_ops);
+            self.seal = Some((drawn, [x - r, y - r, x + r, y + r]));
+        } else {
+            self.seal(department, centre_x, base_y + 4.0);
+        }
         let date = chinese_date(issued);
         self.centred(
             &format!("发证机关：{department}"),

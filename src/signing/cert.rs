@@ -25,6 +25,16 @@ pub const SUPERVISION_EKU_DER: &[u8] = &[
     0xfd, 0xce, 0xb0, 0x4b,
 ];
 
+/// The extended key usage of a department's PDF seal certificate (the PAdES signature of its
+/// licences' PDFs): `2.25.` followed by the UUID 5d1c8e3a-7b42-4c9f-a0d6-2e8b91f4c375 as an integer.
+pub const PDF_SEAL_EKU_OID: &str = "2.25.123766472655580102874779208098124186485";
+
+/// The DER content octets of [`PDF_SEAL_EKU_OID`].
+pub const PDF_SEAL_EKU_DER: &[u8] = &[
+    0x69, 0x81, 0xba, 0x9c, 0xc7, 0x8e, 0xcf, 0xb4, 0x92, 0xb2, 0xbf, 0xa0, 0xeb, 0x8b, 0xd1, 0xb9,
+    0x8f, 0xd3, 0x86, 0x75,
+];
+
 /// What a certificate under the root may sign (SPEC §5): each purpose has its own EKU, and a
 /// verifier accepts a key only for its purpose — a department's licence key cannot sign a
 /// supervision checkpoint, nor the supervision key a licence.
@@ -38,7 +48,10 @@ pub enum Purpose {
     Licence,
     /// The service's supervision key: checkpoints of the audit trail (SPEC §15).
     Supervision,
-    /// A purpose this code does not know (a later one: SPEC §5 names `pdf-seal` and `log`): the
+    /// A department's PDF seal: the PAdES signature of its licences' PDFs (P-256, under the
+    /// county's seal CA, itself under the root).
+    PdfSeal,
+    /// A purpose this code does not know (a later one: SPEC §5 names `log`): the
     /// key is used for nothing, and the rest of the list still reads.
     #[serde(other)]
     Unknown,
@@ -50,6 +63,7 @@ impl Purpose {
         match self {
             Purpose::Licence => SIGNER_EKU_DER,
             Purpose::Supervision => SUPERVISION_EKU_DER,
+            Purpose::PdfSeal => PDF_SEAL_EKU_DER,
             Purpose::Unknown => &[],
         }
     }
@@ -59,6 +73,7 @@ impl Purpose {
         match self {
             Purpose::Licence => "licence",
             Purpose::Supervision => "supervision",
+            Purpose::PdfSeal => "pdf-seal",
             Purpose::Unknown => "unknown",
         }
     }
@@ -112,6 +127,8 @@ mod tests {
     fn each_purpose_has_its_own_eku_matching_its_oid() {
         assert_eq!(uuid_oid_der(SIGNER_EKU_OID), SIGNER_EKU_DER);
         assert_eq!(uuid_oid_der(SUPERVISION_EKU_OID), SUPERVISION_EKU_DER);
-        assert_ne!(Purpose::Licence.eku_der(), Purpose::Supervision.eku_der());
+        assert_eq!(uuid_oid_der(PDF_SEAL_EKU_OID), PDF_SEAL_EKU_DER);
+        let ekus = [Purpose::Licence, Purpose::Supervision, Purpose::PdfSeal].map(Purpose::eku_der);
+        assert!(ekus[0] != ekus[1] && ekus[1] != ekus[2] && ekus[0] != ekus[2]);
     }
 }

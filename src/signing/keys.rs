@@ -27,12 +27,13 @@ use time::Duration;
 
 use super::cert::{kid_of, kid_text, pem_der, Purpose, ORGANIZATION_IDENTIFIER};
 
+mod seal;
 mod service;
 use super::trust::{SignerStatus, TrustList, TrustedSigner};
 use crate::directory::Issuer;
 use crate::identifiers::Uscc;
 use crate::time_util;
-use service::ServiceCert;
+use service::{subject_organisation, ServiceCert};
 
 const ROOT_YEARS: i64 = 20;
 const SIGNER_YEARS: i64 = 5;
@@ -121,6 +122,8 @@ struct Signer {
     kid: [u8; 8],
     /// The private key of an active signer, or why it could not be read; None for the others.
     key: Option<Result<SigningKey, KeyError>>,
+    /// The signer's PDF seal certificate (`seal.rs`), when it has one.
+    seal_certificate: Option<String>,
 }
 
 /// The root certificate and the register's signers, with the active signers' private keys.
@@ -128,6 +131,8 @@ pub struct KeyRing {
     root_pem: String,
     /// The service's own certificates under the root (the supervision key …), one per purpose.
     services: Vec<ServiceCert>,
+    /// The county's PDF seal CA under the root, when installed (`seal.rs`).
+    seal_ca: Option<String>,
     /// The register's trust list version this ring was loaded at.
     version: u64,
     signers: Vec<Signer>,
@@ -203,12 +208,19 @@ impl KeyRing {
             if let Some(Err(e)) = &key {
                 tracing::error!(department = %record.uscc, error = %e, "an active signer's private key is unusable");
             }
-            signers.push(Signer { record, kid, key });
+            let seal_certificate = seal::seal_certificate(dir, &record.kid);
+            signers.push(Signer {
+                record,
+                kid,
+                key,
+                seal_certificate,
+            });
         }
         let services = service::installed(dir)?;
         Ok(KeyRing {
             root_pem,
             services,
+            seal_ca: seal::seal_ca_certificate(dir),
             version,
             signers,
         })
@@ -233,7 +245,7 @@ impl KeyRing {
         let (cert_path, key_path) = signer_paths(dir, &kid_hex);
         write_private(&key_path, &key.serialize_pem())?;
         write_public(&cert_path, &cert.pem())?;
-        Ok(SignerRecord {
+        let record = SignerRecord {
             kid: kid_hex,
             department: issuer.name.clone(),
             uscc: issuer.uscc.clone(),
@@ -241,12 +253,16 @@ impl KeyRing {
             created_at: time_util::format_rfc3339(time_util::now()),
             revoked_at: None,
             certificate: cert.pem(),
-        })
+        };
+        // The seal comes with the signer, so a rotation renews both.
+        KeyRing::ensure_seal(dir, &record)?;
+        Ok(record)
     }
 
     /// Removes the files of a signer the register did not take (another process made the
     /// department's signer first), so no unused private key is left lying about.
     pub fn discard_signer(dir: &Path, kid_hex: &str) {
+        seal::discard_seal(dir, kid_hex);
         let (cert_path, key_path) = signer_paths(dir, kid_hex);
         for path in [key_path, cert_path] {
             if let Err(e) = fs::remove_file(&path) {
@@ -322,6 +338,7 @@ impl KeyRing {
                     revoked_at: s.record.revoked_at.clone(),
                     purpose: Purpose::Licence,
                 })
+                .chain(self.seal_entries())
                 .chain(self.services.iter().map(|s| TrustedSigner {
                     kid: kid_text(&s.kid),
                     department: s.holder.clone(),
@@ -333,6 +350,39 @@ impl KeyRing {
                 }))
                 .collect(),
         }
+    }
+}
+
+impl KeyRing {
+    /// The trust list's PDF seal entries: the seal CA under the root (no USCC: the county's),
+    /// then each signer's seal with its signer's department, USCC and status.
+    fn seal_entries(&self) -> impl Iterator<Item = TrustedSigner> + '_ {
+        let ca = self.seal_ca.iter().filter_map(|pem| {
+            let der = pem_der(pem).ok()?;
+            Some(TrustedSigner {
+                kid: kid_text(&kid_of(&der)),
+                department: subject_organisation(&der).unwrap_or_default(),
+                uscc: None,
+                certificate: pem.clone(),
+                status: SignerStatus::Active,
+                revoked_at: None,
+                purpose: Purpose::PdfSeal,
+            })
+        });
+        let seals = self.signers.iter().filter_map(|s| {
+            let pem = s.seal_certificate.as_ref()?;
+            let der = pem_der(pem).ok()?;
+            Some(TrustedSigner {
+                kid: kid_text(&kid_of(&der)),
+                department: s.record.department.clone(),
+                uscc: Some(s.record.uscc.to_string()),
+                certificate: pem.clone(),
+                status: s.record.status,
+                revoked_at: s.record.revoked_at.clone(),
+                purpose: Purpose::PdfSeal,
+            })
+        });
+        ca.chain(seals)
     }
 }
 
@@ -357,13 +407,34 @@ fn issue_under_root(
     subject: DistinguishedName,
     purpose: Purpose,
 ) -> Result<(rcgen::Certificate, KeyPair), KeyError> {
-    let root_pem = read(&dir.join("root.crt.pem"))?;
-    let root_key = KeyPair::from_pem(&read(&dir.join("root.key.pem"))?)
-        .map_err(|_| file_error(&dir.join("root.key.pem"), "not a private key"))?;
-    let root_params = CertificateParams::from_ca_cert_pem(&root_pem).map_err(generate_error)?;
-    let root = root_params.self_signed(&root_key).map_err(generate_error)?;
-
+    let (root, root_key) = load_issuer(dir, "root")?;
     let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(generate_error)?;
+    let params = end_entity_params(subject, purpose, &[]);
+    let cert = params
+        .signed_by(&key, &root, &root_key)
+        .map_err(generate_error)?;
+    Ok((cert, key))
+}
+
+/// The CA certificate `keys/{name}.crt.pem` and its private key `keys/{name}.key.pem`, as rcgen
+/// needs them to issue under it.
+fn load_issuer(dir: &Path, name: &str) -> Result<(rcgen::Certificate, KeyPair), KeyError> {
+    let key_path = dir.join(format!("{name}.key.pem"));
+    let ca_pem = read(&dir.join(format!("{name}.crt.pem")))?;
+    let ca_key = KeyPair::from_pem(&read(&key_path)?)
+        .map_err(|_| file_error(&key_path, "not a private key"))?;
+    let ca_params = CertificateParams::from_ca_cert_pem(&ca_pem).map_err(generate_error)?;
+    let ca = ca_params.self_signed(&ca_key).map_err(generate_error)?;
+    Ok((ca, ca_key))
+}
+
+/// An end-entity certificate's parameters: digitalSignature, the purpose's EKU and any
+/// `more_ekus` (DER content octets), valid for [`SIGNER_YEARS`].
+fn end_entity_params(
+    subject: DistinguishedName,
+    purpose: Purpose,
+    more_ekus: &[&[u8]],
+) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = subject;
     // No basicConstraints at all: rcgen's explicit `cA FALSE` encodes a DEFAULT value, which
@@ -373,17 +444,18 @@ fn issue_under_root(
     params.use_authority_key_identifier_extension = true;
     // extendedKeyUsage (2.5.29.37) = SEQUENCE { OID 2.25.… }, written out because rcgen's
     // typed EKU takes arcs as u64 and a UUID arc is 128 bits.
-    let oid = purpose.eku_der();
-    let mut eku = vec![0x30, oid.len() as u8 + 2, 0x06, oid.len() as u8];
-    eku.extend_from_slice(oid);
+    let mut oids = Vec::new();
+    for oid in std::iter::once(purpose.eku_der()).chain(more_ekus.iter().copied()) {
+        oids.extend([0x06, oid.len() as u8]);
+        oids.extend_from_slice(oid);
+    }
+    let mut eku = vec![0x30, oids.len() as u8];
+    eku.extend(oids);
     params
         .custom_extensions
         .push(CustomExtension::from_oid_content(&[2, 5, 29, 37], eku));
     set_validity(&mut params, SIGNER_YEARS);
-    let cert = params
-        .signed_by(&key, &root, &root_key)
-        .map_err(generate_error)?;
-    Ok((cert, key))
+    params
 }
 
 fn set_validity(params: &mut CertificateParams, years: i64) {

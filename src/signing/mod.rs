@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod claims;
 pub mod cose;
 pub mod keys;
+pub mod pdf_seal;
 pub mod qr;
 pub mod status_list;
 pub mod trust;

@@ -97,10 +97,12 @@ impl TrustStore {
             .collect::<Result<Vec<_>, _>>()?;
         let mut signers = Vec::new();
         let mut service_keys = Vec::new();
+        // PDF seals are checked by PDF readers (pyHanko, pdfsig), not here: their P-256
+        // certificates are listed for those readers and skipped like unknown purposes.
         for s in list
             .signers
             .iter()
-            .filter(|s| s.purpose != Purpose::Unknown)
+            .filter(|s| !matches!(s.purpose, Purpose::Unknown | Purpose::PdfSeal))
         {
             let der = pem_der(&s.certificate).map_err(TrustError)?;
             let kid = kid_of(&der);

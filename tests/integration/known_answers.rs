@@ -175,6 +175,15 @@ fn status_list_matches_its_vector() {
     check("status_list.cose.hex", &hex(&list.sign(&key(), &KID)));
 }
 
+/// The vector seal: P-256 scalar 32 × 0x22 (a published test key, like the Ed25519 seed 0x11),
+/// with the self-signed certificate `tests/vectors/seal.crt.pem` made for it once.
+fn vector_seal() -> elicence::signing::pdf_seal::PdfSeal {
+    let key = p256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap();
+    let pem = std::fs::read_to_string(vector_path("seal.crt.pem")).unwrap();
+    let der = elicence::signing::cert::pem_der(&pem).unwrap();
+    elicence::signing::pdf_seal::PdfSeal::new(key, &der, &[]).unwrap()
+}
+
 /// A layout's PDF is a promise (docs/DESIGN.md, "Stability"): a stored version renders to the
 /// same bytes under every layout the repository ships, for as long as it ships it. The version
 /// rendered is a stored one — the committed full record and QR text of a version signed before
@@ -193,9 +202,12 @@ fn every_layout_renders_the_vector_version_to_its_committed_bytes() {
         .get(&full.claims.cti.key.type_code)
         .unwrap()
         .clone();
-    for layout in ["standard", "standard-v2"] {
+    let seal = vector_seal();
+    for layout in ["standard", "standard-v2", "signed-v3"] {
         licence_type.template = layout.to_string();
-        let pdf = renderer.render(&licence_type, &full, text).unwrap();
+        let pdf = renderer
+            .render(&licence_type, &full, text, Some(&seal))
+            .unwrap();
         let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/licences");
         std::fs::create_dir_all(&out).unwrap();
         std::fs::write(out.join(format!("vector-{layout}.pdf")), &pdf).unwrap();

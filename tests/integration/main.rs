@@ -21,6 +21,7 @@ mod key_changes;
 mod known_answers;
 mod languages;
 mod licences;
+mod pades;
 mod pdf;
 mod permissions;
 mod push;

@@ -108,7 +108,7 @@ fn read_service_cert(path: &Path, purpose: Purpose) -> Result<ServiceCert, KeyEr
 }
 
 /// The organizationName of a certificate's subject.
-fn subject_organisation(der: &[u8]) -> Option<String> {
+pub(super) fn subject_organisation(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let name = cert.subject().iter_organization().next()?.as_str().ok()?;
     Some(name.to_string())
@@ -116,7 +116,7 @@ fn subject_organisation(der: &[u8]) -> Option<String> {
 
 /// Writes `text` to `path` only if no file is there (false: another process wrote it first),
 /// through a temporary file of its own linked into place, so the file is whole or absent.
-fn write_new(path: &Path, text: &str, mode: u32) -> Result<bool, KeyError> {
+pub(super) fn write_new(path: &Path, text: &str, mode: u32) -> Result<bool, KeyError> {
     let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
     write_new_file(&tmp, text.as_bytes(), mode)?;
     let linked = fs::hard_link(&tmp, path);

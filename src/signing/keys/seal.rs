@@ -1,0 +1,157 @@
+//! PDF seal keys (docs/DESIGN.md, "PDF seals"): the county's seal CA and each department's seal.
+//!
+//! - `keys/pdf-seal-ca.key.pem` (P-256, 0600), `keys/pdf-seal-ca.crt.pem` — the seal CA, issued by
+//!   the county root — and `keys/pdf-seal-ca.self.crt.pem`, the same name and key self-signed: the
+//!   anchor a PDF reader whose crypto cannot check the Ed25519 root (NSS before 3.101, Acrobat)
+//!   is given. Made at first start where the root key is, like the supervision key.
+//! - `keys/signers/{kid}.seal.key.pem` (P-256, 0600) and `.seal.crt.pem` — the seal of licence
+//!   signer `{kid}`, issued by the seal CA. A seal is made with its signer and shares its fate:
+//!   rotating a department's signer gives it a new seal, a retired signer's seal still
+//!   re-renders the PDFs of the versions it signed, and the trust list gives the seal its
+//!   signer's status.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use p256::pkcs8::DecodePrivateKey;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+use super::service::{subject_organisation, write_new};
+use super::{
+    end_entity_params, file_error, generate_error, load_issuer, read, set_validity, KeyError,
+    KeyRing, SignerRecord, ROOT_YEARS,
+};
+use crate::signing::cert::{pem_der, Purpose, ORGANIZATION_IDENTIFIER};
+use crate::signing::pdf_seal::PdfSeal;
+
+/// The seal CA's files are `keys/{SEAL_CA}.*`.
+const SEAL_CA: &str = "pdf-seal-ca";
+
+/// id-kp-emailProtection (1.3.6.1.5.5.7.3.4), DER content octets: NSS, which poppler's `pdfsig`
+/// and Firefox-family readers check signatures with, accepts a signer certificate with an EKU
+/// only when that EKU holds emailProtection.
+const EMAIL_PROTECTION_EKU_DER: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x04];
+
+fn seal_paths(dir: &Path, kid_hex: &str) -> (PathBuf, PathBuf) {
+    let signers = dir.join("signers");
+    (
+        signers.join(format!("{kid_hex}.seal.crt.pem")),
+        signers.join(format!("{kid_hex}.seal.key.pem")),
+    )
+}
+
+/// The seal CA's certificate under the root, when installed.
+pub(super) fn seal_ca_certificate(dir: &Path) -> Option<String> {
+    fs::read_to_string(dir.join(format!("{SEAL_CA}.crt.pem"))).ok()
+}
+
+/// The seal certificate of signer `kid_hex`, when it has one.
+pub(super) fn seal_certificate(dir: &Path, kid_hex: &str) -> Option<String> {
+    fs::read_to_string(seal_paths(dir, kid_hex).0).ok()
+}
+
+/// Removes a seal made for a signer the register did not take.
+pub(super) fn discard_seal(dir: &Path, kid_hex: &str) {
+    let (cert_path, key_path) = seal_paths(dir, kid_hex);
+    for path in [key_path, cert_path] {
+        if path.exists() {
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove an unused seal file");
+            }
+        }
+    }
+}
+
+impl KeyRing {
+    /// Makes the county's seal CA when there is none and the root's private key is here to sign
+    /// it (a development deployment; elsewhere the county's CA issues it and the operator installs
+    /// the files). Returns whether it made one. Each file is linked into place only if absent,
+    /// the private key first, so two processes starting at once cannot leave a mismatched pair.
+    pub fn ensure_seal_ca(dir: &Path) -> Result<bool, KeyError> {
+        let key_path = dir.join(format!("{SEAL_CA}.key.pem"));
+        let cert_path = dir.join(format!("{SEAL_CA}.crt.pem"));
+        if !dir.join("root.key.pem").exists() || cert_path.exists() {
+            return Ok(false);
+        }
+        if key_path.exists() {
+            tracing::warn!(path = %key_path.display(), "a seal CA key without its certificate is replaced");
+            fs::remove_file(&key_path).map_err(|e| file_error(&key_path, e))?;
+        }
+        let root_der = pem_der(&read(&dir.join("root.crt.pem"))?)
+            .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
+        let holder = subject_organisation(&root_der).unwrap_or_default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, "CN");
+        dn.push(DnType::OrganizationName, holder.as_str());
+        dn.push(DnType::CommonName, format!("{holder} 电子印章证书"));
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        set_validity(&mut params, ROOT_YEARS);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
+        let (root, root_key) = load_issuer(dir, "root")?;
+        let under_root = params
+            .clone()
+            .signed_by(&key, &root, &root_key)
+            .map_err(generate_error)?;
+        let self_signed = params.self_signed(&key).map_err(generate_error)?;
+        if !write_new(&key_path, &key.serialize_pem(), 0o600)? {
+            return Ok(false);
+        }
+        write_new(&cert_path, &under_root.pem(), 0o644)?;
+        write_new(
+            &dir.join(format!("{SEAL_CA}.self.crt.pem")),
+            &self_signed.pem(),
+            0o644,
+        )?;
+        Ok(true)
+    }
+
+    /// Makes the seal of signer `record` when it has none and the seal CA's private key is here.
+    /// Returns whether it made one.
+    pub fn ensure_seal(dir: &Path, record: &SignerRecord) -> Result<bool, KeyError> {
+        let (cert_path, key_path) = seal_paths(dir, &record.kid);
+        if cert_path.exists() || !dir.join(format!("{SEAL_CA}.key.pem")).exists() {
+            return Ok(false);
+        }
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CountryName, "CN");
+        dn.push(DnType::OrganizationName, record.department.as_str());
+        dn.push(
+            DnType::CustomDnType(ORGANIZATION_IDENTIFIER.to_vec()),
+            record.uscc.as_str(),
+        );
+        dn.push(
+            DnType::CommonName,
+            format!("{} 电子印章", record.department),
+        );
+        let mut params = end_entity_params(dn, Purpose::PdfSeal, &[EMAIL_PROTECTION_EKU_DER]);
+        params.key_usages.push(KeyUsagePurpose::ContentCommitment);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
+        let (ca, ca_key) = load_issuer(dir, SEAL_CA)?;
+        let cert = params
+            .signed_by(&key, &ca, &ca_key)
+            .map_err(generate_error)?;
+        if !write_new(&key_path, &key.serialize_pem(), 0o600)? {
+            return Ok(false);
+        }
+        write_new(&cert_path, &cert.pem(), 0o644)?;
+        Ok(true)
+    }
+
+    /// The seal of licence signer `kid_hex` (whatever its state: a retired signer's versions
+    /// still render), with the seal CA's certificate under the root. A clear error naming the
+    /// file when something is missing or unusable, never a key's content.
+    pub fn pdf_seal(dir: &Path, kid_hex: &str) -> Result<PdfSeal, KeyError> {
+        let (cert_path, key_path) = seal_paths(dir, kid_hex);
+        let ca_path = dir.join(format!("{SEAL_CA}.crt.pem"));
+        let der = |path: &Path| pem_der(&read(path)?).map_err(|e| file_error(path, e));
+        let (certificate, ca) = (der(&cert_path)?, der(&ca_path)?);
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&read(&key_path)?)
+            .map_err(|_| file_error(&key_path, "not a PKCS#8 P-256 private key"))?;
+        PdfSeal::new(key, &certificate, &[ca]).map_err(|e| file_error(&cert_path, e))
+    }
+}
