@@ -263,8 +263,17 @@ async fn keys_can_be_listed_rotated_and_revoked() {
         .collect();
     assert_eq!(
         purposes,
-        ["licence", "licence", "licence", "supervision"],
-        "one signer per department, and the service's supervision key"
+        [
+            "licence",
+            "licence",
+            "licence",
+            "pdf-seal",
+            "pdf-seal",
+            "pdf-seal",
+            "pdf-seal",
+            "supervision"
+        ],
+        "one signer and one PDF seal per department, the seal CA and the supervision key"
     );
     let rotated: serde_json::Value =
         serde_json::from_str(&cli.ok(&["keys", "rotate", "--department", MARKET_BUREAU, "--json"]))

@@ -306,9 +306,10 @@ async fn an_existing_state_json_is_imported_once_and_the_register_is_the_truth_a
         .await
         .unwrap();
     let list = imported.trust_list();
-    // Import, then a new signer for the department whose only signer was revoked.
+    // Import, then a new signer (and its PDF seal) for the department whose only signer was
+    // revoked.
     assert_eq!(list.version, 42);
-    assert_eq!(list.signers.len(), before.signers.len() + 1);
+    assert_eq!(list.signers.len(), before.signers.len() + 2);
     assert_eq!(list.signers[0].status, SignerStatus::Revoked);
     assert_eq!(
         list.signers[0].revoked_at.as_deref(),
