@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests call (a fresh machine has none of them): headless
 # Chromium for the verification page and ChromeDriver for the console's end-to-end test,
-# poppler/zbar/qpdf for the PDFs, python3-venv for the interoperability check, the PostgreSQL
+# poppler/zbar/qpdf for the PDFs, librsvg (rsvg-convert) for the exported SVG QR code, python3-venv for the interoperability check, the PostgreSQL
 # client for pg_isready. Idempotent and quiet when all are there.
 set -euo pipefail
 needed=()
@@ -10,6 +10,7 @@ command -v chromedriver >/dev/null || needed+=(chromium-driver)
 command -v pdftoppm >/dev/null || needed+=(poppler-utils)
 command -v zbarimg >/dev/null || needed+=(zbar-tools)
 command -v qpdf >/dev/null || needed+=(qpdf)
+command -v rsvg-convert >/dev/null || needed+=(librsvg2-bin)
 command -v pg_isready >/dev/null || needed+=(postgresql-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || needed+=(python3-venv)
 if [ ${#needed[@]} -gt 0 ]; then

@@ -88,6 +88,11 @@ pub struct Layout {
     pub line_height: f32,
     pub row_gap: f32,
     pub qr_size: f32,
+    /// Modules of white kept clear under the QR code before its caption: a reader needs four
+    /// (ISO/IEC 18004). Absent, the caption sits 5 mm under the code whatever its module size,
+    /// as `standard` and `standard-v2` were issued (1.4 mm of it is clear: under three modules).
+    #[serde(default)]
+    pub qr_quiet_zone: Option<f32>,
     pub seal_radius: f32,
     pub seal_colour: String,
     pub footer: String,
@@ -140,6 +145,12 @@ impl Layout {
         if sizes.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
             return Err("sizes must be positive numbers".into());
         }
+        if self
+            .qr_quiet_zone
+            .is_some_and(|modules| !(modules >= 0.0 && modules.is_finite()))
+        {
+            return Err("qr_quiet_zone must be a number of modules, 0 or more".into());
+        }
         if self.min_value_size > self.value_size {
             return Err("min_value_size is larger than value_size".into());
         }
@@ -182,6 +193,7 @@ mod tests {
         let layouts = load_layouts(&templates().join("layouts")).unwrap();
         assert_eq!(layouts["standard"].renderer, Generation::Frozen1);
         assert_eq!(layouts["standard-v2"].renderer, Generation::Subset2);
+        assert_eq!(layouts["standard-v3"].renderer, Generation::Subset2);
     }
 
     #[test]

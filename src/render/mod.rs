@@ -5,7 +5,7 @@
 //!
 //! The rooms, in the order a page passes through them: `layout` (the layout files and the
 //! renderer generation each names), `lines` (the rows a licence prints and how they break),
-//! `qr_form` (the QR code as rectangles), `page` (drawing), `font_subset` (renderer 2's font
+//! `qr_form` (the QR code as rectangles; `qr_image` draws the same alone, as PNG or SVG), `page` (drawing), `font_subset` (renderer 2's font
 //! subset) and `document` (writing the file). `frozen_v1` is renderer 1, whose bytes never
 //! change. This file holds the [`Renderer`] that ties them together.
 
@@ -16,6 +16,7 @@ mod layout;
 mod lines;
 mod page;
 mod qr_form;
+mod qr_image;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +30,7 @@ use crate::signing::qr;
 use crate::time_util;
 
 pub use layout::{Generation, Layout};
+pub use qr_image::{QrImageFormat, PNG_MODULE_PX, QUIET_ZONE};
 
 use layout::load_layouts;
 use page::Page;
@@ -100,6 +102,11 @@ impl Renderer {
         self.layouts
             .iter()
             .map(|(name, layout)| (name.as_str(), layout.renderer))
+    }
+
+    /// The layout named `name`, if loaded.
+    pub fn layout(&self, name: &str) -> Option<&Layout> {
+        self.layouts.get(name)
     }
 
     /// The glyph of `c` and its advance in font units, remembered: the font's own lookup scans

@@ -17,6 +17,19 @@ use super::lines::Row;
 use super::qr_form::{dark_rectangles, QrForm, QR_FORM};
 use super::{chinese_date, pt_to_mm, RenderError, Renderer};
 
+/// How far under the QR code the baselines of its caption and of the identifier's first line
+/// sit: 5 and 9 mm as first laid out, or, when the layout keeps a quiet zone, that many modules
+/// of white, then the caption's ascent (CJK glyphs rise 0.88 em above the baseline), then 4 mm.
+fn caption_drops(layout: &Layout, module: f32) -> (f32, f32) {
+    match layout.qr_quiet_zone {
+        None => (5.0, 9.0),
+        Some(modules) => {
+            let caption = modules * module + pt_to_mm(9.0) * 0.88;
+            (caption, caption + 4.0)
+        }
+    }
+}
+
 /// The page being drawn: operations in millimetre coordinates from the bottom left.
 pub(super) struct Page<'a> {
     renderer: &'a Renderer,
@@ -281,7 +294,8 @@ impl<'a> Page<'a> {
         }
         self.ops.push(Op::RestoreGraphicsState);
         let centre = x0 + l.qr_size / 2.0;
-        self.centred("扫码核验", 9.0, centre, y0 - 5.0, &l.text_colour);
+        let (caption_drop, identifier_drop) = caption_drops(l, module);
+        self.centred("扫码核验", 9.0, centre, y0 - caption_drop, &l.text_colour);
         let id_lines = self
             .renderer
             .wrap(identifier, 5.5, l.qr_size + 14.0, l.renderer);
@@ -290,7 +304,7 @@ impl<'a> Page<'a> {
                 line,
                 5.5,
                 centre,
-                y0 - 9.0 - i as f32 * 2.6,
+                y0 - identifier_drop - i as f32 * 2.6,
                 &l.muted_colour,
             );
         }

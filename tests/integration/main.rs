@@ -24,6 +24,7 @@ mod licences;
 mod pdf;
 mod permissions;
 mod push;
+mod qr_screen;
 mod register;
 mod renewals;
 mod staff;
