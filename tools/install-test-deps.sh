@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests call (a fresh machine has none of them): headless
 # Chromium for the verification page and ChromeDriver for the console's end-to-end test,
-# poppler/zbar/qpdf for the PDFs, librsvg (rsvg-convert) for the exported SVG QR code, python3-venv for the interoperability check, the PostgreSQL
-# client for pg_isready. Idempotent and quiet when all are there.
+# poppler/zbar/qpdf for the PDFs, librsvg (rsvg-convert) for the exported SVG QR code,
+# python3-venv for the interoperability check, the PostgreSQL client for pg_isready. Idempotent and quiet when all are there.
 set -euo pipefail
 needed=()
 command -v chromium >/dev/null || needed+=(chromium)

@@ -91,6 +91,12 @@ pub async fn samples(app: &App) -> anyhow::Result<Vec<Sample>> {
     Ok(samples)
 }
 
+/// A sample's PDF on disk, and the side its layout gave the QR code.
+pub struct Rendered {
+    pub pdf: PathBuf,
+    pub qr_side_mm: f32,
+}
+
 /// Renders `sample` with `layout` into `{dir}/{file_stem}.pdf`.
 pub fn render_with_layout(
     renderer: &Renderer,
@@ -98,13 +104,18 @@ pub fn render_with_layout(
     sample: &Sample,
     dir: &Path,
     file_stem: &str,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<Rendered> {
     let mut licence_type = sample.licence_type.clone();
     licence_type.template = layout.to_string();
-    let pdf = renderer.render(&licence_type, &sample.full, &sample.qr_text)?;
+    let page = renderer.compose(&licence_type, &sample.full, &sample.qr_text)?;
+    let qr_side_mm = page.qr_side();
+    let pdf = renderer.save(page, &sample.full)?;
     let path = dir.join(format!("{file_stem}.pdf"));
     std::fs::write(&path, pdf).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    Ok(Rendered {
+        pdf: path,
+        qr_side_mm,
+    })
 }
 
 /// The page of `pdf` as an image file at `dpi` under `condition`: `{stem}-{dpi}.png` beside it,
@@ -231,11 +242,9 @@ pub fn measure(
     dir: &Path,
     file_stem: &str,
 ) -> anyhow::Result<SampleResult> {
-    let measures = renderer
-        .layout(layout)
-        .with_context(|| format!("no layout {layout}"))?;
     let code = qr::qr_code(&sample.qr_text)?;
-    let pdf = render_with_layout(renderer, layout, sample, dir, file_stem)?;
+    let Rendered { pdf, qr_side_mm } =
+        render_with_layout(renderer, layout, sample, dir, file_stem)?;
     let mut readings = Vec::new();
     for dpi in DPIS {
         for condition in [Condition::Clean, Condition::Degraded] {
@@ -256,7 +265,7 @@ pub fn measure(
         sample: sample.name.clone(),
         qr_version,
         modules: code.width(),
-        module_mm: measures.qr_size / code.width() as f32,
+        module_mm: qr_side_mm / code.width() as f32,
         readings,
     })
 }

@@ -93,6 +93,11 @@ pub struct Layout {
     /// as `standard` and `standard-v2` were issued (1.4 mm of it is clear: under three modules).
     #[serde(default)]
     pub qr_quiet_zone: Option<f32>,
+    /// The smallest side the QR code may shrink to, a millimetre at a time, when the rows would
+    /// not fit above a larger one even at `min_value_size` (a record with every field at its
+    /// longest). Absent, the code is always `qr_size`.
+    #[serde(default)]
+    pub qr_min_size: Option<f32>,
     pub seal_radius: f32,
     pub seal_colour: String,
     pub footer: String,
@@ -150,6 +155,12 @@ impl Layout {
             .is_some_and(|modules| !(modules >= 0.0 && modules.is_finite()))
         {
             return Err("qr_quiet_zone must be a number of modules, 0 or more".into());
+        }
+        if self
+            .qr_min_size
+            .is_some_and(|side| !(side > 0.0 && side <= self.qr_size))
+        {
+            return Err("qr_min_size must be positive and at most qr_size".into());
         }
         if self.min_value_size > self.value_size {
             return Err("min_value_size is larger than value_size".into());

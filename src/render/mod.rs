@@ -69,6 +69,14 @@ pub struct Composed {
     width: f32,
     height: f32,
     generation: Generation,
+    qr_side: f32,
+}
+
+impl Composed {
+    /// The QR code's side on the page in millimetres.
+    pub fn qr_side(&self) -> f32 {
+        self.qr_side
+    }
 }
 
 impl Renderer {
@@ -102,11 +110,6 @@ impl Renderer {
         self.layouts
             .iter()
             .map(|(name, layout)| (name.as_str(), layout.renderer))
-    }
-
-    /// The layout named `name`, if loaded.
-    pub fn layout(&self, name: &str) -> Option<&Layout> {
-        self.layouts.get(name)
     }
 
     /// The glyph of `c` and its advance in font units, remembered: the font's own lookup scans
@@ -182,6 +185,7 @@ impl Renderer {
         page.issuer(&licence_type.issuer.name, issued);
         page.footer(full.claims.cti.version);
         Ok(Composed {
+            qr_side: page.qr_side,
             ops: page.ops,
             qr_form: page.qr_form,
             font,

@@ -817,7 +817,11 @@ async fn licence_qr_exports_the_code_alone_as_a_png_and_an_svg_that_read_back() 
         );
     }
     let both = cli.run(&["licence", "qr", &id, "--png", "--svg"]);
-    assert_eq!(code(&both), 64, "--png and --svg together are a usage error");
+    assert_eq!(
+        code(&both),
+        64,
+        "--png and --svg together are a usage error"
+    );
     let missing = cli.run(&["licence", "qr", &id, "--version", "9", "--out", &png]);
     assert_eq!(code(&missing), 1);
     assert!(

@@ -153,8 +153,13 @@ fn every_layout_renders_the_vector_version_to_its_committed_bytes() {
     let full = FullRecord::from_signed(&v.full_record).unwrap();
     let text = qr::qr_text("HTTPS://ZZ.EXAMPLE.GOV.CN", &v.qr_token);
     let mut licence_type = directory.get(&v.id.key.type_code).unwrap().clone();
-    for layout in ["standard", "standard-v2"] {
-        licence_type.template = layout.to_string();
+    let layouts: Vec<String> = renderer
+        .layouts()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert!(layouts.len() >= 3, "{layouts:?}");
+    for layout in &layouts {
+        licence_type.template = layout.clone();
         let pdf = renderer.render(&licence_type, &full, &text).unwrap();
         let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/licences");
         std::fs::create_dir_all(&out).unwrap();

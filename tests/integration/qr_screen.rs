@@ -42,7 +42,8 @@ async fn every_sample_page_reads_from_a_96_dpi_screen_and_a_blurred_100_dpi_jpeg
             &dir,
             &format!("v3-{i}"),
         )
-        .unwrap();
+        .unwrap()
+        .pdf;
         for (dpi, condition) in [(96, Condition::Clean), (100, Condition::Degraded)] {
             assert_eq!(
                 read_page(&pdf, dpi, condition).as_deref(),
@@ -63,7 +64,8 @@ async fn every_sample_page_reads_from_a_96_dpi_screen_and_a_blurred_100_dpi_jpeg
             &dir,
             &format!("v2-{i}"),
         )
-        .unwrap();
+        .unwrap()
+        .pdf;
         assert_eq!(
             read_page(&pdf, 100, Condition::Degraded),
             None,
