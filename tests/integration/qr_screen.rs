@@ -55,25 +55,18 @@ async fn every_sample_page_reads_from_a_96_dpi_screen_and_a_blurred_100_dpi_jpeg
         }
     }
     // The degradation is real: the 40 mm code of the layout the directory issues under now
-    // (0.52 mm modules, 2 px at 100 dpi) does not survive it on any sample.
-    for (i, sample) in samples.iter().enumerate() {
-        let pdf = qr::render_with_layout(
-            &t.app.renderer,
-            "standard-v2",
-            sample,
-            &dir,
-            &format!("v2-{i}"),
-        )
+    // (0.52 mm modules, 2 px at 100 dpi) does not survive it (one sample: each costs a second).
+    let sample = &samples[0];
+    let pdf = qr::render_with_layout(&t.app.renderer, "standard-v2", sample, &dir, "v2-0")
         .unwrap()
         .pdf;
-        assert_eq!(
-            read_page(&pdf, 100, Condition::Degraded),
-            None,
-            "{}: the old code read from a blurred JPEG ({})",
-            sample.name,
-            pdf.display()
-        );
-    }
+    assert_eq!(
+        read_page(&pdf, 100, Condition::Degraded),
+        None,
+        "{}: the old code read from a blurred JPEG ({})",
+        sample.name,
+        pdf.display()
+    );
 }
 
 #[tokio::test]
