@@ -271,7 +271,8 @@ impl Settings {
             "ELICENCE_STATUS_LIST_LIFETIME_SECONDS",
             from_file.status_list_lifetime_seconds,
             DEFAULT_STATUS_LIST_LIFETIME_SECONDS,
-            60,
+            // At least the ttl, so every list's ttl is the route's cache time.
+            crate::signing::status_list::TTL_SECONDS as u64,
         )? as i64;
         // Several instances share PostgreSQL, so by default they share blobs through it too.
         let blob_store = match pick("ELICENCE_BLOB_STORE", from_file.blob_store).as_deref() {

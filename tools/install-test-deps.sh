@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests call (a fresh machine has none of them): headless
 # Chromium for the verification page and ChromeDriver for the console's end-to-end test,
-# poppler/zbar/qpdf for the PDFs, NSS's certutil for pdfsig, python3-venv for the interoperability check, the PostgreSQL
-# client for pg_isready. Idempotent and quiet when all are there.
+# poppler/zbar/qpdf for the PDFs, NSS's certutil for pdfsig, librsvg (rsvg-convert) for the
+# exported SVG QR code, python3-venv for the interoperability check, the PostgreSQL client for
+# pg_isready. Idempotent and quiet when all are there.
 set -euo pipefail
 needed=()
 command -v chromium >/dev/null || needed+=(chromium)
@@ -12,6 +13,7 @@ command -v zbarimg >/dev/null || needed+=(zbar-tools)
 command -v qpdf >/dev/null || needed+=(qpdf)
 # certutil: the PAdES tests give pdfsig an NSS database trusting the seal CA.
 command -v certutil >/dev/null || needed+=(libnss3-tools)
+command -v rsvg-convert >/dev/null || needed+=(librsvg2-bin)
 command -v pg_isready >/dev/null || needed+=(postgresql-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || needed+=(python3-venv)
 if [ ${#needed[@]} -gt 0 ]; then

@@ -240,6 +240,22 @@ impl App {
         Ok(pdf)
     }
 
+    /// The QR code of a version (the latest unless named) alone, as an image for a holder to
+    /// show on a phone (亮证): whoever may read the version's PDF may have its code.
+    pub async fn qr_image(
+        &self,
+        actor: &Actor,
+        reference: &str,
+        version: Option<u32>,
+        format: crate::render::QrImageFormat,
+    ) -> Result<Vec<u8>> {
+        let (_, stored) = self.readable_version(actor, reference, version).await?;
+        let qr_text = qr::qr_text(&stored.verify_base, &stored.qr_token);
+        format
+            .encode(&qr_text)
+            .map_err(|e| AppError::Internal(format!("QR image of {}: {e}", stored.identifier)))
+    }
+
     /// Archives a version's PDF on its first rendering, so that later requests serve these
     /// bytes. Not at issue: rendering there cost every issue a page (2 ms in release, 45 ms in
     /// debug builds) for PDFs often never fetched, and the bytes are the same whenever they are

@@ -31,9 +31,14 @@ impl App {
         if !self.directory.issuers().iter().any(|i| i.uscc == issuer) {
             return Err(AppError::NotFound(format!("issuing department {issuer}")));
         }
+        // Indexes are stored as signed 64-bit integers: a list beyond them holds nothing.
         let lo = n
             .checked_mul(LIST_LEN)
-            .ok_or_else(|| AppError::BadInput("list number too large".into()))?;
+            .filter(|lo| {
+                lo.checked_add(LIST_LEN)
+                    .is_some_and(|hi| hi <= i64::MAX as u64)
+            })
+            .ok_or_else(|| AppError::BadInput(format!("status list number {n} is too large")))?;
         let entries = self
             .store
             .status_entries(&issuer, lo, lo + LIST_LEN)

@@ -22,6 +22,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 400)]
         count: usize,
     },
+    /// Whether each sample licence's QR code reads from its whole page at 72/96/100/150 dpi,
+    /// clean and blurred + JPEG (pdftoppm, zbarimg); prints a markdown table per layout.
+    Qr {
+        /// A layout to measure (repeatable; default: every layout under templates/layouts).
+        #[arg(long = "layout", value_name = "NAME")]
+        layouts: Vec<String>,
+        /// Keep the PDFs and page images in this folder (to look at) instead of a temporary one.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<std::path::PathBuf>,
+    },
     /// Reading the change feed, and pushing it into the reference receiver (city-library).
     Feed {
         /// Licences issued first (one event each).
@@ -65,7 +75,9 @@ impl BenchCommand {
             BenchCommand::Feed { database_url, .. }
             | BenchCommand::Verify { database_url, .. }
             | BenchCommand::Convert { database_url, .. } => database_url.as_deref(),
-            BenchCommand::Sign { .. } | BenchCommand::Render { .. } => None,
+            BenchCommand::Sign { .. } | BenchCommand::Render { .. } | BenchCommand::Qr { .. } => {
+                None
+            }
         }
     }
 }
@@ -92,6 +104,21 @@ pub(super) async fn run(
                 }
             }
             reports
+        }
+        BenchCommand::Qr { layouts, keep } => {
+            let images = match &keep {
+                Some(folder) => {
+                    std::fs::create_dir_all(folder)
+                        .map_err(|e| AppError::Config(format!("{}: {e}", folder.display())))?;
+                    folder.clone()
+                }
+                None => dir.path().to_path_buf(),
+            };
+            let results = crate::bench::qr::run_all(&app, &layouts, &images)
+                .await
+                .map_err(failed)?;
+            print(json, &results, || crate::bench::qr::markdown(&results));
+            return Ok(0);
         }
         BenchCommand::Feed { events, .. } => crate::bench::feed(app, events, dir.path())
             .await

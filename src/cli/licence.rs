@@ -1,14 +1,16 @@
 //! `issue` and `licence …`: a licence's life from its first version to its revocation — issue,
-//! show, versions, PDF, amend, renew, suspend, reinstate, revoke. A room of its own because these
+//! show, versions, PDF, QR code, amend, renew, suspend, reinstate, revoke. A room of its own because these
 //! are the commands a clerk uses every day, each one call of [`App`] and one printed answer.
 
-use std::path::PathBuf;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
 use super::{print, read_json, write_file};
 use crate::app::{Actor, Amendment, App, AppError, LicenceView, Renewal};
 use crate::licence::{EventKind, RecordInput};
+use crate::render::QrImageFormat;
 
 #[derive(Debug, Args)]
 pub struct IssueArgs {
@@ -44,6 +46,29 @@ pub enum LicenceCommand {
         /// Where to write the PDF.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
+    },
+    /// Export the QR code of a version (the latest unless named) alone, with its quiet zone,
+    /// for a holder to show on a phone (亮证): PNG (10 px modules) or SVG.
+    Qr {
+        /// The licence: its identifier, or a version identifier (ID.VERSION.CHECK).
+        id: String,
+        /// The version whose code to export (default: the latest).
+        #[arg(long)]
+        version: Option<u32>,
+        /// A PNG image (the default).
+        #[arg(long, conflicts_with = "svg")]
+        png: bool,
+        /// An SVG image, which scales to any screen.
+        #[arg(long)]
+        svg: bool,
+        /// Where to write the image (default: standard output, unless it is a terminal).
+        #[arg(
+            short = 'o',
+            long = "out",
+            visible_alias = "output",
+            value_name = "FILE"
+        )]
+        out: Option<PathBuf>,
     },
     /// Amend (变更): a new version with changed holder name or fields, from a JSON file
     /// `{"holder_name": …, "fields": {…}, "reason": …}`.
@@ -137,6 +162,21 @@ pub(super) async fn run(
                 format!("{} ({} bytes)", output.display(), pdf.len())
             });
         }
+        LicenceCommand::Qr {
+            id,
+            version,
+            png: _,
+            svg,
+            out,
+        } => {
+            let format = if svg {
+                QrImageFormat::Svg
+            } else {
+                QrImageFormat::Png
+            };
+            let image = app.qr_image(actor, &id, version, format).await?;
+            write_image(&image, format, out.as_deref(), json)?;
+        }
         LicenceCommand::Amend { id, file } => {
             let change: Amendment = read_json(&file)?;
             let issued = app.amend(actor, &id, &change).await?;
@@ -171,6 +211,35 @@ pub(super) async fn run(
         }
     }
     Ok(0)
+}
+
+/// Writes an exported QR image to `out`, or to standard output when none is named (a PNG
+/// never to a terminal, where its bytes would be noise); says what it wrote when it wrote a file.
+fn write_image(
+    image: &[u8],
+    format: QrImageFormat,
+    out: Option<&Path>,
+    json: bool,
+) -> Result<(), AppError> {
+    let Some(out) = out else {
+        let mut stdout = std::io::stdout().lock();
+        if format == QrImageFormat::Png && stdout.is_terminal() {
+            return Err(AppError::BadInput(
+                "a PNG is not written to a terminal: name a file with --out FILE, or redirect"
+                    .into(),
+            ));
+        }
+        return stdout
+            .write_all(image)
+            .and_then(|()| stdout.flush())
+            .map_err(|e| AppError::Config(format!("standard output: {e}")));
+    };
+    write_file(out, image)?;
+    let info = serde_json::json!({"file": out, "format": format, "bytes": image.len()});
+    print(json, &info, || {
+        format!("{} ({} bytes)", out.display(), image.len())
+    });
+    Ok(())
 }
 
 async fn change_status(

@@ -13,6 +13,7 @@ use super::{page, Caller, Client, SharedState};
 use crate::app::{Amendment, BatchStatus, Renewal};
 use crate::identifiers::TypeCode;
 use crate::licence::{EventKind, RecordInput};
+use crate::render::QrImageFormat;
 use crate::signing::status_list;
 use crate::store::AuditFilter;
 
@@ -163,6 +164,42 @@ pub async fn pdf(
     let Query(query) = query?;
     let pdf = state.app.pdf(&actor, &id, query.version).await?;
     Ok(([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/licences/{id}/qr.png", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier"), VersionQuery), responses((status = 200, description = "The version's QR code alone (亮证): black on white, 10 px modules, a four-module quiet zone", content_type = "image/png"), (status = 404, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
+pub async fn qr_png(
+    state: State<SharedState>,
+    caller: Caller,
+    id: Path<String>,
+    query: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    qr_image(state, caller, id, query, QrImageFormat::Png).await
+}
+
+#[utoipa::path(get, path = "/api/v1/licences/{id}/qr.svg", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier"), VersionQuery), responses((status = 200, description = "The version's QR code alone (亮证), one user unit a module, a four-module quiet zone", content_type = "image/svg+xml"), (status = 404, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]
+pub async fn qr_svg(
+    state: State<SharedState>,
+    caller: Caller,
+    id: Path<String>,
+    query: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    qr_image(state, caller, id, query, QrImageFormat::Svg).await
+}
+
+/// The two QR routes: one call of [`crate::app::App::qr_image`], the format from the path.
+async fn qr_image(
+    State(state): State<SharedState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>,
+    format: QrImageFormat,
+) -> ApiResult<Response> {
+    let Query(query) = query?;
+    let image = state
+        .app
+        .qr_image(&actor, &id, query.version, format)
+        .await?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], image).into_response())
 }
 
 #[utoipa::path(post, path = "/api/v1/licences/{id}/amend", tag = "licences", security(("bearer" = [])), params(("id" = String, Path, description = "Licence identifier")), request_body = crate::app::Amendment, responses((status = 201, description = "Amends (变更): a new version", body = crate::app::Issued), (status = 409, description = "Not in a state that allows it, or changed concurrently", body = crate::http::error::ErrorBody), (status = 422, body = crate::http::error::ErrorBody), (status = 400, description = "Malformed request", body = crate::http::error::ErrorBody), (status = 401, description = "No or unknown bearer token", body = crate::http::error::ErrorBody), (status = 403, description = "Role or department refused", body = crate::http::error::ErrorBody)))]

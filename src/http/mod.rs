@@ -86,6 +86,8 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/licences/{id}", get(api::show))
         .route("/licences/{id}/versions", get(api::versions))
         .route("/licences/{id}/pdf", get(api::pdf))
+        .route("/licences/{id}/qr.png", get(api::qr_png))
+        .route("/licences/{id}/qr.svg", get(api::qr_svg))
         .route("/licences/{id}/amend", post(api::amend))
         .route("/licences/{id}/renew", post(api::renew))
         .route("/licences/{id}/suspend", post(api::suspend))

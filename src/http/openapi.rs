@@ -28,6 +28,8 @@ use super::api;
         api::show,
         api::versions,
         api::pdf,
+        api::qr_png,
+        api::qr_svg,
         api::amend,
         api::renew,
         api::suspend,

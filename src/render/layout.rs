@@ -98,6 +98,16 @@ pub struct Layout {
     pub line_height: f32,
     pub row_gap: f32,
     pub qr_size: f32,
+    /// Modules of white kept clear under the QR code before its caption: a reader needs four
+    /// (ISO/IEC 18004). Absent, the caption sits 5 mm under the code whatever its module size,
+    /// as `standard` and `standard-v2` were issued (1.4 mm of it is clear: under three modules).
+    #[serde(default)]
+    pub qr_quiet_zone: Option<f32>,
+    /// The smallest side the QR code may shrink to, a millimetre at a time, when the rows would
+    /// not fit above a larger one even at `min_value_size` (a record with every field at its
+    /// longest). Absent, the code is always `qr_size`.
+    #[serde(default)]
+    pub qr_min_size: Option<f32>,
     pub seal_radius: f32,
     pub seal_colour: String,
     pub footer: String,
@@ -149,6 +159,18 @@ impl Layout {
         ];
         if sizes.iter().any(|&v| !(v > 0.0 && v.is_finite())) {
             return Err("sizes must be positive numbers".into());
+        }
+        if self
+            .qr_quiet_zone
+            .is_some_and(|modules| !(modules >= 0.0 && modules.is_finite()))
+        {
+            return Err("qr_quiet_zone must be a number of modules, 0 or more".into());
+        }
+        if self
+            .qr_min_size
+            .is_some_and(|side| !(side > 0.0 && side <= self.qr_size))
+        {
+            return Err("qr_min_size must be positive and at most qr_size".into());
         }
         if self.min_value_size > self.value_size {
             return Err("min_value_size is larger than value_size".into());

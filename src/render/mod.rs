@@ -5,7 +5,7 @@
 //!
 //! The rooms, in the order a page passes through them: `layout` (the layout files and the
 //! renderer generation each names), `lines` (the rows a licence prints and how they break),
-//! `qr_form` (the QR code as rectangles), `page` (drawing), `font_subset` (renderer 2's font
+//! `qr_form` (the QR code as rectangles; `qr_image` draws the same alone, as PNG or SVG), `page` (drawing), `font_subset` (renderer 2's font
 //! subset) and `document` (writing the file). `frozen_v1` is renderer 1, whose bytes never
 //! change. This file holds the [`Renderer`] that ties them together.
 
@@ -17,6 +17,7 @@ mod lines;
 mod pades;
 mod page;
 mod qr_form;
+mod qr_image;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,6 +32,7 @@ use crate::signing::qr;
 use crate::time_util;
 
 pub use layout::{Generation, Layout};
+pub use qr_image::{QrImageFormat, PNG_MODULE_PX, QUIET_ZONE};
 
 use layout::load_layouts;
 use page::Page;
@@ -75,6 +77,14 @@ pub struct Composed {
     width: f32,
     height: f32,
     generation: Generation,
+    qr_side: f32,
+}
+
+impl Composed {
+    /// The QR code's side on the page in millimetres.
+    pub fn qr_side(&self) -> f32 {
+        self.qr_side
+    }
 }
 
 impl Renderer {
@@ -192,6 +202,7 @@ impl Renderer {
         page.issuer(&licence_type.issuer.name, issued);
         page.footer(full.claims.cti.version);
         Ok(Composed {
+            qr_side: page.qr_side,
             ops: page.ops,
             qr_form: page.qr_form,
             seal: page.seal,

@@ -17,6 +17,19 @@ use super::lines::Row;
 use super::qr_form::{dark_rectangles, QrForm, QR_FORM};
 use super::{chinese_date, pt_to_mm, RenderError, Renderer};
 
+/// How far under the QR code the baselines of its caption and of the identifier's first line
+/// sit: 5 and 9 mm as first laid out, or, when the layout keeps a quiet zone, that many modules
+/// of white, then the caption's ascent (CJK glyphs rise 0.88 em above the baseline), then 4 mm.
+fn caption_drops(layout: &Layout, module: f32) -> (f32, f32) {
+    match layout.qr_quiet_zone {
+        None => (5.0, 9.0),
+        Some(modules) => {
+            let caption = modules * module + pt_to_mm(9.0) * 0.88;
+            (caption, caption + 4.0)
+        }
+    }
+}
+
 /// The page being drawn: operations in millimetre coordinates from the bottom left.
 pub(super) struct Page<'a> {
     renderer: &'a Renderer,
@@ -28,6 +41,8 @@ pub(super) struct Page<'a> {
     /// Renderer 3 draws the seal apart, as the signature's appearance: its operations and the
     /// square it fills (left, bottom, right, top in millimetres).
     pub(super) seal: Option<(Vec<Op>, [f32; 4])>,
+    /// The QR code's side: the layout's `qr_size`, or less when the rows needed the room.
+    pub(super) qr_side: f32,
 }
 
 fn point(x: f32, y: f32) -> Point {
@@ -58,6 +73,7 @@ impl<'a> Page<'a> {
             ops: Vec::new(),
             qr_form: None,
             seal: None,
+            qr_side: layout.qr_size,
         }
     }
 
@@ -168,10 +184,9 @@ impl<'a> Page<'a> {
     /// points until everything fits.
     pub(super) fn rows(&mut self, top: f32, rows: &[Row]) -> Result<(), RenderError> {
         let l = self.layout;
-        let bottom = self.layout.margin + self.layout.padding + l.qr_size + 18.0;
         let value_x = self.left() + 6.0 + l.label_width;
         let value_width = self.right() - 6.0 - value_x;
-        let (size, laid_out) = self.fit_rows(rows, top, bottom, value_width)?;
+        let (size, laid_out) = self.fit_above_code(rows, top, value_width)?;
         let label_size = l.label_size.min(size + 1.0);
         let line = pt_to_mm(size) * l.line_height;
         let gap = l.row_gap * size / l.value_size;
@@ -199,6 +214,30 @@ impl<'a> Page<'a> {
             self.hairline(self.left() + 6.0, self.right() - 6.0, rule);
         }
         Ok(())
+    }
+
+    /// The rows fitted above the QR code; when they do not fit even at the smallest value size
+    /// and the layout allows it (`qr_min_size`), above a code a millimetre smaller, and so on:
+    /// legible text first, then the largest code that leaves room for it.
+    fn fit_above_code(
+        &mut self,
+        rows: &[Row],
+        top: f32,
+        value_width: f32,
+    ) -> Result<(f32, Vec<Vec<String>>), RenderError> {
+        let l = self.layout;
+        let smallest = l.qr_min_size.unwrap_or(l.qr_size);
+        let mut side = l.qr_size;
+        loop {
+            let bottom = l.margin + l.padding + side + 18.0;
+            match self.fit_rows(rows, top, bottom, value_width) {
+                Err(RenderError::Overflow) if side - 1.0 >= smallest => side -= 1.0,
+                fitted => {
+                    self.qr_side = side;
+                    return fitted;
+                }
+            }
+        }
     }
 
     /// The largest value size, from the layout's down in half points, at which the rows' values
@@ -253,11 +292,12 @@ impl<'a> Page<'a> {
     /// one path), with the caption and the identifier under it.
     pub(super) fn qr(&mut self, text: &str, identifier: &str) -> Result<(), RenderError> {
         let l = self.layout;
+        let side = self.qr_side;
         let code = qr::qr_code(text)?;
         let width = code.width();
         let x0 = self.left() + 4.0;
         let y0 = l.margin + l.padding + 12.0;
-        let module = l.qr_size / width as f32;
+        let module = side / width as f32;
         // Drawn in module units under a scaling matrix: integer coordinates keep the content
         // stream (and the PDF) small.
         let rectangles = dark_rectangles(&code);
@@ -284,17 +324,16 @@ impl<'a> Page<'a> {
             }
         }
         self.ops.push(Op::RestoreGraphicsState);
-        let centre = x0 + l.qr_size / 2.0;
-        self.centred("扫码核验", 9.0, centre, y0 - 5.0, &l.text_colour);
-        let id_lines = self
-            .renderer
-            .wrap(identifier, 5.5, l.qr_size + 14.0, l.renderer);
+        let centre = x0 + side / 2.0;
+        let (caption_drop, identifier_drop) = caption_drops(l, module);
+        self.centred("扫码核验", 9.0, centre, y0 - caption_drop, &l.text_colour);
+        let id_lines = self.renderer.wrap(identifier, 5.5, side + 14.0, l.renderer);
         for (i, line) in id_lines.iter().enumerate() {
             self.centred(
                 line,
                 5.5,
                 centre,
-                y0 - 9.0 - i as f32 * 2.6,
+                y0 - identifier_drop - i as f32 * 2.6,
                 &l.muted_colour,
             );
         }

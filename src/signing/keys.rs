@@ -33,7 +33,7 @@ use super::trust::{SignerStatus, TrustList, TrustedSigner};
 use crate::directory::Issuer;
 use crate::identifiers::Uscc;
 use crate::time_util;
-use service::{subject_organisation, ServiceCert};
+use service::ServiceCert;
 
 const ROOT_YEARS: i64 = 20;
 const SIGNER_YEARS: i64 = 5;
@@ -254,8 +254,12 @@ impl KeyRing {
             revoked_at: None,
             certificate: cert.pem(),
         };
-        // The seal comes with the signer, so a rotation renews both.
-        KeyRing::ensure_seal(dir, &record)?;
+        // The seal comes with the signer, so a rotation renews both; a signer whose seal could
+        // not be made is not left behind either.
+        if let Err(e) = KeyRing::ensure_seal(dir, &record) {
+            KeyRing::discard_signer(dir, &record.kid);
+            return Err(e);
+        }
         Ok(record)
     }
 
@@ -350,39 +354,6 @@ impl KeyRing {
                 }))
                 .collect(),
         }
-    }
-}
-
-impl KeyRing {
-    /// The trust list's PDF seal entries: the seal CA under the root (no USCC: the county's),
-    /// then each signer's seal with its signer's department, USCC and status.
-    fn seal_entries(&self) -> impl Iterator<Item = TrustedSigner> + '_ {
-        let ca = self.seal_ca.iter().filter_map(|pem| {
-            let der = pem_der(pem).ok()?;
-            Some(TrustedSigner {
-                kid: kid_text(&kid_of(&der)),
-                department: subject_organisation(&der).unwrap_or_default(),
-                uscc: None,
-                certificate: pem.clone(),
-                status: SignerStatus::Active,
-                revoked_at: None,
-                purpose: Purpose::PdfSeal,
-            })
-        });
-        let seals = self.signers.iter().filter_map(|s| {
-            let pem = s.seal_certificate.as_ref()?;
-            let der = pem_der(pem).ok()?;
-            Some(TrustedSigner {
-                kid: kid_text(&kid_of(&der)),
-                department: s.record.department.clone(),
-                uscc: Some(s.record.uscc.to_string()),
-                certificate: pem.clone(),
-                status: s.record.status,
-                revoked_at: s.record.revoked_at.clone(),
-                purpose: Purpose::PdfSeal,
-            })
-        });
-        ca.chain(seals)
     }
 }
 

@@ -155,7 +155,7 @@ impl StatusList {
             n,
             issued_at,
             expires_at: issued_at.saturating_add(lifetime),
-            ttl: Some(TTL_SECONDS.min(lifetime)),
+            ttl: Some(TTL_SECONDS.min(lifetime)), // the settings keep lifetime ≥ TTL_SECONDS
             entries: Entries::default(),
         }
     }

@@ -5,7 +5,9 @@
 //! changes once its last leaf is appended — read through [`Nodes`], so a store that keeps them
 //! answers any proof with O(log n) reads instead of rebuilding the tree. Every split the
 //! recursion makes is aligned, so each range it needs is either perfect or the tree's right edge.
-//! Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2 to the letter.
+//! Verification follows RFC 9162 §2.1.3.2 and §2.1.4.2, except that a tree is taken to be
+//! consistent with itself given an empty proof and equal roots (the RFC has no proof for that
+//! case; a verifier comparing a head with itself needs one).
 
 use ring::digest::{Context, SHA256};
 
@@ -54,9 +56,12 @@ fn split(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
-/// MTH of the `n` leaves from `start` (n ≥ 1): perfect when n is a power of two (every range
-/// asked for is aligned to its size), else its two halves combined.
-pub fn range_root<N: Nodes>(nodes: &N, start: u64, n: u64) -> Result<Hash, N::Error> {
+/// MTH of the `n` leaves from `start`: perfect when n is a power of two (every range asked for
+/// is aligned to its size), else its two halves combined; the empty tree's for none.
+fn range_root<N: Nodes>(nodes: &N, start: u64, n: u64) -> Result<Hash, N::Error> {
+    if n == 0 {
+        return Ok(empty_root());
+    }
     if n.is_power_of_two() {
         let level = n.trailing_zeros();
         return nodes.perfect(level, start >> level);
@@ -69,9 +74,6 @@ pub fn range_root<N: Nodes>(nodes: &N, start: u64, n: u64) -> Result<Hash, N::Er
 
 /// The root of a tree of `size` leaves (the empty tree's for 0).
 pub fn root<N: Nodes>(nodes: &N, size: u64) -> Result<Hash, N::Error> {
-    if size == 0 {
-        return Ok(empty_root());
-    }
     range_root(nodes, 0, size)
 }
 

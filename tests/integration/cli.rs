@@ -802,3 +802,40 @@ async fn supervision_summary_json_is_the_apis_summary() {
     assert_eq!(code(&refused), 1);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("from:"));
 }
+
+#[tokio::test]
+async fn licence_qr_exports_the_code_alone_as_a_png_and_an_svg_that_read_back() {
+    let cli = Cli::new().await;
+    let (id, qr_text) = cli.issue_example(FOOD);
+    let png = cli.path("code.png");
+    let said = cli.ok(&["licence", "qr", &id, "--out", &png]);
+    assert!(said.starts_with(&png), "{said}");
+    let svg = cli.path("code.svg");
+    cli.ok(&["licence", "qr", &id, "--version", "1", "--svg", "-o", &svg]);
+    // An SVG on standard output is the same file.
+    let printed = cli.ok(&["licence", "qr", &id, "--svg"]);
+    assert_eq!(printed, std::fs::read_to_string(&svg).unwrap());
+    let svg_png = crate::qr_screen::svg_to_png(std::path::Path::new(&svg));
+    for image in [std::path::PathBuf::from(&png), svg_png] {
+        let read = elicence::bench::qr::read_qr(&image).unwrap();
+        assert_eq!(
+            read.as_deref(),
+            Some(qr_text.as_str()),
+            "{}",
+            image.display()
+        );
+    }
+    let both = cli.run(&["licence", "qr", &id, "--png", "--svg"]);
+    assert_eq!(
+        code(&both),
+        64,
+        "--png and --svg together are a usage error"
+    );
+    let missing = cli.run(&["licence", "qr", &id, "--version", "9", "--out", &png]);
+    assert_eq!(code(&missing), 1);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}

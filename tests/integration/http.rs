@@ -221,6 +221,7 @@ async fn malformed_requests_get_clear_4xx_errors_never_500() {
         ("status list number", c.get(s.url(&format!("/api/v1/status-lists/{MARKET_BUREAU}/x")))),
         ("status list issuer", c.get(s.url("/api/v1/status-lists/91350100M000100Y43/0"))),
         ("status list bad uscc", c.get(s.url("/api/v1/status-lists/hello/0"))),
+        ("status list past the indexes", c.get(s.url(&format!("/api/v1/status-lists/{MARKET_BUREAU}/140737488355327")))),
         ("unknown route", c.get(s.url("/api/v2/nothing"))),
         ("bad audit filter", c.get(s.url("/api/v1/audit?after=soon")).bearer_auth(&clerk)),
     ];

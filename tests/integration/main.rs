@@ -25,6 +25,7 @@ mod pades;
 mod pdf;
 mod permissions;
 mod push;
+mod qr_screen;
 mod register;
 mod renewals;
 mod staff;

@@ -276,29 +276,34 @@ async fn the_longest_values_the_directory_allows_fit_on_one_page() {
             record.fields.insert(f.key.clone(), json!("鑫".repeat(len)));
         }
         let issued = t.app.issue(&actor, code, &record, None).await.unwrap();
-        let pdf = t.app.pdf(&actor, &issued.id, None).await.unwrap();
-        let path = write(&format!("longest-{code}"), &pdf);
-        let file = path.to_str().unwrap();
-        assert_eq!(tool("qpdf", &["--show-npages", file]).trim(), "1");
-        assert_inside_border(&path);
-        assert_eq!(
-            decode_qr(&path),
-            issued.qr_text,
-            "{code}: the QR stays clear of the text"
-        );
-        // Every character of the longest value is on the page.
-        let text: String = tool("pdftotext", &[file, "-"])
-            .chars()
-            .filter(|c| *c == '鑫')
-            .collect();
         let expected: usize = licence_type
             .fields
             .iter()
             .filter(|f| f.field_type == FieldType::Text && f.printed)
             .map(|f| f.max_len.unwrap_or(1000))
             .sum();
-        assert_eq!(text.chars().count(), expected, "{code}: clipped text");
+        let pdf = t.app.pdf(&actor, &issued.id, None).await.unwrap();
+        check_longest(&format!("longest-{code}"), &pdf, &issued.qr_text, expected);
     }
+}
+
+/// One page, every word inside the border, the QR code readable, and all `expected` 鑫 of the
+/// longest values on the page.
+fn check_longest(name: &str, pdf: &[u8], qr_text: &str, expected: usize) {
+    let path = write(name, pdf);
+    let file = path.to_str().unwrap();
+    assert_eq!(tool("qpdf", &["--show-npages", file]).trim(), "1");
+    assert_inside_border(&path);
+    assert_eq!(
+        decode_qr(&path),
+        qr_text,
+        "{name}: the QR stays clear of the text"
+    );
+    let text: String = tool("pdftotext", &[file, "-"])
+        .chars()
+        .filter(|c| *c == '鑫')
+        .collect();
+    assert_eq!(text.chars().count(), expected, "{name}: clipped text");
 }
 
 #[tokio::test]

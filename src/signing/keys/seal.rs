@@ -18,13 +18,14 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-use super::service::{subject_organisation, write_new};
+use super::service::{remove_orphan_key, subject_organisation, while_making_keys, write_new};
 use super::{
     end_entity_params, file_error, generate_error, load_issuer, read, set_validity, KeyError,
     KeyRing, SignerRecord, ROOT_YEARS,
 };
-use crate::signing::cert::{pem_der, Purpose, ORGANIZATION_IDENTIFIER};
+use crate::signing::cert::{kid_of, kid_text, pem_der, Purpose, ORGANIZATION_IDENTIFIER};
 use crate::signing::pdf_seal::PdfSeal;
+use crate::signing::trust::{SignerStatus, TrustedSigner};
 
 /// The seal CA's files are `keys/{SEAL_CA}.*`.
 const SEAL_CA: &str = "pdf-seal-ca";
@@ -67,79 +68,49 @@ pub(super) fn discard_seal(dir: &Path, kid_hex: &str) {
 impl KeyRing {
     /// Makes the county's seal CA when there is none and the root's private key is here to sign
     /// it (a development deployment; elsewhere the county's CA issues it and the operator installs
-    /// the files). Returns whether it made one. Each file is linked into place only if absent,
-    /// the private key first, so two processes starting at once cannot leave a mismatched pair.
+    /// the files). Returns whether it made one. Made under the key-making lock, so two processes
+    /// starting at once cannot pair one's key with the other's certificate.
     pub fn ensure_seal_ca(dir: &Path) -> Result<bool, KeyError> {
         let key_path = dir.join(format!("{SEAL_CA}.key.pem"));
         let cert_path = dir.join(format!("{SEAL_CA}.crt.pem"));
         if !dir.join("root.key.pem").exists() || cert_path.exists() {
             return Ok(false);
         }
-        if key_path.exists() {
-            tracing::warn!(path = %key_path.display(), "a seal CA key without its certificate is replaced");
-            fs::remove_file(&key_path).map_err(|e| file_error(&key_path, e))?;
-        }
-        let root_der = pem_der(&read(&dir.join("root.crt.pem"))?)
-            .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
-        let holder = subject_organisation(&root_der).unwrap_or_default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CountryName, "CN");
-        dn.push(DnType::OrganizationName, holder.as_str());
-        dn.push(DnType::CommonName, format!("{holder} 电子印章证书"));
-        let mut params = CertificateParams::default();
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        set_validity(&mut params, ROOT_YEARS);
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
-        let (root, root_key) = load_issuer(dir, "root")?;
-        let under_root = params
-            .clone()
-            .signed_by(&key, &root, &root_key)
-            .map_err(generate_error)?;
-        let self_signed = params.self_signed(&key).map_err(generate_error)?;
-        if !write_new(&key_path, &key.serialize_pem(), 0o600)? {
-            return Ok(false);
-        }
-        write_new(&cert_path, &under_root.pem(), 0o644)?;
-        write_new(
-            &dir.join(format!("{SEAL_CA}.self.crt.pem")),
-            &self_signed.pem(),
-            0o644,
-        )?;
-        Ok(true)
+        while_making_keys(dir, || {
+            if cert_path.exists() {
+                return Ok(false); // another process made it while this one waited
+            }
+            remove_orphan_key(&key_path)?;
+            let (key, under_root, self_signed) = make_seal_ca(dir)?;
+            write_new(&key_path, &key.serialize_pem(), 0o600)?;
+            write_new(&cert_path, &under_root, 0o644)?;
+            write_new(
+                &dir.join(format!("{SEAL_CA}.self.crt.pem")),
+                &self_signed,
+                0o644,
+            )?;
+            Ok(true)
+        })
     }
 
-    /// Makes the seal of signer `record` when it has none and the seal CA's private key is here.
+    /// Makes the seal of signer `record` when it has none and the seal CA's private key is here
+    /// (under the key-making lock, replacing a key a killed start left without its certificate).
     /// Returns whether it made one.
     pub fn ensure_seal(dir: &Path, record: &SignerRecord) -> Result<bool, KeyError> {
         let (cert_path, key_path) = seal_paths(dir, &record.kid);
         if cert_path.exists() || !dir.join(format!("{SEAL_CA}.key.pem")).exists() {
             return Ok(false);
         }
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CountryName, "CN");
-        dn.push(DnType::OrganizationName, record.department.as_str());
-        dn.push(
-            DnType::CustomDnType(ORGANIZATION_IDENTIFIER.to_vec()),
-            record.uscc.as_str(),
-        );
-        dn.push(
-            DnType::CommonName,
-            format!("{} 电子印章", record.department),
-        );
-        let mut params = end_entity_params(dn, Purpose::PdfSeal, &[EMAIL_PROTECTION_EKU_DER]);
-        params.key_usages.push(KeyUsagePurpose::ContentCommitment);
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
-        let (ca, ca_key) = load_issuer(dir, SEAL_CA)?;
-        let cert = params
-            .signed_by(&key, &ca, &ca_key)
-            .map_err(generate_error)?;
-        if !write_new(&key_path, &key.serialize_pem(), 0o600)? {
-            return Ok(false);
-        }
-        write_new(&cert_path, &cert.pem(), 0o644)?;
-        Ok(true)
+        while_making_keys(dir, || {
+            if cert_path.exists() {
+                return Ok(false); // another process made it while this one waited
+            }
+            remove_orphan_key(&key_path)?;
+            let (key, cert) = make_seal(dir, record)?;
+            write_new(&key_path, &key.serialize_pem(), 0o600)?;
+            write_new(&cert_path, &cert, 0o644)?;
+            Ok(true)
+        })
     }
 
     /// The seal of licence signer `kid_hex` (whatever its state: a retired signer's versions
@@ -153,5 +124,141 @@ impl KeyRing {
         let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&read(&key_path)?)
             .map_err(|_| file_error(&key_path, "not a PKCS#8 P-256 private key"))?;
         PdfSeal::new(key, &certificate, &[ca]).map_err(|e| file_error(&cert_path, e))
+    }
+}
+
+impl KeyRing {
+    /// The trust list's PDF seal entries: the seal CA under the root (no USCC: the county's),
+    /// then each signer's seal with its signer's department, USCC and status.
+    pub(super) fn seal_entries(&self) -> impl Iterator<Item = TrustedSigner> + '_ {
+        let ca = self.seal_ca.iter().filter_map(|pem| {
+            let der = pem_der(pem).ok()?;
+            Some(TrustedSigner {
+                kid: kid_text(&kid_of(&der)),
+                department: subject_organisation(&der).unwrap_or_default(),
+                uscc: None,
+                certificate: pem.clone(),
+                status: SignerStatus::Active,
+                revoked_at: None,
+                purpose: Purpose::PdfSeal,
+            })
+        });
+        let seals = self.signers.iter().filter_map(|s| {
+            let pem = s.seal_certificate.as_ref()?;
+            let der = pem_der(pem).ok()?;
+            Some(TrustedSigner {
+                kid: kid_text(&kid_of(&der)),
+                department: s.record.department.clone(),
+                uscc: Some(s.record.uscc.to_string()),
+                certificate: pem.clone(),
+                status: s.record.status,
+                revoked_at: s.record.revoked_at.clone(),
+                purpose: Purpose::PdfSeal,
+            })
+        });
+        ca.chain(seals)
+    }
+}
+
+/// A new seal CA: its key, its certificate under the root and the same self-signed (PEM).
+fn make_seal_ca(dir: &Path) -> Result<(KeyPair, String, String), KeyError> {
+    let root_der = pem_der(&read(&dir.join("root.crt.pem"))?)
+        .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
+    let holder = subject_organisation(&root_der).unwrap_or_default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "CN");
+    dn.push(DnType::OrganizationName, holder.as_str());
+    dn.push(DnType::CommonName, format!("{holder} 电子印章证书"));
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    set_validity(&mut params, ROOT_YEARS);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
+    let (root, root_key) = load_issuer(dir, "root")?;
+    let under_root = params
+        .clone()
+        .signed_by(&key, &root, &root_key)
+        .map_err(generate_error)?;
+    let self_signed = params.self_signed(&key).map_err(generate_error)?;
+    Ok((key, under_root.pem(), self_signed.pem()))
+}
+
+/// A new seal for signer `record`: its key and its certificate under the seal CA (PEM).
+fn make_seal(dir: &Path, record: &SignerRecord) -> Result<(KeyPair, String), KeyError> {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "CN");
+    dn.push(DnType::OrganizationName, record.department.as_str());
+    dn.push(
+        DnType::CustomDnType(ORGANIZATION_IDENTIFIER.to_vec()),
+        record.uscc.as_str(),
+    );
+    dn.push(
+        DnType::CommonName,
+        format!("{} 电子印章", record.department),
+    );
+    let mut params = end_entity_params(dn, Purpose::PdfSeal, &[EMAIL_PROTECTION_EKU_DER]);
+    params.key_usages.push(KeyUsagePurpose::ContentCommitment);
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
+    let (ca, ca_key) = load_issuer(dir, SEAL_CA)?;
+    let cert = params
+        .signed_by(&key, &ca, &ca_key)
+        .map_err(generate_error)?;
+    Ok((key, cert.pem()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The public key (SubjectPublicKeyInfo DER) a PEM certificate names.
+    fn certified_key(pem: &str) -> Vec<u8> {
+        let der = pem_der(pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        cert.public_key().raw.to_vec()
+    }
+
+    #[test]
+    fn processes_making_the_seal_ca_at_once_leave_one_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        KeyRing::ensure_root(dir.path()).unwrap();
+        let made: Vec<bool> = std::thread::scope(|scope| {
+            let makers: Vec<_> = (0..6)
+                .map(|_| scope.spawn(|| KeyRing::ensure_seal_ca(dir.path()).unwrap()))
+                .collect();
+            makers.into_iter().map(|m| m.join().unwrap()).collect()
+        });
+        assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+        let key = read(&dir.path().join(format!("{SEAL_CA}.key.pem"))).unwrap();
+        let key = KeyPair::from_pem(&key).unwrap();
+        for cert in ["crt", "self.crt"] {
+            let pem = read(&dir.path().join(format!("{SEAL_CA}.{cert}.pem"))).unwrap();
+            assert_eq!(certified_key(&pem), key.public_key_der(), "{cert}");
+        }
+    }
+
+    #[test]
+    fn a_seal_key_left_without_its_certificate_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        KeyRing::ensure_root(dir.path()).unwrap();
+        KeyRing::ensure_seal_ca(dir.path()).unwrap();
+        let record = SignerRecord {
+            kid: "00112233445566778899aabbccddeeff".into(),
+            department: "示范县市场监督管理局".into(),
+            uscc: crate::identifiers::Uscc::parse("11330122MB0000001M").unwrap(),
+            status: crate::signing::trust::SignerStatus::Active,
+            created_at: "2026-12-03T00:00:00Z".into(),
+            revoked_at: None,
+            certificate: String::new(),
+        };
+        let (cert_path, key_path) = seal_paths(dir.path(), &record.kid);
+        fs::write(&key_path, "left by a killed start").unwrap();
+        assert!(KeyRing::ensure_seal(dir.path(), &record).unwrap());
+        KeyRing::pdf_seal(dir.path(), &record.kid).expect("a usable seal");
+        let key = KeyPair::from_pem(&read(&key_path).unwrap()).unwrap();
+        assert_eq!(
+            certified_key(&read(&cert_path).unwrap()),
+            key.public_key_der()
+        );
     }
 }

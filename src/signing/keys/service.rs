@@ -47,32 +47,32 @@ pub(super) fn installed(dir: &Path) -> Result<Vec<ServiceCert>, KeyError> {
 impl KeyRing {
     /// Makes the service's key for `purpose` under the root when there is none and the root's
     /// private key is here to sign it (a development deployment; elsewhere the county's CA issues
-    /// it and the operator installs both files). Returns whether it made one. Two processes
-    /// starting at once cannot leave a mismatched pair: each file is linked into place only if
-    /// absent, the private key first; a private key left without its certificate (a start killed
-    /// between the two) is replaced rather than left to stop every later start.
+    /// it and the operator installs both files). Returns whether it made one. Made under the
+    /// key-making lock, so two processes starting at once cannot pair one's key with the other's
+    /// certificate; a private key left without its certificate (a start killed between the two)
+    /// is replaced rather than left to stop every later start.
     pub fn ensure_service_key(dir: &Path, purpose: Purpose) -> Result<bool, KeyError> {
         let (cert_path, key_path) = service_paths(dir, purpose);
         if !dir.join("root.key.pem").exists() || cert_path.exists() {
             return Ok(false);
         }
-        if key_path.exists() {
-            tracing::warn!(path = %key_path.display(), "a service key without its certificate is replaced");
-            fs::remove_file(&key_path).map_err(|e| file_error(&key_path, e))?;
-        }
-        let root = pem_der(&read(&dir.join("root.crt.pem"))?)
-            .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
-        let holder = subject_organisation(&root).unwrap_or_default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CountryName, "CN");
-        dn.push(DnType::OrganizationName, holder.as_str());
-        dn.push(DnType::CommonName, format!("{holder} 电子监察数据签名"));
-        let (cert, key) = issue_under_root(dir, dn, purpose)?;
-        if !write_new(&key_path, &key.serialize_pem(), 0o600)? {
-            return Ok(false);
-        }
-        write_new(&cert_path, &cert.pem(), 0o644)?;
-        Ok(true)
+        while_making_keys(dir, || {
+            if cert_path.exists() {
+                return Ok(false); // another process made it while this one waited
+            }
+            remove_orphan_key(&key_path)?;
+            let root = pem_der(&read(&dir.join("root.crt.pem"))?)
+                .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
+            let holder = subject_organisation(&root).unwrap_or_default();
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CountryName, "CN");
+            dn.push(DnType::OrganizationName, holder.as_str());
+            dn.push(DnType::CommonName, format!("{holder} 电子监察数据签名"));
+            let (cert, key) = issue_under_root(dir, dn, purpose)?;
+            write_new(&key_path, &key.serialize_pem(), 0o600)?;
+            write_new(&cert_path, &cert.pem(), 0o644)?;
+            Ok(true)
+        })
     }
 
     /// The private key of the service's `purpose` key, and its kid; a clear error naming the file
@@ -112,6 +112,35 @@ pub(super) fn subject_organisation(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let name = cert.subject().iter_organization().next()?.as_str().ok()?;
     Some(name.to_string())
+}
+
+/// Runs `make` — which checks for a key pair and makes what is missing — holding an exclusive
+/// lock on `keys/.making.lock`: processes starting at once take turns, so none sees another's
+/// private key before its certificate and takes it for a leftover. The lock is released when
+/// the file closes, a killed process's too.
+pub(super) fn while_making_keys<T>(
+    dir: &Path,
+    make: impl FnOnce() -> Result<T, KeyError>,
+) -> Result<T, KeyError> {
+    let path = dir.join(".making.lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| file_error(&path, e))?;
+    lock.lock().map_err(|e| file_error(&path, e))?;
+    make()
+}
+
+/// Removes a private key found without its certificate, under [`while_making_keys`]: a start
+/// killed between writing the two left it, and it would otherwise stop every later start.
+pub(super) fn remove_orphan_key(key_path: &Path) -> Result<(), KeyError> {
+    if key_path.exists() {
+        tracing::warn!(path = %key_path.display(), "a private key without its certificate is replaced");
+        fs::remove_file(key_path).map_err(|e| file_error(key_path, e))?;
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path` only if no file is there (false: another process wrote it first),
