@@ -155,10 +155,22 @@ impl App {
             .map_err(|e| AppError::Internal(format!("rendering {identifier}: {e}")))
     }
 
-    /// The PDF seal of signer `kid` (docs/DESIGN.md, "PDF seals").
+    /// The PDF seal of signer `kid` (docs/DESIGN.md, "PDF seals"): the register's certificate
+    /// with this host's private key.
     pub fn pdf_seal(&self, kid: &[u8]) -> Result<crate::signing::pdf_seal::PdfSeal> {
         let kid_hex = data_encoding::HEXLOWER.encode(kid);
-        Ok(KeyRing::pdf_seal(&self.settings.keys_dir, &kid_hex)?)
+        let keys = self.keys();
+        let certificate = keys.seal_certificate(kid).ok_or_else(|| {
+            AppError::Config(format!(
+                "signer {kid_hex} has no PDF seal in the register: install the seal CA's key \
+                 (keys/pdf-seal-ca.key.pem) and restart, or issue its seal under the county's CA"
+            ))
+        })?;
+        Ok(KeyRing::pdf_seal(
+            &self.settings.keys_dir,
+            &kid_hex,
+            certificate,
+        )?)
     }
 
     /// A licence type as the directory defined it at `directory_version`.

@@ -46,13 +46,14 @@ pub(super) async fn open_key_ring(
             make_first_signer(store, dir, issuer, &operator, created).await?;
         }
     }
-    ensure_seals(store, dir).await?;
+    ensure_seals(store, dir, &operator).await?;
     Ok((load_key_ring(store, dir).await?, created))
 }
 
-/// The county's PDF seal CA and a seal for every active signer without one (signers made before
-/// seals existed), where the keys to issue them are on this host (docs/DESIGN.md, "PDF seals").
-async fn ensure_seals(store: &Store, dir: &Path) -> Result<()> {
+/// The county's PDF seal CA and a seal for every active signer without one in the register
+/// (signers made before seals existed), where the keys to issue them are on this host
+/// (docs/DESIGN.md, "PDF seals"). A seal the register already holds is never made again.
+async fn ensure_seals(store: &Store, dir: &Path, operator: &Actor) -> Result<()> {
     if KeyRing::ensure_seal_ca(dir)? {
         tracing::warn!(
             keys_dir = %dir.display(),
@@ -60,11 +61,36 @@ async fn ensure_seals(store: &Store, dir: &Path) -> Result<()> {
         );
     }
     for signer in store.signers().await? {
-        if signer.status == SignerStatus::Active && KeyRing::ensure_seal(dir, &signer)? {
+        if signer.status != SignerStatus::Active {
+            continue;
+        }
+        let Some(certificate) = KeyRing::ensure_seal(dir, &signer)? else {
+            continue;
+        };
+        let audit = Entry {
+            detail: format!(
+                "the signer's PDF seal, made at start: {}",
+                signer.kid_text()
+            ),
+            ..operator.entry("key.seal", signer.uscc.as_str())
+        }
+        .of_department(&signer.uscc);
+        if store.record_seal(&signer.kid, &certificate, &audit).await? {
             tracing::info!(department = %signer.uscc, kid = %signer.kid_text(), "made the signer's PDF seal");
+        } else if !registered_seal_is(store, &signer.kid, &certificate).await? {
+            // Another instance, with keys of its own, recorded its seal first: this one's is
+            // not the signer's, and would only mislead.
+            KeyRing::discard_seal(dir, &signer.kid);
         }
     }
     Ok(())
+}
+
+/// Whether the register's seal of signer `kid_hex` is `certificate`.
+async fn registered_seal_is(store: &Store, kid_hex: &str, certificate: &str) -> Result<bool> {
+    let signers = store.signers().await?;
+    let signer = signers.iter().find(|s| s.kid == kid_hex);
+    Ok(signer.and_then(|s| s.seal_certificate.as_deref()) == Some(certificate))
 }
 
 fn is_active_signer_of(signer: &SignerRecord, issuer: &Issuer) -> bool {

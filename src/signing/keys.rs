@@ -89,6 +89,9 @@ pub struct SignerRecord {
     pub created_at: String,
     pub revoked_at: Option<String>,
     pub certificate: String,
+    /// Its PDF seal's certificate (PEM), once made (`seal.rs`): the register holds it, so no
+    /// second seal is made for the same signer.
+    pub seal_certificate: Option<String>,
 }
 
 impl SignerRecord {
@@ -122,8 +125,6 @@ struct Signer {
     kid: [u8; 8],
     /// The private key of an active signer, or why it could not be read; None for the others.
     key: Option<Result<SigningKey, KeyError>>,
-    /// The signer's PDF seal certificate (`seal.rs`), when it has one.
-    seal_certificate: Option<String>,
 }
 
 /// The root certificate and the register's signers, with the active signers' private keys.
@@ -208,13 +209,7 @@ impl KeyRing {
             if let Some(Err(e)) = &key {
                 tracing::error!(department = %record.uscc, error = %e, "an active signer's private key is unusable");
             }
-            let seal_certificate = seal::seal_certificate(dir, &record.kid);
-            signers.push(Signer {
-                record,
-                kid,
-                key,
-                seal_certificate,
-            });
+            signers.push(Signer { record, kid, key });
         }
         let services = service::installed(dir)?;
         Ok(KeyRing {
@@ -253,14 +248,20 @@ impl KeyRing {
             created_at: time_util::format_rfc3339(time_util::now()),
             revoked_at: None,
             certificate: cert.pem(),
+            seal_certificate: None,
         };
         // The seal comes with the signer, so a rotation renews both; a signer whose seal could
         // not be made is not left behind either.
-        if let Err(e) = KeyRing::ensure_seal(dir, &record) {
-            KeyRing::discard_signer(dir, &record.kid);
-            return Err(e);
+        match KeyRing::ensure_seal(dir, &record) {
+            Ok(seal_certificate) => Ok(SignerRecord {
+                seal_certificate,
+                ..record
+            }),
+            Err(e) => {
+                KeyRing::discard_signer(dir, &record.kid);
+                Err(e)
+            }
         }
-        Ok(record)
     }
 
     /// Removes the files of a signer the register did not take (another process made the
@@ -295,6 +296,7 @@ impl KeyRing {
                 status: s.status,
                 created_at: s.created_at,
                 revoked_at: s.revoked_at,
+                seal_certificate: None,
             });
         }
         Ok(Some((state.version, records)))

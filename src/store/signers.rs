@@ -61,6 +61,7 @@ fn signer_record(row: &AnyRow) -> Result<SignerRecord> {
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         certificate: row.try_get("certificate")?,
+        seal_certificate: row.try_get("seal_certificate")?,
         kid,
     })
 }
@@ -83,7 +84,8 @@ impl Store {
     /// Every signer, in the order they were made.
     pub async fn signers(&self) -> Result<Vec<SignerRecord>> {
         sqlx::query(
-            "SELECT kid, uscc, department, status, created_at, revoked_at, certificate
+            "SELECT kid, uscc, department, status, created_at, revoked_at, certificate,
+                    seal_certificate
              FROM signers ORDER BY seq",
         )
         .fetch_all(&self.reader)
@@ -158,8 +160,9 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "INSERT INTO signers (kid, seq, uscc, department, status, created_at, revoked_at,
-                                  certificate)
-             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM signers), $2, $3, $4, $5, $6, $7)",
+                                  certificate, seal_certificate)
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM signers), $2, $3, $4, $5, $6, $7,
+                     $8)",
         )
         .bind(&record.kid)
         .bind(record.uscc.as_str())
@@ -168,9 +171,37 @@ impl Store {
         .bind(&record.created_at)
         .bind(&record.revoked_at)
         .bind(&record.certificate)
+        .bind(&record.seal_certificate)
         .execute(&mut **tx)
         .await?;
         Ok(())
+    }
+
+    /// Records `certificate` as signer `kid_hex`'s PDF seal, with its audit record, unless the
+    /// register holds one already (another process recorded its own first). Returns whether it
+    /// recorded it; the trust list version moves when it did.
+    pub async fn record_seal(
+        &self,
+        kid_hex: &str,
+        certificate: &str,
+        audit: &Entry,
+    ) -> Result<bool> {
+        let mut tx = self.begin_signer_change().await?;
+        let recorded = sqlx::query(
+            "UPDATE signers SET seal_certificate = $1 WHERE kid = $2 AND seal_certificate IS NULL",
+        )
+        .bind(certificate)
+        .bind(kid_hex)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if recorded {
+            Self::bump_trust_version(&mut tx).await?;
+            self.append_audit_in(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(recorded)
     }
 
     /// Imports the signer state of a deployment from before the register held it (`keys/state.json`),

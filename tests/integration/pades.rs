@@ -135,3 +135,54 @@ async fn a_signed_pdf_re_renders_byte_identical_in_another_process() {
     let reopened = t.reopen().await;
     assert_eq!(reopened.pdf(&actor, &issued.id, None).await.unwrap(), first);
 }
+
+/// The register holds each signer's seal certificate: a seal whose files were lost is named in
+/// the error, never made again with another key (the trust list would change under the same
+/// seal, and a PDF re-rendered later would differ from the one handed out).
+#[tokio::test]
+async fn a_lost_seal_is_named_and_never_made_again() {
+    let t = TestApp::new().await;
+    let actor = Actor::local_operator();
+    let issued = t
+        .app
+        .issue(&actor, FOOD, &sample(&t.app, FOOD, "JY-SEAL-1"), None)
+        .await
+        .unwrap();
+    let seals = |list: &elicence::signing::trust::TrustList| -> Vec<String> {
+        list.signers
+            .iter()
+            .filter(|s| s.purpose == elicence::signing::cert::Purpose::PdfSeal)
+            .map(|s| s.certificate.clone())
+            .collect()
+    };
+    let before = seals(&t.app.trust_list());
+    assert_eq!(before.len(), 4, "the seal CA and a seal per department");
+    let signers = t.dir.path().join("keys/signers");
+    for file in std::fs::read_dir(&signers).unwrap() {
+        let path = file.unwrap().path();
+        if path.to_string_lossy().contains(".seal.") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let reopened = elicence::app::App::open(settings(t.dir.path(), &t.database_url))
+        .await
+        .unwrap();
+    assert_eq!(seals(&reopened.trust_list()), before);
+    let error = reopened
+        .pdf(&actor, &issued.id, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(".seal.key.pem"), "{error}");
+    let left: Vec<_> = std::fs::read_dir(&signers)
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .contains(".seal.")
+        })
+        .collect();
+    assert!(left.is_empty(), "no new seal was made: {left:?}");
+}

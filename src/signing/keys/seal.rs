@@ -48,9 +48,11 @@ pub(super) fn seal_ca_certificate(dir: &Path) -> Option<String> {
     fs::read_to_string(dir.join(format!("{SEAL_CA}.crt.pem"))).ok()
 }
 
-/// The seal certificate of signer `kid_hex`, when it has one.
-pub(super) fn seal_certificate(dir: &Path, kid_hex: &str) -> Option<String> {
-    fs::read_to_string(seal_paths(dir, kid_hex).0).ok()
+impl KeyRing {
+    /// Removes the seal files of signer `kid_hex`, made here but not the one the register took.
+    pub fn discard_seal(dir: &Path, kid_hex: &str) {
+        discard_seal(dir, kid_hex);
+    }
 }
 
 /// Removes a seal made for a signer the register did not take.
@@ -93,43 +95,62 @@ impl KeyRing {
         })
     }
 
-    /// Makes the seal of signer `record` when it has none and the seal CA's private key is here
-    /// (under the key-making lock, replacing a key a killed start left without its certificate).
-    /// Returns whether it made one.
-    pub fn ensure_seal(dir: &Path, record: &SignerRecord) -> Result<bool, KeyError> {
+    /// The seal certificate (PEM) of signer `record` when the register has none for it yet:
+    /// the one this host's `keys/` holds (made by a start that did not get to record it), or a
+    /// new one, made under the key-making lock (replacing a key a killed start left without its
+    /// certificate). None when the register has one — a seal is never made twice, so a lost seal
+    /// file is an error naming it, not a new key — or when the seal CA's key is not on this host.
+    /// The caller records it in the register.
+    pub fn ensure_seal(dir: &Path, record: &SignerRecord) -> Result<Option<String>, KeyError> {
         let (cert_path, key_path) = seal_paths(dir, &record.kid);
-        if cert_path.exists() || !dir.join(format!("{SEAL_CA}.key.pem")).exists() {
-            return Ok(false);
+        if record.seal_certificate.is_some() {
+            return Ok(None);
+        }
+        if cert_path.exists() {
+            return read(&cert_path).map(Some);
+        }
+        if !dir.join(format!("{SEAL_CA}.key.pem")).exists() {
+            return Ok(None);
         }
         while_making_keys(dir, || {
             if cert_path.exists() {
-                return Ok(false); // another process made it while this one waited
+                return read(&cert_path).map(Some); // made while this process waited
             }
             remove_orphan_key(&key_path)?;
             let (key, cert) = make_seal(dir, record)?;
             write_new(&key_path, &key.serialize_pem(), 0o600)?;
             write_new(&cert_path, &cert, 0o644)?;
-            Ok(true)
+            Ok(Some(cert))
         })
     }
 
-    /// The seal of licence signer `kid_hex` (whatever its state: a retired signer's versions
-    /// still render), with the seal CA's certificate under the root. A clear error naming the
-    /// file when something is missing or unusable, never a key's content.
-    pub fn pdf_seal(dir: &Path, kid_hex: &str) -> Result<PdfSeal, KeyError> {
-        let (cert_path, key_path) = seal_paths(dir, kid_hex);
+    /// The seal of a licence signer (whatever its state: a retired signer's versions still
+    /// render): the register's seal certificate `certificate` (PEM), its private key from this
+    /// host's `keys/`, and the seal CA's certificate under the root. A clear error naming the
+    /// file when something is missing or does not match, never a key's content.
+    pub fn pdf_seal(dir: &Path, kid_hex: &str, certificate: &str) -> Result<PdfSeal, KeyError> {
+        let (_, key_path) = seal_paths(dir, kid_hex);
         let ca_path = dir.join(format!("{SEAL_CA}.crt.pem"));
-        let der = |path: &Path| pem_der(&read(path)?).map_err(|e| file_error(path, e));
-        let (certificate, ca) = (der(&cert_path)?, der(&ca_path)?);
+        let ca = pem_der(&read(&ca_path)?).map_err(|e| file_error(&ca_path, e))?;
+        let certificate = pem_der(certificate).map_err(|e| KeyError::Register {
+            kid: kid_hex.to_string(),
+            reason: format!("seal certificate: {e}"),
+        })?;
         let key = p256::ecdsa::SigningKey::from_pkcs8_pem(&read(&key_path)?)
             .map_err(|_| file_error(&key_path, "not a PKCS#8 P-256 private key"))?;
-        PdfSeal::new(key, &certificate, &[ca]).map_err(|e| file_error(&cert_path, e))
+        PdfSeal::new(key, &certificate, &[ca]).map_err(|e| file_error(&key_path, e))
     }
 }
 
 impl KeyRing {
     /// The trust list's PDF seal entries: the seal CA under the root (no USCC: the county's),
     /// then each signer's seal with its signer's department, USCC and status.
+    /// The register's seal certificate of signer `kid` (8 bytes), when it has one.
+    pub fn seal_certificate(&self, kid: &[u8]) -> Option<&str> {
+        let signer = self.signers.iter().find(|s| s.kid == kid)?;
+        signer.record.seal_certificate.as_deref()
+    }
+
     pub(super) fn seal_entries(&self) -> impl Iterator<Item = TrustedSigner> + '_ {
         let ca = self.seal_ca.iter().filter_map(|pem| {
             let der = pem_der(pem).ok()?;
@@ -144,7 +165,7 @@ impl KeyRing {
             })
         });
         let seals = self.signers.iter().filter_map(|s| {
-            let pem = s.seal_certificate.as_ref()?;
+            let pem = s.record.seal_certificate.as_ref()?;
             let der = pem_der(pem).ok()?;
             Some(TrustedSigner {
                 kid: kid_text(&kid_of(&der)),
@@ -250,11 +271,18 @@ mod tests {
             created_at: "2026-12-03T00:00:00Z".into(),
             revoked_at: None,
             certificate: String::new(),
+            seal_certificate: None,
         };
         let (cert_path, key_path) = seal_paths(dir.path(), &record.kid);
         fs::write(&key_path, "left by a killed start").unwrap();
-        assert!(KeyRing::ensure_seal(dir.path(), &record).unwrap());
-        KeyRing::pdf_seal(dir.path(), &record.kid).expect("a usable seal");
+        let made = KeyRing::ensure_seal(dir.path(), &record).unwrap().unwrap();
+        KeyRing::pdf_seal(dir.path(), &record.kid, &made).expect("a usable seal");
+        // Once the register holds it, it is never made again.
+        let recorded = SignerRecord {
+            seal_certificate: Some(made.clone()),
+            ..record
+        };
+        assert_eq!(KeyRing::ensure_seal(dir.path(), &recorded).unwrap(), None);
         let key = KeyPair::from_pem(&read(&key_path).unwrap()).unwrap();
         assert_eq!(
             certified_key(&read(&cert_path).unwrap()),
