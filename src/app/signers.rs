@@ -36,6 +36,13 @@ pub(super) async fn open_key_ring(
              trusts it only through this deployment's trust list"
         );
     }
+    // Before any signer is made, so that a new signer's seal comes with it.
+    if KeyRing::ensure_seal_ca(dir)? {
+        tracing::warn!(
+            keys_dir = %dir.display(),
+            "made a development PDF seal CA under the root"
+        );
+    }
     let operator = Actor::local_operator();
     let mut signers = store.signers().await?;
     if signers.is_empty() && import_state_json(store, dir, &operator).await? {
@@ -50,16 +57,10 @@ pub(super) async fn open_key_ring(
     Ok((load_key_ring(store, dir).await?, created))
 }
 
-/// The county's PDF seal CA and a seal for every active signer without one in the register
-/// (signers made before seals existed), where the keys to issue them are on this host
-/// (docs/DESIGN.md, "PDF seals"). A seal the register already holds is never made again.
+/// A seal for every active signer without one in the register (signers made before seals
+/// existed), where the seal CA's key is on this host (docs/DESIGN.md, "PDF seals"). A seal the
+/// register already holds is never made again.
 async fn ensure_seals(store: &Store, dir: &Path, operator: &Actor) -> Result<()> {
-    if KeyRing::ensure_seal_ca(dir)? {
-        tracing::warn!(
-            keys_dir = %dir.display(),
-            "made a development PDF seal CA under the root"
-        );
-    }
     for signer in store.signers().await? {
         if signer.status != SignerStatus::Active {
             continue;

@@ -104,6 +104,13 @@ pub fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
     Ok(parsed.contents)
 }
 
+/// The organizationName of a certificate's subject (DER): the department or the county.
+pub fn subject_organisation(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let name = cert.subject().iter_organization().next()?.as_str().ok()?;
+    Some(name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

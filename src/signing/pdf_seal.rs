@@ -179,15 +179,7 @@ impl PdfSeal {
     /// The subject's organisation (the department), as the signature dictionary's /Name.
     pub fn signer_name(&self) -> String {
         let der = self.certificate.to_der().unwrap_or_default();
-        x509_parser::parse_x509_certificate(&der)
-            .ok()
-            .and_then(|(_, c)| {
-                c.subject()
-                    .iter_organization()
-                    .next()
-                    .and_then(|o| o.as_str().ok().map(str::to_string))
-            })
-            .unwrap_or_default()
+        super::cert::subject_organisation(&der).unwrap_or_default()
     }
 }
 

@@ -18,12 +18,14 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-use super::service::{remove_orphan_key, subject_organisation, while_making_keys, write_new};
+use super::service::{remove_orphan_key, while_making_keys, write_new};
 use super::{
     end_entity_params, file_error, generate_error, load_issuer, read, set_validity, KeyError,
     KeyRing, SignerRecord, ROOT_YEARS,
 };
-use crate::signing::cert::{kid_of, kid_text, pem_der, Purpose, ORGANIZATION_IDENTIFIER};
+use crate::signing::cert::{
+    kid_of, kid_text, pem_der, subject_organisation, Purpose, ORGANIZATION_IDENTIFIER,
+};
 use crate::signing::pdf_seal::PdfSeal;
 use crate::signing::trust::{SignerStatus, TrustedSigner};
 

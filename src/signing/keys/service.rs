@@ -10,7 +10,7 @@ use ed25519_dalek::SigningKey;
 use rcgen::{DistinguishedName, DnType};
 
 use super::{file_error, issue_under_root, read, write_new_file, KeyError, KeyRing};
-use crate::signing::cert::{kid_of, pem_der, Purpose};
+use crate::signing::cert::{kid_of, pem_der, subject_organisation, Purpose};
 
 /// A certificate of the service itself under the root, for one purpose other than licences.
 pub(super) struct ServiceCert {
@@ -105,13 +105,6 @@ fn read_service_cert(path: &Path, purpose: Purpose) -> Result<ServiceCert, KeyEr
         holder: subject_organisation(&der).unwrap_or_default(),
         certificate,
     })
-}
-
-/// The organizationName of a certificate's subject.
-pub(super) fn subject_organisation(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let name = cert.subject().iter_organization().next()?.as_str().ok()?;
-    Some(name.to_string())
 }
 
 /// Runs `make` — which checks for a key pair and makes what is missing — holding an exclusive
