@@ -262,17 +262,7 @@ async fn keys_can_be_listed_rotated_and_revoked() {
         .map(|s| s["purpose"].as_str().unwrap())
         .collect();
     assert_eq!(
-        purposes,
-        [
-            "licence",
-            "licence",
-            "licence",
-            "pdf-seal",
-            "pdf-seal",
-            "pdf-seal",
-            "pdf-seal",
-            "supervision"
-        ],
+        purposes, TRUST_LIST_PURPOSES,
         "one signer and one PDF seal per department, the seal CA and the supervision key"
     );
     let rotated: serde_json::Value =

@@ -291,3 +291,16 @@ pub async fn wait_until_up(url: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The purposes of a fresh deployment's trust list, in its order: a licence signer per
+/// department, the PDF seal CA and a seal per department, the supervision key.
+pub const TRUST_LIST_PURPOSES: [&str; 8] = [
+    "licence",
+    "licence",
+    "licence",
+    "pdf-seal",
+    "pdf-seal",
+    "pdf-seal",
+    "pdf-seal",
+    "supervision",
+];

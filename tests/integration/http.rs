@@ -551,17 +551,7 @@ async fn trust_list_status_lists_health_and_metrics_are_public() {
         .map(|s| s["purpose"].as_str().unwrap())
         .collect();
     assert_eq!(
-        purposes,
-        [
-            "licence",
-            "licence",
-            "licence",
-            "pdf-seal",
-            "pdf-seal",
-            "pdf-seal",
-            "pdf-seal",
-            "supervision"
-        ],
+        purposes, TRUST_LIST_PURPOSES,
         "a signer and a PDF seal per department, the seal CA and the supervision key"
     );
     assert!(trust["roots"][0]

@@ -18,7 +18,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
-use super::service::{remove_orphan_key, while_making_keys, write_new};
+use super::service::{
+    county_subject, ensure_county_pair, remove_orphan_key, while_making_keys, write_new,
+};
 use super::{
     end_entity_params, file_error, generate_error, load_issuer, read, set_validity, KeyError,
     KeyRing, SignerRecord, ROOT_YEARS,
@@ -75,25 +77,13 @@ impl KeyRing {
     /// the files). Returns whether it made one. Made under the key-making lock, so two processes
     /// starting at once cannot pair one's key with the other's certificate.
     pub fn ensure_seal_ca(dir: &Path) -> Result<bool, KeyError> {
-        let key_path = dir.join(format!("{SEAL_CA}.key.pem"));
         let cert_path = dir.join(format!("{SEAL_CA}.crt.pem"));
-        if !dir.join("root.key.pem").exists() || cert_path.exists() {
-            return Ok(false);
-        }
-        while_making_keys(dir, || {
-            if cert_path.exists() {
-                return Ok(false); // another process made it while this one waited
-            }
-            remove_orphan_key(&key_path)?;
+        let key_path = dir.join(format!("{SEAL_CA}.key.pem"));
+        ensure_county_pair(dir, &key_path, &cert_path, || {
             let (key, under_root, self_signed) = make_seal_ca(dir)?;
-            write_new(&key_path, &key.serialize_pem(), 0o600)?;
-            write_new(&cert_path, &under_root, 0o644)?;
-            write_new(
-                &dir.join(format!("{SEAL_CA}.self.crt.pem")),
-                &self_signed,
-                0o644,
-            )?;
-            Ok(true)
+            let self_path = dir.join(format!("{SEAL_CA}.self.crt.pem"));
+            let certificates = vec![(cert_path.clone(), under_root), (self_path, self_signed)];
+            Ok((key.serialize_pem(), certificates))
         })
     }
 
@@ -185,15 +175,8 @@ impl KeyRing {
 
 /// A new seal CA: its key, its certificate under the root and the same self-signed (PEM).
 fn make_seal_ca(dir: &Path) -> Result<(KeyPair, String, String), KeyError> {
-    let root_der = pem_der(&read(&dir.join("root.crt.pem"))?)
-        .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
-    let holder = subject_organisation(&root_der).unwrap_or_default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CountryName, "CN");
-    dn.push(DnType::OrganizationName, holder.as_str());
-    dn.push(DnType::CommonName, format!("{holder} 电子印章证书"));
     let mut params = CertificateParams::default();
-    params.distinguished_name = dn;
+    params.distinguished_name = county_subject(dir, "电子印章证书")?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     set_validity(&mut params, ROOT_YEARS);

@@ -53,25 +53,10 @@ impl KeyRing {
     /// is replaced rather than left to stop every later start.
     pub fn ensure_service_key(dir: &Path, purpose: Purpose) -> Result<bool, KeyError> {
         let (cert_path, key_path) = service_paths(dir, purpose);
-        if !dir.join("root.key.pem").exists() || cert_path.exists() {
-            return Ok(false);
-        }
-        while_making_keys(dir, || {
-            if cert_path.exists() {
-                return Ok(false); // another process made it while this one waited
-            }
-            remove_orphan_key(&key_path)?;
-            let root = pem_der(&read(&dir.join("root.crt.pem"))?)
-                .map_err(|e| file_error(&dir.join("root.crt.pem"), e))?;
-            let holder = subject_organisation(&root).unwrap_or_default();
-            let mut dn = DistinguishedName::new();
-            dn.push(DnType::CountryName, "CN");
-            dn.push(DnType::OrganizationName, holder.as_str());
-            dn.push(DnType::CommonName, format!("{holder} 电子监察数据签名"));
+        ensure_county_pair(dir, &key_path, &cert_path, || {
+            let dn = county_subject(dir, "电子监察数据签名")?;
             let (cert, key) = issue_under_root(dir, dn, purpose)?;
-            write_new(&key_path, &key.serialize_pem(), 0o600)?;
-            write_new(&cert_path, &cert.pem(), 0o644)?;
-            Ok(true)
+            Ok((key.serialize_pem(), vec![(cert_path.clone(), cert.pem())]))
         })
     }
 
@@ -105,6 +90,47 @@ fn read_service_cert(path: &Path, purpose: Purpose) -> Result<ServiceCert, KeyEr
         holder: subject_organisation(&der).unwrap_or_default(),
         certificate,
     })
+}
+
+/// Makes a key pair of the county's own under the root — a service key, the seal CA — when
+/// `cert_path` is absent and the root's private key is here to sign it (a development
+/// deployment). Under [`while_making_keys`]: checks again, replaces a key left without its
+/// certificate, then `make` gives the private key (PEM) and the certificate files to write, the
+/// key first. Returns whether it made the pair.
+pub(super) fn ensure_county_pair(
+    dir: &Path,
+    key_path: &Path,
+    cert_path: &Path,
+    make: impl FnOnce() -> Result<(String, Vec<(PathBuf, String)>), KeyError>,
+) -> Result<bool, KeyError> {
+    if !dir.join("root.key.pem").exists() || cert_path.exists() {
+        return Ok(false);
+    }
+    while_making_keys(dir, || {
+        if cert_path.exists() {
+            return Ok(false); // another process made it while this one waited
+        }
+        remove_orphan_key(key_path)?;
+        let (key, certificates) = make()?;
+        write_new(key_path, &key, 0o600)?;
+        for (path, certificate) in certificates {
+            write_new(&path, &certificate, 0o644)?;
+        }
+        Ok(true)
+    })
+}
+
+/// `C=CN, O={the county}, CN={the county} {role}`: the subject of a certificate of the county's
+/// own, the county named as the root certificate names it.
+pub(super) fn county_subject(dir: &Path, role: &str) -> Result<DistinguishedName, KeyError> {
+    let root_path = dir.join("root.crt.pem");
+    let root = pem_der(&read(&root_path)?).map_err(|e| file_error(&root_path, e))?;
+    let county = subject_organisation(&root).unwrap_or_default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "CN");
+    dn.push(DnType::OrganizationName, county.as_str());
+    dn.push(DnType::CommonName, format!("{county} {role}"));
+    Ok(dn)
 }
 
 /// Runs `make` — which checks for a key pair and makes what is missing — holding an exclusive
