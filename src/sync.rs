@@ -4,10 +4,12 @@
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 use crate::app::{Action, Actor, App, AppError, Role};
 use crate::directory::HolderKind;
 use crate::licence::EventKind;
+use crate::store::EventRow;
 use crate::signing::claims::FullRecord;
 use crate::time_util;
 
@@ -26,6 +28,11 @@ pub struct FeedEvent {
     /// Base64 of the version's full-record COSE_Sign1.
     pub record: String,
     pub metadata: Map<String, Value>,
+    /// Base64 of the event's log entry's inclusion receipt (SPEC §16), in the tree of a signed
+    /// head: the entry is `record` for a new version, `statement` for a status change.
+    pub receipt: String,
+    /// Base64 of a status change's signed statement (its log entry); null for a new version.
+    pub statement: Option<String>,
 }
 
 #[derive(utoipa::ToSchema, Debug, Clone, Serialize)]
@@ -83,6 +90,8 @@ impl App {
             .store
             .events_after(after, limit.clamp(1, MAX_PAGE), scope.department())
             .await?;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        let (mut receipts, mut statements) = self.log_proofs_of(&rows).await?;
         let mut events = Vec::with_capacity(rows.len());
         for (event, full_record) in rows {
             let full = crate::store::decode_full_record(
@@ -102,12 +111,35 @@ impl App {
                 kind: event.kind,
                 at: event.at,
                 reason: event.reason,
-                record: base64::engine::general_purpose::STANDARD.encode(&full_record),
+                record: base64.encode(&full_record),
                 metadata: metadata(&full, &issuer_name),
+                receipt: base64.encode(receipts.remove(&event.seq).unwrap_or_default()),
+                statement: statements.remove(&event.seq).map(|s| base64.encode(s)),
             });
         }
         let next = events.last().map_or(after, |e| e.seq);
         Ok(FeedPage { events, next })
+    }
+
+    /// The inclusion receipts of `rows`' log entries, in the tree of one head covering them
+    /// all, and the statements of their status changes; both by seq.
+    async fn log_proofs_of(
+        &self,
+        rows: &[(EventRow, Vec<u8>)],
+    ) -> Result<(HashMap<i64, Vec<u8>>, HashMap<i64, Vec<u8>>), AppError> {
+        let Some(last) = rows.iter().map(|(e, _)| e.seq).max() else {
+            return Ok(Default::default());
+        };
+        let head = self.log_head_covering(last as u64).await?;
+        let leaves: Vec<u64> = rows.iter().map(|(e, _)| e.seq as u64 - 1).collect();
+        let receipts = self.inclusion_receipts(&leaves, &head).await?;
+        let receipts = rows.iter().map(|(e, _)| e.seq).zip(receipts).collect();
+        let changes: Vec<i64> = rows
+            .iter()
+            .filter(|(e, _)| !e.kind.creates_version())
+            .map(|(e, _)| e.seq)
+            .collect();
+        Ok((receipts, self.store.log_statements(&changes).await?))
     }
 }
 

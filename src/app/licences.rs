@@ -5,7 +5,7 @@ use time::{Date, Duration};
 
 use crate::audit::Entry;
 use crate::directory::{Directory, LicenceType};
-use crate::identifiers::{LicenceKey, TypeCode, VersionId};
+use crate::identifiers::{LicenceKey, TypeCode, Uscc, VersionId};
 use crate::licence::{
     validate, Door, EventKind, FieldValue, LicenceVersion, Record, RecordInput, Standing,
     ValidationErrors,
@@ -16,6 +16,7 @@ use crate::signing::qr;
 use crate::signing::{sign_version, Unsigned};
 use crate::store::{Inserted, LicenceRow, NewLicence, StoreError, StoredVersion};
 use crate::time_util;
+use crate::transparency::statement::StatusStatement;
 
 use super::*;
 
@@ -222,6 +223,28 @@ impl App {
         let status_index = self.store.reserve_status_indexes(issuer, 1).await?[0];
         let verify_base = self.verify_base().await?;
         self.sign_reserved(licence_type, id, record, prev, status_index, verify_base)
+    }
+
+    /// The signed statement a status change is logged as (SPEC §16), by the department's
+    /// current key.
+    pub(crate) async fn status_statement(
+        &self,
+        issuer: &Uscc,
+        licence_id: &str,
+        version: u32,
+        (kind, at, reason): (EventKind, &str, Option<&str>),
+    ) -> Result<Vec<u8>> {
+        self.sync_keys().await?;
+        let keys = self.keys();
+        let (key, kid) = keys.signing_key(issuer)?;
+        let statement = StatusStatement {
+            licence_id,
+            version,
+            kind,
+            at,
+            reason,
+        };
+        Ok(statement.sign(key, &kid))
     }
 
     /// Signs a version whose status index is reserved already (batch conversion reserves many
@@ -525,7 +548,15 @@ impl App {
             detail: reason.unwrap_or_default().to_string(),
             ..entry.clone()
         };
-        let seq = self.store.append_status(&row, kind, reason, &audit).await?;
+        let at = time_util::format_rfc3339(time_util::now());
+        let statement = self
+            .status_statement(&row.key.issuer, &row.key.to_string(), row.latest_version, (kind, &at, reason))
+            .await?;
+        let change = (kind, at.as_str(), reason);
+        let seq = self
+            .store
+            .append_status(&row, change, &statement, &audit)
+            .await?;
         self.verify_cache.licence_changed();
         let events = self.store.events_of(row.pk).await?;
         let event = events

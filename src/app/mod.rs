@@ -12,6 +12,7 @@ mod dashboard;
 pub mod health;
 mod jobs;
 mod licences;
+pub mod log;
 pub mod permissions;
 mod reading;
 mod register;
@@ -232,7 +233,7 @@ impl App {
             BlobStoreKind::Folder => Blobs::Folder(settings.data_dir.join("blobs")),
             BlobStoreKind::Database => Blobs::Database(store.clone()),
         };
-        Ok(App {
+        let app = App {
             settings,
             blobs,
             store,
@@ -245,7 +246,9 @@ impl App {
             write_health: health::WriteHealth::default(),
             keys: RwLock::new(keys),
             trust: RwLock::new(trust),
-        })
+        };
+        app.catch_up_log().await?;
+        Ok(app)
     }
 
     pub fn licence_type(&self, code: &TypeCode) -> Result<&LicenceType> {

@@ -29,12 +29,15 @@ pub(super) async fn open_key_ring(
     issuers: &[Issuer],
 ) -> Result<(KeyRing, bool)> {
     let created = KeyRing::ensure_root(dir)?;
-    if KeyRing::ensure_service_key(dir, Purpose::Supervision)? {
-        tracing::warn!(
-            keys_dir = %dir.display(),
-            "made a development supervision key under the root: the city supervision platform \
-             trusts it only through this deployment's trust list"
-        );
+    for purpose in [Purpose::Supervision, Purpose::Log] {
+        if KeyRing::ensure_service_key(dir, purpose)? {
+            tracing::warn!(
+                keys_dir = %dir.display(),
+                purpose = purpose.as_str(),
+                "made a development service key under the root: the city trusts it only \
+                 through this deployment's trust list"
+            );
+        }
     }
     // Before any signer is made, so that a new signer's seal comes with it.
     if KeyRing::ensure_seal_ca(dir)? {

@@ -59,6 +59,7 @@ mod convert;
 mod directory;
 mod keys;
 mod licence;
+mod log;
 mod staff;
 mod supervision;
 mod verify;
@@ -140,6 +141,9 @@ pub enum Command {
     /// Supervision figures (电子监察): what each department did, day by day.
     #[command(subcommand)]
     Supervision(SupervisionCommand),
+    /// The transparency log (SPEC §16): heads, receipts, and checking the stored tree.
+    #[command(subcommand)]
+    Log(log::LogCommand),
     /// Print the OpenAPI 3 document of the HTTP API (also served at /api/v1/openapi.json).
     Openapi,
     /// Benchmarks: throughput and latency percentiles with the core count.
@@ -246,6 +250,10 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         Command::Supervision(command) => {
             let app = open(settings).await?;
             closing(&app, supervision::run(&app, &actor, command, json).await).await
+        }
+        Command::Log(command) => {
+            let app = open(settings).await?;
+            closing(&app, log::run(&app, command, json).await).await
         }
     }
 }

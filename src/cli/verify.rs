@@ -36,6 +36,17 @@ pub struct VerifyArgs {
     /// a fresh list, so an older one is reported stale rather than believed.
     #[arg(long, requires = "offline")]
     can_refresh: bool,
+    /// A signed head of the transparency log (from `log head --out` or GET /api/v1/log/head):
+    /// also check that the record is in the county's log, by `--receipt` and `--record`.
+    #[arg(long, value_name = "FILE", requires_all = ["offline", "receipt", "record"])]
+    log_head: Option<PathBuf>,
+    /// The version's inclusion receipt in the head's tree (from `log receipt` or GET
+    /// /api/v1/log/receipts/ID?size=N).
+    #[arg(long, value_name = "FILE", requires = "log_head")]
+    receipt: Option<PathBuf>,
+    /// The version's full record, the receipt's entry (from `log receipt --record`).
+    #[arg(long, value_name = "FILE", requires = "log_head")]
+    record: Option<PathBuf>,
 }
 
 /// `verify` against the service's store: the answer `POST /api/v1/verify` gives.
@@ -56,9 +67,10 @@ pub(super) fn run_offline(args: VerifyArgs, json: bool) -> Result<i32, AppError>
         .iter()
         .map(|path| read_status_list(path))
         .collect::<Result<Vec<_>, _>>()?;
-    let verification = match qr::token_from_text(&args.input) {
+    let token = qr::token_from_text(&args.input);
+    let verification = match &token {
         Ok(token) => verify::verify_offline(
-            &token,
+            token,
             &store,
             &lists,
             args.can_refresh,
@@ -66,7 +78,52 @@ pub(super) fn run_offline(args: VerifyArgs, json: bool) -> Result<i32, AppError>
         ),
         Err(e) => Verification::failed(Outcome::Malformed, e.to_string()),
     };
-    Ok(report(&verification, json))
+    let (Some(head), Some(receipt), Some(record), Ok(token)) =
+        (&args.log_head, &args.receipt, &args.record, &token)
+    else {
+        return Ok(report(&verification, json));
+    };
+    let logged = check_logged(token, [head, receipt, record], &store);
+    let code = report(&verification, json);
+    match logged {
+        Ok(logged) => {
+            print(json, &serde_json::json!({ "logged": logged }), || {
+                format!(
+                    "logged: entry {} of the county's log, in the tree of {} entries signed at {}",
+                    logged.index, logged.size, logged.head_time
+                )
+            });
+            Ok(code)
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            print(json, &serde_json::json!({ "logged": null, "reason": reason }), || {
+                format!("NOT shown to be in the county's log: {reason}")
+            });
+            Ok(2)
+        }
+    }
+}
+
+/// Checks the record's place in the log from the head, receipt and record files.
+fn check_logged(
+    token: &[u8],
+    [head, receipt, record]: [&PathBuf; 3],
+    trust: &TrustStore,
+) -> Result<crate::transparency::Logged, AppError> {
+    let read = |path: &PathBuf| std::fs::read(path).map_err(|e| bad_file(path, e));
+    let qr_token = Envelope::parse(token)
+        .ok()
+        .and_then(|e| crate::signing::claims::QrToken::from_payload(e.payload()).ok())
+        .ok_or_else(|| AppError::BadInput("the QR text holds no readable token".into()))?;
+    crate::transparency::check_logged(
+        &qr_token.record_hash,
+        &read(record)?,
+        &read(receipt)?,
+        &read(head)?,
+        trust,
+    )
+    .map_err(|e| AppError::BadInput(e.to_string()))
 }
 
 /// The signers of a trust list file, chained to `root` when one is pinned.

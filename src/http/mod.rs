@@ -6,6 +6,7 @@ mod api;
 pub mod client;
 mod console;
 pub mod error;
+mod log;
 mod metrics;
 pub mod openapi;
 mod page;
@@ -96,6 +97,10 @@ pub fn router(app: Arc<App>, options: HttpOptions) -> Router {
         .route("/verify", post(api::verify))
         .route("/status-lists", get(api::status_list_aggregation))
         .route("/status-lists/{issuer}/{n}", get(api::status_list))
+        .route("/log/head", get(log::head))
+        .route("/log/heads", get(log::heads))
+        .route("/log/receipts/{id}", get(log::receipt))
+        .route("/log/consistency", get(log::consistency))
         .route("/audit", get(api::audit))
         .route("/supervision/summary", get(api::supervision_summary))
         // Its body streams to a file; the batch job itself enforces the upload limit.
@@ -192,6 +197,7 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let alerts = crate::alerts::Watcher::new(app.clone(), alert_rules);
     let alerts = tokio::spawn(alerts.run(stop.subscribe()));
     let figures = tokio::spawn(app.clone().keep_figures(stop.subscribe()));
+    let log_heads = tokio::spawn(app.clone().keep_log_heads(stop.subscribe()));
     let service = router(app.clone(), options).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
@@ -202,6 +208,7 @@ pub async fn serve(app: App, options: HttpOptions) -> anyhow::Result<()> {
     let _ = keys.await;
     let _ = alerts.await;
     let _ = figures.await;
+    let _ = log_heads.await;
     for pusher in [pusher, supervision].into_iter().flatten() {
         let _ = pusher.await;
     }

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::api;
+use super::{api, log};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +40,10 @@ use super::api;
         api::trust_list,
         api::status_list,
         api::status_list_aggregation,
+        log::head,
+        log::heads,
+        log::receipt,
+        log::consistency,
         api::audit,
         api::supervision_summary,
         api::submit_batch,

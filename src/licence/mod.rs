@@ -118,6 +118,14 @@ impl EventKind {
     pub fn parse(s: &str) -> Option<EventKind> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// Issued, amended and renewed make a version; the others change a licence's status.
+    pub fn creates_version(self) -> bool {
+        matches!(
+            self,
+            EventKind::Issued | EventKind::Amended | EventKind::Renewed
+        )
+    }
 }
 
 /// The standing of a licence as its status events leave it (expiry is derived separately).

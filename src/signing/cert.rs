@@ -35,6 +35,16 @@ pub const PDF_SEAL_EKU_DER: &[u8] = &[
     0x8f, 0xd3, 0x86, 0x75,
 ];
 
+/// The extended key usage of the transparency log's key (SPEC §16: tree heads and receipts):
+/// `2.25.` followed by the UUID 9b3e7c52-1d84-4f6a-8c2e-5a7d0f93b164 as an integer.
+pub const LOG_EKU_OID: &str = "2.25.206354783276526317115283504312310018404";
+
+/// The DER content octets of [`LOG_EKU_OID`].
+pub const LOG_EKU_DER: &[u8] = &[
+    0x69, 0x82, 0xb6, 0xbe, 0xbe, 0x94, 0xc3, 0xd8, 0xa2, 0xbd, 0xd5, 0x8c, 0x97, 0x96, 0xcf, 0xd0,
+    0xfc, 0xce, 0xe2, 0x64,
+];
+
 /// What a certificate under the root may sign (SPEC §5): each purpose has its own EKU, and a
 /// verifier accepts a key only for its purpose — a department's licence key cannot sign a
 /// supervision checkpoint, nor the supervision key a licence.
@@ -51,8 +61,10 @@ pub enum Purpose {
     /// A department's PDF seal: the PAdES signature of its licences' PDFs (P-256, under the
     /// county's seal CA, itself under the root).
     PdfSeal,
-    /// A purpose this code does not know (a later one: SPEC §5 names `log`): the
-    /// key is used for nothing, and the rest of the list still reads.
+    /// The service's transparency-log key: tree heads and receipts (SPEC §16).
+    Log,
+    /// A purpose this code does not know (a later one): the key is used for nothing, and the
+    /// rest of the list still reads.
     #[serde(other)]
     Unknown,
 }
@@ -64,6 +76,7 @@ impl Purpose {
             Purpose::Licence => SIGNER_EKU_DER,
             Purpose::Supervision => SUPERVISION_EKU_DER,
             Purpose::PdfSeal => PDF_SEAL_EKU_DER,
+            Purpose::Log => LOG_EKU_DER,
             Purpose::Unknown => &[],
         }
     }
@@ -74,6 +87,7 @@ impl Purpose {
             Purpose::Licence => "licence",
             Purpose::Supervision => "supervision",
             Purpose::PdfSeal => "pdf-seal",
+            Purpose::Log => "log",
             Purpose::Unknown => "unknown",
         }
     }
@@ -135,7 +149,14 @@ mod tests {
         assert_eq!(uuid_oid_der(SIGNER_EKU_OID), SIGNER_EKU_DER);
         assert_eq!(uuid_oid_der(SUPERVISION_EKU_OID), SUPERVISION_EKU_DER);
         assert_eq!(uuid_oid_der(PDF_SEAL_EKU_OID), PDF_SEAL_EKU_DER);
-        let ekus = [Purpose::Licence, Purpose::Supervision, Purpose::PdfSeal].map(Purpose::eku_der);
-        assert!(ekus[0] != ekus[1] && ekus[1] != ekus[2] && ekus[0] != ekus[2]);
+        assert_eq!(uuid_oid_der(LOG_EKU_OID), LOG_EKU_DER);
+        let purposes = [
+            Purpose::Licence,
+            Purpose::Supervision,
+            Purpose::PdfSeal,
+            Purpose::Log,
+        ];
+        let ekus: std::collections::HashSet<_> = purposes.map(Purpose::eku_der).into();
+        assert_eq!(ekus.len(), purposes.len());
     }
 }

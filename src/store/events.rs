@@ -1,5 +1,6 @@
 //! The ordered change log (SPEC §8): every change to a licence is an event with a gapless `seq`,
-//! assigned in commit order, which the feed and push delivery read from. Apart from the licence
+//! assigned in commit order, which the feed and push delivery read from, and which the
+//! transparency log (SPEC §16) appends in the same transaction. Apart from the licence
 //! writes because the ordering rules (the event-order lock, the next seq) are what a reader of the
 //! feed relies on, and they belong in one place.
 
@@ -7,9 +8,11 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::licences::NewLicence;
+use super::log::{append_leaves, insert_statement};
 use super::{placeholders, Backend, LicenceRow, Result, Store, StoreError};
 use crate::identifiers::Uscc;
 use crate::licence::EventKind;
+use crate::transparency::merkle::leaf_hash;
 
 /// The advisory lock key that orders event inserts on PostgreSQL ("elicence" in ASCII).
 const EVENT_ORDER_LOCK: i64 = 0x656c_6963_656e_6365;
@@ -96,7 +99,7 @@ pub(super) fn parse_kind(kind: &str) -> Result<EventKind> {
     EventKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("event kind {kind:?}")))
 }
 
-fn event_row(row: &AnyRow) -> Result<EventRow> {
+pub(super) fn event_row(row: &AnyRow) -> Result<EventRow> {
     let kind: String = row.try_get("kind")?;
     Ok(EventRow {
         seq: row.try_get("seq")?,
@@ -122,7 +125,17 @@ async fn next_event_seq(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64
     )
 }
 
-/// The `issued` events of new licences, one statement; their seqs by licence.
+/// What an event is logged as (SPEC §16).
+#[derive(Debug, Clone, Copy)]
+pub enum Logged<'a> {
+    /// A new version: its full-record COSE_Sign1.
+    Version(&'a [u8]),
+    /// A status change: its signed statement, kept beside the event.
+    Statement(&'a [u8]),
+}
+
+/// The `issued` events of new licences, one statement, and their log leaves; their seqs by
+/// licence.
 pub(super) async fn insert_issued_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     new: &[(i64, &NewLicence<'_>, &String)],
@@ -150,12 +163,18 @@ pub(super) async fn insert_issued_events(
     for row in query.fetch_all(&mut **tx).await? {
         seqs.insert(row.try_get::<i64, _>("licence")?, row.try_get("seq")?);
     }
+    let leaves: Vec<_> = new
+        .iter()
+        .map(|(_, licence, _)| leaf_hash(&licence.version.full_record))
+        .collect();
+    append_leaves(tx, first_seq, &leaves).await?;
     Ok(seqs)
 }
 
 /// The next change of `licence` (change number one past its last) as an event concerning
-/// `version`; its seq. A concurrent change took that change number when this fails on the
-/// `UNIQUE(licence, change_no)` constraint.
+/// `version`, and its log leaf; its seq. A concurrent change took that change number when this
+/// fails on the `UNIQUE(licence, change_no)` constraint.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn insert_event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     licence: &LicenceRow,
@@ -164,9 +183,10 @@ pub(super) async fn insert_event(
     at: &str,
     reason: Option<&str>,
     actor: &str,
+    logged: Logged<'_>,
 ) -> Result<i64> {
     let seq = next_event_seq(tx).await?;
-    Ok(sqlx::query(
+    let seq: i64 = sqlx::query(
         "INSERT INTO events (seq, licence, licence_id, change_no, version, kind, at, reason, actor)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
     )
@@ -181,5 +201,14 @@ pub(super) async fn insert_event(
     .bind(actor)
     .fetch_one(&mut **tx)
     .await?
-    .try_get("seq")?)
+    .try_get("seq")?;
+    let entry = match logged {
+        Logged::Version(full_record) => full_record,
+        Logged::Statement(statement) => {
+            insert_statement(tx, seq, statement).await?;
+            statement
+        }
+    };
+    append_leaves(tx, seq, &[leaf_hash(entry)]).await?;
+    Ok(seq)
 }

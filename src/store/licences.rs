@@ -6,7 +6,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::events::{insert_event, insert_issued_events, parse_kind};
+use super::events::{insert_event, insert_issued_events, parse_kind, Logged};
 use super::versions::{insert_version, insert_versions};
 use super::{placeholders, Result, Store, StoreError};
 use crate::audit::Entry;
@@ -180,34 +180,39 @@ impl Store {
             .map_err(conflict_on_unique)?;
         let at = time_util::format_rfc3339(version.issued_at);
         let change = (version.id.version, kind, at.as_str(), reason);
-        self.commit_event(tx, licence, change, audit).await
+        let logged = Logged::Version(&version.full_record);
+        self.commit_event(tx, licence, change, logged, audit).await
     }
 
-    /// Appends a status change (suspend, reinstate, revoke) as an event; no version is created.
+    /// Appends a status change (suspend, reinstate, revoke) made `at` as an event, logged as
+    /// `statement` (its signed statement, SPEC §16); no version is created.
     pub async fn append_status(
         &self,
         licence: &LicenceRow,
-        kind: EventKind,
-        reason: Option<&str>,
+        (kind, at, reason): (EventKind, &str, Option<&str>),
+        statement: &[u8],
         audit: &Entry,
     ) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx).await?;
-        let at = time_util::format_rfc3339(time_util::now());
-        let change = (licence.latest_version, kind, at.as_str(), reason);
-        self.commit_event(tx, licence, change, audit).await
+        let change = (licence.latest_version, kind, at, reason);
+        let logged = Logged::Statement(statement);
+        self.commit_event(tx, licence, change, logged, audit).await
     }
 
-    /// Ends a change to one licence: its event (`version`, `kind`, `at`, `reason`) and audit
-    /// record in the same transaction, then the commit. Returns the event's seq.
+    /// Ends a change to one licence: its event (`version`, `kind`, `at`, `reason`), its log
+    /// leaf and its audit record in the same transaction, then the commit. Returns the event's
+    /// seq.
     async fn commit_event(
         &self,
         mut tx: sqlx::Transaction<'static, sqlx::Any>,
         licence: &LicenceRow,
         (version, kind, at, reason): (u32, EventKind, &str, Option<&str>),
+        logged: Logged<'_>,
         audit: &Entry,
     ) -> Result<i64> {
-        let seq = insert_event(&mut tx, licence, version, kind, at, reason, &audit.actor)
+        let actor = &audit.actor;
+        let seq = insert_event(&mut tx, licence, version, kind, at, reason, actor, logged)
             .await
             .map_err(conflict_on_unique)?;
         let audit = audit.clone().of_department(&licence.key.issuer);

@@ -11,7 +11,7 @@
 //!
 //! One file per aggregate: `licences`, `versions` and `events` (the licence tables), `audit`,
 //! `directory`, `reservations`, `tokens`, `push`, `signers`, `register`, `batches`, `staff`,
-//! `sessions` (console sign-in), `figures` (the dashboard's counts), `alerts` (what the alert
+//! `sessions` (console sign-in), `log` (the transparency log), `figures` (the dashboard's counts), `alerts` (what the alert
 //! watcher reads and appends) and `summary` (the supervision figures). This file holds what they
 //! share: the [`Store`] handle (open, pools, write transactions), [`StoreError`] and the multi-row
 //! `placeholders` helper; the public types are re-exported here, so callers name them
@@ -30,6 +30,7 @@ mod directory;
 mod events;
 mod figures;
 mod licences;
+mod log;
 mod push;
 mod register;
 mod reservations;
@@ -46,6 +47,7 @@ pub use batch_state::{BatchState, RowOutcome, UnknownWord};
 pub use batches::{BatchRecord, BatchRow, BatchRowOutcome, NewBatch, RejectedRow, RowResult};
 pub use events::EventRow;
 pub use figures::TypeStatusCount;
+pub use log::{LogEntry, StoredHead};
 pub use licences::{Inserted, LicenceRow, NewLicence, VerificationRow};
 pub use search::{LicenceMatch, LicenceQuery};
 pub use sessions::{Credentials, NewSession, SessionRow};

@@ -149,14 +149,21 @@ pub fn consistency_proof<N: Nodes>(
 /// RFC 9162 §2.1.3.2: whether `proof` shows leaf `index` with hash `leaf` in the tree of `size`
 /// leaves whose root is `root`.
 pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
+    root_from_inclusion(index, size, leaf, proof).as_ref() == Some(root)
+}
+
+/// The root that `proof` gives the tree of `size` leaves with leaf `index` hashed `leaf`; None
+/// when the proof has the wrong shape for that position (RFC 9162 §2.1.3.2 without the final
+/// comparison: a receipt signs the root, so the verifier checks the signature over this).
+pub fn root_from_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash]) -> Option<Hash> {
     if index >= size {
-        return false;
+        return None;
     }
     let (mut f_n, mut s_n) = (index, size - 1);
     let mut r = *leaf;
     for p in proof {
         if s_n == 0 {
-            return false;
+            return None;
         }
         if f_n & 1 == 1 || f_n == s_n {
             r = node_hash(p, &r);
@@ -172,7 +179,7 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root
         f_n >>= 1;
         s_n >>= 1;
     }
-    s_n == 0 && r == *root
+    (s_n == 0).then_some(r)
 }
 
 /// RFC 9162 §2.1.4.2: whether `proof` shows the tree of `old` leaves with root `old_root` to be
@@ -184,11 +191,23 @@ pub fn verify_consistency(
     new_root: &Hash,
     proof: &[Hash],
 ) -> bool {
+    new_root_from_consistency(old, new, old_root, proof).as_ref() == Some(new_root)
+}
+
+/// The root of the tree of `new` leaves that `proof` shows to extend the tree of `old` leaves
+/// with root `old_root`; None when it does not (RFC 9162 §2.1.4.2 without the comparison with
+/// the new root, which a receipt's signature covers instead).
+pub fn new_root_from_consistency(
+    old: u64,
+    new: u64,
+    old_root: &Hash,
+    proof: &[Hash],
+) -> Option<Hash> {
     if old == 0 || old > new {
-        return false;
+        return None;
     }
     if old == new {
-        return proof.is_empty() && old_root == new_root;
+        return proof.is_empty().then_some(*old_root);
     }
     // When old is a power of two, the old root is the proof's implicit first node.
     let with_old_root;
@@ -198,9 +217,7 @@ pub fn verify_consistency(
     } else {
         proof
     };
-    let Some((first, rest)) = proof.split_first() else {
-        return false;
-    };
+    let (first, rest) = proof.split_first()?;
     let (mut f_n, mut s_n) = (old - 1, new - 1);
     while f_n & 1 == 1 {
         f_n >>= 1;
@@ -209,7 +226,7 @@ pub fn verify_consistency(
     let (mut f_r, mut s_r) = (*first, *first);
     for c in rest {
         if s_n == 0 {
-            return false;
+            return None;
         }
         if f_n & 1 == 1 || f_n == s_n {
             f_r = node_hash(c, &f_r);
@@ -226,7 +243,7 @@ pub fn verify_consistency(
         f_n >>= 1;
         s_n >>= 1;
     }
-    f_r == *old_root && s_r == *new_root && s_n == 0
+    (f_r == *old_root && s_n == 0).then_some(s_r)
 }
 
 /// A whole tree in memory: every perfect subtree, level by level. For tests and for checking a
@@ -281,9 +298,105 @@ impl Nodes for MemoryTree {
     }
 }
 
+/// Reads of a computation over [`Nodes`], recorded by [`nodes_read_by`].
+pub struct Recorder(std::cell::RefCell<Vec<(u32, u64)>>);
+
+impl Nodes for Recorder {
+    type Error = std::convert::Infallible;
+
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        self.0.borrow_mut().push((level, index));
+        Ok([0; 32])
+    }
+}
+
+/// The perfect subtrees `compute` reads. Which nodes a root or a proof needs depends only on
+/// the sizes, never on the hashes, so a store fetches them all in one query and then runs the
+/// computation again over [`KnownNodes`].
+pub fn nodes_read_by<T>(compute: impl FnOnce(&Recorder) -> T) -> Vec<(u32, u64)> {
+    let recorder = Recorder(Default::default());
+    compute(&recorder);
+    let mut wanted = recorder.0.into_inner();
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted
+}
+
+/// Perfect subtrees fetched from a store, by (level, index).
+#[derive(Debug, Default, Clone)]
+pub struct KnownNodes(pub std::collections::HashMap<(u32, u64), Hash>);
+
+impl Nodes for KnownNodes {
+    type Error = MissingNode;
+
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, MissingNode> {
+        self.0
+            .get(&(level, index))
+            .copied()
+            .ok_or(MissingNode { level, index })
+    }
+}
+
+/// The right edge of a tree of `size` leaves: its largest perfect subtrees, one per set bit of
+/// `size` — all that appending to it reads.
+pub fn frontier(size: u64) -> Vec<(u32, u64)> {
+    (0..64)
+        .filter(|level| size >> level & 1 == 1)
+        .map(|level| (level, (size >> level) - 1))
+        .collect()
+}
+
+/// Appends `leaves` to a tree of `size` leaves whose [`frontier`] is in `known`: the perfect
+/// subtrees the new leaves add, leaves first (`known` gains them too).
+pub fn append(
+    known: &mut KnownNodes,
+    size: u64,
+    leaves: &[Hash],
+) -> Result<Vec<((u32, u64), Hash)>, MissingNode> {
+    let mut added = Vec::with_capacity(leaves.len() * 2);
+    for (index, leaf) in (size..).zip(leaves) {
+        let (mut level, mut at, mut hash) = (0, index, *leaf);
+        loop {
+            known.0.insert((level, at), hash);
+            added.push(((level, at), hash));
+            if at & 1 == 0 {
+                break;
+            }
+            hash = node_hash(&known.perfect(level, at - 1)?, &hash);
+            level += 1;
+            at >>= 1;
+        }
+    }
+    Ok(added)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appending_from_the_frontier_builds_the_same_subtrees_as_a_whole_tree() {
+        for (start, more) in [(0, 1), (0, 13), (1, 1), (5, 3), (8, 8), (13, 50), (64, 1)] {
+            let whole = tree(start + more);
+            let mut known = KnownNodes::default();
+            for (level, index) in frontier(start) {
+                known.0.insert((level, index), whole.perfect(level, index).unwrap());
+            }
+            let leaves: Vec<Hash> = (start..start + more)
+                .map(|i| leaf_hash(&i.to_be_bytes()))
+                .collect();
+            let added = append(&mut known, start, &leaves).unwrap();
+            for ((level, index), hash) in &added {
+                assert_eq!(whole.perfect(*level, *index).unwrap(), *hash);
+            }
+            assert_eq!(
+                root(&known, start + more).unwrap(),
+                root(&whole, start + more).unwrap()
+            );
+            let wanted = nodes_read_by(|r| root(r, start + more));
+            assert!(wanted.iter().all(|n| known.0.contains_key(n)), "{start}+{more}");
+        }
+    }
 
     fn tree(size: u64) -> MemoryTree {
         let mut tree = MemoryTree::default();

@@ -293,8 +293,8 @@ pub async fn wait_until_up(url: &str) {
 }
 
 /// The purposes of a fresh deployment's trust list, in its order: a licence signer per
-/// department, the PDF seal CA and a seal per department, the supervision key.
-pub const TRUST_LIST_PURPOSES: [&str; 8] = [
+/// department, the PDF seal CA and a seal per department, the supervision key, the log key.
+pub const TRUST_LIST_PURPOSES: [&str; 9] = [
     "licence",
     "licence",
     "licence",
@@ -303,4 +303,5 @@ pub const TRUST_LIST_PURPOSES: [&str; 8] = [
     "pdf-seal",
     "pdf-seal",
     "supervision",
+    "log",
 ];

@@ -12,6 +12,7 @@ use elicence::app::{Actor, Role};
 use elicence::licence::EventKind;
 use elicence::signing::claims::FullRecord;
 use elicence::signing::cose::Envelope;
+use elicence::transparency::receipt::Receipt;
 
 fn library() -> Actor {
     Actor {
@@ -94,6 +95,22 @@ fn operator_without_library() -> Actor {
     }
 }
 
+/// The event's receipt proves its entry — the record, or a status change's statement — in a
+/// tree the log key signed (SPEC §16).
+fn assert_logged(app: &elicence::app::App, event: &elicence::sync::FeedEvent) {
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let entry = match &event.statement {
+        Some(statement) => base64.decode(statement).unwrap(),
+        None => base64.decode(&event.record).unwrap(),
+    };
+    let receipt = Receipt::parse(&base64.decode(&event.receipt).unwrap()).unwrap();
+    let now = elicence::time_util::now().unix_timestamp();
+    let (size, _) = receipt
+        .verify_inclusion(&entry, &app.trust_store(), now)
+        .unwrap_or_else(|e| panic!("event {}: {e}", event.seq));
+    assert!(size >= event.seq as u64);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reader_resuming_from_its_last_seq_misses_nothing_while_two_instances_write() {
     let t = TestApp::new().await;
@@ -137,6 +154,9 @@ async fn a_reader_resuming_from_its_last_seq_misses_nothing_while_two_instances_
             loop {
                 let done = !writing.load(Ordering::SeqCst);
                 let page = app.feed(&library(), after, 5).await.unwrap();
+                for event in &page.events {
+                    assert_logged(&app, event);
+                }
                 seen.extend(page.events.iter().map(|e| e.seq));
                 after = page.next;
                 if done && page.events.is_empty() {
@@ -171,6 +191,15 @@ async fn a_reader_resuming_from_its_last_seq_misses_nothing_while_two_instances_
         seen_set, all_set,
         "the reader saw exactly the events in the table"
     );
+    // Both instances appended to one transparency log, while the reader's pages made heads
+    // and receipts: one tree, every leaf its event's entry, every head's root its size's.
+    let report = t.app.verify_log().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        (report.entries, report.leaves),
+        (all.len() as u64, all.len() as u64)
+    );
+    assert!(report.heads >= 1);
     second.store.close().await;
 }
 

@@ -340,14 +340,24 @@ async fn a_lost_race_leaves_no_gap_in_event_seqs() {
     let entry = operator().entry("licence.status", &issued.licence_id);
     t.app
         .store
-        .append_status(&stale, EventKind::Suspended, Some("a"), &entry)
+        .append_status(
+            &stale,
+            (EventKind::Suspended, "2026-12-03T00:00:00Z", Some("a")),
+            b"statement",
+            &entry,
+        )
         .await
         .unwrap();
     for _ in 0..3 {
         let lost = t
             .app
             .store
-            .append_status(&stale, EventKind::Revoked, Some("b"), &entry)
+            .append_status(
+            &stale,
+            (EventKind::Revoked, "2026-12-03T00:00:00Z", Some("b")),
+            b"statement",
+            &entry,
+        )
             .await;
         assert!(
             matches!(lost, Err(elicence::store::StoreError::Conflict)),
@@ -357,7 +367,12 @@ async fn a_lost_race_leaves_no_gap_in_event_seqs() {
     let fresh = t.app.find(&issued.licence_id).await.unwrap();
     t.app
         .store
-        .append_status(&fresh, EventKind::Reinstated, Some("c"), &entry)
+        .append_status(
+            &fresh,
+            (EventKind::Reinstated, "2026-12-03T00:00:00Z", Some("c")),
+            b"statement",
+            &entry,
+        )
         .await
         .unwrap();
     let seqs: Vec<i64> = t
@@ -388,11 +403,21 @@ async fn concurrent_changes_to_one_licence_never_both_land() {
     let a = t
         .app
         .store
-        .append_status(&row_a, EventKind::Suspended, Some("a"), &entry)
+        .append_status(
+            &row_a,
+            (EventKind::Suspended, "2026-12-03T00:00:00Z", Some("a")),
+            b"statement",
+            &entry,
+        )
         .await;
     let b = second
         .store
-        .append_status(&row_b, EventKind::Revoked, Some("b"), &entry)
+        .append_status(
+            &row_b,
+            (EventKind::Revoked, "2026-12-03T00:00:00Z", Some("b")),
+            b"statement",
+            &entry,
+        )
         .await;
     assert!(a.is_ok());
     assert!(

@@ -32,5 +32,6 @@ mod staff;
 mod supervision;
 mod supervision_summary;
 mod transparency;
+mod transparency_log;
 mod uploads;
 mod verification;

@@ -4,9 +4,14 @@
 //! it holds. Built from the contract alone, as another vendor's library would be — except that it
 //! borrows the service's verification code rather than repeating it.
 //!
+//! With the trust list it also checks the county's transparency log (SPEC §16, `log.rs`): every
+//! event's receipt, forks, and (`log-check`, and after every `pull`) that the county's log still
+//! extends every tree it showed.
+//!
 //! Its second mode is the city supervision platform (SPEC §15, `supervise`, `supervision-pull`,
 //! `supervision-report`): see `supervision.rs`.
 
+mod log;
 mod supervision;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +71,14 @@ enum Command {
     },
     /// What the receiver holds: counts by kind, verified or not, the last seq.
     Report,
+    /// Check that the county's transparency log still extends every tree the receiver has seen
+    /// (needs --trust): fetches the latest head and consistency proofs. Exit 2 when any problem
+    /// was ever found.
+    LogCheck {
+        /// The service's base URL, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        source: String,
+    },
     /// Supervision platform: take the audit stream on POST /audit (and report on GET /status).
     /// Needs --trust: every checkpoint is checked against the county's supervision key.
     Supervise {
@@ -108,6 +121,10 @@ struct Event {
     reason: Option<String>,
     record: String,
     metadata: serde_json::Value,
+    /// The inclusion receipt of the event's log entry (SPEC §16).
+    receipt: Option<String>,
+    /// A status change's signed statement: its log entry.
+    statement: Option<String>,
 }
 
 struct Receiver {
@@ -133,9 +150,21 @@ impl Receiver {
                 },
                 None => false,
             };
+            let logged = match &self.trust {
+                Some(trust) => {
+                    let statement = e.statement.as_deref().map(|s| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(s)
+                            .unwrap_or_default()
+                    });
+                    let entry = statement.as_deref().unwrap_or(&record);
+                    log::check_receipt(&mut tx, trust, e.seq, entry, e.receipt.as_deref()).await?
+                }
+                None => false,
+            };
             new += sqlx::query(
-                "INSERT INTO events (seq, licence_id, version, kind, at, reason, record, metadata, verified)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+                "INSERT INTO events (seq, licence_id, version, kind, at, reason, record, metadata, verified, logged)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
             )
             .bind(e.seq)
             .bind(&e.licence_id)
@@ -146,6 +175,7 @@ impl Receiver {
             .bind(&record)
             .bind(e.metadata.to_string())
             .bind(verified)
+            .bind(logged)
             .execute(&mut *tx)
             .await?
             .rows_affected() as usize;
@@ -174,10 +204,12 @@ impl Receiver {
             by_kind.insert(r.try_get("kind")?, r.try_get::<i64, _>("n")?.into());
         }
         let counts = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(verified), 0) AS ok, COALESCE(MAX(seq), 0) AS last FROM events",
+            "SELECT COUNT(*) AS n, COALESCE(SUM(verified), 0) AS ok, COALESCE(SUM(logged), 0) AS logged,
+                    COALESCE(MAX(seq), 0) AS last FROM events",
         )
         .fetch_one(&mut *tx)
         .await?;
+        let log = log::report(&mut tx).await?;
         tx.commit().await?;
         let total: i64 = counts.try_get("n")?;
         let verified: i64 = counts.try_get("ok")?;
@@ -185,6 +217,8 @@ impl Receiver {
             "events": total,
             "verified": verified,
             "unverified": total - verified,
+            "logged": counts.try_get::<i64, _>("logged")?,
+            "log": log,
             "last_seq": counts.try_get::<i64, _>("last")?,
             "by_kind": by_kind,
         }))
@@ -230,6 +264,7 @@ async fn open(cli: &Cli, secret: &[u8]) -> anyhow::Result<Receiver> {
     )
     .execute(&pool)
     .await?;
+    log::create_tables(&pool).await?;
     let trust = match &cli.trust {
         Some(path) => Some(read_trust(path, cli.root.as_deref())?),
         None => None,
@@ -362,10 +397,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Pull { source, token } => {
             let receiver = open(&cli, b"").await?;
             let new = pull(&receiver, source, token).await?;
+            if let Some(trust) = &receiver.trust {
+                log::check_consistency(&receiver.db, trust, source).await?;
+            }
             println!(
                 "{}",
                 serde_json::json!({"new": new, "report": receiver.report().await?})
             );
+        }
+        Command::LogCheck { source } => {
+            let receiver = open(&cli, b"").await?;
+            let trust = (receiver.trust.as_ref())
+                .context("--trust is needed: heads and proofs are checked against it")?;
+            log::check_consistency(&receiver.db, trust, source).await?;
+            let report = receiver.report().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report["log"]["problems"].as_array().is_some_and(|p| !p.is_empty()) {
+                std::process::exit(2);
+            }
         }
         Command::Report => {
             let receiver = open(&cli, b"").await?;

@@ -1,5 +1,6 @@
 //! The service's own keys under the root (SPEC §5): one per purpose other than licences — the
-//! supervision key that signs audit checkpoints (SPEC §15). Kept as `keys/{purpose}.key.pem` and
+//! supervision key that signs audit checkpoints (SPEC §15), the log key that signs the
+//! transparency log's tree heads and receipts (SPEC §16). Kept as `keys/{purpose}.key.pem` and
 //! `keys/{purpose}.crt.pem`, not in the register: they belong to the service, not a department.
 
 use std::fs;
@@ -23,7 +24,15 @@ pub(super) struct ServiceCert {
 
 /// The purposes the service holds a key of its own for, kept as `keys/{purpose}.key.pem` and
 /// `keys/{purpose}.crt.pem`.
-const SERVICE_PURPOSES: [Purpose; 1] = [Purpose::Supervision];
+const SERVICE_PURPOSES: [Purpose; 2] = [Purpose::Supervision, Purpose::Log];
+
+/// What the certificate of the service's `purpose` key calls its holder, after the county.
+fn role(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::Log => "透明日志签名",
+        _ => "电子监察数据签名",
+    }
+}
 
 fn service_paths(dir: &Path, purpose: Purpose) -> (PathBuf, PathBuf) {
     (
@@ -54,7 +63,7 @@ impl KeyRing {
     pub fn ensure_service_key(dir: &Path, purpose: Purpose) -> Result<bool, KeyError> {
         let (cert_path, key_path) = service_paths(dir, purpose);
         ensure_county_pair(dir, &key_path, &cert_path, || {
-            let dn = county_subject(dir, "电子监察数据签名")?;
+            let dn = county_subject(dir, role(purpose))?;
             let (cert, key) = issue_under_root(dir, dn, purpose)?;
             Ok((key.serialize_pem(), vec![(cert_path.clone(), cert.pem())]))
         })
