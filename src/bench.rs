@@ -1,6 +1,7 @@
 //! Benchmarks (SPEC §13), run by `elicence bench …`: throughput and latency percentiles with the
 //! machine's core count, on a fresh application in a temporary folder (or the database given).
 
+pub mod log;
 pub mod qr;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

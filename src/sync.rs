@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use crate::app::{Action, Actor, App, AppError, Role};
 use crate::directory::HolderKind;
 use crate::licence::EventKind;
-use crate::store::EventRow;
 use crate::signing::claims::FullRecord;
+use crate::store::EventRow;
 use crate::time_util;
 
 /// Most events one feed page returns.

@@ -550,7 +550,12 @@ impl App {
         };
         let at = time_util::format_rfc3339(time_util::now());
         let statement = self
-            .status_statement(&row.key.issuer, &row.key.to_string(), row.latest_version, (kind, &at, reason))
+            .status_statement(
+                &row.key.issuer,
+                &row.key.to_string(),
+                row.latest_version,
+                (kind, &at, reason),
+            )
             .await?;
         let change = (kind, at.as_str(), reason);
         let seq = self

@@ -61,7 +61,10 @@ impl App {
             })
             .await?;
         if appended > 0 {
-            tracing::info!(appended, "logged the events the transparency log did not hold");
+            tracing::info!(
+                appended,
+                "logged the events the transparency log did not hold"
+            );
         }
         Ok(())
     }
@@ -75,8 +78,14 @@ impl App {
     }
 
     /// The perfect subtrees `compute` reads, fetched in one query.
-    async fn nodes_for<T>(&self, compute: impl FnOnce(&merkle::Recorder) -> T) -> Result<KnownNodes> {
-        Ok(self.store.log_nodes(&merkle::nodes_read_by(compute)).await?)
+    async fn nodes_for<T>(
+        &self,
+        compute: impl FnOnce(&merkle::Recorder) -> T,
+    ) -> Result<KnownNodes> {
+        Ok(self
+            .store
+            .log_nodes(&merkle::nodes_read_by(compute))
+            .await?)
     }
 
     /// The latest head: a new one when entries arrived since the last (SPEC §16).
@@ -136,7 +145,11 @@ impl App {
     }
 
     /// The inclusion receipts of `leaves` in the tree of `head`, with one read for them all.
-    pub async fn inclusion_receipts(&self, leaves: &[u64], head: &StoredHead) -> Result<Vec<Vec<u8>>> {
+    pub async fn inclusion_receipts(
+        &self,
+        leaves: &[u64],
+        head: &StoredHead,
+    ) -> Result<Vec<Vec<u8>>> {
         let size = head.size;
         let nodes = self
             .nodes_for(|r| {
@@ -151,7 +164,9 @@ impl App {
             .map(|&index| {
                 let path = merkle::inclusion_proof(&nodes, index, size)
                     .map_err(corrupt)?
-                    .ok_or_else(|| AppError::BadInput(format!("leaf {index} is not in the tree of {size}")))?;
+                    .ok_or_else(|| {
+                        AppError::BadInput(format!("leaf {index} is not in the tree of {size}"))
+                    })?;
                 Ok(Proof::Inclusion { size, index, path }.sign(&head.root, &key, &kid))
             })
             .collect()
@@ -166,7 +181,9 @@ impl App {
             )));
         }
         let head = self.head_of_size(to).await?;
-        let nodes = self.nodes_for(|r| merkle::consistency_proof(r, from, to)).await?;
+        let nodes = self
+            .nodes_for(|r| merkle::consistency_proof(r, from, to))
+            .await?;
         let path = merkle::consistency_proof(&nodes, from, to)
             .map_err(corrupt)?
             .expect("0 < from <= to checked above");
@@ -255,7 +272,11 @@ impl App {
     /// The stored tree against the entries: every leaf against its entry's hash, every stored
     /// interior subtree against the root of the stored leaves under it (so an edited entry is
     /// reported once, at its leaf, and a tampered interior node at its own place).
-    async fn compare_stored_nodes(&self, entries: &MemoryTree, report: &mut LogReport) -> Result<()> {
+    async fn compare_stored_nodes(
+        &self,
+        entries: &MemoryTree,
+        report: &mut LogReport,
+    ) -> Result<()> {
         use merkle::Nodes;
         let mut stored_leaves = MemoryTree::default();
         for level in 0..64u32 {
@@ -263,14 +284,18 @@ impl App {
             let mut any = false;
             loop {
                 let nodes = self.store.log_level(level, from, 10_000).await?;
-                let Some(&(last, _)) = nodes.last() else { break };
+                let Some(&(last, _)) = nodes.last() else {
+                    break;
+                };
                 any = true;
                 from = last + 1;
                 for (index, stored) in nodes {
                     if level == 0 {
                         report.leaves += 1;
                         if index != stored_leaves.size() {
-                            report.problems.push(format!("leaf {} is missing", stored_leaves.size()));
+                            report
+                                .problems
+                                .push(format!("leaf {} is missing", stored_leaves.size()));
                         }
                         stored_leaves.push(stored);
                         if entries.perfect(0, index).is_ok_and(|entry| entry != stored) {

@@ -51,6 +51,16 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// The transparency log: appends (in conversion's chunks and one by one), inclusion and
+    /// consistency receipts per second and their size, at each tree size.
+    Log {
+        /// Tree sizes to grow a scratch log to and measure receipts at (ascending).
+        #[arg(long, value_delimiter = ',', default_value = "100000")]
+        entries: Vec<u64>,
+        /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Online verification over HTTP under concurrent load (a server in this process).
     Verify {
         /// Verification requests to send in all.
@@ -74,7 +84,8 @@ impl BenchCommand {
         match self {
             BenchCommand::Feed { database_url, .. }
             | BenchCommand::Verify { database_url, .. }
-            | BenchCommand::Convert { database_url, .. } => database_url.as_deref(),
+            | BenchCommand::Convert { database_url, .. }
+            | BenchCommand::Log { database_url, .. } => database_url.as_deref(),
             BenchCommand::Sign { .. } | BenchCommand::Render { .. } | BenchCommand::Qr { .. } => {
                 None
             }
@@ -125,6 +136,14 @@ pub(super) async fn run(
             .map_err(failed)?,
         BenchCommand::Convert { rows, .. } => {
             let report = crate::bench::convert(app, rows, dir.path())
+                .await
+                .map_err(failed)?;
+            print(json, &report, || report.lines());
+            return Ok(0);
+        }
+        BenchCommand::Log { mut entries, .. } => {
+            entries.sort_unstable();
+            let report = crate::bench::log::run(&app, &entries)
                 .await
                 .map_err(failed)?;
             print(json, &report, || report.lines());

@@ -48,7 +48,12 @@ pub(super) async fn run(app: &App, command: LogCommand, json: bool) -> Result<i3
                 "size": head.size, "root": hex(&head.root), "time": head.time,
             });
             print(json, &shown, || {
-                format!("tree size {}, root {}, signed at {}", head.size, hex(&head.root), head.time)
+                format!(
+                    "tree size {}, root {}, signed at {}",
+                    head.size,
+                    hex(&head.root),
+                    head.time
+                )
             });
             Ok(0)
         }

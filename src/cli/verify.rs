@@ -97,9 +97,11 @@ pub(super) fn run_offline(args: VerifyArgs, json: bool) -> Result<i32, AppError>
         }
         Err(e) => {
             let reason = e.to_string();
-            print(json, &serde_json::json!({ "logged": null, "reason": reason }), || {
-                format!("NOT shown to be in the county's log: {reason}")
-            });
+            print(
+                json,
+                &serde_json::json!({ "logged": null, "reason": reason }),
+                || format!("NOT shown to be in the county's log: {reason}"),
+            );
             Ok(2)
         }
     }

@@ -137,6 +137,17 @@ impl Store {
         Ok(known)
     }
 
+    /// Appends leaves tied to no event, in one transaction: for `bench log` on a scratch store
+    /// only — a log with them fails `log verify`, and the next event would be refused.
+    pub async fn append_synthetic_leaves(&self, leaves: &[Hash]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        self.lock_event_order(&mut tx).await?;
+        let size = log_size_in(&mut tx).await?;
+        append_leaves(&mut tx, size as i64 + 1, leaves).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every stored perfect subtree at `level` from index `from`, at most `limit` (`log verify`).
     pub async fn log_level(&self, level: u32, from: u64, limit: i64) -> Result<Vec<(u64, Hash)>> {
         sqlx::query(
@@ -179,11 +190,10 @@ impl Store {
 
     /// The latest signed head.
     pub async fn latest_log_head(&self) -> Result<Option<StoredHead>> {
-        let row = sqlx::query(
-            "SELECT size, root, time, head FROM log_heads ORDER BY size DESC LIMIT 1",
-        )
-        .fetch_optional(&self.reader)
-        .await?;
+        let row =
+            sqlx::query("SELECT size, root, time, head FROM log_heads ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&self.reader)
+                .await?;
         row.as_ref().map(stored_head).transpose()
     }
 

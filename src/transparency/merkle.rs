@@ -298,6 +298,9 @@ impl Nodes for MemoryTree {
     }
 }
 
+/// Where a perfect subtree sits: (level, index).
+pub type Position = (u32, u64);
+
 /// Reads of a computation over [`Nodes`], recorded by [`nodes_read_by`].
 pub struct Recorder(std::cell::RefCell<Vec<(u32, u64)>>);
 
@@ -352,7 +355,7 @@ pub fn append(
     known: &mut KnownNodes,
     size: u64,
     leaves: &[Hash],
-) -> Result<Vec<((u32, u64), Hash)>, MissingNode> {
+) -> Result<Vec<(Position, Hash)>, MissingNode> {
     let mut added = Vec::with_capacity(leaves.len() * 2);
     for (index, leaf) in (size..).zip(leaves) {
         let (mut level, mut at, mut hash) = (0, index, *leaf);
@@ -380,7 +383,9 @@ mod tests {
             let whole = tree(start + more);
             let mut known = KnownNodes::default();
             for (level, index) in frontier(start) {
-                known.0.insert((level, index), whole.perfect(level, index).unwrap());
+                known
+                    .0
+                    .insert((level, index), whole.perfect(level, index).unwrap());
             }
             let leaves: Vec<Hash> = (start..start + more)
                 .map(|i| leaf_hash(&i.to_be_bytes()))
@@ -394,7 +399,10 @@ mod tests {
                 root(&whole, start + more).unwrap()
             );
             let wanted = nodes_read_by(|r| root(r, start + more));
-            assert!(wanted.iter().all(|n| known.0.contains_key(n)), "{start}+{more}");
+            assert!(
+                wanted.iter().all(|n| known.0.contains_key(n)),
+                "{start}+{more}"
+            );
         }
     }
 

@@ -70,8 +70,8 @@ pub fn check_logged(
     trust: &TrustStore,
 ) -> Result<Logged, LogError> {
     let head = head::TreeHead::verify(head, trust)?;
-    let envelope = crate::signing::cose::Envelope::parse(record)
-        .map_err(|e| malformed("full record", e))?;
+    let envelope =
+        crate::signing::cose::Envelope::parse(record).map_err(|e| malformed("full record", e))?;
     if crate::hash::sha256(envelope.payload()) != *record_hash {
         return Err(LogError::Proof(
             "the record file is not the record this QR code names".into(),

@@ -99,7 +99,9 @@ impl Receipt {
         }
         let vds = label_value(&protected.rest, VDS).and_then(Value::as_integer);
         if vds != Some(RFC9162_SHA256.into()) {
-            return Err(bad("verifiable data structure (395) must be RFC9162_SHA256 (1)"));
+            return Err(bad(
+                "verifiable data structure (395) must be RFC9162_SHA256 (1)",
+            ));
         }
         if sign1.payload.is_some() {
             return Err(bad("payload must be detached"));
@@ -126,7 +128,11 @@ impl Receipt {
                 new: second,
                 path,
             },
-            _ => return Err(bad("proof label must be -1 (inclusion) or -2 (consistency)")),
+            _ => {
+                return Err(bad(
+                    "proof label must be -1 (inclusion) or -2 (consistency)",
+                ))
+            }
         };
         let kid = protected.key_id.clone();
         Ok(Receipt { kid, proof, sign1 })
@@ -165,11 +171,12 @@ impl Receipt {
         let Proof::Consistency { old, new, path } = &self.proof else {
             return Err(LogError::Proof("not a consistency receipt".into()));
         };
-        let root = merkle::new_root_from_consistency(*old, *new, old_root, path).ok_or_else(|| {
-            LogError::Proof(format!(
-                "the tree of {new} does not extend the tree of {old} with the root held"
-            ))
-        })?;
+        let root =
+            merkle::new_root_from_consistency(*old, *new, old_root, path).ok_or_else(|| {
+                LogError::Proof(format!(
+                    "the tree of {new} does not extend the tree of {old} with the root held"
+                ))
+            })?;
         self.check_signature(&root, trust, at)?;
         Ok((*new, root))
     }
@@ -215,4 +222,139 @@ fn decode_proof(encoded: &[u8]) -> Result<(u64, u64, Vec<Hash>), String> {
         })
         .collect::<Result<_, _>>()?;
     Ok((uint(a)?, uint(b)?, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::cert::Purpose;
+    use crate::signing::keys::KeyRing;
+    use crate::transparency::head::TreeHead;
+    use crate::transparency::merkle::{leaf_hash, MemoryTree};
+
+    /// A trust list with a log key (and the supervision key, which must not pass for it).
+    fn log_key() -> (tempfile::TempDir, TrustStore, SigningKey, [u8; 8]) {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::for_tests(dir.path(), &[]);
+        for purpose in [Purpose::Log, Purpose::Supervision] {
+            assert!(KeyRing::ensure_service_key(dir.path(), purpose).unwrap());
+        }
+        let ring = KeyRing::load(dir.path(), ring.version(), vec![]).unwrap();
+        let trust = TrustStore::new(&ring.trust_list(), None).unwrap();
+        let (key, kid) = KeyRing::service_signing_key(dir.path(), Purpose::Log).unwrap();
+        (dir, trust, key, kid)
+    }
+
+    fn tree(size: u64) -> MemoryTree {
+        let mut tree = MemoryTree::default();
+        for i in 0..size {
+            tree.push(leaf_hash(&i.to_be_bytes()));
+        }
+        tree
+    }
+
+    fn now() -> i64 {
+        crate::time_util::now().unix_timestamp()
+    }
+
+    #[test]
+    fn receipts_carry_the_rfc_9942_headers_and_prove_what_they_say_only() {
+        let (dir, trust, key, kid) = log_key();
+        let tree = tree(11);
+        let root = merkle::root(&tree, 11).unwrap();
+        let path = merkle::inclusion_proof(&tree, 6, 11).unwrap().unwrap();
+        let proof = Proof::Inclusion {
+            size: 11,
+            index: 6,
+            path,
+        };
+        let bytes = proof.sign(&root, &key, &kid);
+        // Tag 18; protected {1: -8, 4: kid, 395: 1}.
+        assert_eq!(&bytes[..3], &[0xd2, 0x84, 0x51]);
+        assert_eq!(&bytes[3..8], &[0xa3, 0x01, 0x27, 0x04, 0x48]);
+        assert_eq!(&bytes[8..16], &kid);
+        assert_eq!(&bytes[16..20], &[0x19, 0x01, 0x8b, 0x01]);
+        // Unprotected {396: {-1: [bstr]}}, then the detached payload (nil).
+        assert_eq!(&bytes[20..25], &[0xa1, 0x19, 0x01, 0x8c, 0xa1]);
+        assert_eq!(bytes[bytes.len() - 67], 0xf6, "payload detached");
+        let receipt = Receipt::parse(&bytes).unwrap();
+        assert_eq!(receipt.proof, proof);
+        let entry = 6u64.to_be_bytes();
+        assert_eq!(
+            receipt.verify_inclusion(&entry, &trust, now()),
+            Ok((11, root))
+        );
+        assert!(receipt
+            .verify_inclusion(&7u64.to_be_bytes(), &trust, now())
+            .is_err());
+        assert!(receipt.verify_consistency(&root, &trust, now()).is_err());
+
+        // Consistency from 5 to 11, against the true old root and another.
+        let old = merkle::root(&tree, 5).unwrap();
+        let path = merkle::consistency_proof(&tree, 5, 11).unwrap().unwrap();
+        let bytes = Proof::Consistency {
+            old: 5,
+            new: 11,
+            path,
+        }
+        .sign(&root, &key, &kid);
+        let receipt = Receipt::parse(&bytes).unwrap();
+        assert_eq!(
+            receipt.verify_consistency(&old, &trust, now()),
+            Ok((11, root))
+        );
+        assert!(receipt.verify_consistency(&root, &trust, now()).is_err());
+
+        // Signed over another root, or by the supervision key: refused.
+        let head = TreeHead {
+            size: 11,
+            root,
+            time: now(),
+        };
+        assert_eq!(TreeHead::verify(&head.sign(&key, &kid), &trust), Ok(head));
+        let (other, other_kid) =
+            KeyRing::service_signing_key(dir.path(), Purpose::Supervision).unwrap();
+        let by_other = Proof::Consistency {
+            old: 11,
+            new: 11,
+            path: vec![],
+        }
+        .sign(&root, &other, &other_kid);
+        assert!(matches!(
+            Receipt::parse(&by_other)
+                .unwrap()
+                .verify_consistency(&root, &trust, now()),
+            Err(LogError::UnknownKey { .. })
+        ));
+        assert!(TreeHead::verify(&head.sign(&other, &other_kid), &trust).is_err());
+    }
+
+    #[test]
+    fn any_bytes_are_refused_or_read_never_panic() {
+        let (_dir, trust, key, kid) = log_key();
+        let tree = tree(3);
+        let root = merkle::root(&tree, 3).unwrap();
+        let path = merkle::inclusion_proof(&tree, 2, 3).unwrap().unwrap();
+        let good = Proof::Inclusion {
+            size: 3,
+            index: 2,
+            path,
+        }
+        .sign(&root, &key, &kid);
+        let mut rng = rand::thread_rng();
+        use rand::Rng;
+        for _ in 0..20_000 {
+            let mut bytes = good.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let at = rng.gen_range(0..bytes.len());
+                bytes[at] = rng.gen();
+            }
+            bytes.truncate(rng.gen_range(0..=bytes.len()));
+            if let Ok(receipt) = Receipt::parse(&bytes) {
+                let _ = receipt.verify_inclusion(&2u64.to_be_bytes(), &trust, now());
+                let _ = receipt.verify_consistency(&root, &trust, now());
+            }
+            let _ = TreeHead::verify(&bytes, &trust);
+        }
+    }
 }

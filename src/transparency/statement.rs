@@ -30,10 +30,7 @@ impl StatusStatement<'_> {
             (Value::from(2), Value::from(self.version)),
             (Value::from(3), Value::from(self.kind.as_str())),
             (Value::from(4), Value::from(self.at)),
-            (
-                Value::from(5),
-                self.reason.map_or(Value::Null, Value::from),
-            ),
+            (Value::from(5), self.reason.map_or(Value::Null, Value::from)),
         ]);
         let mut payload = Vec::new();
         ciborium::into_writer(&map, &mut payload).expect("writing CBOR to a Vec cannot fail");

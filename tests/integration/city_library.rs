@@ -168,6 +168,28 @@ async fn the_receiver_holds_exactly_the_services_events_each_verified() {
         "every record verifies against the trust list: {report}"
     );
     assert_eq!(report["by_kind"]["revoked"], LICENCES / 10, "{report}");
+    assert_eq!(
+        report["logged"], total,
+        "every pushed event's receipt proves it in the county's log: {report}"
+    );
+    assert_eq!(report["log"]["problems"], json!([]), "{report}");
+    // The trees the pushes showed are all extended by the county's latest head.
+    let checked = Command::new(env!("CARGO_BIN_EXE_city-library"))
+        .args(["log-check", "--source", &base])
+        .args([
+            "--db",
+            library_db.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 
     // A second receiver catches up by pulling.
     let pulled = Command::new(env!("CARGO_BIN_EXE_city-library"))
@@ -188,6 +210,8 @@ async fn the_receiver_holds_exactly_the_services_events_each_verified() {
     let pulled: Value = serde_json::from_slice(&pulled.stdout).unwrap();
     assert_eq!(pulled["new"], total);
     assert_eq!(pulled["report"]["verified"], total);
+    assert_eq!(pulled["report"]["logged"], total);
+    assert_eq!(pulled["report"]["log"]["problems"], json!([]));
 
     // The supervision platform holds the whole trail, checked, and the county's trail extends
     // the checkpoint it holds.

@@ -353,11 +353,11 @@ async fn a_lost_race_leaves_no_gap_in_event_seqs() {
             .app
             .store
             .append_status(
-            &stale,
-            (EventKind::Revoked, "2026-12-03T00:00:00Z", Some("b")),
-            b"statement",
-            &entry,
-        )
+                &stale,
+                (EventKind::Revoked, "2026-12-03T00:00:00Z", Some("b")),
+                b"statement",
+                &entry,
+            )
             .await;
         assert!(
             matches!(lost, Err(elicence::store::StoreError::Conflict)),

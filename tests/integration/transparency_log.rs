@@ -51,7 +51,12 @@ async fn an_outsider_proves_every_change_is_logged_and_the_log_only_grew() {
     let mut ids = Vec::new();
     let mut licences = Vec::new();
     for n in 0..3 {
-        let issued: Value = s.issue(&clerk, FOOD, &format!("LOG-{n}")).await.json().await.unwrap();
+        let issued: Value = s
+            .issue(&clerk, FOOD, &format!("LOG-{n}"))
+            .await
+            .json()
+            .await
+            .unwrap();
         ids.push(issued["id"].as_str().unwrap().to_string());
         licences.push(issued["licence_id"].as_str().unwrap().to_string());
     }
@@ -61,7 +66,12 @@ async fn an_outsider_proves_every_change_is_logged_and_the_log_only_grew() {
     assert_eq!(first.size, 3);
 
     s.t.app
-        .change_status(&Actor::local_operator(), &licences[1], EventKind::Revoked, Some("注销"))
+        .change_status(
+            &Actor::local_operator(),
+            &licences[1],
+            EventKind::Revoked,
+            Some("注销"),
+        )
         .await
         .unwrap();
     let (_, head) = get_bytes(&s, "/api/v1/log/head").await;
@@ -80,16 +90,31 @@ async fn an_outsider_proves_every_change_is_logged_and_the_log_only_grew() {
         })
         .collect();
     assert_eq!(sizes, [3, 4]);
-    assert_eq!(s.get_json("/api/v1/log/heads?after=3", None).await["heads"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.get_json("/api/v1/log/heads?after=3", None).await["heads"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let (_, consistency) = get_bytes(&s, "/api/v1/log/consistency?from=3&to=4").await;
     let receipt = Receipt::parse(&consistency).unwrap();
     assert_eq!(
-        receipt.verify_consistency(&first.root, &trust, now()).unwrap(),
+        receipt
+            .verify_consistency(&first.root, &trust, now())
+            .unwrap(),
         (4, second.root)
     );
     let rewritten = elicence::transparency::merkle::leaf_hash(&first.root);
-    assert!(receipt.verify_consistency(&rewritten, &trust, now()).is_err());
-    for (query, status) in [("from=0&to=4", 400), ("from=5&to=4", 400), ("from=1&to=99", 404), ("from=x&to=4", 400)] {
+    assert!(receipt
+        .verify_consistency(&rewritten, &trust, now())
+        .is_err());
+    for (query, status) in [
+        ("from=0&to=4", 400),
+        ("from=5&to=4", 400),
+        ("from=1&to=99", 404),
+        ("from=x&to=4", 400),
+    ] {
         let (got, _) = get_bytes(&s, &format!("/api/v1/log/consistency?{query}")).await;
         assert_eq!(got, status, "{query}");
     }
@@ -103,7 +128,10 @@ async fn an_outsider_proves_every_change_is_logged_and_the_log_only_grew() {
         let entry = match event["statement"].as_str() {
             Some(statement) => {
                 let statement = base64.decode(statement).unwrap();
-                let typ = Envelope::parse(&statement).unwrap().typ().map(str::to_string);
+                let typ = Envelope::parse(&statement)
+                    .unwrap()
+                    .typ()
+                    .map(str::to_string);
                 assert_eq!(typ.as_deref(), Some(statement::MEDIA_TYPE));
                 assert_eq!(event["kind"], "revoked");
                 statement
@@ -112,19 +140,30 @@ async fn an_outsider_proves_every_change_is_logged_and_the_log_only_grew() {
         };
         let receipt = base64.decode(event["receipt"].as_str().unwrap()).unwrap();
         let receipt = Receipt::parse(&receipt).unwrap();
-        assert_eq!(receipt.verify_inclusion(&entry, &trust, now()).unwrap(), (4, second.root));
+        assert_eq!(
+            receipt.verify_inclusion(&entry, &trust, now()).unwrap(),
+            (4, second.root)
+        );
         // The same receipt does not prove another entry.
-        assert!(receipt.verify_inclusion(b"not logged", &trust, now()).is_err());
+        assert!(receipt
+            .verify_inclusion(b"not logged", &trust, now())
+            .is_err());
 
         // The version's own receipt, at the latest head and at an earlier one.
         if event["statement"].is_null() {
             let id = event["metadata"]["ZZBS"].as_str().unwrap();
             let (_, bytes) = get_bytes(&s, &format!("/api/v1/log/receipts/{id}")).await;
             let receipt = Receipt::parse(&bytes).unwrap();
-            assert_eq!(receipt.verify_inclusion(&record, &trust, now()).unwrap(), (4, second.root));
+            assert_eq!(
+                receipt.verify_inclusion(&record, &trust, now()).unwrap(),
+                (4, second.root)
+            );
             let (_, bytes) = get_bytes(&s, &format!("/api/v1/log/receipts/{id}?size=3")).await;
             let receipt = Receipt::parse(&bytes).unwrap();
-            assert_eq!(receipt.verify_inclusion(&record, &trust, now()).unwrap(), (3, first.root));
+            assert_eq!(
+                receipt.verify_inclusion(&record, &trust, now()).unwrap(),
+                (3, first.root)
+            );
             assert!(matches!(receipt.proof, Proof::Inclusion { size: 3, .. }));
         }
     }
@@ -179,16 +218,29 @@ async fn an_edited_entry_and_a_rewritten_past_are_reported_by_log_verify_and_the
     let clerk = s.token(Some(MARKET_BUREAU), &[Role::Clerk]).await;
     let library = s.token(None, &[Role::Library]).await;
     for n in 0..3 {
-        assert_eq!(s.issue(&clerk, FOOD, &format!("EDIT-{n}")).await.status(), 201);
+        assert_eq!(
+            s.issue(&clerk, FOOD, &format!("EDIT-{n}")).await.status(),
+            201
+        );
     }
     let trust = s.t.dir.path().join("trust.json");
-    let list = s.client.get(s.url("/.well-known/elicence/trust.json")).send().await.unwrap();
+    let list = s
+        .client
+        .get(s.url("/.well-known/elicence/trust.json"))
+        .send()
+        .await
+        .unwrap();
     std::fs::write(&trust, list.bytes().await.unwrap()).unwrap();
     let library_db = s.t.dir.path().join("library.sqlite");
     let city = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_city-library"))
             .args(args)
-            .args(["--db", library_db.to_str().unwrap(), "--trust", trust.to_str().unwrap()])
+            .args([
+                "--db",
+                library_db.to_str().unwrap(),
+                "--trust",
+                trust.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         let report: Value = serde_json::from_slice(&out.stdout)
@@ -238,13 +290,22 @@ async fn an_edited_entry_and_a_rewritten_past_are_reported_by_log_verify_and_the
     // … then rebuilds the tree from the edited entries and hides the old heads: the county's
     // new head of the same size is a fork to the library, and `log verify` sees no head left
     // to betray it only because the heads went too — the library kept its own.
-    sqlx::query("DELETE FROM log_nodes").execute(&pool).await.unwrap();
-    sqlx::query("DELETE FROM log_heads").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM log_nodes")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM log_heads")
+        .execute(&pool)
+        .await
+        .unwrap();
     app.catch_up_log().await.unwrap();
     let (code, report) = city(&["log-check", "--source", &s.base]);
     assert_eq!(code, Some(2), "{report}");
     let problems = report["log"]["problems"].to_string();
-    assert!(problems.contains("fork: the county signed two different trees of 3 entries"), "{problems}");
+    assert!(
+        problems.contains("fork: the county signed two different trees of 3 entries"),
+        "{problems}"
+    );
 
     // One more licence: the county's log of 4 no longer extends the tree of 3 the library kept.
     assert_eq!(s.issue(&clerk, FOOD, "EDIT-3").await.status(), 201);
@@ -265,7 +326,10 @@ async fn an_edited_entry_and_a_rewritten_past_are_reported_by_log_verify_and_the
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("DELETE FROM log_nodes").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM log_nodes")
+        .execute(&pool)
+        .await
+        .unwrap();
     app.catch_up_log().await.unwrap();
     let report = app.verify_log().await.unwrap();
     assert!(
@@ -276,4 +340,147 @@ async fn an_edited_entry_and_a_rewritten_past_are_reported_by_log_verify_and_the
         "{:?}",
         report.problems
     );
+}
+
+#[tokio::test]
+async fn an_offline_verifier_checks_a_record_is_in_the_log_of_a_head_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database(dir.path()).await;
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_elicence"))
+            .args(args)
+            .env("ELICENCE_DATA_DIR", dir.path().join("data"))
+            .env("ELICENCE_KEYS_DIR", dir.path().join("keys"))
+            .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+            .env("ELICENCE_DATABASE_URL", &database.url)
+            .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code().unwrap(), stdout, stderr)
+    };
+    let ok = |args: &[&str]| {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        stdout
+    };
+    let example = ok(&["directory", "show", FOOD, "--example"]);
+    let mut issued = Vec::new();
+    for n in 0..3 {
+        let mut record: Value = serde_json::from_str(&example).unwrap();
+        record["number"] = format!("OFFLINE-{n}").into();
+        let file = path(&format!("{n}.json"));
+        std::fs::write(&file, record.to_string()).unwrap();
+        let printed = ok(&["issue", FOOD, "--file", &file]);
+        let mut lines = printed.lines().map(str::to_string);
+        issued.push((lines.next().unwrap(), lines.next().unwrap()));
+        if n == 1 {
+            let head: Value = serde_json::from_str(&ok(&[
+                "log",
+                "head",
+                "--out",
+                &path("head2.cose"),
+                "--json",
+            ]))
+            .unwrap();
+            assert_eq!(head["size"], 2);
+        }
+    }
+    ok(&["trust", "export", &path("trust.json")]);
+    ok(&[
+        "status-list",
+        "export",
+        "--issuer",
+        MARKET_BUREAU,
+        &path("list.cwt"),
+    ]);
+    ok(&[
+        "log",
+        "receipt",
+        &issued[0].0,
+        "--size",
+        "2",
+        "--out",
+        &path("r0.cose"),
+        "--record",
+        &path("rec0.cose"),
+    ]);
+    ok(&["log", "head"]); // of all three
+    ok(&[
+        "log",
+        "receipt",
+        &issued[1].0,
+        "--size",
+        "3",
+        "--out",
+        &path("r1.cose"),
+        "--record",
+        &path("rec1.cose"),
+    ]);
+    let verify = |qr: &str, head: &str, receipt: &str, record: &str| {
+        let (code, stdout, stderr) = run(&[
+            "verify",
+            "--offline",
+            "--trust",
+            &path("trust.json"),
+            "--status-list",
+            &path("list.cwt"),
+            qr,
+            "--log-head",
+            &path(head),
+            "--receipt",
+            &path(receipt),
+            "--record",
+            &path(record),
+        ]);
+        (code, stdout + &stderr)
+    };
+    let (code, text) = verify(&issued[0].1, "head2.cose", "r0.cose", "rec0.cose");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("logged: entry 0 of the county's log, in the tree of 2 entries"),
+        "{text}"
+    );
+    // Another version's record for this QR code; a receipt for another tree than the head's.
+    let (code, text) = verify(&issued[0].1, "head2.cose", "r0.cose", "rec1.cose");
+    assert_eq!(code, 2);
+    assert!(text.contains("not the record this QR code names"), "{text}");
+    let (code, text) = verify(&issued[1].1, "head2.cose", "r1.cose", "rec1.cose");
+    assert_eq!(code, 2);
+    assert!(
+        text.contains("the receipt is for the tree of 3 entries, the head for 2"),
+        "{text}"
+    );
+    // A head from elsewhere is not the log key's.
+    std::fs::write(path("forged.cose"), b"\xd2\x84\x40\xa0\x40\x40").unwrap();
+    let (code, text) = verify(&issued[0].1, "forged.cose", "r0.cose", "rec0.cose");
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("NOT shown to be in the county's log"),
+        "{text}"
+    );
+
+    let report = ok(&["log", "verify"]);
+    assert!(
+        report.contains("3 entries, 3 leaves, 2 signed heads checked"),
+        "{report}"
+    );
+    let (code, _, stderr) = run(&[
+        "log",
+        "receipt",
+        &issued[2].0,
+        "--size",
+        "2",
+        "--out",
+        &path("r2.cose"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("is logged after the tree of 2 entries"),
+        "{stderr}"
+    );
+    assert!(report.contains("the log is sound"), "{report}");
 }

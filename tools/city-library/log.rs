@@ -68,7 +68,11 @@ pub async fn check_receipt(
             Ok(true)
         }
         Err(e) => {
-            problem(tx, format!("event {seq}: not shown to be in the county's log: {e:#}")).await?;
+            problem(
+                tx,
+                format!("event {seq}: not shown to be in the county's log: {e:#}"),
+            )
+            .await?;
             Ok(false)
         }
     }
@@ -80,12 +84,13 @@ async fn keep_tree(
     size: u64,
     root: &[u8; 32],
 ) -> anyhow::Result<()> {
-    let inserted = sqlx::query("INSERT INTO log_trees (size, root) VALUES (?, ?) ON CONFLICT DO NOTHING")
-        .bind(size as i64)
-        .bind(root.to_vec())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    let inserted =
+        sqlx::query("INSERT INTO log_trees (size, root) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(size as i64)
+            .bind(root.to_vec())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
     if inserted == 1 {
         let roots: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM log_trees WHERE size = ?")
             .bind(size as i64)
@@ -139,7 +144,10 @@ pub async fn check_consistency(
         if size == 0 {
             continue; // the empty tree is a prefix of every tree
         }
-        let url = format!("{source}/api/v1/log/consistency?from={size}&to={}", head.size);
+        let url = format!(
+            "{source}/api/v1/log/consistency?from={size}&to={}",
+            head.size
+        );
         let proved = match fetch(&client, &url).await {
             Ok(bytes) => Receipt::parse(&bytes)
                 .map_err(anyhow::Error::from)
@@ -184,7 +192,9 @@ async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// What the log checks found: trees kept, and every problem.
-pub async fn report(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> anyhow::Result<serde_json::Value> {
+pub async fn report(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+) -> anyhow::Result<serde_json::Value> {
     let trees: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM log_trees")
         .fetch_one(&mut **tx)
         .await?;

@@ -412,7 +412,10 @@ async fn main() -> anyhow::Result<()> {
             log::check_consistency(&receiver.db, trust, source).await?;
             let report = receiver.report().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
-            if report["log"]["problems"].as_array().is_some_and(|p| !p.is_empty()) {
+            if report["log"]["problems"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+            {
                 std::process::exit(2);
             }
         }
