@@ -3,8 +3,9 @@
 # generic libraries (pycose, cbor2, cryptography) and the exported trust list: the proof that a
 # third party can build a verifier from docs/FORMATS.md. A tampered token must be refused. Then
 # reads licences' statuses from an exported Token Status List with the `token-status-list`
-# package (tools/check_status_list.py), and checks the OpenAPI document with an independent
-# validator.
+# package (tools/check_status_list.py), checks a transparency-log receipt against a signed head
+# (tools/check_receipt.py, with tools/rfc9162_check.py's RFC 9162 algorithms), and checks the
+# OpenAPI document with an independent validator.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${ELICENCE_BIN:-$root/target/debug/elicence}
@@ -60,6 +61,19 @@ if check_list "$revoked_qr=valid" > /dev/null; then
     exit 1
 fi
 echo "interop: statuses read from the Token Status List by token-status-list agree"
+# The last licence issued, proved in the county's log by a receipt against a signed head; another
+# version's record must not pass for it.
+"$bin" log head --out "$work/head.cose" > /dev/null
+"$bin" log receipt "${issued[0]}" --out "$work/receipt.cose" --record "$work/record.cose" > /dev/null
+"$bin" log receipt "$amended" --out "$work/other.cose" --record "$work/other-record.cose" > /dev/null
+"$bin" trust export "$work/trust.json" > /dev/null
+check_receipt() { "$venv/bin/python" "$root/tools/check_receipt.py" "$work/trust.json" "$work/head.cose" "$@"; }
+check_receipt "$work/receipt.cose" "$work/record.cose" | grep -q '"result": "logged"'
+if check_receipt "$work/receipt.cose" "$work/other-record.cose" > /dev/null; then
+    echo "interop: a receipt proved another record" >&2
+    exit 1
+fi
+echo "interop: a log receipt checked by pycose and the RFC 9162 algorithms against a signed head"
 # The OpenAPI document integrators generate clients from must be a valid OpenAPI 3 document.
 "$bin" openapi > "$work/openapi.json"
 "$venv/bin/openapi-spec-validator" "$work/openapi.json"

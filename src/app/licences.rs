@@ -5,7 +5,7 @@ use time::{Date, Duration};
 
 use crate::audit::Entry;
 use crate::directory::{Directory, LicenceType};
-use crate::identifiers::{LicenceKey, TypeCode, Uscc, VersionId};
+use crate::identifiers::{LicenceKey, TypeCode, VersionId};
 use crate::licence::{
     validate, Door, EventKind, FieldValue, LicenceVersion, Record, RecordInput, Standing,
     ValidationErrors,
@@ -223,28 +223,6 @@ impl App {
         let status_index = self.store.reserve_status_indexes(issuer, 1).await?[0];
         let verify_base = self.verify_base().await?;
         self.sign_reserved(licence_type, id, record, prev, status_index, verify_base)
-    }
-
-    /// The signed statement a status change is logged as (SPEC §16), by the department's
-    /// current key.
-    pub(crate) async fn status_statement(
-        &self,
-        issuer: &Uscc,
-        licence_id: &str,
-        version: u32,
-        (kind, at, reason): (EventKind, &str, Option<&str>),
-    ) -> Result<Vec<u8>> {
-        self.sync_keys().await?;
-        let keys = self.keys();
-        let (key, kid) = keys.signing_key(issuer)?;
-        let statement = StatusStatement {
-            licence_id,
-            version,
-            kind,
-            at,
-            reason,
-        };
-        Ok(statement.sign(key, &kid))
     }
 
     /// Signs a version whose status index is reserved already (batch conversion reserves many
@@ -549,14 +527,14 @@ impl App {
             ..entry.clone()
         };
         let at = time_util::format_rfc3339(time_util::now());
-        let statement = self
-            .status_statement(
-                &row.key.issuer,
-                &row.key.to_string(),
-                row.latest_version,
-                (kind, &at, reason),
-            )
-            .await?;
+        self.sync_keys().await?;
+        let statement = self.sign_statement(&StatusStatement {
+            licence_id: &row.key.to_string(),
+            version: row.latest_version,
+            kind,
+            at: &at,
+            reason,
+        })?;
         let change = (kind, at.as_str(), reason);
         let seq = self
             .store

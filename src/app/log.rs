@@ -33,23 +33,21 @@ pub struct LogReport {
     pub leaves: u64,
     /// Signed heads checked.
     pub heads: u64,
+    /// Leaves the log lacked when this process opened the store (a database from before the
+    /// log, or events logged by an instance without it), appended then — before this check.
+    pub caught_up_at_open: u64,
     /// Everything that does not hold, one line each; empty when the log is sound.
     pub problems: Vec<String>,
 }
 
 impl App {
     /// Logs every event the log does not hold yet (a database from before the log): status
-    /// changes without a statement get one signed now by their department's current key.
-    pub async fn catch_up_log(&self) -> Result<()> {
+    /// changes without a statement get one signed now (see [`App::sign_statement`]). Returns
+    /// how many leaves it appended.
+    pub async fn catch_up_log(&self) -> Result<u64> {
         let appended = self
             .store
             .catch_up_log(|event| {
-                let licence = LicenceRef::parse(&event.licence_id).map_err(|e| e.to_string())?;
-                let key = licence.key();
-                let keys = self.keys();
-                let (signing_key, kid) = keys
-                    .signing_key(&key.issuer)
-                    .map_err(|e| format!("event {}: {e}", event.seq))?;
                 let statement = StatusStatement {
                     licence_id: &event.licence_id,
                     version: event.version,
@@ -57,7 +55,8 @@ impl App {
                     at: &event.at,
                     reason: event.reason.as_deref(),
                 };
-                Ok(statement.sign(signing_key, &kid))
+                self.sign_statement(&statement)
+                    .map_err(|e| format!("event {}: {e}", event.seq))
             })
             .await?;
         if appended > 0 {
@@ -66,7 +65,23 @@ impl App {
                 "logged the events the transparency log did not hold"
             );
         }
-        Ok(())
+        Ok(appended)
+    }
+
+    /// The signed statement a status change is logged as (SPEC §16): by the department's current
+    /// key, or by the log key when the department has none usable (every signer revoked after a
+    /// compromise): a revocation must still be possible, and logged.
+    pub(crate) fn sign_statement(&self, statement: &StatusStatement<'_>) -> Result<Vec<u8>> {
+        let licence = LicenceRef::parse(statement.licence_id)?;
+        if let Ok((key, kid)) = self.keys().signing_key(&licence.key().issuer) {
+            return Ok(statement.sign(key, &kid));
+        }
+        tracing::warn!(
+            licence = statement.licence_id,
+            "no usable department key: the status change is signed by the log key"
+        );
+        let (key, kid) = self.log_key()?;
+        Ok(statement.sign(&key, &kid))
     }
 
     /// The log key and its kid (keys/log.*.pem).
@@ -101,10 +116,11 @@ impl App {
                 return Ok(head);
             }
         }
+        // The time first: a larger head is never dated before a smaller one.
+        let time = time_util::now().unix_timestamp();
         let size = self.store.log_size().await?;
         let nodes = self.nodes_for(|r| merkle::root(r, size)).await?;
         let root = merkle::root(&nodes, size).map_err(corrupt)?;
-        let time = time_util::now().unix_timestamp();
         let (key, kid) = self.log_key()?;
         let head = TreeHead { size, root, time }.sign(&key, &kid);
         let stored = StoredHead {
@@ -175,9 +191,10 @@ impl App {
     /// The consistency receipt between the trees of `from` and `to` leaves; `to` must have a
     /// head (the receipt signs its root).
     pub async fn consistency_receipt(&self, from: u64, to: u64) -> Result<Vec<u8>> {
-        if from == 0 || from > to {
+        // RFC 9162 has no proof between a tree and itself: compare the roots.
+        if from == 0 || from >= to {
             return Err(AppError::BadInput(format!(
-                "from: must be at least 1 and at most to ({to}), not {from}"
+                "from: must be at least 1 and less than to ({to}), not {from}"
             )));
         }
         let head = self.head_of_size(to).await?;
@@ -186,7 +203,7 @@ impl App {
             .await?;
         let path = merkle::consistency_proof(&nodes, from, to)
             .map_err(corrupt)?
-            .expect("0 < from <= to checked above");
+            .expect("0 < from < to checked above");
         let (key, kid) = self.log_key()?;
         Ok(Proof::Consistency {
             old: from,
@@ -234,8 +251,12 @@ impl App {
     /// verify`): every leaf is its event's entry hashed, every stored subtree is its leaves'
     /// root, every head is signed by the log key and states the root its size has.
     pub async fn verify_log(&self) -> Result<LogReport> {
-        let mut report = LogReport::default();
+        let mut report = LogReport {
+            caught_up_at_open: self.log_caught_up_at_open,
+            ..LogReport::default()
+        };
         let mut tree = MemoryTree::default();
+        let mut missing = std::collections::HashSet::new();
         let mut after = 0;
         loop {
             let entries = self.store.log_entries_after(after, 1000).await?;
@@ -258,60 +279,75 @@ impl App {
                         event.licence_id,
                         event.version
                     ));
+                    missing.insert(tree.size());
                     tree.push([0; 32]);
                     continue;
                 };
                 tree.push(merkle::leaf_hash(bytes));
             }
         }
-        self.compare_stored_nodes(&tree, &mut report).await?;
+        self.compare_stored_nodes(&tree, &missing, &mut report)
+            .await?;
         self.check_heads(&tree, &mut report).await?;
         Ok(report)
     }
 
-    /// The stored tree against the entries: every leaf against its entry's hash, every stored
-    /// interior subtree against the root of the stored leaves under it (so an edited entry is
-    /// reported once, at its leaf, and a tampered interior node at its own place).
+    /// The stored tree against the entries: every leaf against its entry's hash (`missing`:
+    /// leaves whose entry is gone, reported already), every stored interior subtree against the
+    /// root of the stored leaves under it (so an edited entry is reported once, at its leaf),
+    /// and every level holding each perfect subtree its leaves make.
     async fn compare_stored_nodes(
         &self,
         entries: &MemoryTree,
+        missing: &std::collections::HashSet<u64>,
         report: &mut LogReport,
     ) -> Result<()> {
         use merkle::Nodes;
         let mut stored_leaves = MemoryTree::default();
         for level in 0..64u32 {
             let mut from = 0;
-            let mut any = false;
             loop {
                 let nodes = self.store.log_level(level, from, 10_000).await?;
                 let Some(&(last, _)) = nodes.last() else {
                     break;
                 };
-                any = true;
                 from = last + 1;
                 for (index, stored) in nodes {
-                    if level == 0 {
-                        report.leaves += 1;
-                        if index != stored_leaves.size() {
-                            report
-                                .problems
-                                .push(format!("leaf {} is missing", stored_leaves.size()));
-                        }
-                        stored_leaves.push(stored);
-                        if entries.perfect(0, index).is_ok_and(|entry| entry != stored) {
+                    if level > 0 {
+                        if stored_leaves.perfect(level, index).ok() != Some(stored) {
                             report.problems.push(format!(
-                                "leaf {index} (event {}) is not the hash of the event's entry: the entry was changed",
-                                index + 1
+                                "the stored subtree at level {level}, index {index} is not the root of the leaves under it"
                             ));
                         }
-                    } else if stored_leaves.perfect(level, index).ok() != Some(stored) {
+                        continue;
+                    }
+                    report.leaves += 1;
+                    if index != stored_leaves.size() {
+                        report
+                            .problems
+                            .push(format!("leaf {} is missing", stored_leaves.size()));
+                    }
+                    stored_leaves.push(stored);
+                    let edited = entries.perfect(0, index).is_ok_and(|entry| entry != stored);
+                    if edited && !missing.contains(&index) {
                         report.problems.push(format!(
-                            "the stored subtree at level {level}, index {index} is not the root of the leaves under it"
+                            "leaf {index} (event {}) is not the hash of the event's entry: the entry was changed",
+                            index + 1
                         ));
                     }
                 }
             }
-            if !any {
+            let expected = report.leaves >> level;
+            if level > 0 {
+                let held = self.store.log_level_count(level).await?;
+                if held != expected {
+                    report.problems.push(format!(
+                        "level {level} holds {held} stored subtrees where {} leaves make {expected}",
+                        report.leaves
+                    ));
+                }
+            }
+            if expected == 0 {
                 break;
             }
         }

@@ -192,6 +192,8 @@ pub struct App {
     pub jobs: jobs::JobSlots,
     /// Whether writes work, and the audit records held while they do not.
     pub write_health: health::WriteHealth,
+    /// Leaves the transparency log lacked when this process opened the store, appended then.
+    log_caught_up_at_open: u64,
 }
 
 impl App {
@@ -233,7 +235,7 @@ impl App {
             BlobStoreKind::Folder => Blobs::Folder(settings.data_dir.join("blobs")),
             BlobStoreKind::Database => Blobs::Database(store.clone()),
         };
-        let app = App {
+        let mut app = App {
             settings,
             blobs,
             store,
@@ -246,8 +248,9 @@ impl App {
             write_health: health::WriteHealth::default(),
             keys: RwLock::new(keys),
             trust: RwLock::new(trust),
+            log_caught_up_at_open: 0,
         };
-        app.catch_up_log().await?;
+        app.log_caught_up_at_open = app.catch_up_log().await?;
         Ok(app)
     }
 

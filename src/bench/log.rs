@@ -52,6 +52,12 @@ impl LogReport {
 /// Grows a scratch log to each of `sizes` (ascending), measuring appends on the way and
 /// receipts at each size.
 pub async fn run(app: &App, sizes: &[u64]) -> anyhow::Result<LogReport> {
+    if app.store.last_seq().await? != 0 || app.store.log_size().await? != 0 {
+        anyhow::bail!(
+            "bench log runs on an empty database only: its leaves belong to no event, and no \
+             event could be logged after them"
+        );
+    }
     let backend = backend_name(app);
     let mut reports = Vec::new();
     let mut proof_sizes = Vec::new();

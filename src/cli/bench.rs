@@ -57,7 +57,8 @@ pub enum BenchCommand {
         /// Tree sizes to grow a scratch log to and measure receipts at (ascending).
         #[arg(long, value_delimiter = ',', default_value = "100000")]
         entries: Vec<u64>,
-        /// Run on this database instead of a fresh SQLite file (e.g. a PostgreSQL URL).
+        /// Run on this empty database instead of a fresh SQLite file (e.g. a PostgreSQL URL);
+        /// its log holds leaves of no event afterwards, so it is good for nothing else.
         #[arg(long)]
         database_url: Option<String>,
     },

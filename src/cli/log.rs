@@ -81,6 +81,12 @@ pub(super) async fn run(app: &App, command: LogCommand, json: bool) -> Result<i3
                     "{} entries, {} leaves, {} signed heads checked",
                     report.entries, report.leaves, report.heads
                 )];
+                if report.caught_up_at_open > 0 {
+                    lines.push(format!(
+                        "note: the log lacked {} leaves when opened, and they were appended first",
+                        report.caught_up_at_open
+                    ));
+                }
                 lines.extend(report.problems.iter().map(|p| format!("PROBLEM: {p}")));
                 if report.problems.is_empty() {
                     lines.push("the log is sound".into());

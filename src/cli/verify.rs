@@ -83,28 +83,25 @@ pub(super) fn run_offline(args: VerifyArgs, json: bool) -> Result<i32, AppError>
     else {
         return Ok(report(&verification, json));
     };
+    // One answer: the verification, and where the record stands in the log (or why not).
     let logged = check_logged(token, [head, receipt, record], &store);
-    let code = report(&verification, json);
-    match logged {
-        Ok(logged) => {
-            print(json, &serde_json::json!({ "logged": logged }), || {
-                format!(
-                    "logged: entry {} of the county's log, in the tree of {} entries signed at {}",
-                    logged.index, logged.size, logged.head_time
-                )
-            });
-            Ok(code)
-        }
-        Err(e) => {
-            let reason = e.to_string();
-            print(
-                json,
-                &serde_json::json!({ "logged": null, "reason": reason }),
-                || format!("NOT shown to be in the county's log: {reason}"),
-            );
-            Ok(2)
-        }
-    }
+    let mut answer = serde_json::to_value(&verification).expect("a verification serialises");
+    answer["logged"] = match &logged {
+        Ok(logged) => serde_json::json!(logged),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    print(json, &answer, || {
+        let line = match &logged {
+            Ok(l) => format!(
+                "logged: entry {} of the county's log, in the tree of {} entries signed at {}",
+                l.index, l.size, l.head_time
+            ),
+            Err(e) => format!("NOT shown to be in the county's log: {e}"),
+        };
+        format!("{}\n{line}", describe(&verification))
+    });
+    let valid = verification.result == Outcome::Valid;
+    Ok(if valid && logged.is_ok() { 0 } else { 2 })
 }
 
 /// Checks the record's place in the log from the head, receipt and record files.
@@ -112,7 +109,7 @@ fn check_logged(
     token: &[u8],
     [head, receipt, record]: [&PathBuf; 3],
     trust: &TrustStore,
-) -> Result<crate::transparency::Logged, AppError> {
+) -> Result<crate::transparency::InLog, AppError> {
     let read = |path: &PathBuf| std::fs::read(path).map_err(|e| bad_file(path, e));
     let qr_token = Envelope::parse(token)
         .ok()

@@ -27,9 +27,10 @@ pub async fn head(State(state): State<SharedState>) -> ApiResult<Response> {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HeadsQuery {
     /// Heads of more entries than this (all without).
-    after: Option<u64>,
+    after: Option<i64>,
 }
 
 /// `{"heads": [base64 COSE_Sign1, …]}`, smallest first.
@@ -44,7 +45,8 @@ pub async fn heads(
     query: Result<Query<HeadsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Heads>> {
     let Query(q) = query?;
-    let heads = state.app.log_heads_after(q.after).await?;
+    let after = q.after.map(|a| tree_size("after", a)).transpose()?;
+    let heads = state.app.log_heads_after(after).await?;
     let base64 = base64::engine::general_purpose::STANDARD;
     Ok(Json(Heads {
         heads: heads.iter().map(|h| base64.encode(&h.head)).collect(),
@@ -53,9 +55,10 @@ pub async fn heads(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReceiptQuery {
     /// The tree size of a signed head to prove inclusion in (the latest head without).
-    size: Option<u64>,
+    size: Option<i64>,
 }
 
 #[utoipa::path(get, path = "/api/v1/log/receipts/{id}", tag = "transparency log", params(("id" = String, Path, description = "A version identifier"), ReceiptQuery), responses((status = 200, description = "The version's inclusion receipt (RFC 9942, RFC9162_SHA256): its full record in the tree of a signed head", content_type = "application/cose"), (status = 400, body = crate::http::error::ErrorBody), (status = 404, body = crate::http::error::ErrorBody)))]
@@ -65,16 +68,18 @@ pub async fn receipt(
     query: Result<Query<ReceiptQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query?;
-    Ok(cose(state.app.inclusion_receipt(&id, q.size).await?))
+    let size = q.size.map(|s| tree_size("size", s)).transpose()?;
+    Ok(cose(state.app.inclusion_receipt(&id, size).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
     /// The older tree's size (at least 1).
-    from: u64,
+    from: i64,
     /// The newer tree's size: one with a signed head.
-    to: u64,
+    to: i64,
 }
 
 #[utoipa::path(get, path = "/api/v1/log/consistency", tag = "transparency log", params(ConsistencyQuery), responses((status = 200, description = "A consistency receipt (RFC 9942, RFC9162_SHA256) from the tree of `from` entries to the signed tree of `to`", content_type = "application/cose"), (status = 400, body = crate::http::error::ErrorBody), (status = 404, body = crate::http::error::ErrorBody)))]
@@ -83,5 +88,16 @@ pub async fn consistency(
     query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(q) = query?;
-    Ok(cose(state.app.consistency_receipt(q.from, q.to).await?))
+    let (from, to) = (tree_size("from", q.from)?, tree_size("to", q.to)?);
+    Ok(cose(state.app.consistency_receipt(from, to).await?))
+}
+
+/// A tree size from a query parameter: a whole number, not negative (signed in the interface,
+/// as every integer of this API, so that the OpenAPI document's bounds are the real ones).
+fn tree_size(name: &str, value: i64) -> Result<u64, ApiError> {
+    u64::try_from(value).map_err(|_| {
+        ApiError::App(crate::app::AppError::BadInput(format!(
+            "{name}: a tree size cannot be negative"
+        )))
+    })
 }

@@ -67,6 +67,11 @@ impl SignerCert {
     pub fn der(&self) -> &[u8] {
         &self.der
     }
+
+    /// Whether the certificate chains to a pinned root at some time.
+    pub fn chains(&self) -> bool {
+        self.valid_window.is_some()
+    }
 }
 
 /// The parsed trust list: the signer certificates, each with the span in which it chains to a
@@ -145,6 +150,18 @@ impl TrustStore {
 
     /// The service's key for `purpose` with this kid, when it chains to a pinned root with the
     /// purpose's EKU and is within its validity at `at` (seconds since the epoch).
+    /// The keys of `purpose` named `kid` that chain to a pinned root at some time.
+    pub fn service_keys_of<'a>(
+        &'a self,
+        purpose: Purpose,
+        kid: &'a [u8],
+    ) -> impl Iterator<Item = &'a VerifyingKey> {
+        self.service_keys
+            .iter()
+            .filter(move |k| k.purpose == purpose && k.kid == kid && k.valid_window.is_some())
+            .map(|k| &k.key)
+    }
+
     pub fn service_key(&self, purpose: Purpose, kid: &[u8], at: i64) -> Option<&VerifyingKey> {
         self.service_keys
             .iter()

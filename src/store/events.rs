@@ -127,7 +127,7 @@ async fn next_event_seq(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64
 
 /// What an event is logged as (SPEC §16).
 #[derive(Debug, Clone, Copy)]
-pub enum Logged<'a> {
+pub enum EventEntry<'a> {
     /// A new version: its full-record COSE_Sign1.
     Version(&'a [u8]),
     /// A status change: its signed statement, kept beside the event.
@@ -183,7 +183,7 @@ pub(super) async fn insert_event(
     at: &str,
     reason: Option<&str>,
     actor: &str,
-    logged: Logged<'_>,
+    logged: EventEntry<'_>,
 ) -> Result<i64> {
     let seq = next_event_seq(tx).await?;
     let seq: i64 = sqlx::query(
@@ -203,8 +203,8 @@ pub(super) async fn insert_event(
     .await?
     .try_get("seq")?;
     let entry = match logged {
-        Logged::Version(full_record) => full_record,
-        Logged::Statement(statement) => {
+        EventEntry::Version(full_record) => full_record,
+        EventEntry::Statement(statement) => {
             insert_statement(tx, seq, statement).await?;
             statement
         }

@@ -6,7 +6,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::events::{insert_event, insert_issued_events, parse_kind, Logged};
+use super::events::{insert_event, insert_issued_events, parse_kind, EventEntry};
 use super::versions::{insert_version, insert_versions};
 use super::{placeholders, Result, Store, StoreError};
 use crate::audit::Entry;
@@ -180,7 +180,7 @@ impl Store {
             .map_err(conflict_on_unique)?;
         let at = time_util::format_rfc3339(version.issued_at);
         let change = (version.id.version, kind, at.as_str(), reason);
-        let logged = Logged::Version(&version.full_record);
+        let logged = EventEntry::Version(&version.full_record);
         self.commit_event(tx, licence, change, logged, audit).await
     }
 
@@ -196,7 +196,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx).await?;
         let change = (licence.latest_version, kind, at, reason);
-        let logged = Logged::Statement(statement);
+        let logged = EventEntry::Statement(statement);
         self.commit_event(tx, licence, change, logged, audit).await
     }
 
@@ -208,7 +208,7 @@ impl Store {
         mut tx: sqlx::Transaction<'static, sqlx::Any>,
         licence: &LicenceRow,
         (version, kind, at, reason): (u32, EventKind, &str, Option<&str>),
-        logged: Logged<'_>,
+        logged: EventEntry<'_>,
         audit: &Entry,
     ) -> Result<i64> {
         let actor = &audit.actor;

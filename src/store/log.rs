@@ -80,11 +80,25 @@ pub(super) async fn insert_statement(
 }
 
 async fn log_size_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<u64> {
+    size_in(&mut **tx).await
+}
+
+/// Leaves in the log: one past the last leaf's index (the primary key's order, no scan).
+async fn size_in<'e, E>(executor: E) -> Result<u64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let last: Option<i64> = sqlx::query("SELECT MAX(idx) AS last FROM log_nodes WHERE level = 0")
-        .fetch_one(&mut **tx)
+        .fetch_one(executor)
         .await?
         .try_get("last")?;
     Ok(last.map_or(0, |l| l as u64 + 1))
+}
+
+/// A stored hash, which must be 32 bytes.
+fn stored_hash(bytes: Vec<u8>, what: &str) -> Result<Hash> {
+    Hash::try_from(bytes.as_slice())
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
 }
 
 /// The stored perfect subtrees among `wanted`.
@@ -106,9 +120,7 @@ where
         query = query.bind(i64::from(*level)).bind(*index as i64);
     }
     for row in query.fetch_all(executor).await? {
-        let hash: Vec<u8> = row.try_get("hash")?;
-        let hash = Hash::try_from(hash.as_slice())
-            .map_err(|_| StoreError::Corrupt("a log node is not 32 bytes".into()))?;
+        let hash = stored_hash(row.try_get("hash")?, "a log node")?;
         let level: i64 = row.try_get("level")?;
         let index: i64 = row.try_get("idx")?;
         known.0.insert((level as u32, index as u64), hash);
@@ -119,15 +131,10 @@ where
 impl Store {
     /// Leaves in the log (committed).
     pub async fn log_size(&self) -> Result<u64> {
-        let last: Option<i64> =
-            sqlx::query("SELECT MAX(idx) AS last FROM log_nodes WHERE level = 0")
-                .fetch_one(&self.reader)
-                .await?
-                .try_get("last")?;
-        Ok(last.map_or(0, |l| l as u64 + 1))
+        size_in(&self.reader).await
     }
 
-    /// The perfect subtrees among `wanted` (one query; proofs and roots need O(log n) of them).
+    /// The perfect subtrees among `wanted` (a query per 200; a root or a proof needs O(log n)).
     pub async fn log_nodes(&self, wanted: &[(u32, u64)]) -> Result<KnownNodes> {
         let mut known = KnownNodes::default();
         // 2 parameters a node: 400 a query.
@@ -148,6 +155,16 @@ impl Store {
         Ok(())
     }
 
+    /// How many perfect subtrees are stored at `level`.
+    pub async fn log_level_count(&self, level: u32) -> Result<u64> {
+        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM log_nodes WHERE level = $1")
+            .bind(i64::from(level))
+            .fetch_one(&self.reader)
+            .await?
+            .try_get("n")?;
+        Ok(count as u64)
+    }
+
     /// Every stored perfect subtree at `level` from index `from`, at most `limit` (`log verify`).
     pub async fn log_level(&self, level: u32, from: u64, limit: i64) -> Result<Vec<(u64, Hash)>> {
         sqlx::query(
@@ -160,9 +177,7 @@ impl Store {
         .await?
         .iter()
         .map(|row| {
-            let hash: Vec<u8> = row.try_get("hash")?;
-            let hash = Hash::try_from(hash.as_slice())
-                .map_err(|_| StoreError::Corrupt("a log node is not 32 bytes".into()))?;
+            let hash = stored_hash(row.try_get("hash")?, "a log node")?;
             Ok((row.try_get::<i64, _>("idx")? as u64, hash))
         })
         .collect()
@@ -223,9 +238,12 @@ impl Store {
     /// The seq of the event that made version `version` of licence `licence_id` (its leaf is
     /// seq − 1).
     pub async fn version_event_seq(&self, licence_id: &str, version: u32) -> Result<Option<i64>> {
+        // Through the licence's unique identifier, then its events by (licence, change_no)'s
+        // index: a public route must not scan the events.
         let row = sqlx::query(
-            "SELECT seq FROM events WHERE licence_id = $1 AND version = $2
-             AND kind IN ('issued', 'amended', 'renewed')",
+            "SELECT e.seq FROM licences l JOIN events e ON e.licence = l.id
+             WHERE l.licence_id = $1 AND e.version = $2
+             AND e.kind IN ('issued', 'amended', 'renewed')",
         )
         .bind(licence_id)
         .bind(i64::from(version))
@@ -337,11 +355,9 @@ where
 }
 
 fn stored_head(row: &sqlx::any::AnyRow) -> Result<StoredHead> {
-    let root: Vec<u8> = row.try_get("root")?;
     Ok(StoredHead {
         size: row.try_get::<i64, _>("size")? as u64,
-        root: Hash::try_from(root.as_slice())
-            .map_err(|_| StoreError::Corrupt("a log head's root is not 32 bytes".into()))?,
+        root: stored_hash(row.try_get("root")?, "a log head's root")?,
         time: row.try_get("time")?,
         head: row.try_get("head")?,
     })

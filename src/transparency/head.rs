@@ -34,6 +34,10 @@ impl TreeHead {
     /// The head in `bytes` when a log key of `trust` valid at its time signed it.
     pub fn verify(bytes: &[u8], trust: &TrustStore) -> Result<TreeHead, LogError> {
         let envelope = Envelope::parse(bytes).map_err(|e| malformed("tree head", e))?;
+        // The log key also signs statements (typed): a head has no typ.
+        if envelope.typ().is_some() {
+            return Err(malformed("tree head", "a typed envelope is not a head"));
+        }
         let head = TreeHead::decode(envelope.payload())?;
         let key = log_key(trust, &envelope.kid, head.time)?;
         if !envelope.verifies_with(key) {

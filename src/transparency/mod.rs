@@ -50,7 +50,7 @@ fn log_key<'t>(
 
 /// Where a record stands in the county's log, as a signed head and a receipt prove it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Logged {
+pub struct InLog {
     /// The record's leaf.
     pub index: u64,
     /// The head's tree size.
@@ -68,7 +68,7 @@ pub fn check_logged(
     receipt: &[u8],
     head: &[u8],
     trust: &TrustStore,
-) -> Result<Logged, LogError> {
+) -> Result<InLog, LogError> {
     let head = head::TreeHead::verify(head, trust)?;
     let envelope =
         crate::signing::cose::Envelope::parse(record).map_err(|e| malformed("full record", e))?;
@@ -94,7 +94,7 @@ pub fn check_logged(
             "the receipt's tree is not the head's: the log forked".into(),
         ));
     }
-    Ok(Logged {
+    Ok(InLog {
         index,
         size,
         head_time: head.time,

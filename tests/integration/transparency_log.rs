@@ -313,7 +313,7 @@ async fn an_edited_entry_and_a_rewritten_past_are_reported_by_log_verify_and_the
     assert_eq!(code, Some(2));
     let problems = report["log"]["problems"].to_string();
     assert!(
-        problems.contains("does not extend the tree of 3 entries it showed before"),
+        problems.contains("does not extend the tree of 3 entries it signed before"),
         "{problems}"
     );
 
@@ -483,4 +483,60 @@ async fn an_offline_verifier_checks_a_record_is_in_the_log_of_a_head_it_was_give
         "{stderr}"
     );
     assert!(report.contains("the log is sound"), "{report}");
+}
+
+/// A database from before the log (its tables empty beside the events) is logged when the
+/// service opens it: status changes get their signed statements then, and the tree is sound.
+#[tokio::test]
+async fn events_from_before_the_log_are_logged_at_open() {
+    let t = TestApp::new().await;
+    let operator = Actor::local_operator();
+    let mut licences = Vec::new();
+    for n in 0..3 {
+        let record = sample(&t.app, FOOD, &format!("OLD-{n}"));
+        licences.push(
+            t.app
+                .issue(&operator, FOOD, &record, None)
+                .await
+                .unwrap()
+                .licence_id,
+        );
+    }
+    t.app
+        .change_status(&operator, &licences[0], EventKind::Suspended, Some("整改"))
+        .await
+        .unwrap();
+    let pool = raw_pool(&t.database_url).await;
+    let forget = if postgres_requested() {
+        vec![
+            "DROP TRIGGER log_nodes_append_only ON log_nodes",
+            "DROP TRIGGER log_statements_append_only ON log_statements",
+            "DELETE FROM log_nodes",
+            "DELETE FROM log_statements",
+        ]
+    } else {
+        vec![
+            "DROP TRIGGER log_nodes_append_only_delete",
+            "DROP TRIGGER log_statements_append_only_delete",
+            "DELETE FROM log_nodes",
+            "DELETE FROM log_statements",
+        ]
+    };
+    for statement in forget {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let reopened = t.reopen().await;
+    let report = reopened.verify_log().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.entries, report.leaves), (4, 4));
+    let statements = reopened.store.log_statements(&[4]).await.unwrap();
+    let envelope = Envelope::parse(&statements[&4]).unwrap();
+    assert_eq!(envelope.typ(), Some(statement::MEDIA_TYPE));
+    // New changes append after the caught-up leaves.
+    reopened
+        .change_status(&operator, &licences[0], EventKind::Reinstated, None)
+        .await
+        .unwrap();
+    assert_eq!(reopened.store.log_size().await.unwrap(), 5);
+    reopened.store.close().await;
 }

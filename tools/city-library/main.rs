@@ -5,8 +5,8 @@
 //! borrows the service's verification code rather than repeating it.
 //!
 //! With the trust list it also checks the county's transparency log (SPEC §16, `log.rs`): every
-//! event's receipt, forks, and (`log-check`, and after every `pull`) that the county's log still
-//! extends every tree it showed.
+//! event's receipt and statement, and (`log-check`, and after every `pull`) the trees the
+//! receipts named against the county's signed heads: forks, removed entries, a rewritten past.
 //!
 //! Its second mode is the city supervision platform (SPEC §15, `supervise`, `supervision-pull`,
 //! `supervision-report`): see `supervision.rs`.
@@ -151,15 +151,7 @@ impl Receiver {
                 None => false,
             };
             let logged = match &self.trust {
-                Some(trust) => {
-                    let statement = e.statement.as_deref().map(|s| {
-                        base64::engine::general_purpose::STANDARD
-                            .decode(s)
-                            .unwrap_or_default()
-                    });
-                    let entry = statement.as_deref().unwrap_or(&record);
-                    log::check_receipt(&mut tx, trust, e.seq, entry, e.receipt.as_deref()).await?
-                }
+                Some(trust) => log::check_event(&mut tx, trust, e, &record).await?,
                 None => false,
             };
             new += sqlx::query(
