@@ -295,6 +295,9 @@ impl Store {
             let size = log_size_in(&mut tx).await? as i64;
             let entries = entries_after(&mut *tx, size, 1000).await?;
             if entries.is_empty() {
+                // Ended here, not dropped: a dropped transaction keeps the event-order lock
+                // until its rollback runs, which a blocked runtime may never get to.
+                tx.rollback().await?;
                 return Ok(appended);
             }
             let mut leaves = Vec::with_capacity(entries.len());
