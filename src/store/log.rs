@@ -9,6 +9,7 @@ use sqlx::Row;
 
 use super::events::EventRow;
 use super::{placeholders, Result, Store, StoreError};
+use crate::licence::EventKind;
 use crate::transparency::merkle::{self, Hash, KnownNodes};
 
 /// A signed tree head as stored.
@@ -38,7 +39,7 @@ pub(super) async fn append_leaves(
     first_seq: i64,
     leaves: &[Hash],
 ) -> Result<()> {
-    let size = log_size_in(tx).await?;
+    let size = size_in(&mut **tx).await?;
     if first_seq < 1 || size != (first_seq - 1) as u64 {
         return Err(StoreError::Corrupt(format!(
             "the transparency log holds {size} leaves, but event {first_seq} comes next"
@@ -79,10 +80,6 @@ pub(super) async fn insert_statement(
     Ok(())
 }
 
-async fn log_size_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<u64> {
-    size_in(&mut **tx).await
-}
-
 /// Leaves in the log: one past the last leaf's index (the primary key's order, no scan).
 async fn size_in<'e, E>(executor: E) -> Result<u64>
 where
@@ -93,6 +90,17 @@ where
         .await?
         .try_get("last")?;
     Ok(last.map_or(0, |l| l as u64 + 1))
+}
+
+/// The event kinds that make a version, as an SQL list (`'issued', …`): an event's entry is its
+/// version's full record for these, its statement otherwise.
+fn version_kinds() -> String {
+    EventKind::ALL
+        .into_iter()
+        .filter(|k| k.creates_version())
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A stored hash, which must be 32 bytes.
@@ -149,7 +157,7 @@ impl Store {
     pub async fn append_synthetic_leaves(&self, leaves: &[Hash]) -> Result<()> {
         let mut tx = self.begin_write().await?;
         self.lock_event_order(&mut tx).await?;
-        let size = log_size_in(&mut tx).await?;
+        let size = size_in(&mut *tx).await?;
         append_leaves(&mut tx, size as i64 + 1, leaves).await?;
         tx.commit().await?;
         Ok(())
@@ -240,15 +248,16 @@ impl Store {
     pub async fn version_event_seq(&self, licence_id: &str, version: u32) -> Result<Option<i64>> {
         // Through the licence's unique identifier, then its events by (licence, change_no)'s
         // index: a public route must not scan the events.
-        let row = sqlx::query(
+        let sql = format!(
             "SELECT e.seq FROM licences l JOIN events e ON e.licence = l.id
-             WHERE l.licence_id = $1 AND e.version = $2
-             AND e.kind IN ('issued', 'amended', 'renewed')",
-        )
-        .bind(licence_id)
-        .bind(i64::from(version))
-        .fetch_optional(&self.reader)
-        .await?;
+             WHERE l.licence_id = $1 AND e.version = $2 AND e.kind IN ({})",
+            version_kinds()
+        );
+        let row = sqlx::query(&sql)
+            .bind(licence_id)
+            .bind(i64::from(version))
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.map(|r| r.try_get("seq")).transpose()?)
     }
 
@@ -292,7 +301,7 @@ impl Store {
         loop {
             let mut tx = self.begin_write().await?;
             self.lock_event_order(&mut tx).await?;
-            let size = log_size_in(&mut tx).await? as i64;
+            let size = size_in(&mut *tx).await? as i64;
             let entries = entries_after(&mut *tx, size, 1000).await?;
             if entries.is_empty() {
                 // Ended here, not dropped: a dropped transaction keeps the event-order lock
@@ -334,27 +343,28 @@ async fn entries_after<'e, E>(executor: E, after: i64, limit: i64) -> Result<Vec
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query(
+    let sql = format!(
         "SELECT e.seq, e.licence_id, e.version, e.kind, e.at, e.reason, e.actor,
-                CASE WHEN e.kind IN ('issued', 'amended', 'renewed') THEN v.full_record
-                     ELSE s.statement END AS entry
+                CASE WHEN e.kind IN ({}) THEN v.full_record ELSE s.statement END AS entry
          FROM events e
          LEFT JOIN versions v ON v.licence = e.licence AND v.version = e.version
          LEFT JOIN log_statements s ON s.seq = e.seq
          WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
-    )
-    .bind(after)
-    .bind(limit)
-    .fetch_all(executor)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(LogEntry {
-            event: super::events::event_row(row)?,
-            entry: row.try_get("entry")?,
+        version_kinds()
+    );
+    sqlx::query(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(LogEntry {
+                event: super::events::event_row(row)?,
+                entry: row.try_get("entry")?,
+            })
         })
-    })
-    .collect()
+        .collect()
 }
 
 fn stored_head(row: &sqlx::any::AnyRow) -> Result<StoredHead> {

@@ -17,14 +17,8 @@ impl Cli {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_elicence"))
+        elicence_command(self.dir.path(), &self.database.url)
             .args(args)
-            .env("ELICENCE_DATA_DIR", self.dir.path().join("data"))
-            .env("ELICENCE_KEYS_DIR", self.dir.path().join("keys"))
-            .env("ELICENCE_TEMPLATES_DIR", templates_dir())
-            .env("ELICENCE_DATABASE_URL", &self.database.url)
-            .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
-            .env("RUST_LOG", "warn")
             .output()
             .unwrap()
     }

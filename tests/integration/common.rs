@@ -30,6 +30,20 @@ pub fn templates_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
 }
 
+/// The `elicence` binary on a test deployment in `dir` (its `data/` and `keys/`) over the
+/// database at `database_url`, with the sample templates, a fixed public address and quiet logs.
+pub fn elicence_command(dir: &Path, database_url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_elicence"));
+    command
+        .env("ELICENCE_DATA_DIR", dir.join("data"))
+        .env("ELICENCE_KEYS_DIR", dir.join("keys"))
+        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
+        .env("ELICENCE_DATABASE_URL", database_url)
+        .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
+        .env("RUST_LOG", "warn");
+    command
+}
+
 pub fn postgres_requested() -> bool {
     std::env::var("ELICENCE_TEST_BACKEND").as_deref() == Ok("postgres")
 }

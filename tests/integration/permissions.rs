@@ -413,7 +413,7 @@ async fn every_role_and_department_gets_what_the_table_says_on_every_route_and_i
 async fn token_create_at_the_command_line_refuses_a_library_token_with_a_department() {
     let dir = tempfile::tempdir().unwrap();
     let database = fresh_database(dir.path()).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_elicence"))
+    let out = elicence_command(dir.path(), &database.url)
         .args([
             "token",
             "create",
@@ -422,12 +422,6 @@ async fn token_create_at_the_command_line_refuses_a_library_token_with_a_departm
             "--department",
             MARKET_BUREAU,
         ])
-        .env("ELICENCE_DATA_DIR", dir.path().join("data"))
-        .env("ELICENCE_KEYS_DIR", dir.path().join("keys"))
-        .env("ELICENCE_TEMPLATES_DIR", templates_dir())
-        .env("ELICENCE_DATABASE_URL", &database.url)
-        .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
-        .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -348,14 +348,8 @@ async fn an_offline_verifier_checks_a_record_is_in_the_log_of_a_head_it_was_give
     let database = fresh_database(dir.path()).await;
     let path = |name: &str| dir.path().join(name).display().to_string();
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_elicence"))
+        let out = elicence_command(dir.path(), &database.url)
             .args(args)
-            .env("ELICENCE_DATA_DIR", dir.path().join("data"))
-            .env("ELICENCE_KEYS_DIR", dir.path().join("keys"))
-            .env("ELICENCE_TEMPLATES_DIR", templates_dir())
-            .env("ELICENCE_DATABASE_URL", &database.url)
-            .env("ELICENCE_VERIFY_BASE", "https://zz.example.gov.cn")
-            .env("RUST_LOG", "warn")
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -14,6 +14,7 @@
 
 use anyhow::{bail, Context};
 use base64::Engine;
+use elicence::licence::EventKind;
 use elicence::signing::trust::TrustStore;
 use elicence::transparency::head::TreeHead;
 use elicence::transparency::receipt::{Proof, Receipt};
@@ -85,7 +86,8 @@ fn logged_tree(
 ) -> anyhow::Result<(u64, [u8; 32])> {
     let base64 = base64::engine::general_purpose::STANDARD;
     let statement;
-    let entry = if matches!(event.kind.as_str(), "issued" | "amended" | "renewed") {
+    let makes_version = EventKind::parse(&event.kind).is_some_and(EventKind::creates_version);
+    let entry = if makes_version {
         record
     } else {
         let text = event
