@@ -1,6 +1,7 @@
 //! Benchmarks (SPEC §13), run by `elicence bench …`: throughput and latency percentiles with the
 //! machine's core count, on a fresh application in a temporary folder (or the database given).
 
+pub mod draft;
 pub mod log;
 pub mod qr;
 
@@ -31,7 +32,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(
+    pub(crate) fn new(
         name: &str,
         backend: &str,
         concurrency: usize,
@@ -507,6 +508,7 @@ pub async fn convert(app: App, rows: u64, dir: &std::path::Path) -> anyhow::Resu
         gb18030: false,
         max_scan_bytes: app.settings.max_scan_bytes,
         types: Vec::new(),
+        scans: Default::default(),
     };
     crate::batch::sample::write(&app.directory, &font, &batch, &options)?;
     reset_peak_rss();

@@ -34,6 +34,15 @@ impl HolderKind {
             HolderKind::Organisation => "organisation",
         }
     }
+
+    /// The labels a licence prints before the holder's name and number: what the renderer
+    /// prints, what sample scans show and what drafting looks for.
+    pub fn labels_zh(self) -> (&'static str, &'static str) {
+        match self {
+            HolderKind::Person => ("持证人", "公民身份号码"),
+            HolderKind::Organisation => ("持证单位", "统一社会信用代码"),
+        }
+    }
 }
 
 #[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

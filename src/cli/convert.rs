@@ -31,6 +31,13 @@ pub struct SampleBatchArgs {
     /// Only this licence type (repeat for several; default all).
     #[arg(long = "type", value_name = "TYPE_CODE")]
     types: Vec<String>,
+    /// Resolution of the scans (dots per inch of an A4 page).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(50..=300))]
+    dpi: u32,
+    /// Degrade the scans as archives come back: up to 3° askew, Gaussian noise, JPEG quality 40,
+    /// one in eight upside down and one in eight on its side (for `bench draft` and its tests).
+    #[arg(long)]
+    degrade: bool,
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +69,10 @@ pub(super) fn sample_batch(
         gb18030: args.gb18030,
         max_scan_bytes: settings.max_scan_bytes,
         types: args.types,
+        scans: crate::batch::sample::ScanLook {
+            dpi: args.dpi,
+            degrade: args.degrade,
+        },
     };
     let written = crate::batch::sample::write(&directory, &font, &args.out, &options)
         .map_err(|e| AppError::BadInput(format!("sample-batch: {e}")))?;

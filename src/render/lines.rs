@@ -2,7 +2,7 @@
 //! its column. A room of its own because line breaking is the one place the renderer's
 //! generations differ in text (see `wrap`), and because it is pure: text in, lines out.
 
-use crate::directory::{HolderKind, LicenceType};
+use crate::directory::LicenceType;
 use crate::licence::HolderId;
 use crate::signing::claims::FullRecord;
 use crate::time_util;
@@ -19,10 +19,7 @@ pub(super) struct Row {
 /// The rows a licence prints: holder, id, the printed fields in directory order, validity.
 pub(super) fn rows(licence_type: &LicenceType, full: &FullRecord) -> Vec<Row> {
     let record = &full.record;
-    let (holder_label, id_label) = match licence_type.holder_kind {
-        HolderKind::Person => ("持证人", "公民身份号码"),
-        HolderKind::Organisation => ("持证单位", "统一社会信用代码"),
-    };
+    let (holder_label, id_label) = licence_type.holder_kind.labels_zh();
     let holder_id = match &record.holder.id {
         HolderId::Person(id) => id.to_string(),
         HolderId::Organisation(id) => id.to_string(),

@@ -42,6 +42,7 @@ fn write_sample_of(
         gb18030,
         max_scan_bytes: app.settings.max_scan_bytes,
         types: types.iter().map(|t| t.to_string()).collect(),
+        scans: Default::default(),
     };
     sample::write(&app.directory, &font, &out, &options).unwrap();
     out

@@ -26,6 +26,7 @@ fn batch_with_a_missing_scan(app: &App, dir: &Path, rows: u64) -> PathBuf {
         gb18030: false,
         max_scan_bytes: app.settings.max_scan_bytes,
         types: vec![FOOD.to_string()],
+        scans: Default::default(),
     };
     sample::write(&app.directory, &font, &out, &options).unwrap();
     let manifest = out.join("manifest.csv");

@@ -195,6 +195,7 @@ pub fn sample_folder(
         gb18030: false,
         max_scan_bytes: app.settings.max_scan_bytes,
         types: types.iter().map(|t| t.to_string()).collect(),
+        scans: Default::default(),
     };
     elicence::batch::sample::write(&app.directory, &font, &out, &options).unwrap();
     out
