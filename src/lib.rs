@@ -14,6 +14,7 @@ pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod directory;
+pub mod draft;
 pub mod hash;
 pub mod http;
 pub mod identifiers;

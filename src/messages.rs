@@ -122,6 +122,8 @@ pub enum Reason {
         number: String,
         first_line: u64,
     },
+    /// A drafted row (`elicence draft`) whose `needs_review` cell still lists doubts.
+    DraftNeedsReview(String),
     /// A refusal by the service (a type of another department, a type not in the directory):
     /// its own words in English, the catalogue's sentence for its code in Chinese.
     Refused {
@@ -208,6 +210,7 @@ impl Reason {
             Reason::CellCount { .. } => "cell_count",
             Reason::NotAFieldOf { .. } => "not_a_field",
             Reason::RepeatedInBatch { .. } => "repeated_in_batch",
+            Reason::DraftNeedsReview(_) => "draft_needs_review",
             Reason::Refused { code, .. } => code,
             Reason::Scan { problem, .. } => problem.code(),
             Reason::FileUnreadable(_) => "file_unreadable",
@@ -281,6 +284,10 @@ impl Reason {
             Reason::RepeatedInBatch { number, first_line } => {
                 format!("{number} appears at line {first_line} already")
             }
+            Reason::DraftNeedsReview(doubts) => format!(
+                "the draft marked this row for review ({doubts}): check the cells, then empty \
+                 needs_review"
+            ),
             Reason::Refused { detail, .. } => detail.clone(),
             Reason::Scan { name, problem } => scan_en(name, problem),
             Reason::FileUnreadable(detail) => detail.clone(),
@@ -370,6 +377,9 @@ impl Reason {
             Reason::NotAFieldOf { type_name } => format!("不是{type_name}的登记项，请留空"),
             Reason::RepeatedInBatch { number, first_line } => {
                 format!("证照编号 {number} 与第 {first_line} 行重复")
+            }
+            Reason::DraftNeedsReview(doubts) => {
+                format!("识别草稿标记本行待核对（{doubts}）：核对后清空 needs_review 列")
             }
             Reason::Refused { code, .. } => error_zh(code).to_string(),
             Reason::Scan { name, problem } => scan_zh(name, problem),

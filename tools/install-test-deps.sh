@@ -3,7 +3,8 @@
 # Chromium for the verification page and ChromeDriver for the console's end-to-end test,
 # poppler/zbar/qpdf for the PDFs, NSS's certutil for pdfsig, librsvg (rsvg-convert) for the
 # exported SVG QR code, python3-venv for the interoperability check, the PostgreSQL client for
-# pg_isready. Idempotent and quiet when all are there.
+# pg_isready, Tesseract and its simplified-Chinese model for drafting manifests from scans.
+# Idempotent and quiet when all are there.
 set -euo pipefail
 needed=()
 command -v chromium >/dev/null || needed+=(chromium)
@@ -15,6 +16,8 @@ command -v qpdf >/dev/null || needed+=(qpdf)
 command -v certutil >/dev/null || needed+=(libnss3-tools)
 command -v rsvg-convert >/dev/null || needed+=(librsvg2-bin)
 command -v pg_isready >/dev/null || needed+=(postgresql-client)
+command -v tesseract >/dev/null || needed+=(tesseract-ocr)
+[ -e /usr/share/tesseract-ocr/5/tessdata/chi_sim.traineddata ] || needed+=(tesseract-ocr-chi-sim)
 python3 -c 'import venv, ensurepip' 2>/dev/null || needed+=(python3-venv)
 if [ ${#needed[@]} -gt 0 ]; then
     echo "installing: ${needed[*]}"

@@ -9,6 +9,7 @@
 
 mod alerts;
 mod dashboard;
+mod drafts;
 pub mod health;
 mod jobs;
 mod licences;

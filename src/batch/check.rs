@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::manifest::{ManifestRow, STANDARD_COLUMNS};
+use super::manifest::{ManifestRow, NEEDS_REVIEW, STANDARD_COLUMNS};
 use super::progress::{Clock, Stage};
 use super::{blocking, scans};
 use crate::app::{permissions, Action, Actor, App, AppError, Result};
@@ -124,6 +124,13 @@ impl<'a> Checker<'a> {
         if let Some(reason) = &row.cell_count_error {
             return Err(err("*", reason.clone()));
         }
+        let doubts = row.get(NEEDS_REVIEW);
+        if !doubts.is_empty() {
+            return Err(err(
+                NEEDS_REVIEW,
+                Reason::DraftNeedsReview(doubts.to_string()),
+            ));
+        }
         let type_code = TypeCode::parse(row.get("type_code"))
             .map_err(|e| err("type_code", Reason::Identifier(e)))?;
         let licence_type = self
@@ -145,7 +152,10 @@ impl<'a> Checker<'a> {
         let number = row.get("number");
         let mut fields = BTreeMap::new();
         for (column, value) in &row.cells {
-            if STANDARD_COLUMNS.contains(&column.as_str()) || value.is_empty() {
+            if STANDARD_COLUMNS.contains(&column.as_str())
+                || column == NEEDS_REVIEW
+                || value.is_empty()
+            {
                 continue;
             }
             if licence_type.field(column).is_none() {
@@ -270,11 +280,7 @@ impl<'a> Checker<'a> {
 
 /// Validation errors as a rejected row gives them: the columns, and each column's reason.
 fn invalid_row(errors: &crate::licence::ValidationErrors) -> RowError {
-    let column = |field: &str| match field {
-        "holder.name" => "holder_name".to_string(),
-        "holder.id" => "holder_id".to_string(),
-        other => other.strip_prefix("fields.").unwrap_or(other).to_string(),
-    };
+    let column = |field: &str| super::manifest::column_of_field(field).to_string();
     let mut codes: Vec<&str> = Vec::new();
     for e in &errors.0 {
         if !codes.contains(&e.code) {

@@ -22,6 +22,32 @@ pub const STANDARD_COLUMNS: [&str; 7] = crate::directory::RESERVED_KEYS;
 /// and never checked or kept.
 pub const REJECTION_REASON: &str = "rejection_reason";
 
+/// The column a drafted manifest (`elicence draft`) adds for the cells a clerk must check, each
+/// with its reason. A row whose cell is not empty is refused: nothing in doubt is converted.
+pub const NEEDS_REVIEW: &str = "needs_review";
+
+/// What a drafted manifest's confidence columns end with (`holder_id_confidence`): read past.
+pub const CONFIDENCE_SUFFIX: &str = "_confidence";
+
+/// The manifest column of a field a validation error names (`holder.id` is `holder_id`,
+/// `fields.gender` is `gender`).
+pub fn column_of_field(field: &str) -> &str {
+    match field {
+        "holder.name" => "holder_name",
+        "holder.id" => "holder_id",
+        other => other.strip_prefix("fields.").unwrap_or(other),
+    }
+}
+
+/// A column a manifest may carry beside its data, never converted: the reason a rejected-rows
+/// download gives, and a draft's confidences (of a column the manifest has).
+fn is_annotation(column: &str, known: impl Fn(&str) -> bool) -> bool {
+    column == REJECTION_REASON
+        || column
+            .strip_suffix(CONFIDENCE_SUFFIX)
+            .is_some_and(|data| STANDARD_COLUMNS.contains(&data) || known(data))
+}
+
 /// A manifest that cannot be read at all: nothing is converted.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}{}: {reason}", line_words(*line))]
@@ -72,7 +98,7 @@ pub struct Manifest {
 pub struct ManifestRow {
     pub line: u64,
     /// Each column's trimmed cell, in header order (empty for the columns a short row lacks;
-    /// never the [`REJECTION_REASON`] column).
+    /// never an annotation: a rejection reason, a draft's confidences).
     pub cells: Vec<(String, String)>,
     /// Set when the row has a different number of cells from the header.
     pub cell_count_error: Option<crate::messages::Reason>,
@@ -183,7 +209,8 @@ impl Iterator for Manifest {
                     .into_iter()
                     .chain(std::iter::repeat(String::new())),
             )
-            .filter(|(c, _)| c.as_str() != REJECTION_REASON)
+            // The header was checked: every confidence column it has belongs to a data column.
+            .filter(|(c, _)| !is_annotation(c, |_| true))
             .map(|(c, v)| (c.clone(), without_formula_guard(v.trim()).to_string()))
             .collect();
         Some(Ok(ManifestRow {
@@ -339,7 +366,8 @@ fn check_header(columns: &[String], directory: &Directory) -> Result<(), Reason>
     for column in columns {
         if !STANDARD_COLUMNS.contains(&column.as_str())
             && !field_keys.contains(column.as_str())
-            && column != REJECTION_REASON
+            && column != NEEDS_REVIEW
+            && !is_annotation(column, |data| field_keys.contains(data))
         {
             return Err(Reason::ColumnUnknown(column.clone()));
         }

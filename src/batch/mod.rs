@@ -26,7 +26,7 @@ pub mod manifest;
 mod progress;
 pub mod report;
 pub mod sample;
-mod scans;
+pub(crate) mod scans;
 mod upload;
 mod zip_directory;
 

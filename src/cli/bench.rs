@@ -2,6 +2,8 @@
 //! verification, each on a scratch application of its own. A room of its own because nothing
 //! here touches the service's data: it measures, on a throwaway copy.
 
+use std::sync::Arc;
+
 use clap::Subcommand;
 
 use super::print;
@@ -62,6 +64,16 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Drafting manifests from scans by OCR: scans per second, and how many fields come out
+    /// exact against the sample's own manifest, clean and degraded.
+    Draft {
+        /// Sample licences per look (every type in turn).
+        #[arg(long, default_value_t = 200)]
+        rows: u64,
+        /// Resolution of the sample scans.
+        #[arg(long, default_value_t = 100)]
+        dpi: u32,
+    },
     /// Online verification over HTTP under concurrent load (a server in this process).
     Verify {
         /// Verification requests to send in all.
@@ -87,9 +99,10 @@ impl BenchCommand {
             | BenchCommand::Verify { database_url, .. }
             | BenchCommand::Convert { database_url, .. }
             | BenchCommand::Log { database_url, .. } => database_url.as_deref(),
-            BenchCommand::Sign { .. } | BenchCommand::Render { .. } | BenchCommand::Qr { .. } => {
-                None
-            }
+            BenchCommand::Sign { .. }
+            | BenchCommand::Render { .. }
+            | BenchCommand::Qr { .. }
+            | BenchCommand::Draft { .. } => None,
         }
     }
 }
@@ -140,6 +153,23 @@ pub(super) async fn run(
                 .await
                 .map_err(failed)?;
             print(json, &report, || report.lines());
+            return Ok(0);
+        }
+        BenchCommand::Draft { rows, dpi } => {
+            let app = Arc::new(app);
+            let mut results = Vec::new();
+            for degrade in [false, true] {
+                let folder = dir.path().join(if degrade { "degraded" } else { "clean" });
+                let look = crate::batch::sample::ScanLook { dpi, degrade };
+                let accuracy = crate::bench::draft::measure(app.clone(), rows, look, &folder)
+                    .await
+                    .map_err(failed)?;
+                results.push(accuracy);
+            }
+            print(json, &results, || {
+                let lines: Vec<String> = results.iter().map(|a| a.line()).collect();
+                lines.join("\n")
+            });
             return Ok(0);
         }
         BenchCommand::Log { mut entries, .. } => {

@@ -57,6 +57,7 @@ mod alerts;
 mod bench;
 mod convert;
 mod directory;
+mod draft;
 mod keys;
 mod licence;
 mod log;
@@ -68,6 +69,7 @@ pub use alerts::AlertsCommand;
 pub use bench::BenchCommand;
 pub use convert::{ConvertArgs, SampleBatchArgs};
 pub use directory::DirectoryCommand;
+pub use draft::DraftArgs;
 pub use keys::{KeysCommand, StatusListCommand, TrustCommand};
 pub use licence::{IssueArgs, LicenceCommand};
 pub use staff::{AuditCommand, RegisterCommand, StaffCommand, TokenCommand};
@@ -126,6 +128,8 @@ pub enum Command {
     /// Convert a batch of stock paper licences (a folder with manifest.csv and its scans).
     /// Exit 0 when every row was issued or skipped, 2 when rows were rejected, 1 on an error.
     Convert(ConvertArgs),
+    /// Draft a manifest from a folder of scans by OCR (Tesseract): values a clerk checks, with what is in doubt marked
+    Draft(DraftArgs),
     /// Staff accounts for the console (passwords stored hashed; the first one shown once).
     #[command(subcommand)]
     Staff(StaffCommand),
@@ -202,6 +206,10 @@ async fn dispatch(cli: Cli) -> Result<i32, AppError> {
         Command::Convert(args) => {
             let app = open(settings).await?;
             closing(&app, convert::run(&app, &actor, args, json).await).await
+        }
+        Command::Draft(args) => {
+            let app = open(settings).await?;
+            closing(&app, draft::run(&app, &actor, args, json).await).await
         }
         Command::Issue(args) => {
             let app = open(settings).await?;

@@ -14,6 +14,7 @@ mod console_licences;
 mod console_pages;
 mod console_signin;
 mod disk_full;
+mod drafts;
 mod feed;
 mod house;
 mod http;
