@@ -438,3 +438,106 @@ async fn refusals_are_a_403_for_roles_and_forged_forms_and_a_404_for_another_dep
         "{text}"
     );
 }
+
+/// Issue #19 in the console: a clerk uploads scans for 识别起草, waits for the draft, sees the
+/// rows in doubt first with their scans, corrects them from the paper, ticks them and sends
+/// them to conversion, where they are issued. Another clerk cannot see the draft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clerk_drafts_from_scans_corrects_the_flagged_cells_and_converts() {
+    let s = TestServer::start().await;
+    let mut clerk = signed_in(&s, "wu.clerk", &[Role::Clerk], MARKET_BUREAU).await;
+    let dir = sample_folder(&s.t.app, s.t.dir.path(), 4, 0.0, 73, &[FOOD]);
+    let (_, batches, _) = clerk.get("/console/batches").await;
+    assert!(batches.contains("从扫描件识别起草清单"), "{batches}");
+    let csrf = hidden_value(&batches, "csrf").unwrap();
+    let mut truth = csv::Reader::from_path(dir.join("manifest.csv")).unwrap();
+    let header: Vec<String> = truth.headers().unwrap().iter().map(String::from).collect();
+    let rows: Vec<Vec<String>> = truth
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    let scans: Vec<(String, Vec<u8>)> = rows
+        .iter()
+        .map(|r| {
+            let name = r[header.iter().position(|c| c == "scan").unwrap()].clone();
+            let file = name.trim_start_matches("scans/").to_string();
+            (file, std::fs::read(dir.join(&name)).unwrap())
+        })
+        .collect();
+    let mut parts: Vec<Part<'_>> = vec![
+        ("csrf", None, csrf.as_bytes()),
+        ("type", None, FOOD.as_bytes()),
+    ];
+    for (file, bytes) in &scans {
+        parts.push(("scans", Some(file.as_str()), bytes.as_slice()));
+    }
+    let (status, said, to) = post_form(&clerk, "/console/drafts", &parts).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{said}");
+    let draft = to.unwrap();
+    let records = audited(&s, "batch.draft").await;
+    assert!(
+        records
+            .iter()
+            .any(|(outcome, detail)| outcome == "ok" && detail == "4 scans"),
+        "{records:?}"
+    );
+
+    let mut review = String::new();
+    for _ in 0..300 {
+        let (status, page, _) = clerk.get(&draft).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        if !page.contains("正在识别") {
+            review = page;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        review.contains("已核对"),
+        "the draft was not ready: {review}"
+    );
+    // Rows in doubt come first.
+    let legends: Vec<bool> = review
+        .split("<legend>")
+        .skip(1)
+        .map(|l| l.split("</legend>").next().unwrap().contains("待核对"))
+        .collect();
+    assert_eq!(legends.len(), 4, "{review}");
+    assert!(legends.windows(2).all(|w| w[0] >= w[1]), "{legends:?}");
+    // Each scan is shown, to its clerk only.
+    let image = review
+        .split("class=\"draft-scan\" src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert_eq!(fetch(&clerk, image).await.status(), StatusCode::OK);
+    let mut other = signed_in(&s, "zheng.clerk", &[Role::Clerk], MARKET_BUREAU).await;
+    let (status, _, _) = other.get(&draft).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(fetch(&other, image).await.status(), StatusCode::NOT_FOUND);
+
+    // The clerk corrects every field from the paper (the draft's rows are in scan order) and
+    // ticks each row.
+    let csrf = hidden_value(&review, "csrf").unwrap();
+    let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf)];
+    for (i, row) in rows.iter().enumerate() {
+        for (column, value) in header.iter().zip(row) {
+            if !matches!(column.as_str(), "type_code" | "scan") {
+                form.push((format!("r{i}.{column}"), value.clone()));
+            }
+        }
+        form.push((format!("r{i}.checked"), "1".into()));
+    }
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (status, said, to) = clerk.post(&draft, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{said}");
+    let job = to.unwrap();
+    assert!(job.starts_with("/console/batches/"), "{job}");
+    let page = ended(&mut clerk, &job).await;
+    assert!(page.contains("data-figure=\"issued\">4<"), "{page}");
+    // Sent, the draft is gone.
+    let (status, _, _) = clerk.get(&draft).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -44,6 +44,7 @@ pub async fn list(State(state): State<SharedState>, Signed(session): Signed) -> 
         h1 { (TITLE) }
         @if may(&session, Action::ConvertBatch) {
             (upload_form(&session, false))
+            (super::drafts::start_form(&session, &state.app))
         }
         h2 { "最近的转换任务" }
         @if jobs.is_empty() {

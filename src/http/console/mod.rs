@@ -12,6 +12,7 @@ mod alerts;
 mod audit;
 mod batch_upload;
 mod batches;
+mod drafts;
 mod figures;
 mod home;
 mod layout;
@@ -83,6 +84,16 @@ pub fn routes(state: SharedState) -> Router<SharedState> {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/console/batches/{id}", get(batches::show))
+        // The scans stream to disk; the handler enforces the upload limit itself.
+        .route(
+            "/console/drafts",
+            post(drafts::start).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/console/drafts/{id}",
+            get(drafts::show).post(drafts::confirm),
+        )
+        .route("/console/drafts/{id}/scans/{name}", get(drafts::scan))
         .route(
             "/console/batches/{id}/rejected.csv",
             get(batches::rejected_csv),
