@@ -394,6 +394,13 @@ impl FieldDef {
         if RESERVED_KEYS.contains(&self.key.as_str()) {
             return Err("key is reserved for a column of the licence itself".into());
         }
+        // A manifest's annotation columns: a drafted manifest's doubts and confidences, a
+        // rejected-rows download's reasons.
+        if matches!(self.key.as_str(), "needs_review" | "rejection_reason")
+            || self.key.ends_with("_confidence")
+        {
+            return Err("key is reserved for a manifest's annotation column (needs_review, rejection_reason, *_confidence)".into());
+        }
         if self.label.trim().is_empty() {
             return Err("label is empty".into());
         }

@@ -158,6 +158,9 @@ fn by_check(
         .map(|chars| as_text(chars))
         .filter(|s| valid(s))
         .collect();
+    // A free substitution that passes may be chance (one in 31 for a credit code) when the real
+    // misread was no confusion at all: such a correction is only as sure as the reading was.
+    let proven = !candidates.is_empty();
     if candidates.is_empty() {
         candidates = forced
             .iter()
@@ -172,7 +175,7 @@ fn by_check(
         [only] => Reading::Corrected {
             value: only.clone(),
             read: read.to_string(),
-            proven: true,
+            proven,
         },
         [] => Reading::Doubtful {
             value: read.to_string(),

@@ -318,8 +318,16 @@ fn cell(confidence: f32, reading: Reading) -> Cell {
 fn validity(v: &read::ReadValue) -> (Cell, Cell) {
     let (from, until) = split_validity(&v.text);
     let from = cell(v.confidence, correct::date(from));
-    // 长期 (long-term) or （按规定期限） (the type's default), however misread.
-    let open_ended = until.trim().is_empty() || until.contains('长') || until.contains("规定");
+    // 长期 (long-term) or （按规定期限） (the type's default), however misread. An end not read
+    // at all is no default: the clerk must look.
+    if until.trim().is_empty() {
+        let not_read = Reading::Doubtful {
+            value: String::new(),
+            why: "有效期截止日未识别".to_string(),
+        };
+        return (from, cell(v.confidence, not_read));
+    }
+    let open_ended = until.contains('长') || until.contains("规定");
     let until = if open_ended {
         Cell {
             value: String::new(),

@@ -8,11 +8,12 @@ use image::{GrayImage, ImageReader, Luma};
 use imageproc::contrast::otsu_level;
 use imageproc::geometric_transformations::{rotate_about_center, Interpolation};
 
-/// Largest side a scan may have: A4 at 600 dpi. A bigger one is refused, not decoded (a small
-/// file can claim a huge picture).
-const MAX_SIDE: u32 = 7_200;
+/// Largest side a scan may have: A4 at 300 dpi (what archives scan at for OCR). A bigger one is
+/// refused, not decoded (a small file can claim a huge picture); with one page a core, this
+/// bounds drafting's memory at about 100 MB a core.
+const MAX_SIDE: u32 = 3_600;
 /// Memory one decoding may take.
-const MAX_DECODE_BYTES: u64 = 256 << 20;
+const MAX_DECODE_BYTES: u64 = 128 << 20;
 /// Greatest skew straightened, either way.
 const MAX_SKEW_DEGREES: f32 = 5.0;
 

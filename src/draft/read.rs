@@ -117,8 +117,8 @@ pub fn values(t: &LicenceType, lines: &[Line]) -> BTreeMap<String, ReadValue> {
             continue;
         }
         let continues = open.as_ref().is_some_and(|(_, top, labels_left)| {
-            line.top <= top + pitch * 6 / 5
-                && line.left > labels_left + line.height
+            line.top <= top.saturating_add(pitch.saturating_mul(6) / 5)
+                && line.left > labels_left.saturating_add(line.height)
                 && !looks_labelled(&line.chars)
         });
         open = match open.take() {

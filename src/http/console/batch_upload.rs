@@ -138,7 +138,7 @@ pub async fn upload(
 
 /// A short text field (the CSRF token), refused past a few hundred bytes: the form's body has
 /// no size limit of its own (the upload's is the job's), so nothing is read whole unbounded.
-async fn short_text(mut field: Field<'_>) -> Result<String> {
+pub(super) async fn short_text(mut field: Field<'_>) -> Result<String> {
     const MOST: usize = 512;
     let mut text = Vec::new();
     while let Some(bytes) = field.chunk().await.map_err(unreadable)? {

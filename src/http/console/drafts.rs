@@ -21,12 +21,15 @@ use super::layout::{csrf_field, error_page, frame};
 use super::session::{check_csrf, Signed};
 use super::{page, see_other};
 use crate::app::signin::ConsoleSession;
-use crate::app::{App, AppError, Result};
+use crate::app::{Action, App, AppError, Result};
 use crate::draft::{Draft, DraftRow};
 use crate::http::SharedState;
 use crate::identifiers::TypeCode;
 
 const TITLE: &str = "识别起草";
+
+/// What each scan's part counts against the upload limit beyond its bytes (its headers).
+const PART_COST: u64 = 1 << 10;
 
 /// The form on the batches page: the type, and the scans (several files, or a folder).
 pub fn start_form(session: &ConsoleSession, app: &App) -> Markup {
@@ -105,6 +108,14 @@ async fn receive(
     mut multipart: Multipart,
 ) -> Result<std::result::Result<String, Response>> {
     let app = &state.app;
+    // Refused before a byte is kept: only those who may convert get their scans written.
+    app.scope_audited(
+        &session.actor,
+        Action::ConvertBatch,
+        "batch.draft",
+        "upload",
+    )
+    .await?;
     let bad = |why: String| AppError::BadInput(why);
     let id = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>());
     let dir = drafts_dir(app).join(&id);
@@ -119,17 +130,25 @@ async fn receive(
     {
         match (field.name().unwrap_or_default(), csrf) {
             ("csrf", false) => {
-                let given = field.text().await.map_err(|e| bad(e.to_string()))?;
+                let given = super::batch_upload::short_text(field).await?;
                 if let Err(refused) = check_csrf(state, session, &given, "batch.draft").await {
                     return Ok(Err(refused));
                 }
                 csrf = true;
             }
             ("type", true) => {
-                let text = field.text().await.map_err(|e| bad(e.to_string()))?;
+                let text = super::batch_upload::short_text(field).await?;
                 type_code = Some(TypeCode::parse(text.trim())?);
             }
             ("scans", true) => {
+                if names.len() as u64 >= app.settings.max_manifest_rows {
+                    return Err(bad(format!(
+                        "more than {} scans: a draft is at most a manifest's rows",
+                        app.settings.max_manifest_rows
+                    )));
+                }
+                // Each part costs its headers too: empty files cannot come in unbounded.
+                received += PART_COST;
                 let original = field.file_name().unwrap_or_default().to_string();
                 let name = format!("{:05}-{}", names.len() + 1, safe_name(&original));
                 let mut file = std::fs::File::create(scans.join(&name)).map_err(io)?;
@@ -366,12 +385,18 @@ pub async fn confirm(
         let draft = read_draft(&dir)?
             .ok_or_else(|| AppError::BadInput("the draft is not ready yet".into()))?;
         let zip = confirmed_batch(&dir, &draft, &form)?;
+        // Claimed by renaming, so that a second press of the button finds no draft to send.
+        let claimed = dir.with_extension("sending");
+        std::fs::rename(&dir, &claimed).map_err(|_| AppError::NotFound(format!("draft {id}")))?;
         let length = zip.len() as u64;
         let body = futures_util::stream::iter([Ok::<_, std::io::Error>(zip)]);
-        let job = crate::batch::job::submit(&state.app, &session.actor, Some(length), body, false)
-            .await?;
-        let _ = std::fs::remove_dir_all(&dir);
-        Ok::<_, AppError>(job)
+        let job =
+            crate::batch::job::submit(&state.app, &session.actor, Some(length), body, false).await;
+        let _ = match &job {
+            Ok(_) => std::fs::remove_dir_all(&claimed),
+            Err(_) => std::fs::rename(&claimed, &dir),
+        };
+        job
     }
     .await;
     match submitted {
