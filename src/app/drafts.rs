@@ -1,7 +1,8 @@
 //! Drafting manifests from scans (`elicence draft`, the console's 识别起草): the one place that
 //! decides who may draft for a type and checks each drafted row as conversion will.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::{permissions, Action, Actor, App, AppError, Result};
 use crate::draft::Draft;
@@ -9,7 +10,50 @@ use crate::identifiers::TypeCode;
 use crate::licence::{Door, RecordInput};
 use crate::time_util;
 
+/// How long a console draft's scans are kept unsent (personal data: not for good).
+const DRAFT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// A draft still being read after this was cut short (the process stopped while reading).
+const DRAFTING_AT_MOST: Duration = Duration::from_secs(3600);
+
 impl App {
+    /// Where the console keeps drafts: `data/drafts/{id}`.
+    pub fn drafts_dir(&self) -> PathBuf {
+        self.settings.data_dir.join("drafts")
+    }
+
+    /// Removes drafts left unsent for [`DRAFT_RETENTION`] (and any a send left behind), and
+    /// marks failed those whose reading was cut short, so their page says so instead of
+    /// waiting for ever.
+    pub fn forget_old_drafts(&self) {
+        let Ok(entries) = std::fs::read_dir(self.drafts_dir()) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .unwrap_or_default();
+            let unfinished = !dir.join("draft.json").exists() && !dir.join("failed").exists();
+            let outcome = if age > DRAFT_RETENTION {
+                std::fs::remove_dir_all(&dir)
+            } else if unfinished && age > DRAFTING_AT_MOST {
+                std::fs::write(
+                    dir.join("failed"),
+                    "识别被中断（服务曾停止），请重新上传扫描件",
+                )
+            } else {
+                Ok(())
+            };
+            if let Err(e) = outcome {
+                tracing::error!(draft = %dir.display(), error = %e, "cannot tidy a console draft");
+            }
+        }
+    }
+
     /// Records that `actor` started drafting `scans` scans of `type_code` in the console (the
     /// scans are kept until the draft is sent to conversion), after checking they may.
     pub async fn record_draft_started(

@@ -233,6 +233,7 @@ pub async fn supervise(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<boo
                 interrupt_abandoned_runs(&app).await;
                 resume_all(app.clone()).await;
                 forget_finished_uploads(&app).await;
+                app.forget_old_drafts();
             }
             _ = stop.changed() => return,
         }

@@ -193,3 +193,33 @@ async fn a_manifest_outside_the_scans_folder_tree_is_refused() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[tokio::test]
+async fn unsent_console_drafts_are_removed_after_a_week_and_cut_short_ones_marked_failed() {
+    let t = TestApp::new().await;
+    let drafts = t.app.drafts_dir();
+    let aged = |name: &str, hours: u64, finished: bool| {
+        let dir = drafts.join(name);
+        std::fs::create_dir_all(dir.join("scans")).unwrap();
+        if finished {
+            std::fs::write(dir.join("draft.json"), "{}").unwrap();
+        }
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(hours * 3600);
+        std::fs::File::open(&dir)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        dir
+    };
+    let week_old = aged("a".repeat(32).as_str(), 8 * 24, true);
+    let fresh = aged("b".repeat(32).as_str(), 1, true);
+    let cut_short = aged("c".repeat(32).as_str(), 2, false);
+    let reading = aged("d".repeat(32).as_str(), 0, false);
+    t.app.forget_old_drafts();
+    assert!(!week_old.exists());
+    assert!(fresh.join("draft.json").exists());
+    assert!(std::fs::read_to_string(cut_short.join("failed"))
+        .unwrap()
+        .contains("中断"));
+    assert!(!reading.join("failed").exists());
+}

@@ -162,7 +162,7 @@ fn io_error(e: std::io::Error) -> AppError {
 }
 
 /// Where the parts of a form are kept while they arrive (deleted when dropped).
-fn incoming(app: &App) -> Result<std::path::PathBuf> {
+pub(super) fn incoming(app: &App) -> Result<std::path::PathBuf> {
     let dir = app.settings.data_dir.join("incoming");
     std::fs::create_dir_all(&dir).map_err(io_error)?;
     Ok(dir)
@@ -285,14 +285,18 @@ async fn resubmit(
 }
 
 /// Runs file work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     crate::panics::joined(tokio::task::spawn_blocking(work)).await?
 }
 
 /// Starts a stored (uncompressed) entry at `path`.
-fn start_entry(writer: &mut zip::ZipWriter<std::fs::File>, path: &str, large: bool) -> Result<()> {
+pub(super) fn start_entry(
+    writer: &mut zip::ZipWriter<std::fs::File>,
+    path: &str,
+    large: bool,
+) -> Result<()> {
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
         .large_file(large);
@@ -416,7 +420,7 @@ fn place(wanted: &HashMap<String, HashSet<String>>, name: &str) -> Result<String
 }
 
 /// A file read in pieces of a MiB, off the async threads.
-fn file_stream(
+pub(super) fn file_stream(
     file: std::fs::File,
 ) -> impl Stream<Item = std::result::Result<Vec<u8>, std::io::Error>> + Unpin {
     futures_util::stream::unfold(Some(file), |file| async move {

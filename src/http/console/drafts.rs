@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use maud::{html, Markup};
 
+use super::batch_upload;
 use super::layout::{csrf_field, error_page, frame};
 use super::session::{check_csrf, Signed};
 use super::{page, see_other};
@@ -57,16 +58,12 @@ pub fn start_form(session: &ConsoleSession, app: &App) -> Markup {
     }
 }
 
-fn drafts_dir(app: &App) -> PathBuf {
-    app.settings.data_dir.join("drafts")
-}
-
 /// A draft's folder, if `id` is one of ours (hex only: never a path).
 fn draft_dir(app: &App, id: &str) -> Result<PathBuf> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(AppError::NotFound(format!("draft {id}")));
     }
-    let dir = drafts_dir(app).join(id);
+    let dir = app.drafts_dir().join(id);
     if !dir.is_dir() {
         return Err(AppError::NotFound(format!("draft {id}")));
     }
@@ -118,7 +115,7 @@ async fn receive(
     .await?;
     let bad = |why: String| AppError::BadInput(why);
     let id = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>());
-    let dir = drafts_dir(app).join(&id);
+    let dir = app.drafts_dir().join(&id);
     let scans = dir.join("scans");
     std::fs::create_dir_all(&scans).map_err(io)?;
     let cleanup = scopeguard(dir.clone());
@@ -384,12 +381,20 @@ pub async fn confirm(
         let dir = own_draft(&state.app, &session, &id)?;
         let draft = read_draft(&dir)?
             .ok_or_else(|| AppError::BadInput("the draft is not ready yet".into()))?;
-        let zip = confirmed_batch(&dir, &draft, &form)?;
+        let zip = {
+            let (incoming, dir, limit) = (
+                batch_upload::incoming(&state.app)?,
+                dir.clone(),
+                state.app.settings.max_upload_bytes,
+            );
+            batch_upload::blocking(move || confirmed_batch(&incoming, &dir, &draft, &form, limit))
+                .await?
+        };
         // Claimed by renaming, so that a second press of the button finds no draft to send.
         let claimed = dir.with_extension("sending");
         std::fs::rename(&dir, &claimed).map_err(|_| AppError::NotFound(format!("draft {id}")))?;
-        let length = zip.len() as u64;
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(zip)]);
+        let length = zip.as_file().metadata().map_err(io)?.len();
+        let body = batch_upload::file_stream(zip.reopen().map_err(io)?);
         let job =
             crate::batch::job::submit(&state.app, &session.actor, Some(length), body, false).await;
         let _ = match &job {
@@ -405,9 +410,15 @@ pub async fn confirm(
     }
 }
 
-/// A batch zip of the checked rows: `manifest.csv` (the draft's columns, as corrected, with
-/// nothing left in review) and their scans.
-fn confirmed_batch(dir: &FsPath, draft: &Draft, form: &HashMap<String, String>) -> Result<Vec<u8>> {
+/// A batch zip of the checked rows, in a temporary file under `incoming`: `manifest.csv` (the
+/// draft's columns, as corrected, with nothing left in review) and their scans, stored.
+fn confirmed_batch(
+    incoming: &FsPath,
+    dir: &FsPath,
+    draft: &Draft,
+    form: &HashMap<String, String>,
+    limit: u64,
+) -> Result<tempfile::NamedTempFile> {
     let failed = |e: &dyn std::fmt::Display| AppError::Internal(format!("packing the draft: {e}"));
     let mut manifest = csv::Writer::from_writer(Vec::new());
     manifest
@@ -415,7 +426,7 @@ fn confirmed_batch(dir: &FsPath, draft: &Draft, form: &HashMap<String, String>) 
         .map_err(|e| failed(&e))?;
     let mut scans = Vec::new();
     for (i, row) in draft.rows.iter().enumerate() {
-        if form.get(&format!("r{i}.checked")).is_none() {
+        if !form.contains_key(&format!("r{i}.checked")) {
             continue;
         }
         let record: Vec<String> = draft
@@ -444,16 +455,16 @@ fn confirmed_batch(dir: &FsPath, draft: &Draft, form: &HashMap<String, String>) 
         ));
     }
     let manifest = manifest.into_inner().map_err(|e| failed(&e))?;
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let stored =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file("manifest.csv", stored)
-        .map_err(|e| failed(&e))?;
-    zip.write_all(&manifest).map_err(|e| failed(&e))?;
+    let zip = tempfile::NamedTempFile::new_in(incoming).map_err(io)?;
+    let mut writer = zip::ZipWriter::new(zip.reopen().map_err(io)?);
+    let large = limit >= u64::from(u32::MAX);
+    batch_upload::start_entry(&mut writer, "manifest.csv", large)?;
+    writer.write_all(&manifest).map_err(io)?;
     for scan in scans {
-        let bytes = std::fs::read(dir.join(&scan)).map_err(|e| failed(&e))?;
-        zip.start_file(scan, stored).map_err(|e| failed(&e))?;
-        zip.write_all(&bytes).map_err(|e| failed(&e))?;
+        batch_upload::start_entry(&mut writer, &scan, large)?;
+        let mut source = std::fs::File::open(dir.join(&scan)).map_err(io)?;
+        std::io::copy(&mut source, &mut writer).map_err(io)?;
     }
-    Ok(zip.finish().map_err(|e| failed(&e))?.into_inner())
+    writer.finish().map_err(|e| failed(&e))?;
+    Ok(zip)
 }
