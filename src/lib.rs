@@ -22,6 +22,7 @@ pub mod licence;
 pub mod messages;
 pub mod panics;
 pub mod render;
+pub mod scans;
 pub mod signing;
 pub mod store;
 pub mod supervision;

@@ -11,13 +11,14 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::blocking;
 use super::manifest::{ManifestRow, NEEDS_REVIEW, STANDARD_COLUMNS};
 use super::progress::{Clock, Stage};
-use super::{blocking, scans};
 use crate::app::{permissions, Action, Actor, App, AppError, Result};
 use crate::identifiers::TypeCode;
 use crate::licence::{Door, HolderInput, Record, RecordInput};
 use crate::messages::{Lang, Reason, Said};
+use crate::scans;
 use crate::store::{BatchRow, BatchRowOutcome};
 use crate::time_util;
 
@@ -280,7 +281,7 @@ impl<'a> Checker<'a> {
 
 /// Validation errors as a rejected row gives them: the columns, and each column's reason.
 fn invalid_row(errors: &crate::licence::ValidationErrors) -> RowError {
-    let column = |field: &str| super::manifest::column_of_field(field).to_string();
+    let column = |field: &str| crate::licence::column_of_field(field).to_string();
     let mut codes: Vec<&str> = Vec::new();
     for e in &errors.0 {
         if !codes.contains(&e.code) {

@@ -29,16 +29,6 @@ pub const NEEDS_REVIEW: &str = "needs_review";
 /// What a drafted manifest's confidence columns end with (`holder_id_confidence`): read past.
 pub const CONFIDENCE_SUFFIX: &str = "_confidence";
 
-/// The manifest column of a field a validation error names (`holder.id` is `holder_id`,
-/// `fields.gender` is `gender`).
-pub fn column_of_field(field: &str) -> &str {
-    match field {
-        "holder.name" => "holder_name",
-        "holder.id" => "holder_id",
-        other => other.strip_prefix("fields.").unwrap_or(other),
-    }
-}
-
 /// A column a manifest may carry beside its data, never converted: the reason a rejected-rows
 /// download gives, and a draft's confidences (of a column the manifest has).
 fn is_annotation(column: &str, known: impl Fn(&str) -> bool) -> bool {

@@ -18,6 +18,7 @@
 //! and a row are stored in (`BatchState`, `RowOutcome`) belong to the store.
 
 mod check;
+pub mod draft_manifest;
 mod issue;
 pub mod job;
 pub mod lease;
@@ -26,7 +27,6 @@ pub mod manifest;
 mod progress;
 pub mod report;
 pub mod sample;
-pub(crate) mod scans;
 mod upload;
 mod zip_directory;
 

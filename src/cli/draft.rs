@@ -76,7 +76,7 @@ pub(super) async fn run(
             .map_err(|e| AppError::Internal(e.to_string()))??;
     let file = std::fs::File::create(&out)
         .map_err(|e| AppError::BadInput(format!("{}: {e}", out.display())))?;
-    crate::draft::write_manifest(&draft, std::io::BufWriter::new(file))
+    crate::batch::draft_manifest::write_draft(&draft, std::io::BufWriter::new(file))
         .map_err(|e| AppError::Internal(format!("{}: {e}", out.display())))?;
     let doubted: usize = draft.rows.iter().map(|r| r.doubts().len()).sum();
     let doubted_rows = draft.rows.iter().filter(|r| !r.doubts().is_empty()).count();

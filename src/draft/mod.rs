@@ -10,14 +10,12 @@ mod prepare;
 mod read;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use crate::batch::manifest::{CONFIDENCE_SUFFIX, NEEDS_REVIEW, STANDARD_COLUMNS};
 use crate::directory::{Directory, FieldType, HolderKind, LicenceType};
 use crate::licence::{HolderInput, RecordInput, ValidationErrors};
 use correct::Reading;
@@ -135,7 +133,7 @@ pub fn draft_scans(
                     reason,
                 }))
             };
-            let bytes = match crate::batch::scans::read_scan(&base, scan, max_scan_bytes) {
+            let bytes = match crate::scans::read_scan(&base, scan, max_scan_bytes) {
                 Ok(read) => read.bytes,
                 Err(reason) => return skip(reason.zh()),
             };
@@ -166,7 +164,7 @@ pub fn draft_scans(
 
 /// The manifest columns of a type: the standard ones, then its fields.
 fn columns_of(t: &LicenceType) -> Vec<String> {
-    STANDARD_COLUMNS
+    crate::directory::RESERVED_KEYS
         .iter()
         .map(|c| c.to_string())
         .chain(t.fields.iter().map(|f| f.key.clone()))
@@ -377,50 +375,9 @@ fn doubt_what_conversion_refuses(t: &LicenceType, row: &mut DraftRow, check: &Ro
     };
     let Err(errors) = check(&input) else { return };
     for error in errors.0 {
-        let column = crate::batch::manifest::column_of_field(&error.field);
+        let column = crate::licence::column_of_field(&error.field);
         if let Some(cell) = row.cells.get_mut(column) {
             cell.doubt.get_or_insert(error.reason_zh);
         }
     }
-}
-
-/// Writes the draft as a manifest `convert` accepts: the type's columns, then each read
-/// column's confidence and `needs_review` (conversion refuses a row until it is emptied).
-pub fn write_manifest(draft: &Draft, out: impl Write) -> csv::Result<()> {
-    let read_columns: Vec<&String> = draft
-        .columns
-        .iter()
-        .filter(|c| !matches!(c.as_str(), "type_code" | "scan"))
-        .collect();
-    let mut header: Vec<String> = draft.columns.clone();
-    header.extend(
-        read_columns
-            .iter()
-            .map(|c| format!("{c}{CONFIDENCE_SUFFIX}")),
-    );
-    header.push(NEEDS_REVIEW.to_string());
-    let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(&header)?;
-    for row in &draft.rows {
-        let cell = |column: &str| row.cells.get(column).cloned().unwrap_or_default();
-        let mut record: Vec<String> = draft
-            .columns
-            .iter()
-            .map(|c| crate::batch::report::spreadsheet_text(&cell(c).value).into_owned())
-            .collect();
-        record.extend(
-            read_columns
-                .iter()
-                .map(|c| cell(c).confidence.map_or(String::new(), |n| n.to_string())),
-        );
-        let doubts: Vec<String> = row
-            .doubts()
-            .into_iter()
-            .map(|(column, why)| format!("{column}: {why}"))
-            .collect();
-        record.push(doubts.join("; "));
-        csv.write_record(&record)?;
-    }
-    csv.flush()?;
-    Ok(())
 }

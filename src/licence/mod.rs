@@ -13,7 +13,9 @@ use crate::directory::HolderKind;
 use crate::identifiers::{ResidentId, Uscc, VersionId};
 use crate::time_util;
 
-pub use validate::{validate, Door, FieldError, HolderInput, RecordInput, ValidationErrors};
+pub use validate::{
+    column_of_field, validate, Door, FieldError, HolderInput, RecordInput, ValidationErrors,
+};
 
 /// The holder's identity number, of the kind the licence type says.
 #[derive(Debug, Clone, PartialEq, Eq)]
