@@ -446,7 +446,22 @@ async fn refusals_are_a_403_for_roles_and_forged_forms_and_a_404_for_another_dep
 async fn a_clerk_drafts_from_scans_corrects_the_flagged_cells_and_converts() {
     let s = TestServer::start().await;
     let mut clerk = signed_in(&s, "wu.clerk", &[Role::Clerk], MARKET_BUREAU).await;
-    let dir = sample_folder(&s.t.app, s.t.dir.path(), 4, 0.0, 73, &[FOOD]);
+    // Degraded scans (askew, noisy, JPEG 40): some cells come out in doubt.
+    let dir = s.t.dir.path().join("degraded");
+    let font = std::fs::read(templates_dir().join(elicence::render::FONT_FILE)).unwrap();
+    let options = elicence::batch::sample::Options {
+        rows: 4,
+        bad_rate: 0.0,
+        seed: 73,
+        gb18030: false,
+        max_scan_bytes: s.t.app.settings.max_scan_bytes,
+        types: vec![FOOD.to_string()],
+        scans: elicence::batch::sample::ScanLook {
+            dpi: 100,
+            degrade: true,
+        },
+    };
+    elicence::batch::sample::write(&s.t.app.directory, &font, &dir, &options).unwrap();
     let (_, batches, _) = clerk.get("/console/batches").await;
     assert!(batches.contains("从扫描件识别起草清单"), "{batches}");
     let csrf = hidden_value(&batches, "csrf").unwrap();
@@ -503,10 +518,14 @@ async fn a_clerk_drafts_from_scans_corrects_the_flagged_cells_and_converts() {
         .map(|l| l.split("</legend>").next().unwrap().contains("待核对"))
         .collect();
     assert_eq!(legends.len(), 4, "{review}");
+    assert!(
+        legends[0],
+        "degraded scans leave something in doubt: {review}"
+    );
     assert!(legends.windows(2).all(|w| w[0] >= w[1]), "{legends:?}");
     // Each scan is shown, to its clerk only.
     let image = review
-        .split("class=\"draft-scan\" src=\"")
+        .split("class=\"draft-scan\" href=\"")
         .nth(1)
         .unwrap()
         .split('"')
@@ -518,14 +537,25 @@ async fn a_clerk_drafts_from_scans_corrects_the_flagged_cells_and_converts() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(fetch(&other, image).await.status(), StatusCode::NOT_FOUND);
 
-    // The clerk corrects every field from the paper (the draft's rows are in scan order) and
-    // ticks each row.
+    // Ticking the rows alone is refused while a doubtful cell is neither corrected nor
+    // confirmed: a misread must not ride into a licence on one click.
     let csrf = hidden_value(&review, "csrf").unwrap();
+    let ticked: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("r{i}.checked"), "1".into()))
+        .collect();
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend(ticked.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let (status, said, _) = clerk.post(&draft, &form).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{said}");
+    assert!(said.contains("既未改正"), "{said}");
+    // The clerk corrects every field from the paper (the draft's rows are in scan order),
+    // confirms the doubtful ones that were right, and ticks each row.
     let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf)];
     for (i, row) in rows.iter().enumerate() {
         for (column, value) in header.iter().zip(row) {
             if !matches!(column.as_str(), "type_code" | "scan") {
                 form.push((format!("r{i}.{column}"), value.clone()));
+                form.push((format!("r{i}.{column}.same"), "1".into()));
             }
         }
         form.push((format!("r{i}.checked"), "1".into()));

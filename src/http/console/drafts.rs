@@ -272,47 +272,71 @@ pub async fn show(
 
 /// Rows in doubt first, each scan beside its fields; flagged cells marked with their reason.
 fn review(app: &App, session: &ConsoleSession, id: &str, draft: &Draft) -> Markup {
+    // The rows with the most doubts first.
     let mut order: Vec<(usize, &DraftRow)> = draft.rows.iter().enumerate().collect();
-    order.sort_by_key(|(i, row)| (row.doubts().is_empty(), *i));
-    let type_name = TypeCode::parse(&draft.type_code)
+    order.sort_by_key(|(i, row)| (std::cmp::Reverse(row.doubts().len()), *i));
+    let licence_type = TypeCode::parse(&draft.type_code)
         .ok()
-        .and_then(|code| app.directory.get(&code).map(|t| t.name.clone()))
-        .unwrap_or_default();
+        .and_then(|code| app.directory.get(&code));
+    let type_name = licence_type.map(|t| t.name.clone()).unwrap_or_default();
     let label = |column: &str| column_label(app, &draft.type_code, column);
+    let long_text = |column: &str| {
+        licence_type
+            .and_then(|t| t.field(column))
+            .is_some_and(|f| f.field_type == crate::directory::FieldType::Text)
+    };
     let flagged = draft.rows.iter().filter(|r| !r.doubts().is_empty()).count();
     html! {
         h1 { (TITLE) "：" (type_name) }
         p { "识别 " (draft.rows.len()) " 张，其中 " strong { (flagged) } " 张有待核对的格子（排在前面，标为黄色）。"
-            "核对、改正后勾选“已核对”，再提交；未勾选的行不会转换。" }
+            "对照扫描件改正黄色格子；没有改动的黄色格子须勾选“与原件一致”。整行核对后勾选“本行已核对”，再提交；未勾选的行不会转换。" }
         @if !draft.skipped.is_empty() {
             div class="card" {
                 h2 { "未起草的扫描件" }
-                ul { @for s in &draft.skipped { li { (s.scan) "：" (s.reason) } } }
+                ul { @for s in &draft.skipped { li { (shown_name(&s.scan)) "：" (s.reason) } } }
             }
         }
         form method="post" action=(format!("/console/drafts/{id}")) {
             (csrf_field(session))
             @for (i, row) in order {
+                @let src = format!("/console/drafts/{id}/{}", row.scan);
                 fieldset class="card draft-row" {
-                    legend { (row.scan) @if !row.doubts().is_empty() { " · 待核对 " (row.doubts().len()) " 处" } }
-                    img class="draft-scan" src=(format!("/console/drafts/{id}/{}", row.scan)) alt=(format!("扫描件 {}", row.scan)) loading="lazy";
+                    legend { (shown_name(&row.scan)) @if !row.doubts().is_empty() { " · 待核对 " (row.doubts().len()) " 处" } }
+                    a class="draft-scan" href=(src) target="_blank" title="在新窗口打开原图" {
+                        img class=(format!("turn-{}", row.turned)) src=(src) alt=(format!("扫描件 {}", shown_name(&row.scan))) loading="lazy";
+                    }
                     div class="draft-fields" {
                         @for column in draft.columns.iter().filter(|c| !matches!(c.as_str(), "type_code" | "scan")) {
                             @let cell = row.cells.get(column).cloned().unwrap_or_default();
                             @let name = format!("r{i}.{column}");
-                            label for=(name) class=[cell.doubt.as_ref().map(|_| "flagged")] {
+                            @let class = cell.doubt.as_ref().map(|_| "flagged");
+                            label for=(name) class=[class] {
                                 (label(column))
                                 @if let Some(why) = &cell.doubt { span class="hint" { "（" (why) "）" } }
                             }
-                            input id=(name) name=(name) value=(cell.value) class=[cell.doubt.as_ref().map(|_| "flagged")];
+                            @if long_text(column) {
+                                textarea id=(name) name=(name) rows="2" class=[class] { (cell.value) }
+                            } @else {
+                                input id=(name) name=(name) value=(cell.value) class=[class];
+                            }
+                            @if cell.doubt.is_some() {
+                                label class="same" { input type="checkbox" name=(format!("{name}.same")) value="1"; " 与原件一致" }
+                            }
                         }
-                        label { input type="checkbox" name=(format!("r{i}.checked")) value="1"; " 已核对" }
+                        label class="row-checked" { input type="checkbox" name=(format!("r{i}.checked")) value="1"; " 本行已核对" }
                     }
                 }
             }
             button type="submit" { "提交已核对的行进行转换" }
         }
     }
+}
+
+/// A scan's name as the clerk uploaded it (without the folder and the order number it is kept
+/// under).
+fn shown_name(scan: &str) -> &str {
+    let file = scan.strip_prefix("scans/").unwrap_or(scan);
+    file.split_once('-').map_or(file, |(_, name)| name)
 }
 
 /// A column's label as the licence prints it.
@@ -381,6 +405,7 @@ pub async fn confirm(
         let dir = own_draft(&state.app, &session, &id)?;
         let draft = read_draft(&dir)?
             .ok_or_else(|| AppError::BadInput("the draft is not ready yet".into()))?;
+        check_doubts_resolved(&state.app, &draft, &form)?;
         let zip = {
             let (incoming, dir, limit) = (
                 batch_upload::incoming(&state.app)?,
@@ -410,6 +435,36 @@ pub async fn confirm(
     }
 }
 
+/// Refuses a ticked row with a cell in doubt that was neither corrected nor confirmed as the
+/// paper's (与原件一致): ticking the row alone must not carry a misread into a licence.
+fn check_doubts_resolved(app: &App, draft: &Draft, form: &HashMap<String, String>) -> Result<()> {
+    for (i, row) in draft.rows.iter().enumerate() {
+        if !form.contains_key(&format!("r{i}.checked")) {
+            continue;
+        }
+        let unresolved: Vec<String> = row
+            .doubts()
+            .into_iter()
+            .map(|(column, _)| column)
+            .filter(|column| {
+                let value = form.get(&format!("r{i}.{column}"));
+                let read = row.cells.get(*column).map(|c| &c.value);
+                value.is_none_or(|v| Some(v) == read)
+                    && !form.contains_key(&format!("r{i}.{column}.same"))
+            })
+            .map(|column| column_label(app, &draft.type_code, column))
+            .collect();
+        if !unresolved.is_empty() {
+            return Err(AppError::BadInput(format!(
+                "扫描件 {} 的待核对格子（{}）既未改正，也未勾选“与原件一致”：请返回核对",
+                shown_name(&row.scan),
+                unresolved.join("、")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A batch zip of the checked rows, in a temporary file under `incoming`: `manifest.csv` (the
 /// draft's columns, as corrected, with nothing left in review) and their scans, stored.
 fn confirmed_batch(
@@ -429,6 +484,7 @@ fn confirmed_batch(
         if !form.contains_key(&format!("r{i}.checked")) {
             continue;
         }
+
         let record: Vec<String> = draft
             .columns
             .iter()
