@@ -54,9 +54,16 @@ pub fn text(read: &str) -> String {
             ' ' if chinese(before) && chinese(after) => continue,
             _ => None,
         };
-        out.push(full.unwrap_or(c));
+        let c = full.unwrap_or(c);
+        // A bracket read twice (（（) is one bracket: a licence's text never doubles them.
+        if "（）".contains(c) && out.ends_with(c) {
+            continue;
+        }
+        out.push(c);
     }
-    out
+    // A colon or comma at the end is the edge of the next word or a speck, never the value's.
+    out.trim_end_matches(['：', '；', '，', '、', ':', ';', ','])
+        .to_string()
 }
 
 /// How a read value was taken.
@@ -405,6 +412,11 @@ mod tests {
         );
         assert_eq!(text("Room 5 (east)"), "Room 5 (east)");
         assert_eq!(text("李明、赵 敏"), "李明、赵敏");
+        assert_eq!(text("张卫东："), "张卫东");
+        assert_eq!(
+            text("食品销售（（仅销售预包装食品）"),
+            "食品销售（仅销售预包装食品）"
+        );
     }
 
     #[test]

@@ -242,14 +242,14 @@ fn cells_of(
             _ => None,
         },
     };
-    let read_as = |value: &read::ReadValue, reading: Reading| cell(value.confidence, reading);
+    let read_as = |value: &read::ReadValue, reading: Reading| cell(value.confidence(), reading);
     let number = match values.get("number") {
-        Some(v) => read_as(v, Reading::AsRead(correct::plain(&v.text))),
+        Some(v) => read_as(v, Reading::AsRead(correct::plain(&v.text()))),
         None => missing(true, true),
     };
     cells.insert("number".into(), number);
     let holder_name = match values.get("holder_name") {
-        Some(v) => read_as(v, Reading::AsRead(correct::text(&v.text))),
+        Some(v) => read_as(v, Reading::AsRead(correct::text(&v.text()))),
         None => missing(true, true),
     };
     cells.insert("holder_name".into(), holder_name);
@@ -257,8 +257,8 @@ fn cells_of(
         Some(v) => read_as(
             v,
             match t.holder_kind {
-                HolderKind::Person => correct::resident_id(&v.text, today),
-                HolderKind::Organisation => correct::uscc(&v.text),
+                HolderKind::Person => correct::resident_id(&v.text(), today),
+                HolderKind::Organisation => correct::uscc(&v.text()),
             },
         ),
         None => missing(true, true),
@@ -275,12 +275,12 @@ fn cells_of(
             Some(v) => read_as(
                 v,
                 match f.field_type {
-                    FieldType::Text => Reading::AsRead(correct::text(&v.text)),
-                    FieldType::Date => correct::date(&v.text),
-                    FieldType::Integer => correct::integer(&v.text),
-                    FieldType::Enum => correct::one_of(&v.text, &f.values),
-                    FieldType::ResidentId => correct::resident_id(&v.text, today),
-                    FieldType::Uscc => correct::uscc(&v.text),
+                    FieldType::Text => Reading::AsRead(correct::text(&v.text())),
+                    FieldType::Date => correct::date(&v.text()),
+                    FieldType::Integer => correct::integer(&v.text()),
+                    FieldType::Enum => correct::one_of(&v.text(), &f.values),
+                    FieldType::ResidentId => correct::resident_id(&v.text(), today),
+                    FieldType::Uscc => correct::uscc(&v.text()),
                 },
             ),
             None => missing(f.printed, f.required),
@@ -312,47 +312,46 @@ fn cell(confidence: f32, reading: Reading) -> Cell {
 }
 
 /// The validity line: `2024-03-05 至 2029-03-04`; an end of 长期 (or the type's default) is
-/// written empty, as a manifest leaves it.
+/// written empty, as a manifest leaves it. Each end is as sure as its own characters.
 fn validity(v: &read::ReadValue) -> (Cell, Cell) {
-    let (from, until) = split_validity(&v.text);
-    let from = cell(v.confidence, correct::date(from));
+    let (from, until) = split_validity(v);
+    let from = cell(from.confidence(), correct::date(&from.text()));
+    let until_text = until.text();
     // 长期 (long-term) or （按规定期限） (the type's default), however misread. An end not read
     // at all is no default: the clerk must look.
-    if until.trim().is_empty() {
+    if until_text.is_empty() {
         let not_read = Reading::Doubtful {
             value: String::new(),
             why: "有效期截止日未识别".to_string(),
         };
-        return (from, cell(v.confidence, not_read));
+        return (from, cell(v.confidence(), not_read));
     }
-    let open_ended = until.contains('长') || until.contains("规定");
-    let until = if open_ended {
+    let until = if until_text.contains('长') || until_text.contains("规定") {
         Cell {
             value: String::new(),
-            confidence: Some(v.confidence.clamp(0.0, 100.0) as u8),
+            confidence: Some(until.confidence().clamp(0.0, 100.0) as u8),
             doubt: None,
         }
     } else {
-        cell(v.confidence, correct::date(until))
+        cell(until.confidence(), correct::date(&until_text))
     };
     (from, until)
 }
 
 /// The two ends of a validity: around 至 (or 到); when OCR misread that word, after the
 /// first date (`2024年3月5日`, or the ten characters of `2024-03-05`).
-fn split_validity(text: &str) -> (&str, &str) {
-    let text = text.trim();
-    if let Some(split) = text.split_once(['至', '到']) {
-        return split;
-    }
-    let first_date_ends = match text.find('日') {
-        Some(at) => at + '日'.len_utf8(),
-        None => text.char_indices().nth(10).map_or(text.len(), |(i, _)| i),
+fn split_validity(v: &read::ReadValue) -> (read::ReadValue, read::ReadValue) {
+    let chars: Vec<char> = v.chars.iter().map(|r| r.c).collect();
+    let at = |c: char| chars.iter().position(|&x| x == c);
+    let (from_end, until_start) = match at('至').or_else(|| at('到')) {
+        Some(word) => (word, word + 1),
+        None => {
+            // Past the one misread character that stood for 至.
+            let first_date_ends = at('日').map_or(10, |day| day + 1);
+            (first_date_ends, first_date_ends + 1)
+        }
     };
-    let (from, rest) = text.split_at(first_date_ends);
-    // Past the one misread character that stood for 至.
-    let until = rest.char_indices().nth(1).map_or("", |(i, _)| &rest[i..]);
-    (from, until)
+    (v.part(0, from_end), v.part(until_start, chars.len()))
 }
 
 /// Marks the cells conversion would refuse, with conversion's own reason.

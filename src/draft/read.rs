@@ -10,33 +10,52 @@ use crate::directory::{Directory, LicenceType};
 /// The column a printed label introduces: a manifest column, or the validity line (both dates).
 pub const VALIDITY: &str = "validity";
 
-/// A value as read: its text and the lowest confidence of any of its characters.
-#[derive(Debug, Clone, PartialEq)]
+/// A value as read: its characters, each with the confidence of the word it was read in.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReadValue {
-    pub text: String,
-    pub confidence: f32,
+    pub chars: Vec<ReadChar>,
 }
 
 impl ReadValue {
     fn of(chars: &[ReadChar]) -> ReadValue {
+        let blank = |r: &ReadChar| r.c.is_whitespace();
+        let start = chars.iter().position(|r| !blank(r)).unwrap_or(chars.len());
+        let end = chars
+            .iter()
+            .rposition(|r| !blank(r))
+            .map_or(start, |i| i + 1);
         ReadValue {
-            text: chars
-                .iter()
-                .map(|r| r.c)
-                .collect::<String>()
-                .trim()
-                .to_string(),
-            confidence: chars
-                .iter()
-                .filter(|r| !r.c.is_whitespace())
-                .map(|r| r.confidence)
-                .fold(100.0, f32::min),
+            chars: chars[start..end].to_vec(),
         }
     }
 
     fn extend(&mut self, more: ReadValue) {
-        self.text.push_str(&more.text);
-        self.confidence = self.confidence.min(more.confidence);
+        self.chars.extend(more.chars);
+    }
+
+    pub fn text(&self) -> String {
+        self.chars.iter().map(|r| r.c).collect()
+    }
+
+    /// The lowest confidence of its letters, digits and Chinese characters: a word that is only
+    /// a colon or a comma read unsurely says nothing of the value (punctuation is normalised).
+    pub fn confidence(&self) -> f32 {
+        let of = |keep: &dyn Fn(char) -> bool| {
+            self.chars
+                .iter()
+                .filter(|r| keep(r.c))
+                .map(|r| r.confidence)
+                .reduce(f32::min)
+        };
+        of(&|c| c.is_alphanumeric())
+            .or_else(|| of(&|c| !c.is_whitespace()))
+            .unwrap_or(0.0)
+    }
+
+    /// The characters from `start` to `end` (by character), trimmed.
+    pub fn part(&self, start: usize, end: usize) -> ReadValue {
+        let end = end.min(self.chars.len());
+        ReadValue::of(&self.chars[start.min(end)..end])
     }
 }
 
@@ -289,19 +308,19 @@ mod tests {
             PageKind::Licence(_)
         ));
         let values = values(food, &lines);
-        assert_eq!(values["number"].text, "JY1S00030000002");
-        assert_eq!(values["holder_name"].text, "城东陈传百货商店");
-        assert_eq!(values["holder_name"].confidence, 40.0);
-        assert_eq!(values["residence"].text, "浙江省示范县城关镇人民路88号");
+        assert_eq!(values["number"].text(), "JY1S00030000002");
+        assert_eq!(values["holder_name"].text(), "城东陈传百货商店");
+        assert_eq!(values["holder_name"].confidence(), 40.0);
+        assert_eq!(values["residence"].text(), "浙江省示范县城关镇人民路88号");
         assert_eq!(
-            values["business_premises"].text,
+            values["business_premises"].text(),
             "浙江省示范县城关镇人民路88号一楼"
         );
         assert_eq!(
-            values["business_items"].text,
+            values["business_items"].text(),
             "热食类食品制售;冷食类食品制售(不含生食)"
         );
-        assert_eq!(values[VALIDITY].text, "2026-06-20至2031-06-19");
+        assert_eq!(values[VALIDITY].text(), "2026-06-20至2031-06-19");
         // The issuer's name far below the validity continues nothing.
         assert_eq!(values.len(), 6);
     }
