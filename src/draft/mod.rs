@@ -23,10 +23,11 @@ pub use ocr::OcrError;
 use prepare::Turn;
 pub use read::PageKind;
 
-/// A value read with less confidence than this (0–100, the lowest word confidence Tesseract gave
-/// in it) is marked for review even when it passes every check: text has no check character to
-/// prove it. Measured by `bench draft` (200 scans each): every wrong value read below 71, clean
-/// or degraded; right ones spread from 0 to 97, so a lower line would let wrong values through.
+/// A value read with less confidence than this (0–100: the lowest Tesseract gave a word holding
+/// one of its letters, digits or Chinese characters) is marked for review even when it passes
+/// every check: text has no check character to prove it. In `bench draft` (200 scans clean, 200
+/// degraded) wrong values were read as high as 70 and right ones from 0 to 97: a lower line
+/// would let wrong values through.
 pub const SURE_CONFIDENCE: f32 = 75.0;
 
 /// Checks a drafted row as conversion will (the directory's rules, the licence font).
