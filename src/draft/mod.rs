@@ -20,6 +20,7 @@ use crate::directory::{Directory, FieldType, HolderKind, LicenceType};
 use crate::licence::{HolderInput, RecordInput, ValidationErrors};
 use correct::Reading;
 pub use ocr::OcrError;
+pub use prepare::upright_jpeg;
 use prepare::Turn;
 pub use read::PageKind;
 

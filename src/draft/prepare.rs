@@ -56,6 +56,29 @@ impl Turn {
 
 /// Decodes a JPEG or PNG scan to grey.
 pub fn decode(bytes: &[u8]) -> Result<GrayImage, PrepareError> {
+    Ok(decode_bounded(bytes)?.to_luma8())
+}
+
+/// The scan turned upright by `degrees` (clockwise; 0, 90, 180, 270), in colour, as JPEG: what
+/// the console shows a clerk beside the fields.
+pub fn upright_jpeg(bytes: &[u8], degrees: u32) -> Result<Vec<u8>, PrepareError> {
+    let picture = decode_bounded(bytes)?;
+    let turned = match degrees {
+        90 => picture.rotate90(),
+        180 => picture.rotate180(),
+        270 => picture.rotate270(),
+        _ => picture,
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    turned
+        .to_rgb8()
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .map_err(|e| PrepareError::Unreadable(e.to_string()))?;
+    Ok(out.into_inner())
+}
+
+/// Decodes a JPEG or PNG within [`MAX_SIDE`] and [`MAX_DECODE_BYTES`].
+fn decode_bounded(bytes: &[u8]) -> Result<image::DynamicImage, PrepareError> {
     let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| PrepareError::Unreadable(e.to_string()))?;
@@ -75,10 +98,9 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage, PrepareError> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let picture = reader
+    reader
         .decode()
-        .map_err(|e| PrepareError::Unreadable(e.to_string()))?;
-    Ok(picture.to_luma8())
+        .map_err(|e| PrepareError::Unreadable(e.to_string()))
 }
 
 /// The upright, straightened page, ready for recognition, and the degrees it was
@@ -212,6 +234,24 @@ mod tests {
             decode(b"\xFF\xD8\xFFnot really"),
             Err(PrepareError::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn a_scan_is_shown_upright_as_the_draft_found_it() {
+        let mut png = std::io::Cursor::new(Vec::new());
+        GrayImage::from_pixel(40, 30, Luma([200]))
+            .write_to(&mut png, image::ImageFormat::Png)
+            .unwrap();
+        for (degrees, size) in [
+            (0, (40, 30)),
+            (90, (30, 40)),
+            (180, (40, 30)),
+            (270, (30, 40)),
+        ] {
+            let upright =
+                image::load_from_memory(&upright_jpeg(png.get_ref(), degrees).unwrap()).unwrap();
+            assert_eq!((upright.width(), upright.height()), size, "{degrees}°");
+        }
     }
 
     #[test]

@@ -281,9 +281,9 @@ fn review(app: &App, session: &ConsoleSession, id: &str, draft: &Draft) -> Marku
     let type_name = licence_type.map(|t| t.name.clone()).unwrap_or_default();
     let label = |column: &str| column_label(app, &draft.type_code, column);
     let long_text = |column: &str| {
-        licence_type
-            .and_then(|t| t.field(column))
-            .is_some_and(|f| f.field_type == crate::directory::FieldType::Text)
+        licence_type.and_then(|t| t.field(column)).is_some_and(|f| {
+            f.field_type == crate::directory::FieldType::Text && f.max_len.is_none_or(|n| n > 60)
+        })
     };
     let flagged = draft.rows.iter().filter(|r| !r.doubts().is_empty()).count();
     html! {
@@ -303,7 +303,7 @@ fn review(app: &App, session: &ConsoleSession, id: &str, draft: &Draft) -> Marku
                 fieldset class="card draft-row" {
                     legend { (shown_name(&row.scan)) @if !row.doubts().is_empty() { " · 待核对 " (row.doubts().len()) " 处" } }
                     a class="draft-scan" href=(src) target="_blank" title="在新窗口打开原图" {
-                        img class=(format!("turn-{}", row.turned)) src=(src) alt=(format!("扫描件 {}", shown_name(&row.scan))) loading="lazy";
+                        img src=(src) alt=(format!("扫描件 {}", shown_name(&row.scan))) loading="lazy";
                     }
                     div class="draft-fields" {
                         @for column in draft.columns.iter().filter(|c| !matches!(c.as_str(), "type_code" | "scan")) {
@@ -367,9 +367,29 @@ pub async fn scan(
         if safe_name(&name) != name {
             return Err(AppError::NotFound(name.clone()));
         }
-        std::fs::read(dir.join("scans").join(&name)).map_err(|_| AppError::NotFound(name.clone()))
+        let bytes = std::fs::read(dir.join("scans").join(&name))
+            .map_err(|_| AppError::NotFound(name.clone()))?;
+        let scan = format!("scans/{name}");
+        let turned = read_draft(&dir)
+            .ok()
+            .flatten()
+            .and_then(|draft| draft.rows.into_iter().find(|row| row.scan == scan))
+            .map_or(0, |row| row.turned);
+        Ok((bytes, turned))
     });
-    match read {
+    let upright = match read {
+        // Shown as the clerk reads it: upright, as the draft found it.
+        Ok((bytes, turned)) if turned != 0 => {
+            batch_upload::blocking(move || {
+                crate::draft::upright_jpeg(&bytes, turned)
+                    .map_err(|e| AppError::Internal(e.to_string()))
+            })
+            .await
+        }
+        Ok((bytes, _)) => Ok(bytes),
+        Err(e) => Err(e),
+    };
+    match upright {
         Ok(bytes) => {
             let kind = if bytes.starts_with(b"\x89PNG") {
                 "image/png"
@@ -438,6 +458,7 @@ pub async fn confirm(
 /// Refuses a ticked row with a cell in doubt that was neither corrected nor confirmed as the
 /// paper's (与原件一致): ticking the row alone must not carry a misread into a licence.
 fn check_doubts_resolved(app: &App, draft: &Draft, form: &HashMap<String, String>) -> Result<()> {
+    let mut unresolved_rows = Vec::new();
     for (i, row) in draft.rows.iter().enumerate() {
         if !form.contains_key(&format!("r{i}.checked")) {
             continue;
@@ -455,14 +476,20 @@ fn check_doubts_resolved(app: &App, draft: &Draft, form: &HashMap<String, String
             .map(|column| column_label(app, &draft.type_code, column))
             .collect();
         if !unresolved.is_empty() {
-            return Err(AppError::BadInput(format!(
-                "扫描件 {} 的待核对格子（{}）既未改正，也未勾选“与原件一致”：请返回核对",
+            unresolved_rows.push(format!(
+                "{}（{}）",
                 shown_name(&row.scan),
                 unresolved.join("、")
-            )));
+            ));
         }
     }
-    Ok(())
+    if unresolved_rows.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::BadInput(format!(
+        "这些待核对格子既未改正，也未勾选“与原件一致”，请用浏览器“后退”返回核对（已填内容仍在）：{}",
+        unresolved_rows.join("；")
+    )))
 }
 
 /// A batch zip of the checked rows, in a temporary file under `incoming`: `manifest.csv` (the
