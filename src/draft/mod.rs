@@ -1,6 +1,5 @@
-//! Drafting a manifest from a folder of scans (存量证照信息采集): each scan is cleaned, turned
-//! upright and straightened, read by Tesseract, and its printed labels matched to the type's
-//! columns. Every value is checked as conversion would check it; identifiers are corrected only
+//! Drafting a manifest from a folder of scans (存量证照信息采集): each scan is turned upright and
+//! straightened, read by Tesseract, and its printed labels matched to the type's columns. Every value is checked as conversion would check it; identifiers are corrected only
 //! when their check character proves the correction. What is in doubt is written with its
 //! reason in `needs_review`, and conversion refuses a row until a clerk clears that cell.
 
