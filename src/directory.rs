@@ -378,6 +378,15 @@ pub const RESERVED_KEYS: [&str; 7] = [
     "scan",
 ];
 
+// Manifest columns beside a record's data, whose names no field may take.
+/// Why a row was rejected, in the rejected rows the console gives back: read past, so the
+/// corrected file can be uploaded as it is.
+pub const REJECTION_REASON: &str = "rejection_reason";
+/// The cells of a drafted row (`elicence draft`) a clerk must check: a row with any is refused.
+pub const NEEDS_REVIEW: &str = "needs_review";
+/// The end of a drafted manifest's confidence columns (`holder_id_confidence`): read past.
+pub const CONFIDENCE_SUFFIX: &str = "_confidence";
+
 impl FieldDef {
     fn check(&self) -> Result<(), String> {
         let snake = !self.key.is_empty()
@@ -396,8 +405,8 @@ impl FieldDef {
         }
         // A manifest's annotation columns: a drafted manifest's doubts and confidences, a
         // rejected-rows download's reasons.
-        if matches!(self.key.as_str(), "needs_review" | "rejection_reason")
-            || self.key.ends_with("_confidence")
+        if [NEEDS_REVIEW, REJECTION_REASON].contains(&self.key.as_str())
+            || self.key.ends_with(CONFIDENCE_SUFFIX)
         {
             return Err("key is reserved for a manifest's annotation column (needs_review, rejection_reason, *_confidence)".into());
         }

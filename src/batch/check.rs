@@ -16,7 +16,7 @@ use super::manifest::{ManifestRow, NEEDS_REVIEW, STANDARD_COLUMNS};
 use super::progress::{Clock, Stage};
 use crate::app::{permissions, Action, Actor, App, AppError, Result};
 use crate::identifiers::TypeCode;
-use crate::licence::{Door, HolderInput, Record, RecordInput};
+use crate::licence::{Door, Record, RecordInput};
 use crate::messages::{Lang, Reason, Said};
 use crate::scans;
 use crate::store::{BatchRow, BatchRowOutcome};
@@ -169,17 +169,7 @@ impl<'a> Checker<'a> {
             }
             fields.insert(column.clone(), serde_json::Value::String(value.clone()));
         }
-        let optional = |column: &str| Some(row.get(column).to_string()).filter(|s| !s.is_empty());
-        let input = RecordInput {
-            number: Some(number.to_string()),
-            holder: HolderInput {
-                name: row.get("holder_name").to_string(),
-                id: row.get("holder_id").to_string(),
-            },
-            valid_from: optional("valid_from"),
-            valid_until: optional("valid_until"),
-            fields,
-        };
+        let input = RecordInput::from_columns(|column| row.get(column), fields);
         let today = time_util::today_cst();
         let record = self
             .app

@@ -17,25 +17,15 @@ use crate::messages::Reason;
 /// uses, which no field may take.
 pub const STANDARD_COLUMNS: [&str; 7] = crate::directory::RESERVED_KEYS;
 
-/// The column the console adds to the rejected rows it gives back (why each was rejected). A
-/// manifest may carry it, so that the corrected file can be uploaded as it is: it is read past
-/// and never checked or kept.
-pub const REJECTION_REASON: &str = "rejection_reason";
-
-/// The column a drafted manifest (`elicence draft`) adds for the cells a clerk must check, each
-/// with its reason. A row whose cell is not empty is refused: nothing in doubt is converted.
-pub const NEEDS_REVIEW: &str = "needs_review";
-
-/// What a drafted manifest's confidence columns end with (`holder_id_confidence`): read past.
-pub const CONFIDENCE_SUFFIX: &str = "_confidence";
+pub use crate::directory::{CONFIDENCE_SUFFIX, NEEDS_REVIEW, REJECTION_REASON};
 
 /// A column a manifest may carry beside its data, never converted: the reason a rejected-rows
-/// download gives, and a draft's confidences (of a column the manifest has).
-fn is_annotation(column: &str, known: impl Fn(&str) -> bool) -> bool {
+/// download gives, and a draft's confidences (of a column the manifest may have).
+fn is_annotation(column: &str, field_keys: &HashSet<&str>) -> bool {
     column == REJECTION_REASON
         || column
             .strip_suffix(CONFIDENCE_SUFFIX)
-            .is_some_and(|data| STANDARD_COLUMNS.contains(&data) || known(data))
+            .is_some_and(|data| STANDARD_COLUMNS.contains(&data) || field_keys.contains(data))
 }
 
 /// A manifest that cannot be read at all: nothing is converted.
@@ -78,6 +68,8 @@ impl ManifestError {
 pub struct Manifest {
     decoder: &'static Encoding,
     columns: Vec<String>,
+    /// Which columns are annotations (read past), as the header check found them.
+    annotations: Vec<bool>,
     records: Records<BufReader<File>>,
     path: PathBuf,
     row_limit: u64,
@@ -158,10 +150,12 @@ impl Manifest {
             None => return Err(fail(1, Reason::EmptyManifest)),
         };
         let columns: Vec<String> = header.cells.iter().map(|c| c.trim().to_string()).collect();
-        check_header(&columns, directory).map_err(|reason| fail(header.line, reason))?;
+        let annotations =
+            check_header(&columns, directory).map_err(|reason| fail(header.line, reason))?;
         Ok(Manifest {
             decoder: encoding,
             columns,
+            annotations,
             records,
             path: path.to_path_buf(),
             row_limit,
@@ -193,15 +187,15 @@ impl Iterator for Manifest {
         let cells = self
             .columns
             .iter()
+            .zip(&self.annotations)
             .zip(
                 record
                     .cells
                     .into_iter()
                     .chain(std::iter::repeat(String::new())),
             )
-            // The header was checked: every confidence column it has belongs to a data column.
-            .filter(|(c, _)| !is_annotation(c, |_| true))
-            .map(|(c, v)| (c.clone(), without_formula_guard(v.trim()).to_string()))
+            .filter(|((_, annotation), _)| !**annotation)
+            .map(|((c, _), v)| (c.clone(), without_formula_guard(v.trim()).to_string()))
             .collect();
         Some(Ok(ManifestRow {
             line: record.line,
@@ -334,7 +328,8 @@ impl<R: BufRead> Iterator for Records<R> {
     }
 }
 
-fn check_header(columns: &[String], directory: &Directory) -> Result<(), Reason> {
+/// Checks a manifest's header; answers which of its columns are annotations.
+fn check_header(columns: &[String], directory: &Directory) -> Result<Vec<bool>, Reason> {
     let mut seen = HashSet::new();
     for column in columns {
         if !seen.insert(column.as_str()) {
@@ -353,16 +348,20 @@ fn check_header(columns: &[String], directory: &Directory) -> Result<(), Reason>
         .types()
         .flat_map(|t| t.fields.iter().map(|f| f.key.as_str()))
         .collect();
-    for column in columns {
+    let annotations: Vec<bool> = columns
+        .iter()
+        .map(|column| is_annotation(column, &field_keys))
+        .collect();
+    for (column, annotation) in columns.iter().zip(&annotations) {
         if !STANDARD_COLUMNS.contains(&column.as_str())
             && !field_keys.contains(column.as_str())
             && column != NEEDS_REVIEW
-            && !is_annotation(column, |data| field_keys.contains(data))
+            && !annotation
         {
             return Err(Reason::ColumnUnknown(column.clone()));
         }
     }
-    Ok(())
+    Ok(annotations)
 }
 
 /// UTF-8 when the bytes start with its BOM or are valid UTF-8 throughout; otherwise GB18030 (of

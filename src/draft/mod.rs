@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::directory::{Directory, FieldType, HolderKind, LicenceType};
-use crate::licence::{HolderInput, RecordInput, ValidationErrors};
+use crate::licence::{RecordInput, ValidationErrors};
 use correct::Reading;
 pub use ocr::OcrError;
 pub use prepare::upright_jpeg;
@@ -358,21 +358,18 @@ fn split_validity(v: &read::ReadValue) -> (read::ReadValue, read::ReadValue) {
 /// Marks the cells conversion would refuse, with conversion's own reason.
 fn doubt_what_conversion_refuses(t: &LicenceType, row: &mut DraftRow, check: &RowCheck<'_>) {
     let value = |column: &str| row.cells.get(column).map_or("", |c| c.value.as_str());
-    let optional = |column: &str| Some(value(column).to_string()).filter(|s| !s.is_empty());
-    let input = RecordInput {
-        number: Some(value("number").to_string()),
-        holder: HolderInput {
-            name: value("holder_name").to_string(),
-            id: value("holder_id").to_string(),
-        },
-        valid_from: optional("valid_from"),
-        valid_until: optional("valid_until"),
-        fields: t
-            .fields
-            .iter()
-            .filter_map(|f| Some((f.key.clone(), serde_json::Value::String(optional(&f.key)?))))
-            .collect(),
-    };
+    let fields = t
+        .fields
+        .iter()
+        .filter(|f| !value(&f.key).is_empty())
+        .map(|f| {
+            (
+                f.key.clone(),
+                serde_json::Value::String(value(&f.key).to_string()),
+            )
+        })
+        .collect();
+    let input = RecordInput::from_columns(value, fields);
     let Err(errors) = check(&input) else { return };
     for error in errors.0 {
         let column = crate::licence::column_of_field(&error.field);

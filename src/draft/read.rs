@@ -284,13 +284,17 @@ mod tests {
         Directory::load(std::path::Path::new("templates/directory")).unwrap()
     }
 
+    fn food(directory: &Directory) -> &LicenceType {
+        directory
+            .types()
+            .find(|t| t.name == "食品经营许可证")
+            .unwrap()
+    }
+
     #[test]
     fn labels_find_their_values_and_long_values_their_second_line() {
         let directory = directory();
-        let food = directory
-            .types()
-            .find(|t| t.name == "食品经营许可证")
-            .unwrap();
+        let food = food(&directory);
         let lines = [
             line("食品经营许可证", 40),
             line("编号:JY1S00030000002", 100),
@@ -328,10 +332,7 @@ mod tests {
     #[test]
     fn another_type_or_a_page_without_a_title_is_told_apart() {
         let directory = directory();
-        let food = directory
-            .types()
-            .find(|t| t.name == "食品经营许可证")
-            .unwrap();
+        let food = food(&directory);
         let permit = [line("建筑工程施工许可证", 40), line("编号:X1", 100)];
         assert!(matches!(
             page_kind(&permit, &directory, food),

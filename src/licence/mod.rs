@@ -1,6 +1,7 @@
 //! Licences (SPEC §4): the validated content of a version (`Record`), the versions themselves,
 //! their status and the change events that record every step.
 
+mod columns;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -13,9 +14,8 @@ use crate::directory::HolderKind;
 use crate::identifiers::{ResidentId, Uscc, VersionId};
 use crate::time_util;
 
-pub use validate::{
-    column_of_field, validate, Door, FieldError, HolderInput, RecordInput, ValidationErrors,
-};
+pub use columns::column_of_field;
+pub use validate::{validate, Door, FieldError, HolderInput, RecordInput, ValidationErrors};
 
 /// The holder's identity number, of the kind the licence type says.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -119,16 +119,6 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// The manifest column of a field a validation error names (`holder.id` is `holder_id`,
-/// `fields.gender` is `gender`).
-pub fn column_of_field(field: &str) -> &str {
-    match field {
-        "holder.name" => "holder_name",
-        "holder.id" => "holder_id",
-        other => other.strip_prefix("fields.").unwrap_or(other),
-    }
-}
-
 /// Everything wrong with a record, in field order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(transparent)]

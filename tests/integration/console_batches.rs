@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 
 use crate::common::*;
 use crate::console_signin::{account_in, audited, first_sign_in, hidden_value, Person};
-use crate::uploads::{raw_request, sample_folder, zip_folder};
+use crate::uploads::{raw_request, sample_folder, sample_folder_looking, zip_folder};
 
 /// A person of `department` with `roles` (none needing a second factor), signed in with their
 /// password changed.
@@ -447,21 +447,11 @@ async fn a_clerk_drafts_from_scans_corrects_the_flagged_cells_and_converts() {
     let s = TestServer::start().await;
     let mut clerk = signed_in(&s, "wu.clerk", &[Role::Clerk], MARKET_BUREAU).await;
     // Degraded scans (askew, noisy, JPEG 40): some cells come out in doubt.
-    let dir = s.t.dir.path().join("degraded");
-    let font = std::fs::read(templates_dir().join(elicence::render::FONT_FILE)).unwrap();
-    let options = elicence::batch::sample::Options {
-        rows: 4,
-        bad_rate: 0.0,
-        seed: 73,
-        gb18030: false,
-        max_scan_bytes: s.t.app.settings.max_scan_bytes,
-        types: vec![FOOD.to_string()],
-        scans: elicence::batch::sample::ScanLook {
-            dpi: 100,
-            degrade: true,
-        },
+    let look = elicence::batch::sample::ScanLook {
+        dpi: 100,
+        degrade: true,
     };
-    elicence::batch::sample::write(&s.t.app.directory, &font, &dir, &options).unwrap();
+    let dir = sample_folder_looking(&s.t.app, s.t.dir.path(), 4, 0.0, 73, &[FOOD], look);
     let (_, batches, _) = clerk.get("/console/batches").await;
     assert!(batches.contains("从扫描件识别起草清单"), "{batches}");
     let csrf = hidden_value(&batches, "csrf").unwrap();

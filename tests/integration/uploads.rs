@@ -186,6 +186,19 @@ pub fn sample_folder(
     seed: u64,
     types: &[&str],
 ) -> PathBuf {
+    sample_folder_looking(app, dir, rows, bad_rate, seed, types, Default::default())
+}
+
+/// A sample batch whose scans look as `scans` says (resolution, degraded).
+pub fn sample_folder_looking(
+    app: &App,
+    dir: &Path,
+    rows: u64,
+    bad_rate: f64,
+    seed: u64,
+    types: &[&str],
+    scans: elicence::batch::sample::ScanLook,
+) -> PathBuf {
     let out = dir.join(format!("batch-{seed}"));
     let font = std::fs::read(templates_dir().join(elicence::render::FONT_FILE)).unwrap();
     let options = elicence::batch::sample::Options {
@@ -195,7 +208,7 @@ pub fn sample_folder(
         gb18030: false,
         max_scan_bytes: app.settings.max_scan_bytes,
         types: types.iter().map(|t| t.to_string()).collect(),
-        scans: Default::default(),
+        scans,
     };
     elicence::batch::sample::write(&app.directory, &font, &out, &options).unwrap();
     out

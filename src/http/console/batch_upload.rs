@@ -153,7 +153,7 @@ pub(super) async fn short_text(mut field: Field<'_>) -> Result<String> {
         .map_err(|_| AppError::BadInput("the form field csrf is not UTF-8".into()))
 }
 
-fn unreadable(e: impl std::fmt::Display) -> AppError {
+pub(super) fn unreadable(e: impl std::fmt::Display) -> AppError {
     AppError::BadInput(format!("the form cannot be read: {e}"))
 }
 

@@ -123,18 +123,18 @@ async fn receive(
     while let Some(mut field) = multipart
         .next_field()
         .await
-        .map_err(|e| bad(e.to_string()))?
+        .map_err(batch_upload::unreadable)?
     {
         match (field.name().unwrap_or_default(), csrf) {
             ("csrf", false) => {
-                let given = super::batch_upload::short_text(field).await?;
+                let given = batch_upload::short_text(field).await?;
                 if let Err(refused) = check_csrf(state, session, &given, "batch.draft").await {
                     return Ok(Err(refused));
                 }
                 csrf = true;
             }
             ("type", true) => {
-                let text = super::batch_upload::short_text(field).await?;
+                let text = batch_upload::short_text(field).await?;
                 type_code = Some(TypeCode::parse(text.trim())?);
             }
             ("scans", true) => {
@@ -149,7 +149,7 @@ async fn receive(
                 let original = field.file_name().unwrap_or_default().to_string();
                 let name = format!("{:05}-{}", names.len() + 1, safe_name(&original));
                 let mut file = std::fs::File::create(scans.join(&name)).map_err(io)?;
-                while let Some(bytes) = field.chunk().await.map_err(|e| bad(e.to_string()))? {
+                while let Some(bytes) = field.chunk().await.map_err(batch_upload::unreadable)? {
                     received += bytes.len() as u64;
                     if received > app.settings.max_upload_bytes {
                         return Err(bad(format!(
