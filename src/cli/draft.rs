@@ -69,15 +69,19 @@ pub(super) async fn run(
             args.scans.display()
         )));
     }
-    let (worker, actor) = (app.clone(), actor.clone());
-    let draft =
-        tokio::task::spawn_blocking(move || worker.draft_scans(&actor, &type_code, &base, &scans))
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))??;
-    let file = std::fs::File::create(&out)
-        .map_err(|e| AppError::BadInput(format!("{}: {e}", out.display())))?;
-    crate::batch::draft_manifest::write_draft(&draft, std::io::BufWriter::new(file))
-        .map_err(|e| AppError::Internal(format!("{}: {e}", out.display())))?;
+    let (worker, actor, folder) = (app.clone(), actor.clone(), base.clone());
+    let draft = tokio::task::spawn_blocking(move || {
+        worker.draft_scans(&actor, &type_code, &folder, &scans)
+    })
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))??;
+    // Written aside and moved into place only if nothing is there by then: a draft killed while
+    // writing leaves no half manifest, and of two drafts racing for one file the second fails.
+    let failed = |e: &dyn std::fmt::Display| AppError::BadInput(format!("{}: {e}", out.display()));
+    let mut file = tempfile::NamedTempFile::new_in(&base).map_err(|e| failed(&e))?;
+    crate::batch::draft_manifest::write_draft(&draft, std::io::BufWriter::new(file.as_file_mut()))
+        .map_err(|e| failed(&e))?;
+    file.persist_noclobber(&out).map_err(|e| failed(&e.error))?;
     let doubted: usize = draft.rows.iter().map(|r| r.doubts().len()).sum();
     let doubted_rows = draft.rows.iter().filter(|r| !r.doubts().is_empty()).count();
     print(json, &draft, || {

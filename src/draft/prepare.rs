@@ -19,9 +19,10 @@ const MAX_SKEW_DEGREES: f32 = 5.0;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
-    #[error("not a JPEG or PNG picture that can be read ({0})")]
+    // Said in Chinese: the reason a scan was not drafted is shown to the clerk as it is.
+    #[error("不是能读取的 JPEG 或 PNG 图片（{0}），未起草")]
     Unreadable(String),
-    #[error("the picture is {width}×{height} pixels; at most {MAX_SIDE} on a side is read")]
+    #[error("图片为 {width}×{height} 像素，每边至多读取 {MAX_SIDE} 像素，未起草")]
     TooLarge { width: u32, height: u32 },
 }
 
